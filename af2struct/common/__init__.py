@@ -1,0 +1,1 @@
+"""Shared foundations: residue constants, the Protein type, structure IO, atomic writes."""

@@ -1,0 +1,281 @@
+"""Structure IO through gemmi: PDB / mmCIF (optionally gzipped) <-> :class:`Protein`.
+
+Reading rules
+-------------
+* Model 1 only; alternate locations: the first conformer; hydrogens dropped.
+* The 20 standard amino acids are read; MSE is read as MET (SE -> SD).
+* Other non-standard residues (modified amino acids, UNK) are reported in a warning with their
+  positions and skipped; waters and ligands are skipped (counted at debug level).
+* Missing atoms are masked, never invented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import logging
+import os
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.atomic import atomic_write_text
+from af2struct.common.protein import Protein
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_WATERS = {"HOH", "WAT", "DOD", "H2O"}
+PDB_SUFFIXES = (".pdb", ".ent", ".pdb.gz", ".ent.gz")
+CIF_SUFFIXES = (".cif", ".mmcif", ".cif.gz", ".mmcif.gz")
+STRUCTURE_SUFFIXES = PDB_SUFFIXES + CIF_SUFFIXES
+
+
+class StructureError(ValueError):
+    """A file that cannot be read as a protein structure, or a bad request (unknown chain)."""
+
+
+def is_structure_file(path: PathLike) -> bool:
+    """Whether ``path`` has a PDB/mmCIF extension (optionally ``.gz``)."""
+    return str(path).lower().endswith(STRUCTURE_SUFFIXES)
+
+
+def structure_name(path: PathLike) -> str:
+    """File name without structure extensions: ``x/T1024.pdb.gz`` -> ``T1024``."""
+    name = Path(path).name
+    for suffix in sorted(STRUCTURE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _read_gemmi(path: Path):
+    import gemmi
+
+    if not path.exists():
+        raise StructureError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise StructureError(f"{path}: empty file")
+    if path.suffix == ".gz":
+        # Check the gzip stream ourselves: a truncated member must not pass as a short file.
+        try:
+            with gzip.open(path, "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+        except (OSError, EOFError, zlib.error) as exc:
+            raise StructureError(f"{path}: corrupt or truncated gzip ({exc})") from None
+    try:
+        st = gemmi.read_structure(str(path), merge_chain_parts=True)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise StructureError(f"{path}: not a readable PDB/mmCIF file ({exc})") from None
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
+        raise StructureError(f"{path}: no atoms found; is this a PDB/mmCIF structure?")
+    st.remove_hydrogens()
+    st.remove_alternative_conformations()
+    return st
+
+
+@dataclasses.dataclass(frozen=True)
+class StructureRecord:
+    """A :class:`Protein` plus what the reader saw in the file.
+
+    Attributes:
+        protein: the protein residues read.
+        source_resnames: ``[L]`` residue names as written in the file (``MSE`` where read as MET).
+        resolution: resolution in Angstrom from the header, or ``None``.
+        skipped: non-standard residues that were skipped, as ``"NAME chainNUM"`` strings.
+    """
+
+    protein: Protein
+    source_resnames: Tuple[str, ...]
+    resolution: Optional[float]
+    skipped: Tuple[str, ...]
+
+    @property
+    def is_modified(self) -> np.ndarray:
+        """``[L]`` bool: residue read from a modified residue (e.g. MSE)."""
+        return np.array([n in rc.modified_to_standard for n in self.source_resnames], bool)
+
+
+def load_structure(path: PathLike, chain: Optional[str] = None) -> Protein:
+    """Read a PDB or mmCIF file (``.gz`` allowed) into a :class:`Protein`.
+
+    Args:
+        path: the structure file.
+        chain: author chain id to read; ``None`` reads every protein chain (a multi-chain
+            Protein then carries per-residue chain ids).
+
+    Raises:
+        StructureError: unreadable/corrupt file, no protein residues, or unknown chain id.
+    """
+    return read_structure(path, chain).protein
+
+
+def read_structure(path: PathLike, chain: Optional[str] = None) -> StructureRecord:
+    """Like :func:`load_structure`, returning a :class:`StructureRecord` with file details."""
+    path = Path(path)
+    st = _read_gemmi(path)
+    model = st[0]
+    chain_names = [c.name for c in model]
+    if chain is not None and chain not in chain_names:
+        raise StructureError(
+            f"{path}: chain {chain!r} not found; chains present: {', '.join(chain_names) or 'none'}"
+        )
+
+    aatype: List[int] = []
+    positions: List[np.ndarray] = []
+    masks: List[np.ndarray] = []
+    bfacs: List[np.ndarray] = []
+    resnums: List[int] = []
+    icodes: List[str] = []
+    chains: List[str] = []
+    source_names: List[str] = []
+    skipped: List[str] = []
+    hetero = Counter()
+
+    for ch in model:
+        if chain is not None and ch.name != chain:
+            continue
+        for res in ch:
+            name = res.name.strip().upper()
+            if name in _WATERS:
+                hetero[name] += 1
+                continue
+            std = rc.modified_to_standard.get(name, name)
+            if std not in rc.restype_3to1:
+                if res.het_flag == "H" and not _looks_like_polymer(res):
+                    hetero[name] += 1
+                else:
+                    skipped.append(f"{name} {ch.name}{res.seqid.num}{res.seqid.icode.strip()}")
+                continue
+            renames = rc.modified_atom_renames.get(name, {})
+            pos = np.zeros((rc.atom_type_num, 3), np.float32)
+            mask = np.zeros((rc.atom_type_num,), np.float32)
+            bf = np.zeros((rc.atom_type_num,), np.float32)
+            for atom in res:
+                aname = renames.get(atom.name.strip().upper(), atom.name.strip().upper())
+                idx = rc.atom_order.get(aname)
+                if idx is None or mask[idx]:
+                    continue
+                pos[idx] = (atom.pos.x, atom.pos.y, atom.pos.z)
+                mask[idx] = 1.0
+                bf[idx] = atom.b_iso
+            if not mask.any():
+                continue
+            aatype.append(rc.restype_order[rc.restype_3to1[std]])
+            positions.append(pos)
+            masks.append(mask)
+            bfacs.append(bf)
+            resnums.append(res.seqid.num)
+            icodes.append(res.seqid.icode.strip())
+            chains.append(ch.name)
+            source_names.append(name)
+
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else "")
+        logger.warning("%s: skipped %d non-standard residue(s): %s", path, len(skipped), shown)
+    if hetero:
+        logger.debug("%s: skipped hetero groups %s", path, dict(hetero))
+    if not aatype:
+        where = f" in chain {chain!r}" if chain is not None else ""
+        raise StructureError(f"{path}: no protein residues found{where}")
+
+    unique_chains = list(dict.fromkeys(chains))
+    chain_id: object = unique_chains[0] if len(unique_chains) == 1 else np.array(chains)
+    protein = Protein(
+        aatype=np.array(aatype, np.int32),
+        atom_positions=np.stack(positions),
+        atom_mask=np.stack(masks),
+        residue_index=np.array(resnums, np.int32),
+        chain_id=chain_id,
+        b_factors=np.stack(bfacs),
+        insertion_code=np.array(icodes, dtype="<U1"),
+    )
+    resolution = float(st.resolution) if st.resolution and st.resolution > 0 else None
+    return StructureRecord(protein, tuple(source_names), resolution, tuple(skipped))
+
+
+def _looks_like_polymer(res) -> bool:
+    """A HETATM residue bonded into the chain (a modified amino acid) has backbone atoms."""
+    names = {a.name.strip() for a in res}
+    return {"N", "CA", "C"} <= names
+
+
+def _to_gemmi(protein: Protein):
+    import gemmi
+
+    st = gemmi.Structure()
+    st.name = "af2struct"
+    model = gemmi.Model("1")
+    current = None
+    chain_ids = protein.chain_ids
+    for i in range(len(protein)):
+        cid = str(chain_ids[i])
+        if current is None or current.name != cid:
+            if current is not None:
+                model.add_chain(current)
+            current = gemmi.Chain(cid)
+        res = gemmi.Residue()
+        res.name = rc.resnames[int(protein.aatype[i])]
+        res.seqid = gemmi.SeqId(int(protein.residue_index[i]), protein.insertion_code[i] or " ")
+        res.het_flag = "A"
+        res.entity_type = gemmi.EntityType.Polymer
+        for j, aname in enumerate(rc.atom_types):
+            if protein.atom_mask[i, j] <= 0:
+                continue
+            atom = gemmi.Atom()
+            atom.name = aname
+            atom.element = gemmi.Element(rc.atom_element(aname))
+            x, y, z = (float(v) for v in protein.atom_positions[i, j])
+            atom.pos = gemmi.Position(x, y, z)
+            atom.occ = 1.0
+            atom.b_iso = float(protein.b_factors[i, j])
+            res.add_atom(atom)
+        current.add_residue(res)
+    if current is not None:
+        model.add_chain(current)
+    st.add_model(model)
+    st.setup_entities()
+    st.assign_label_seq_id()
+    return st
+
+
+def to_pdb_string(protein: Protein) -> str:
+    """PDB text of ``protein`` (ATOM records, TER per chain, END)."""
+    import gemmi
+
+    st = _to_gemmi(protein)
+    opts = gemmi.PdbWriteOptions()
+    opts.minimal_file = True
+    return st.make_pdb_string(opts)
+
+
+def to_mmcif_string(protein: Protein) -> str:
+    """mmCIF text of ``protein``."""
+    st = _to_gemmi(protein)
+    st.setup_entities()
+    doc = st.make_mmcif_document()
+    return doc.as_string()
+
+
+def save_structure(protein: Protein, path: PathLike) -> Path:
+    """Write ``protein`` to ``path`` atomically; PDB or mmCIF chosen by the extension.
+
+    B-factors come from ``protein.b_factors`` (model outputs store per-residue pLDDT there).
+    ``.gz`` is not written; use ``.pdb``, ``.ent``, ``.cif`` or ``.mmcif``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".pdb", ".ent"):
+        text = to_pdb_string(protein)
+    elif suffix in (".cif", ".mmcif"):
+        text = to_mmcif_string(protein)
+    else:
+        raise StructureError(f"{path}: unknown structure extension {suffix!r}; use .pdb or .cif")
+    atomic_write_text(path, text)
+    return path

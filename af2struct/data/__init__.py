@@ -1,0 +1,1 @@
+"""Data: SidechainNet-format datasets, MSAs, features and training batches."""

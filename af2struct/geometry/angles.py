@@ -1,0 +1,26 @@
+"""Bond angles and dihedral angles (numpy, radians, batched over leading dimensions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bond_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Angle a-b-c in radians; inputs ``[..., 3]``; NaN where an input is NaN."""
+    u = a - b
+    v = c - b
+    cos = (u * v).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def dihedral(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> np.ndarray:
+    """IUPAC dihedral p0-p1-p2-p3 in radians in (-pi, pi]; inputs ``[..., 3]``."""
+    b0 = p0 - p1
+    b1 = p2 - p1
+    b2 = p3 - p2
+    b1n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
+    v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
+    w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
+    x = (v * w).sum(-1)
+    y = (np.cross(b1n, v) * w).sum(-1)
+    return np.arctan2(y, x)

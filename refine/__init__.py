@@ -1,0 +1,1 @@
+"""Physics refinement (OpenMM Amber relax, PyRosetta FastRelax)."""

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Convert a folder of PDB/mmCIF structures into a SidechainNet-format pickle (see --help)."""
+
+import sys
+
+from af2struct.data.make_dataset import main
+
+if __name__ == "__main__":
+    sys.exit(main())
