@@ -73,10 +73,10 @@ def test_angles_and_dssp_agree_with_mdtraj(scn_pickle, data_dir):
 
 def test_full_sequence_marks_missing(tmp_path, data_dir):
     out = tmp_path / "casp.pkl"
-    make_dataset([str(data_dir / "T1031.pdb")], out, sequences=data_dir / "casp14_T1031_T1082.fasta",
+    make_dataset([str(data_dir / "T1082.pdb")], out, sequences=data_dir / "casp14_T1031_T1082.fasta",
                  split="test", progress=False)
     d = load_dataset(out)["test"]
-    rec = read_structure(data_dir / "T1031.pdb")
+    rec = read_structure(data_dir / "T1082.pdb")
     assert len(d["seq"][0]) > len(rec.protein)  # full target is longer than what was observed
     assert d["msk"][0].count("+") == len(rec.protein)
     p = entry_to_protein(d, 0)
