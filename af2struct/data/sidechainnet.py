@@ -96,6 +96,11 @@ def make_entry(
         place = np.arange(len(protein))
         n = len(protein)
         full_sequence = protein.sequence
+        gaps = int((np.diff(protein.residue_index) > 1).sum())
+        if gaps:
+            logger.warning(
+                "%s: residue numbering has %d gap(s); without a full sequence (--sequences) the "
+                "missing residues cannot be marked in 'msk'", name, gaps)
     if "X" in protein.sequence:
         raise DatasetError(f"{name}: unknown residues cannot be written in SidechainNet format")
 
