@@ -132,3 +132,26 @@ def test_cli_errors_leave_nothing(tmp_path):
 def test_cli_help():
     r = _run("--help")
     assert r.returncode == 0 and "SidechainNet" in r.stdout
+
+
+def test_reads_sidechainnet_1_0_layout(scn_pickle):
+    """SidechainNet 1.0 stores 15 atoms per residue (OXT after O); both layouts read the same."""
+    d = load_dataset(scn_pickle)["train"]
+    crd14 = np.asarray(d["crd"][0]).reshape(len(d["seq"][0]), 14, 3)
+    crd15 = np.concatenate([crd14[:, :4], np.full((len(crd14), 1, 3), np.nan), crd14[:, 4:]], axis=1)
+    split15 = {"seq": [d["seq"][0]], "crd": [crd15], "msk": [d["msk"][0]], "ids": ["x"]}
+    a, b = entry_to_protein(d, 0), entry_to_protein(split15, 0)
+    assert np.array_equal(a.atom_positions, b.atom_positions) and np.array_equal(a.atom_mask, b.atom_mask)
+
+
+def test_cli_cluster_split(tmp_path, data_dir):
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("name\tcluster40\nopenfold_1psm_A\tc1\nbiotite_1aki_A\tc2\nmessy_1aki\tc2\nT1082\tc3\nT1031\tc4\n")
+    out = tmp_path / "split.pkl"
+    r = _run(str(data_dir), "--out", str(out), "--split-by-cluster", str(manifest), "--valid-fraction", "0.3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    data = load_dataset(out)
+    train, valid = set(data["train"]["ids"]), set(data["valid-clusters"]["ids"])
+    assert train | valid == {"openfold_1psm_A", "biotite_1aki_A", "messy_1aki", "T1082", "T1031"}
+    assert not train & valid
+    assert ({"biotite_1aki_A", "messy_1aki"} <= train) or ({"biotite_1aki_A", "messy_1aki"} <= valid)
