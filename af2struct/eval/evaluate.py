@@ -1,0 +1,277 @@
+"""Batch CASP-style evaluation: match models to natives, score them in parallel, write reports.
+
+Used by ``scripts/evaluate.py``; see :func:`evaluate` for the outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from af2struct.common.atomic import atomic_write_text
+from af2struct.common.io import is_structure_file, load_structure, structure_name
+from af2struct.common.protein import Protein
+from af2struct.eval.metrics import score_model
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ["target", "model", "n_residues", "lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score",
+           "rmsd_ca", "rmsd_all", "clashscore", "bond_violations"]
+METRICS = ["lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score", "rmsd_ca", "rmsd_all", "clashscore",
+           "bond_violations"]
+
+
+class EvaluationError(ValueError):
+    """Inputs that cannot be evaluated at all (no natives, no models, nothing matched)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    target: str
+    model: str
+    pred_path: str
+    native: Union[str, Protein]  # a file path, or a Protein (from a SidechainNet pickle)
+
+
+def _natural_key(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def discover_natives(native: Union[str, Path], split: Optional[str] = None) -> Dict[str, Union[str, Protein]]:
+    """``{target: path or Protein}`` from a structure file, a folder, or a SidechainNet pickle."""
+    native = Path(native)
+    if native.is_dir():
+        out = {structure_name(p): str(p) for p in sorted(native.iterdir()) if p.is_file() and is_structure_file(p)}
+    elif native.is_file() and native.suffix == ".pkl":
+        from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
+
+        data = load_dataset(native)
+        splits = [split] if split else split_names(data)
+        out = {}
+        for s in splits:
+            if s not in data:
+                raise EvaluationError(f"{native}: no split {s!r}; splits: {split_names(data)}")
+            for i, pid in enumerate(data[s]["ids"]):
+                out[str(pid)] = entry_to_protein(data[s], i)
+    elif native.is_file():
+        out = {structure_name(native): str(native)}
+    else:
+        raise EvaluationError(f"{native}: no such file or folder")
+    if not out:
+        raise EvaluationError(f"{native}: no native structures found")
+    return out
+
+
+def _target_for(stem: str, targets: Sequence[str]) -> Optional[str]:
+    best = None
+    for t in targets:
+        if stem == t or (stem.startswith(t) and stem[len(t)] in "_-."):
+            if best is None or len(t) > len(best):
+                best = t
+    return best
+
+
+def discover_jobs(pred: Union[str, Path], natives: Dict[str, Union[str, Protein]]) -> Tuple[List[Job], List[str]]:
+    """Pair model files with natives; returns jobs and the model files that matched no target.
+
+    PRED may be one file (scored against the only native, or the native its name starts with),
+    a folder of ``<target>*.pdb|cif`` files (``T1024.pdb``, ``T1024_model_1.pdb``, ...), or a
+    folder of ``<target>/`` subfolders holding that target's models.
+    """
+    pred = Path(pred)
+    targets = list(natives)
+    jobs, unmatched = [], []
+    if pred.is_file():
+        t = targets[0] if len(targets) == 1 else _target_for(structure_name(pred), targets)
+        if t is None:
+            raise EvaluationError(f"{pred}: no native matches its name among {len(targets)} targets")
+        return [Job(t, structure_name(pred), str(pred), natives[t])], []
+    if not pred.is_dir():
+        raise EvaluationError(f"{pred}: no such file or folder")
+    for entry in sorted(pred.iterdir(), key=lambda p: _natural_key(p.name)):
+        if entry.is_dir() and entry.name in natives:
+            for f in sorted(entry.iterdir(), key=lambda p: _natural_key(p.name)):
+                if f.is_file() and is_structure_file(f):
+                    jobs.append(Job(entry.name, structure_name(f), str(f), natives[entry.name]))
+        elif entry.is_file() and is_structure_file(entry):
+            t = _target_for(structure_name(entry), targets)
+            if t is None:
+                unmatched.append(str(entry))
+            else:
+                jobs.append(Job(t, structure_name(entry), str(entry), natives[t]))
+    return jobs, unmatched
+
+
+def score_job(job: Job, align: bool = False) -> Dict[str, object]:
+    """Score one model; never raises for bad input: failures come back as ``status: error``."""
+    row: Dict[str, object] = {"target": job.target, "model": job.model, "pred_path": job.pred_path}
+    try:
+        native = job.native if isinstance(job.native, Protein) else load_structure(job.native)
+        model = load_structure(job.pred_path)
+        s = score_model(model, native, align=align)
+    except (ValueError, OSError) as exc:  # StructureError, ProteinError, CorrespondenceError, ...
+        row.update(status="error", error=str(exc))
+        return row
+    row.update(s.as_row())
+    row.update(
+        status="ok",
+        per_residue_lddt_ca=[None if math.isnan(v) else round(float(v), 4) for v in s.per_residue_lddt_ca],
+        residue_index=s.residue_index.tolist(),
+        unmatched_native=s.unmatched_native,
+        unmatched_model=s.unmatched_model,
+    )
+    if s.unmatched_model:
+        logger.info("%s/%s: %d model residues have no native counterpart", job.target, job.model, len(s.unmatched_model))
+    return row
+
+
+def _stats(rows: List[dict], metric: str) -> Tuple[float, float]:
+    vals = [r[metric] for r in rows if r.get(metric) is not None and not _isnan(r[metric])]
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.mean(vals)), float(np.median(vals))
+
+
+def _isnan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def summarize(rows: List[dict]) -> Dict[str, object]:
+    """CASP summaries: all models, first model per target, best model per target (by GDT_TS)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    by_target: Dict[str, List[dict]] = {}
+    for r in ok:
+        by_target.setdefault(r["target"], []).append(r)
+    first = [sorted(v, key=lambda r: _natural_key(r["model"]))[0] for v in by_target.values()]
+    best = [max(v, key=lambda r: r["gdt_ts"]) for v in by_target.values()]
+    groups = {"all models": ok, "first model": first, "best model": best}
+    return {
+        "n_models": len(rows),
+        "n_scored": len(ok),
+        "n_targets": len(by_target),
+        "groups": {g: {m: dict(zip(("mean", "median"), _stats(rs, m))) for m in METRICS} for g, rs in groups.items()},
+        "failures": [{"target": r["target"], "model": r["model"], "error": r["error"]} for r in rows if r["status"] != "ok"],
+    }
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.4f}"
+    return str(v)
+
+
+def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots: bool = True) -> None:
+    """scores.csv, scores.json, summary.md and PNG plots in ``out`` (each written atomically)."""
+    import csv
+    import io
+
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS + ["status", "error"])
+    for r in rows:
+        w.writerow([_fmt(r.get(c, "")) for c in COLUMNS] + [r["status"], r.get("error", "")])
+    atomic_write_text(out / "scores.csv", buf.getvalue())
+    clean = json.loads(json.dumps({"summary": summary, "models": rows}, default=float).replace("NaN", "null"))
+    atomic_write_text(out / "scores.json", json.dumps(clean, indent=1))
+    lines = [
+        "# Evaluation summary", "",
+        f"{summary['n_scored']} of {summary['n_models']} models scored over {summary['n_targets']} targets.", "",
+        "| group | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for g, stats in summary["groups"].items():
+        for k in ("mean", "median"):
+            lines.append(f"| {g} ({k}) | " + " | ".join(_fmt(stats[m][k]) for m in METRICS) + " |")
+    if summary["failures"]:
+        lines += ["", "## Failures", ""] + [f"- {f['target']} / {f['model']}: {f['error']}" for f in summary["failures"]]
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    if plots:
+        _plots(rows, out)
+
+
+def _plots(rows: List[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from af2struct.common.atomic import atomic_path
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return
+    plot_dir = out / "per_residue_lddt"
+    plot_dir.mkdir(exist_ok=True)
+    by_target: Dict[str, List[dict]] = {}
+    for r in ok:
+        by_target.setdefault(r["target"], []).append(r)
+    for target, rs in by_target.items():
+        fig, ax = plt.subplots(figsize=(8, 3))
+        for r in rs:
+            y = np.array([np.nan if v is None else v for v in r["per_residue_lddt_ca"]], float)
+            ax.plot(r["residue_index"], 100 * y, lw=1, label=r["model"])
+        ax.set(xlabel="residue number", ylabel="lDDT-CA (per residue)", ylim=(0, 100), title=target)
+        if len(rs) <= 10:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        with atomic_path(plot_dir / f"{target}.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    axes[0].hist([r["gdt_ts"] for r in ok], bins=20, range=(0, 100), color="tab:blue")
+    axes[0].set(xlabel="GDT_TS", ylabel="models")
+    axes[1].hist([r["tm_score"] for r in ok], bins=20, range=(0, 1), color="tab:orange")
+    axes[1].set(xlabel="TM-score")
+    fig.tight_layout()
+    with atomic_path(out / "distributions.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def evaluate(
+    pred: Union[str, Path], native: Union[str, Path], out: Union[str, Path], align: bool = False,
+    jobs: int = 1, native_split: Optional[str] = None, plots: bool = True, progress: bool = True,
+) -> Dict[str, object]:
+    """Score every model in ``pred`` against ``native`` and write the reports to ``out``.
+
+    Returns the summary dict (also in ``scores.json``). Failing models are recorded, not raised.
+    """
+    from tqdm import tqdm
+
+    natives = discover_natives(native, native_split)
+    job_list, unmatched = discover_jobs(pred, natives)
+    for u in unmatched:
+        logger.warning("%s: no native target matches this file name; skipped", u)
+    if not job_list:
+        raise EvaluationError(f"no models in {pred} match a native in {native}")
+    rows: List[dict] = []
+    bar = tqdm(total=len(job_list), desc="scoring", unit="model", disable=not progress)
+    if jobs > 1 and len(job_list) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futs = [pool.submit(score_job, j, align) for j in job_list]
+            for f in as_completed(futs):
+                rows.append(f.result())
+                bar.update()
+    else:
+        for j in job_list:
+            rows.append(score_job(j, align))
+            bar.update()
+    bar.close()
+    order = {(j.target, j.model): i for i, j in enumerate(job_list)}
+    rows.sort(key=lambda r: order[(r["target"], r["model"])])
+    for r in rows:
+        if r["status"] != "ok":
+            logger.error("%s / %s: %s", r["target"], r["model"], r["error"])
+    summary = summarize(rows)
+    summary["unmatched_files"] = unmatched
+    write_reports(rows, summary, Path(out), plots=plots)
+    return summary

@@ -1,0 +1,242 @@
+"""CASP metrics on :class:`Protein` pairs: lDDT, GDT_TS/HA, TM-score, RMSD, stereochemistry.
+
+Residues correspond by residue number (and insertion code, chain) by default, or by a global
+sequence alignment (``align=True``). Scores are computed over the residues observed in the
+native; native residues the model lacks count as not reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.protein import Protein
+from af2struct.eval.superposition_search import max_fraction_within, max_tm_score
+from af2struct.geometry.stereo import stereo_report
+from af2struct.geometry.superposition import kabsch
+
+LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
+LDDT_RADIUS = 15.0
+GDT_TS_CUTOFFS = (1.0, 2.0, 4.0, 8.0)
+GDT_HA_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
+_CA = rc.ca_index
+
+
+class CorrespondenceError(ValueError):
+    """Model and native residues do not correspond (different sequence at the same number)."""
+
+
+# ------------------------------------------------------------------------------------------
+# residue correspondence
+# ------------------------------------------------------------------------------------------
+
+
+def _keys(p: Protein) -> List[Tuple[str, int, str]]:
+    return list(zip(p.chain_ids.tolist(), p.residue_index.tolist(), p.insertion_code.tolist()))
+
+
+def match_residues(model: Protein, native: Protein, align: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices ``(model_idx, native_idx)`` of corresponding residues.
+
+    By number: residues with equal (chain, number, insertion code); a different residue type at
+    the same number raises :class:`CorrespondenceError` naming the residues. With ``align``:
+    a global alignment of the two sequences (Biopython), identical residues only.
+    When the model has a single chain and the native another single chain id, chains are
+    matched regardless of their ids.
+    """
+    if align:
+        return _align_sequences(model.sequence, native.sequence)
+    mk, nk = _keys(model), _keys(native)
+    if isinstance(model.chain_id, str) and isinstance(native.chain_id, str):
+        mk = [(native.chain_id, r, i) for _, r, i in mk]
+    where = {k: i for i, k in enumerate(mk)}
+    mi, ni, bad = [], [], []
+    for j, k in enumerate(nk):
+        i = where.get(k)
+        if i is None:
+            continue
+        if model.aatype[i] != native.aatype[j]:
+            bad.append(f"{k[1]}{k[2]}: model {rc.resnames[model.aatype[i]]}, native {rc.resnames[native.aatype[j]]}")
+            continue
+        mi.append(i)
+        ni.append(j)
+    if bad:
+        more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise CorrespondenceError(
+            f"{len(bad)} residue(s) differ at the same number: {'; '.join(bad[:5])}{more}; "
+            "use alignment (--align) if the numbering differs"
+        )
+    return np.array(mi, np.int64), np.array(ni, np.int64)
+
+
+def _align_sequences(a: str, b: str) -> Tuple[np.ndarray, np.ndarray]:
+    from Bio import Align
+
+    aligner = Align.PairwiseAligner()
+    aligner.mode = "global"
+    aligner.match_score = 2
+    aligner.mismatch_score = -1
+    aligner.open_gap_score = -4
+    aligner.extend_gap_score = -0.5
+    aln = aligner.align(a, b)[0]
+    ai, bi = [], []
+    for (s1, e1), (s2, e2) in zip(*aln.aligned):
+        for i, j in zip(range(s1, e1), range(s2, e2)):
+            if a[i] == b[j]:
+                ai.append(i)
+                bi.append(j)
+    return np.array(ai, np.int64), np.array(bi, np.int64)
+
+
+def _paired_arrays(model: Protein, native: Protein, mi: np.ndarray, ni: np.ndarray):
+    """Model coordinates/masks laid out on the native's residues ([Ln, 37, 3], [Ln, 37])."""
+    pos = np.zeros_like(native.atom_positions, dtype=np.float64)
+    mask = np.zeros_like(native.atom_mask)
+    pos[ni] = model.atom_positions[mi]
+    mask[ni] = model.atom_mask[mi] * native.atom_mask[ni]
+    return pos, mask
+
+
+# ------------------------------------------------------------------------------------------
+# metrics on arrays laid out on the native residues
+# ------------------------------------------------------------------------------------------
+
+
+def lddt(
+    pred: np.ndarray, true: np.ndarray, true_mask: np.ndarray, pred_mask: Optional[np.ndarray] = None,
+    residue: Optional[np.ndarray] = None, radius: float = LDDT_RADIUS,
+    thresholds: Sequence[float] = LDDT_THRESHOLDS,
+) -> Tuple[float, np.ndarray]:
+    """Superposition-free lDDT over atoms ``[N, 3]``.
+
+    Pairs: atoms of different residues (``residue [N]``; every atom its own residue when None)
+    closer than ``radius`` in ``true``. Each pair scores the fraction of ``thresholds`` its
+    distance error stays under; pairs with an atom absent from ``pred`` score 0.
+    Returns the global score (mean over pairs) and the per-residue score (mean over the pairs of
+    each residue's atoms; NaN for residues with no pairs).
+    """
+    true_mask = true_mask.astype(bool)
+    pred_mask = true_mask if pred_mask is None else (pred_mask.astype(bool) & true_mask)
+    n = len(true)
+    residue = np.arange(n) if residue is None else np.asarray(residue)
+    n_res = int(residue.max()) + 1 if n else 0
+    num = np.zeros(n_res)
+    den = np.zeros(n_res)
+    idx = np.nonzero(true_mask)[0]
+    chunk = max(1, 2_000_000 // max(len(idx), 1))
+    for start in range(0, len(idx), chunk):
+        rows = idx[start:start + chunk]
+        dt = cdist(true[rows], true[idx])
+        dp = cdist(pred[rows], pred[idx])
+        include = (dt < radius) & (residue[rows, None] != residue[None, idx])
+        ok = pred_mask[rows, None] & pred_mask[None, idx]
+        err = np.abs(dp - dt)
+        score = sum((err < t).astype(np.float32) for t in thresholds) / len(thresholds) * ok
+        np.add.at(num, residue[rows], (score * include).sum(-1))
+        np.add.at(den, residue[rows], include.sum(-1))
+    total = den.sum()
+    glob = float(num.sum() / total) if total else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(den > 0, num / np.maximum(den, 1), np.nan)
+    return glob, per
+
+
+def rmsd(a: np.ndarray, b: np.ndarray) -> float:
+    """Plain RMSD between corresponding points (no superposition)."""
+    return float(np.sqrt(((np.asarray(a) - np.asarray(b)) ** 2).sum(-1).mean())) if len(a) else float("nan")
+
+
+def gdt(pred_ca: np.ndarray, true_ca: np.ndarray, l_native: int, cutoffs=GDT_TS_CUTOFFS) -> float:
+    """GDT (0-100) of corresponding CA sets ``[N, 3]`` over ``l_native`` native residues."""
+    return 100.0 * float(np.mean(max_fraction_within(pred_ca, true_ca, cutoffs, l_native)))
+
+
+def tm_score(pred_ca: np.ndarray, true_ca: np.ndarray, l_native: int) -> float:
+    """TM-score of corresponding CA sets normalised by the native length."""
+    return max_tm_score(np.asarray(pred_ca, np.float64), np.asarray(true_ca, np.float64), l_native)
+
+
+# ------------------------------------------------------------------------------------------
+# the full report for one model
+# ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ModelScores:
+    n_residues: int  # native residues observed (CA present): the normalisation length
+    n_matched: int  # of those, present in the model
+    lddt_ca: float
+    lddt: float
+    gdt_ts: float
+    gdt_ha: float
+    tm_score: float
+    rmsd_ca: float
+    rmsd_all: float
+    clashscore: float
+    bond_violations: int
+    per_residue_lddt_ca: np.ndarray = dataclasses.field(repr=False)
+    residue_index: np.ndarray = dataclasses.field(repr=False)
+    unmatched_native: List[str] = dataclasses.field(default_factory=list, repr=False)
+    unmatched_model: List[str] = dataclasses.field(default_factory=list, repr=False)
+
+    def as_row(self) -> Dict[str, float]:
+        keys = ["n_residues", "n_matched", "lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score",
+                "rmsd_ca", "rmsd_all", "clashscore", "bond_violations"]
+        return {k: getattr(self, k) for k in keys}
+
+
+def score_model(model: Protein, native: Protein, align: bool = False) -> ModelScores:
+    """All CASP metrics for ``model`` against ``native`` (see module doc)."""
+    native = native.select(native.ca_mask > 0)
+    if len(native) == 0:
+        raise ValueError("native has no residues with a CA atom")
+    mi, ni = match_residues(model, native, align=align)
+    pos, mask = _paired_arrays(model, native, mi, ni)
+    ca_ok = mask[:, _CA] > 0
+    ln = len(native)
+
+    ca_l, per_ca = lddt(pos[:, _CA], native.atom_positions[:, _CA].astype(np.float64),
+                        np.ones(ln, bool), ca_ok)
+    res_of_atom = np.repeat(np.arange(ln), rc.atom_type_num)
+    aa_l, _ = lddt(pos.reshape(-1, 3), native.atom_positions.reshape(-1, 3).astype(np.float64),
+                   native.atom_mask.reshape(-1) > 0, mask.reshape(-1) > 0, residue=res_of_atom)
+
+    x = pos[ca_ok, _CA]
+    y = native.atom_positions[ca_ok, _CA].astype(np.float64)
+    if len(x) >= 3:
+        r, t = kabsch(x, y)
+        rmsd_ca = rmsd(x @ r.T + t, y)
+        both = mask > 0
+        rmsd_all = rmsd(pos[both] @ r.T + t, native.atom_positions[both])
+        gdt_ts = gdt(x, y, ln, GDT_TS_CUTOFFS)
+        gdt_ha = gdt(x, y, ln, GDT_HA_CUTOFFS)
+        tm = tm_score(x, y, ln)
+    else:
+        rmsd_ca = rmsd_all = float("nan")
+        gdt_ts = gdt_ha = tm = 0.0
+    stereo = stereo_report(model)
+
+    matched_native = set(ni.tolist())
+    matched_model = set(mi.tolist())
+    fmt = lambda p, i: f"{rc.restypes_with_x[p.aatype[i]]}{p.residue_index[i]}{p.insertion_code[i]}"
+    return ModelScores(
+        n_residues=ln,
+        n_matched=int(ca_ok.sum()),
+        lddt_ca=ca_l,
+        lddt=aa_l,
+        gdt_ts=gdt_ts,
+        gdt_ha=gdt_ha,
+        tm_score=tm,
+        rmsd_ca=rmsd_ca,
+        rmsd_all=rmsd_all,
+        clashscore=stereo["clashscore"],
+        bond_violations=stereo["bond_violations"],
+        per_residue_lddt_ca=per_ca,
+        residue_index=native.residue_index.copy(),
+        unmatched_native=[fmt(native, i) for i in range(ln) if i not in matched_native],
+        unmatched_model=[fmt(model, i) for i in range(len(model)) if i not in matched_model],
+    )
