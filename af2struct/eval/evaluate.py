@@ -219,7 +219,7 @@ def _plots(rows: List[dict], out: Path) -> None:
         for r in rs:
             y = np.array([np.nan if v is None else v for v in r["per_residue_lddt_ca"]], float)
             ax.plot(r["residue_index"], 100 * y, lw=1, label=r["model"])
-        ax.set(xlabel="residue number", ylabel="lDDT-CA (per residue)", ylim=(0, 100), title=target)
+        ax.set(xlabel="residue number", ylabel="per-residue lDDT-CA (0-100)", ylim=(0, 100), title=target)
         if len(rs) <= 10:
             ax.legend(fontsize=7)
         fig.tight_layout()

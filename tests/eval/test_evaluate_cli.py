@@ -1,0 +1,78 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from af2struct import load_structure, save_structure
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_batch_with_bad_inputs(tmp_path, data_dir):
+    natives = tmp_path / "natives"
+    natives.mkdir()
+    preds = tmp_path / "preds"
+    (preds / "T1031").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for t in ("T1082", "T1031"):
+        nat = load_structure(data_dir / f"{t}.pdb")
+        save_structure(nat, natives / f"{t}.pdb")
+        for k, s in enumerate((0.3, 1.0), 1):
+            m = nat.replace(atom_positions=nat.atom_positions + rng.normal(0, s, nat.atom_positions.shape).astype(np.float32))
+            path = preds / "T1031" / f"model_{k}.pdb" if t == "T1031" else preds / f"{t}_model_{k}.pdb"
+            save_structure(m, path)
+    (preds / "T1082_model_3.pdb").write_text("")  # empty
+    nan_model = (preds / "T1082_model_1.pdb").read_text().replace("  1.00", "  1.00", 1)
+    lines = nan_model.splitlines()
+    i = next(k for k, l in enumerate(lines) if l.startswith("ATOM"))
+    lines[i] = lines[i][:30] + "     nan" + lines[i][38:]
+    (preds / "T1082_model_4.pdb").write_text("\n".join(lines) + "\n")
+    (preds / "T1082_model_5.pdb").write_text(
+        "HETATM    1  O   HOH A   1      10.000  10.000  10.000  1.00 30.00           O\nEND\n")
+    wrong = load_structure(data_dir / "T1031.pdb")
+    save_structure(wrong.replace(residue_index=wrong.residue_index - wrong.residue_index[0] + 23),
+                   preds / "T1082_model_6.pdb")  # another protein at T1082's numbers
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), "--pred", str(preds), "--native",
+                        str(natives), "--out", str(out), "--jobs", "2", "--quiet"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    status = {(x["target"], x["model"]): x["status"] for x in rows}
+    assert status[("T1082", "T1082_model_1")] == "ok" and status[("T1031", "model_2")] == "ok"
+    for bad in ("T1082_model_3", "T1082_model_4", "T1082_model_5", "T1082_model_6"):
+        assert status[("T1082", bad)] == "error", bad
+    errors = {x["model"]: x["error"] for x in rows if x["status"] == "error"}
+    assert "empty file" in errors["T1082_model_3"]
+    assert "non-finite" in errors["T1082_model_4"]
+    assert "no protein residues" in errors["T1082_model_5"]
+    assert "differ at the same number" in errors["T1082_model_6"]
+    data = json.loads((out / "scores.json").read_text())
+    assert data["summary"]["n_scored"] == 4 and len(data["summary"]["failures"]) == 4
+    md = (out / "summary.md").read_text()
+    assert "first model" in md and "Failures" in md and "T1082_model_3" in md
+    assert (out / "distributions.png").stat().st_size > 0
+    assert (out / "per_residue_lddt" / "T1031.png").exists()
+    first = float(next(x for x in rows if x["model"] == "T1082_model_1")["gdt_ts"])
+    assert first > 90
+
+
+def test_sidechainnet_native(tmp_path, data_dir):
+    from af2struct.data.make_dataset import make_dataset
+
+    pkl = tmp_path / "n.pkl"
+    make_dataset([str(data_dir / "T1082.pdb")], pkl, split="test", progress=False)
+    nat = load_structure(data_dir / "T1082.pdb")
+    # SidechainNet entries are numbered 1..L; the model is written with the same numbering
+    model = nat.replace(residue_index=np.arange(1, len(nat) + 1, dtype=np.int32))
+    save_structure(model, tmp_path / "T1082.pdb")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), "--pred", str(tmp_path / "T1082.pdb"),
+                        "--native", str(pkl), "--native-split", "test", "--out", str(tmp_path / "o"), "--no-plots",
+                        "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    row = next(csv.DictReader(open(tmp_path / "o" / "scores.csv")))
+    assert float(row["gdt_ts"]) == 100.0 and float(row["lddt"]) == 1.0

@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from af2struct import load_structure
+from af2struct.eval.metrics import CorrespondenceError, lddt, score_model
+
+
+def _moved(p, rng, noise=0.0, rot_seed=3, hinge=0.0):
+    r = Rotation.random(random_state=rot_seed).as_matrix()
+    pos = p.atom_positions.astype(np.float64) @ r.T + np.array([5.0, -20.0, 13.0])
+    pos += rng.normal(0, noise, pos.shape)
+    pos[len(p) // 2:] += hinge * rng.normal(size=3) / np.sqrt(3)
+    return p.replace(atom_positions=pos.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def natives(real_structures):
+    return [load_structure(f) for f in real_structures]
+
+
+def test_identity(natives):
+    for nat in natives:
+        s = score_model(nat, nat)
+        assert s.lddt_ca == 1.0 and s.lddt == 1.0
+        assert s.gdt_ts == 100.0 and s.gdt_ha == 100.0
+        assert s.tm_score == pytest.approx(1.0, abs=1e-9)
+        assert s.rmsd_ca == pytest.approx(0.0, abs=1e-3) and s.rmsd_all == pytest.approx(0.0, abs=1e-3)
+
+
+def test_rigid_motion_invariance(natives):
+    rng = np.random.default_rng(0)
+    nat = natives[2]
+    noisy = _moved(nat, rng, noise=1.0, rot_seed=1)
+    s1 = score_model(noisy, nat)
+    s2 = score_model(_moved(noisy, np.random.default_rng(1), rot_seed=7), nat)
+    for k in ("lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score", "rmsd_ca", "rmsd_all"):
+        assert getattr(s1, k) == pytest.approx(getattr(s2, k), abs=1e-3), k
+
+
+def test_tm_score_agrees_with_tmalign(natives):
+    import tmtools
+
+    rng = np.random.default_rng(42)
+    checked = 0
+    for nat in natives:
+        for noise, hinge in [(0.5, 0.0), (1.0, 3.0), (1.5, 0.0), (2.0, 5.0)]:
+            model = _moved(nat, rng, noise=noise, hinge=hinge)
+            x, y = model.ca_positions.astype(float), nat.ca_positions.astype(float)
+            res = tmtools.tm_align(x, y, nat.sequence, nat.sequence)
+            ours = score_model(model, nat).tm_score
+            # our search over superpositions is never worse than TM-align's superposition
+            # evaluated on the residue-number correspondence
+            d = np.linalg.norm(x @ res.u.T + res.t - y, axis=-1)
+            d0 = 1.24 * np.cbrt(len(nat) - 15) - 1.8
+            assert ours >= (1 / (1 + (d / d0) ** 2)).sum() / len(nat) - 1e-3
+            # same alignment (TM-align paired every residue with itself): same score
+            identity = res.seqxA == res.seqyA and "-" not in res.seqxA
+            if res.tm_norm_chain2 > 0.5 and identity:
+                assert ours == pytest.approx(res.tm_norm_chain2, abs=0.01)
+                checked += 1
+    assert checked >= 10
+
+
+def _lddt_reference(pred, true, radius=15.0):
+    """The published definition written out pair by pair (CA-only, all atoms observed)."""
+    n = len(true)
+    per = []
+    total_num = total_den = 0.0
+    for i in range(n):
+        num = den = 0.0
+        for j in range(n):
+            if i == j:
+                continue
+            dt = np.linalg.norm(true[i] - true[j])
+            if dt >= radius:
+                continue
+            dp = np.linalg.norm(pred[i] - pred[j])
+            num += np.mean([abs(dp - dt) < t for t in (0.5, 1, 2, 4)])
+            den += 1
+        per.append(num / den if den else np.nan)
+        total_num += num
+        total_den += den
+    return total_num / total_den, np.array(per)
+
+
+def test_lddt_hand_made():
+    true = np.array([[0, 0, 0], [3.8, 0, 0], [7.6, 0, 0], [11.4, 0, 0], [30, 0, 0]], float)
+    pred = true.copy()
+    pred[1] += [0.7, 0, 0]  # errors of 0.7 / 0.7 / 0.7 to neighbours
+    pred[3] += [0, 3.0, 0]
+    g, per = lddt(pred, true, np.ones(5, bool))
+    g_ref, per_ref = _lddt_reference(pred, true)
+    assert g == pytest.approx(g_ref) and np.allclose(per, per_ref, equal_nan=True)
+    assert np.isnan(per[4])  # nothing within 15 A of the far point
+    # first residue: pairs (0,1) error 0.7 -> 3/4; (0,2) exact -> 1; (0,3) error ~0.39 -> 1
+    assert per[0] == pytest.approx((0.75 + 1 + 1) / 3)
+
+
+def test_lddt_matches_reference_on_real(natives):
+    rng = np.random.default_rng(5)
+    nat = natives[0]
+    true = nat.ca_positions.astype(float)
+    pred = true + rng.normal(0, 1.0, true.shape)
+    g, per = lddt(pred, true, np.ones(len(true), bool))
+    g_ref, per_ref = _lddt_reference(pred, true)
+    assert g == pytest.approx(g_ref) and np.allclose(per, per_ref)
+
+
+def test_gdt_half_displaced(natives):
+    nat = natives[1]
+    pos = nat.atom_positions.copy()
+    n = len(nat)
+    pos[n // 2:] += np.array([20.0, 0, 0], np.float32)  # second half far away
+    s = score_model(nat.replace(atom_positions=pos), nat)
+    frac = (n - n // 2) / n
+    assert s.gdt_ts == pytest.approx(100 * frac, abs=1.0)
+    assert s.lddt_ca < 1.0 and frac - 0.01 <= s.tm_score <= frac + 0.05  # far half adds ~0.02
+
+
+def test_missing_residues_not_reproduced(natives):
+    nat = natives[2]
+    model = nat.select(np.arange(10, len(nat)))
+    s = score_model(model, nat)
+    assert s.n_residues == len(nat) and s.n_matched == len(nat) - 10
+    assert s.gdt_ts == pytest.approx(100 * (len(nat) - 10) / len(nat), abs=0.01)
+    assert s.lddt_ca < 1.0 and len(s.unmatched_native) == 10
+
+
+def test_sequence_mismatch_and_align(natives):
+    nat = natives[2]
+    aat = nat.aatype.copy()
+    aat[5] = (aat[5] + 1) % 20
+    with pytest.raises(CorrespondenceError, match=r"differ at the same number"):
+        score_model(nat.replace(aatype=aat), nat)
+    shifted = nat.replace(residue_index=nat.residue_index + 100)  # renumbered model
+    assert score_model(shifted, nat).n_matched == 0
+    s = score_model(shifted, nat, align=True)
+    assert s.n_matched == len(nat) and s.gdt_ts == 100.0
