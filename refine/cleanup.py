@@ -1,0 +1,80 @@
+"""Input checks and PDBFixer cleanup before minimisation.
+
+PDBFixer adds missing heavy atoms and hydrogens (pH 7), replaces non-standard residues and drops
+waters and heterogens; it never moves an atom that is already there. Chain breaks are kept:
+each unbroken segment becomes its own chain, so no bond is made across a gap.
+"""
+
+from __future__ import annotations
+
+import io
+import string
+from typing import List, Tuple
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.io import to_pdb_string
+from af2struct.common.protein import Protein
+from refine.types import RelaxError
+
+SEGMENT_IDS = string.ascii_uppercase + string.ascii_lowercase + string.digits
+BREAK_DISTANCE = 4.0  # A: a C(i)-N(i+1) this long is a real break even with consecutive numbers
+
+
+def check_input(protein: Protein) -> List[str]:
+    """Raise :class:`RelaxError` for what cannot be relaxed; return notes on what was noticed."""
+    if len(protein) == 0:
+        raise RelaxError("no residues to relax")
+    unk = np.nonzero(protein.aatype == rc.unk_restype_index)[0]
+    if len(unk):
+        where = ", ".join(str(protein.residue_index[i]) for i in unk[:10])
+        raise RelaxError(f"unknown residue type (X) at residue number(s) {where}: cannot build a force field")
+    notes = []
+    ca = protein.atom_mask[:, rc.ca_index] > 0
+    if not ca.all():
+        missing = [int(protein.residue_index[i]) for i in np.nonzero(~ca)[0][:10]]
+        notes.append(f"{int((~ca).sum())} residue(s) lack CA (e.g. {missing}); PDBFixer builds them")
+    bb = [rc.atom_order[a] for a in ("N", "CA", "C", "O")]
+    partial = (protein.atom_mask[:, bb].sum(-1) < 4).sum()
+    if partial:
+        notes.append(f"{int(partial)} residue(s) with missing backbone atoms; PDBFixer adds them")
+    return notes
+
+
+def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:
+    """Per-residue segment ids (new segment at a chain change, numbering gap or broken C-N)."""
+    n_, c_ = rc.atom_order["N"], rc.atom_order["C"]
+    p, m = protein.atom_positions, protein.atom_mask
+    d = np.linalg.norm(p[1:, n_] - p[:-1, c_], axis=-1)
+    long_bond = (m[1:, n_] > 0) & (m[:-1, c_] > 0) & (d > BREAK_DISTANCE)
+    new = (np.diff(protein.residue_index) != 1) | (protein.chain_ids[1:] != protein.chain_ids[:-1]) | long_bond
+    seg = np.concatenate([[0], np.cumsum(new)])
+    if seg[-1] >= len(SEGMENT_IDS):
+        raise RelaxError(f"{seg[-1] + 1} chain segments; at most {len(SEGMENT_IDS)} are supported")
+    breaks = [int(protein.residue_index[i]) for i in np.nonzero(new)[0]]
+    return np.array([SEGMENT_IDS[s] for s in seg]), breaks
+
+
+def fix_with_pdbfixer(protein: Protein, seed: int = 0):
+    """PDBFixer on ``protein`` (segments as chains): returns ``(topology, positions)`` with
+    hydrogens; residues stay one-to-one and in order with ``protein``."""
+    from openmm import app
+    from pdbfixer import PDBFixer
+
+    fixer = PDBFixer(pdbfile=io.StringIO(to_pdb_string(protein)))
+    fixer.findNonstandardResidues()
+    fixer.replaceNonstandardResidues()
+    fixer.removeHeterogens(keepWater=False)
+    fixer.findMissingResidues()
+    fixer.missingResidues = {}  # never invent residues: gaps stay gaps
+    fixer.findMissingAtoms()
+    fixer.addMissingAtoms(seed=seed)
+    fixer.addMissingHydrogens(7.0)
+    residues = list(fixer.topology.residues())
+    if len(residues) != len(protein):
+        raise RelaxError(f"PDBFixer returned {len(residues)} residues for {len(protein)}")
+    for i, res in enumerate(residues):
+        if res.name != rc.resnames[int(protein.aatype[i])]:
+            raise RelaxError(f"PDBFixer changed residue {i} to {res.name}")
+    return fixer.topology, fixer.positions

@@ -1,0 +1,263 @@
+"""AlphaFold2-style Amber relax with OpenMM: restrained L-BFGS minimisation in rounds.
+
+Each round: harmonic restraints (``stiffness``) on heavy atoms of residues not yet released,
+``LocalEnergyMinimizer`` to ``tolerance``; then clashes and peptide-bond violations are checked,
+the residues involved lose their restraints, and the next round starts from the minimised
+coordinates, until no violation remains or ``max_outer_iterations`` rounds ran. A failed
+minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
+coordinates jittered by 0.01 A, and recorded in the result's notes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.protein import Protein
+from af2struct.geometry.stereo import clashscore, find_clashes, peptide_violations
+from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
+from refine.types import RelaxConfig, RelaxError, RelaxResult
+
+logger = logging.getLogger(__name__)
+
+KJ_PER_KCAL = 4.184
+RESTRAINT_GROUP = 31
+_FF_FILES = {
+    ("amber99sb", "vacuum"): ["amber99sb.xml"],
+    ("amber99sb", "obc"): ["amber99sb.xml", "amber99_obc.xml"],
+    ("amber14", "vacuum"): ["amber14-all.xml"],
+    ("amber14", "obc"): ["amber14-all.xml", "implicit/obc2.xml"],
+}
+
+
+def violating_residues(protein: Protein, clash_overlap: float) -> Set[int]:
+    """Positions of residues in a clash (> ``clash_overlap``) or a violated peptide bond."""
+    bad: Set[int] = set()
+    for c in find_clashes(protein, clash_overlap):
+        bad.update((c.residue_a, c.residue_b))
+    v = peptide_violations(protein)
+    for i in np.nonzero(v.any)[0]:
+        bad.update((int(i), int(i) + 1))
+    return bad
+
+
+def violation_count(protein: Protein, clash_overlap: float) -> int:
+    return len(find_clashes(protein, clash_overlap)) + peptide_violations(protein).count
+
+
+def _platforms(name: str) -> List[str]:
+    import openmm
+
+    available = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+    if name != "auto":
+        if name not in available:
+            raise RelaxError(f"OpenMM platform {name!r} not available; available: {sorted(available)}")
+        return [name]
+    return [p for p in ("CUDA", "OpenCL", "CPU", "Reference") if p in available]
+
+
+def _context(system, topology_positions, config: RelaxConfig):
+    """A Context on the first platform that works, and that platform's name."""
+    import openmm
+
+    errors = []
+    for name in _platforms(config.platform):
+        platform = openmm.Platform.getPlatformByName(name)
+        props = {}
+        if name == "CPU" and config.threads > 0:
+            props["Threads"] = str(config.threads)
+        try:
+            integrator = openmm.LangevinIntegrator(0, 0.01, 0.0)
+            ctx = openmm.Context(system, integrator, platform, props)
+            ctx.setPositions(topology_positions)
+            return ctx, name
+        except Exception as exc:  # a platform that is listed but has no device
+            errors.append(f"{name}: {exc}")
+    raise RelaxError("no OpenMM platform could start: " + "; ".join(errors))
+
+
+def _heavy_protein(topology, positions_nm: np.ndarray, template: Protein) -> Protein:
+    """Heavy atoms of the OpenMM system laid back onto ``template``'s residues (atom37)."""
+    n = len(template)
+    pos = np.zeros((n, rc.atom_type_num, 3), np.float32)
+    mask = np.zeros((n, rc.atom_type_num), np.float32)
+    for i, res in enumerate(topology.residues()):
+        for atom in res.atoms():
+            if atom.element is None or atom.element.symbol == "H":
+                continue
+            j = rc.atom_order.get(atom.name)
+            if j is None:
+                continue
+            pos[i, j] = positions_nm[atom.index] * 10.0
+            mask[i, j] = 1.0
+    res_b = template.residue_b_factors
+    b = np.where(template.atom_mask > 0, template.b_factors, res_b[:, None]).astype(np.float32)
+    return template.replace(atom_positions=pos, atom_mask=mask, b_factors=b)
+
+
+def _build_system(topology, config: RelaxConfig, constraints=True):
+    from openmm import app
+
+    ff = app.ForceField(*_FF_FILES[(config.forcefield, config.solvent)])
+    return ff.createSystem(topology, nonbondedMethod=app.NoCutoff,
+                           constraints=app.HBonds if constraints else None)
+
+
+def _add_restraints(system, topology, reference_nm: np.ndarray, released: Set[int], stiffness: float) -> int:
+    import openmm
+
+    force = openmm.CustomExternalForce("0.5 * k * ((x - x0)^2 + (y - y0)^2 + (z - z0)^2)")
+    force.addGlobalParameter("k", stiffness * KJ_PER_KCAL * 100.0)  # kcal/mol/A^2 -> kJ/mol/nm^2
+    for p in ("x0", "y0", "z0"):
+        force.addPerParticleParameter(p)
+    count = 0
+    for i, res in enumerate(topology.residues()):
+        if i in released:
+            continue
+        for atom in res.atoms():
+            if atom.element is not None and atom.element.symbol != "H":
+                force.addParticle(atom.index, reference_nm[atom.index].tolist())
+                count += 1
+    force.setForceGroup(RESTRAINT_GROUP)
+    system.addForce(force)
+    return count
+
+
+def _energy_kcal(ctx) -> float:
+    groups = sum(1 << g for g in range(32) if g != RESTRAINT_GROUP)
+    e = ctx.getState(getEnergy=True, groups=groups).getPotentialEnergy()
+    return e.value_in_unit(e.unit) / KJ_PER_KCAL  # kJ/mol -> kcal/mol
+
+
+def _minimize_round(topology, start_nm, reference_nm, released, config) -> Tuple[np.ndarray, float, float, str]:
+    """One restrained minimisation; returns (positions nm, E before, E after, platform)."""
+    import openmm
+    from openmm import unit
+
+    system = _build_system(topology, config)
+    _add_restraints(system, topology, reference_nm, released, config.stiffness)
+    ctx, platform = _context(system, start_nm * unit.nanometer, config)
+    try:
+        e0 = _energy_kcal(ctx)
+        openmm.LocalEnergyMinimizer.minimize(ctx, config.tolerance * KJ_PER_KCAL, config.max_iterations)
+        state = ctx.getState(getPositions=True)
+        pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        e1 = _energy_kcal(ctx)
+    finally:
+        del ctx
+    if not (np.isfinite(e1) and np.isfinite(pos).all()):
+        raise RelaxError(f"minimiser diverged (energy {e1})")
+    return pos, e0, e1, platform
+
+
+def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[Path] = None) -> RelaxResult:
+    """Relax ``protein`` (see module doc). ``amber_prefix`` also writes ``.prmtop``/``.inpcrd``."""
+    from openmm import unit
+
+    t0 = time.perf_counter()
+    notes = check_input(protein)
+    seg, breaks = segment_ids(protein)
+    if breaks:
+        notes.append(f"chain break(s) before residue(s) {breaks[:10]}: kept (segments relaxed as separate chains)")
+    segmented = protein.replace(chain_id=seg)
+    topology, positions = fix_with_pdbfixer(segmented, seed=config.seed)
+    start = np.asarray(positions.value_in_unit(unit.nanometer))
+    reference = start.copy()
+    before = _heavy_protein(topology, start, protein)
+    violations_before = violation_count(protein, config.clash_overlap)
+    clash_before = clashscore(protein)
+    released: Set[int] = set()
+    rng = np.random.default_rng(config.seed)
+    attempts = 0
+    initial_energy = None
+    energy = float("nan")
+    platform = "?"
+    current = start
+    rounds = 0
+    for rounds in range(1, config.max_outer_iterations + 1):
+        for attempt in range(1, config.max_attempts + 1):
+            attempts += 1
+            try:
+                trial = current if attempt == 1 else current + rng.normal(0, 0.001, current.shape)
+                current, e0, energy, platform = _minimize_round(topology, trial, reference, released, config)
+                break
+            except Exception as exc:  # OpenMM raises plain Exceptions
+                notes.append(f"round {rounds} attempt {attempt} failed: {exc}")
+                logger.warning("minimisation round %d attempt %d failed: %s", rounds, attempt, exc)
+        else:
+            raise RelaxError(f"minimisation failed {config.max_attempts} times in round {rounds}: {notes[-1]}")
+        if initial_energy is None:
+            initial_energy = e0
+        relaxed = _heavy_protein(topology, current, protein)
+        bad = violating_residues(relaxed, config.clash_overlap)
+        logger.debug("round %d: E=%.1f kcal/mol, %d residues in violation", rounds, energy, len(bad))
+        if not bad or bad <= released:
+            break
+        released |= bad
+    relaxed = relaxed.replace(chain_id=protein.chain_id)
+    present = protein.atom_mask > 0
+    both = present & (relaxed.atom_mask > 0)
+    rmsd = float(np.sqrt(((relaxed.atom_positions[both] - protein.atom_positions[both]) ** 2).sum(-1).mean()))
+    pdb_h = None
+    if config.keep_hydrogens or amber_prefix is not None:
+        for chain, cid in zip(topology.chains(), _chain_ids_per_segment(protein, seg)):
+            chain.id = cid
+    if config.keep_hydrogens:
+        from openmm import app
+
+        buf = io.StringIO()
+        app.PDBFile.writeFile(topology, current * 10.0 * unit.angstrom, buf, keepIds=True)
+        pdb_h = buf.getvalue()
+    if amber_prefix is not None:
+        export_amber(topology, current, config, amber_prefix)
+    if len(released):
+        notes.append(f"restraints released on {len(released)} residue(s) in violation")
+    return RelaxResult(
+        protein=relaxed,
+        initial_energy=float(initial_energy),
+        final_energy=float(energy),
+        rmsd_heavy=rmsd,
+        violations_before=violations_before,
+        violations_after=violation_count(relaxed, config.clash_overlap),
+        clashscore_before=clash_before,
+        clashscore_after=clashscore(relaxed),
+        outer_iterations=rounds,
+        attempts=attempts,
+        wall_time=time.perf_counter() - t0,
+        backend="openmm",
+        platform=platform,
+        pdb_with_hydrogens=pdb_h,
+        notes=notes,
+    )
+
+
+def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> List[str]:
+    out, seen = [], set()
+    for s, c in zip(seg, protein.chain_ids):
+        if s not in seen:
+            seen.add(s)
+            out.append(str(c))
+    return out
+
+
+def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix: Path) -> Tuple[Path, Path]:
+    """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
+    import parmed
+    from openmm import unit
+
+    from af2struct.common.atomic import atomic_path
+
+    system = _build_system(topology, config, constraints=False)
+    structure = parmed.openmm.load_topology(topology, system, xyz=positions_nm * 10.0)
+    prefix = Path(prefix)
+    paths = (prefix.with_suffix(".prmtop"), prefix.with_suffix(".inpcrd"))
+    for path, fmt in zip(paths, ("amber", "rst7")):
+        with atomic_path(path) as tmp:
+            structure.save(str(tmp), format=fmt, overwrite=True)
+    return paths

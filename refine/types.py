@@ -1,0 +1,114 @@
+"""Typed configuration and result of a relaxation (no torch, no model)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Mapping, Optional
+
+from af2struct.common.protein import Protein
+
+BACKENDS = ("openmm", "rosetta")
+FORCEFIELDS = ("amber99sb", "amber14")
+SOLVENTS = ("vacuum", "obc")
+PLATFORMS = ("auto", "CUDA", "OpenCL", "CPU", "Reference")
+
+
+class RelaxError(RuntimeError):
+    """A structure that could not be relaxed (bad input, minimiser failure after all attempts)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RelaxConfig:
+    """How to relax a structure. Defaults follow AlphaFold2's Amber relax.
+
+    Attributes:
+        backend: ``openmm`` (Amber force field) or ``rosetta`` (PyRosetta FastRelax).
+        forcefield: ``amber99sb`` (AlphaFold's choice) or ``amber14``.
+        solvent: ``vacuum`` (default; fast) or ``obc`` (implicit solvent through OpenMM's native
+            OBC force for amber99sb; roughly 15x slower on a CPU).
+        stiffness: harmonic restraint on heavy atoms, kcal/mol/A^2.
+        tolerance: minimiser convergence, kcal/mol (AlphaFold's 2.39).
+        max_iterations: minimiser iteration cap per round (0 = until converged).
+        max_outer_iterations: rounds of minimise -> check violations -> release violating
+            residues' restraints.
+        max_attempts: tries per round after a failed minimisation (NaN energy, exception).
+        platform: ``auto`` (CUDA, then OpenCL, then CPU) or a name.
+        threads: CPU threads for OpenMM (0 = OpenMM's default).
+        clash_overlap: vdW overlap (A) that counts as a violation in the outer loop
+            (AlphaFold uses 1.5; 0.4 is the stricter MolProbity-style clash).
+        keep_hydrogens: also return the relaxed all-atom (with H) PDB text.
+        rosetta_scorefxn, rosetta_rounds: PyRosetta FastRelax settings.
+        seed: seed for atoms PDBFixer has to build.
+    """
+
+    backend: str = "openmm"
+    forcefield: str = "amber99sb"
+    solvent: str = "vacuum"
+    stiffness: float = 10.0
+    tolerance: float = 2.39
+    max_iterations: int = 0
+    max_outer_iterations: int = 3
+    max_attempts: int = 3
+    platform: str = "auto"
+    threads: int = 0
+    clash_overlap: float = 0.4
+    keep_hydrogens: bool = False
+    rosetta_scorefxn: str = "ref2015"
+    rosetta_rounds: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.backend in BACKENDS, f"backend must be one of {BACKENDS}"),
+            (self.forcefield in FORCEFIELDS, f"forcefield must be one of {FORCEFIELDS}"),
+            (self.solvent in SOLVENTS, f"solvent must be one of {SOLVENTS}"),
+            (self.platform in PLATFORMS, f"platform must be one of {PLATFORMS}"),
+            (self.stiffness >= 0, "stiffness must be >= 0"),
+            (self.tolerance > 0, "tolerance must be > 0"),
+            (self.max_outer_iterations >= 1, "max_outer_iterations must be >= 1"),
+            (self.max_attempts >= 1, "max_attempts must be >= 1"),
+            (self.rosetta_rounds >= 1, "rosetta_rounds must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"RelaxConfig: {msg}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RelaxConfig":
+        """Build from a mapping; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"RelaxConfig: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(d))
+
+
+@dataclasses.dataclass
+class RelaxResult:
+    """What a relaxation did. Energies in kcal/mol (OpenMM: force field only, restraints
+    excluded) or Rosetta energy units (rosetta backend)."""
+
+    protein: Protein
+    initial_energy: float
+    final_energy: float
+    rmsd_heavy: float  # heavy-atom RMSD to the input over the input's atoms, no superposition
+    violations_before: int
+    violations_after: int
+    clashscore_before: float
+    clashscore_after: float
+    outer_iterations: int
+    attempts: int
+    wall_time: float
+    backend: str
+    platform: str
+    energy_unit: str = "kcal/mol"
+    pdb_with_hydrogens: Optional[str] = None
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    def as_row(self) -> Dict[str, Any]:
+        """The figures (no structures) for reports."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("protein", "pdb_with_hydrogens", "notes")}
+        out["n_residues"] = len(self.protein)
+        out["notes"] = "; ".join(self.notes)
+        return out
