@@ -52,7 +52,7 @@ def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:
     seg = np.concatenate([[0], np.cumsum(new)])
     if seg[-1] >= len(SEGMENT_IDS):
         raise RelaxError(f"{seg[-1] + 1} chain segments; at most {len(SEGMENT_IDS)} are supported")
-    breaks = [int(protein.residue_index[i]) for i in np.nonzero(new)[0]]
+    breaks = [int(protein.residue_index[i + 1]) for i in np.nonzero(new)[0]]
     return np.array([SEGMENT_IDS[s] for s in seg]), breaks
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import clashscore, find_clashes, peptide_violations
+from af2struct.geometry.stereo import clashscore, violating_residues, violation_count
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
@@ -34,21 +34,6 @@ _FF_FILES = {
     ("amber14", "vacuum"): ["amber14-all.xml"],
     ("amber14", "obc"): ["amber14-all.xml", "implicit/obc2.xml"],
 }
-
-
-def violating_residues(protein: Protein, clash_overlap: float) -> Set[int]:
-    """Positions of residues in a clash (> ``clash_overlap``) or a violated peptide bond."""
-    bad: Set[int] = set()
-    for c in find_clashes(protein, clash_overlap):
-        bad.update((c.residue_a, c.residue_b))
-    v = peptide_violations(protein)
-    for i in np.nonzero(v.any)[0]:
-        bad.update((int(i), int(i) + 1))
-    return bad
-
-
-def violation_count(protein: Protein, clash_overlap: float) -> int:
-    return len(find_clashes(protein, clash_overlap)) + peptide_violations(protein).count
 
 
 def _platforms(name: str) -> List[str]:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Set, Tuple
 
 import numpy as np
 
@@ -153,6 +153,22 @@ def peptide_violations(protein: Protein, tolerance: float = VIOLATION_TOLERANCE_
     bad_cacn = np.abs(cos_cacn - rc.between_res_cos_angles_ca_c_n[0]) > tolerance * rc.between_res_cos_angles_ca_c_n[1]
     bad_cnca = np.abs(cos_cnca - rc.between_res_cos_angles_c_n_ca[0]) > tolerance * rc.between_res_cos_angles_c_n_ca[1]
     return PeptideViolations(bad_len & checked, bad_cacn & checked, bad_cnca & checked, checked)
+
+
+def violating_residues(protein: Protein, clash_overlap: float) -> Set[int]:
+    """Positions of residues in a clash (> ``clash_overlap``) or a violated peptide bond."""
+    bad: Set[int] = set()
+    for c in find_clashes(protein, clash_overlap):
+        bad.update((c.residue_a, c.residue_b))
+    v = peptide_violations(protein)
+    for i in np.nonzero(v.any)[0]:
+        bad.update((int(i), int(i) + 1))
+    return bad
+
+
+def violation_count(protein: Protein, clash_overlap: float) -> int:
+    """Clashes (> ``clash_overlap``) plus violated peptide bonds."""
+    return len(find_clashes(protein, clash_overlap)) + peptide_violations(protein).count
 
 
 def stereo_report(protein: Protein) -> Dict[str, float]:

@@ -1,0 +1,150 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from af2struct import load_structure
+from af2struct.geometry.stereo import violation_count
+from refine import RelaxConfig, RelaxError, relax
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _noisy(p, sigma=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    return p.replace(atom_positions=(p.atom_positions + rng.normal(0, sigma, p.atom_positions.shape)).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def relaxed_set(real_structures):
+    out = []
+    for path in real_structures:
+        nat = load_structure(path)
+        noisy = _noisy(nat).with_residue_b_factors(np.linspace(30, 90, len(nat)))
+        out.append((noisy, relax(noisy, RelaxConfig())))
+    return out
+
+
+def test_relax_lowers_energy_and_removes_violations(relaxed_set):
+    for noisy, r in relaxed_set:
+        assert r.final_energy < r.initial_energy
+        assert r.violations_before > 0  # 0.2 A noise does create clashes / bad peptide bonds
+        assert r.violations_after == 0, r.notes
+        assert violation_count(r.protein, 0.4) == 0
+        assert r.clashscore_after <= r.clashscore_before
+        assert r.rmsd_heavy <= 0.5
+        assert r.backend == "openmm" and r.platform in ("CPU", "CUDA", "OpenCL", "Reference")
+
+
+def test_relax_keeps_sequence_numbering_and_confidence(relaxed_set):
+    for noisy, r in relaxed_set:
+        p = r.protein
+        assert p.sequence == noisy.sequence
+        assert np.array_equal(p.residue_index, noisy.residue_index)
+        assert p.chain_id == noisy.chain_id
+        assert np.allclose(p.residue_b_factors, noisy.residue_b_factors)
+        assert (p.atom_mask >= noisy.atom_mask).all()  # atoms may be added, never dropped
+
+
+def test_chain_break_kept_and_said(data_dir):
+    p = load_structure(data_dir / "messy_1aki.pdb")  # residue 7 is missing
+    r = relax(p, RelaxConfig(keep_hydrogens=True))
+    assert any("chain break" in n and "8" in n for n in r.notes)
+    i6, i8 = list(p.residue_index).index(6), list(p.residue_index).index(8)
+    gap_before = np.linalg.norm(p.atom_positions[i8, 0] - p.atom_positions[i6, 2])
+    gap_after = np.linalg.norm(r.protein.atom_positions[i8, 0] - r.protein.atom_positions[i6, 2])
+    assert gap_after > 2.5 and abs(gap_after - gap_before) < 1.0  # no bond (1.33 A) pulled across the gap
+    assert r.pdb_with_hydrogens and " H " in r.pdb_with_hydrogens
+
+
+def test_missing_backbone_and_side_chain_atoms_are_built(real_structures):
+    nat = load_structure(real_structures[2])
+    mask = nat.atom_mask.copy()
+    mask[10, 3:] = 0  # drop CB and the side chain
+    mask[10, 4] = 1  # keep O
+    mask[20, 4] = 0  # drop a backbone O
+    r = relax(nat.replace(atom_mask=mask))
+    assert r.protein.atom_mask[10].sum() == nat.atom_mask[10].sum()
+    assert r.protein.atom_mask[20, 4] == 1
+    assert r.violations_after == 0
+
+
+def test_unknown_residue_is_a_clear_error(real_structures):
+    nat = load_structure(real_structures[0])
+    aat = nat.aatype.copy()
+    aat[3] = 20
+    with pytest.raises(RelaxError, match="unknown residue type"):
+        relax(nat.replace(aatype=aat))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown key"):
+        RelaxConfig.from_dict({"stifness": 3})
+    with pytest.raises(ValueError, match="backend"):
+        RelaxConfig(backend="gromacs")
+    with pytest.raises(ValueError, match="platform"):
+        RelaxConfig(platform="TPU")
+
+
+def test_minimiser_failure_is_retried_then_reported(real_structures, monkeypatch):
+    import refine.openmm_backend as ob
+
+    calls = {"n": 0}
+    real = ob._minimize_round
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RelaxError("minimiser diverged (energy nan)")
+        return real(*a, **k)
+
+    monkeypatch.setattr(ob, "_minimize_round", flaky)
+    r = relax(_noisy(load_structure(real_structures[0])))
+    assert r.attempts >= 2 and any("attempt 1 failed" in n for n in r.notes)
+
+    def always(*a, **k):
+        raise RelaxError("minimiser diverged (energy nan)")
+
+    monkeypatch.setattr(ob, "_minimize_round", always)
+    with pytest.raises(RelaxError, match="failed 2 times"):
+        relax(load_structure(real_structures[0]), RelaxConfig(max_attempts=2))
+
+
+def test_rosetta_backend_missing_is_clear(real_structures):
+    try:
+        import pyrosetta  # noqa: F401
+    except ImportError:
+        with pytest.raises(RelaxError, match="PyRosetta.*pyrosetta.org"):
+            relax(load_structure(real_structures[0]), RelaxConfig(backend="rosetta"))
+    else:
+        pytest.skip("PyRosetta is installed: the real backend is tested in test_rosetta.py")
+
+
+def test_relax_script_batch_resume_and_amber(tmp_path, data_dir):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for n in ("T1082.pdb", "openfold_1psm_A.pdb.gz"):
+        (inp / n).write_bytes((data_dir / n).read_bytes())
+    (inp / "broken.pdb").write_text("HETATM    1  O   HOH A   1      10.000  10.000  10.000  1.00 30.00           O\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "scripts/relax.py"), str(inp), "--out", str(out), "--quiet"]
+    r = subprocess.run(cmd + ["--amber-out", "--jobs", "2"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    report = {x["name"]: x for x in json.loads((out / "relax_report.json").read_text())}
+    assert report["T1082"]["status"] == "ok" and report["openfold_1psm_A"]["status"] == "ok"
+    assert report["broken"]["status"] == "error" and "no protein residues" in report["broken"]["error"]
+    assert (out / "T1082_relaxed.pdb").exists() and (out / "T1082_relaxed.prmtop").stat().st_size > 0
+    assert load_structure(out / "T1082_relaxed.pdb").sequence == load_structure(data_dir / "T1082.pdb").sequence
+    import parmed
+
+    s = parmed.load_file(str(out / "T1082_relaxed.prmtop"), str(out / "T1082_relaxed.inpcrd"))
+    assert len(s.residues) == 75 and s.coordinates.shape[0] == len(s.atoms)
+    # resume: nothing is redone
+    mtime = (out / "T1082_relaxed.pdb").stat().st_mtime_ns
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert "3 of 3 structures already done" in r.stderr
+    assert (out / "T1082_relaxed.pdb").stat().st_mtime_ns == mtime
+    assert "T1082" in (out / "relax_report.csv").read_text()
