@@ -11,7 +11,19 @@ from af2struct.common.residue_constants import SequenceError
 
 __version__ = "0.1.0"
 
+
+
+def __getattr__(name):
+    # the model (and torch) load only when asked for: ``from af2struct import Alphafold2``
+    if name == "Alphafold2":
+        from af2struct.model.network import Alphafold2
+
+        return Alphafold2
+    raise AttributeError(f"module 'af2struct' has no attribute {name!r}")
+
+
 __all__ = [
+    "Alphafold2",
     "Protein",
     "ProteinError",
     "SequenceError",

@@ -1,0 +1,154 @@
+"""Attention primitives: gated multi-head attention on PyTorch's scaled_dot_product_attention,
+evaluated in query chunks, with optional pair bias, memory-compressed keys/values and a
+block-sparse (local blocks + global tokens) pattern.
+
+Shapes: queries ``[..., Lq, C]``, keys ``[..., Lk, C]``; ``bias [..., H, Lq, Lk]`` additive;
+``key_mask [..., Lk]`` bool (True = attend).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+NEG_INF = -1e4
+
+
+def chunked_sdpa(q, k, v, bias: Optional[torch.Tensor], chunk: Optional[int]) -> torch.Tensor:
+    """SDPA over ``q [..., H, Lq, d]`` in chunks of ``chunk`` queries (memory O(chunk * Lk))."""
+    lq = q.shape[-2]
+    if chunk is None or lq <= chunk:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    outs = []
+    for s in range(0, lq, chunk):
+        b = None if bias is None or bias.shape[-2] == 1 else bias[..., s:s + chunk, :]
+        b = bias if b is None else b
+        outs.append(F.scaled_dot_product_attention(q[..., s:s + chunk, :], k, v, attn_mask=b))
+    return torch.cat(outs, dim=-2)
+
+
+def mask_to_bias(key_mask: Optional[torch.Tensor], dtype) -> Optional[torch.Tensor]:
+    """``[..., Lk]`` bool -> additive ``[..., 1, 1, Lk]`` (0 or NEG_INF)."""
+    if key_mask is None:
+        return None
+    return ((~key_mask).to(dtype) * NEG_INF)[..., None, None, :]
+
+
+class Attention(nn.Module):
+    """Gated multi-head attention (AlphaFold style): ``x [..., Lq, C]`` (and ``context``) -> ``[..., Lq, C]``."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: Optional[int] = None,
+                 gating: bool = True) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(context_dim or dim, 2 * inner, bias=False)
+        self.to_gate = nn.Linear(dim, inner) if gating else None
+        self.to_out = nn.Linear(inner, dim)
+        if gating:
+            nn.init.zeros_(self.to_gate.weight)
+            nn.init.ones_(self.to_gate.bias)
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+
+    def project(self, x, context):
+        h = self.heads
+        q = rearrange(self.to_q(x), "... l (h d) -> ... h l d", h=h)
+        k, v = self.to_kv(context).chunk(2, dim=-1)
+        k = rearrange(k, "... l (h d) -> ... h l d", h=h)
+        v = rearrange(v, "... l (h d) -> ... h l d", h=h)
+        return q, k, v
+
+    def finish(self, x, out):
+        out = rearrange(out, "... h l d -> ... l (h d)")
+        if self.to_gate is not None:
+            out = out * torch.sigmoid(self.to_gate(x))
+        return self.to_out(out)
+
+    def forward(self, x, context=None, key_mask=None, bias=None, chunk: Optional[int] = None):
+        context = x if context is None else context
+        q, k, v = self.project(x, context)
+        b = mask_to_bias(key_mask, q.dtype)
+        if bias is not None:
+            b = bias if b is None else bias + b
+        if b is not None:
+            b = b.to(q.dtype)
+        return self.finish(x, chunked_sdpa(q, k, v, b, chunk))
+
+
+class CompressedKV(nn.Module):
+    """Memory-compressed keys/values (Liu et al. 2018): a strided Conv1d pools ``ratio`` tokens
+    into one; the mask is pooled with max (a window with any real token is real)."""
+
+    def __init__(self, dim: int, ratio: int) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.conv = nn.Conv1d(dim, dim, kernel_size=ratio, stride=ratio)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]):
+        """``x [B, T, C]``, ``mask [B, T]`` -> ``[B, ceil(T/r), C]``, ``[B, ceil(T/r)]``."""
+        r = self.ratio
+        t = x.shape[1]
+        pad = (-t) % r
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad))
+            mask = F.pad(mask, (0, pad), value=False)
+        x = x * mask[..., None]
+        y = self.conv(rearrange(x, "b t c -> b c t"))
+        m = mask.view(mask.shape[0], -1, r).any(-1)
+        return rearrange(y, "b c t -> b t c"), m
+
+
+def block_sparse_attention(q, k, v, bias, key_mask, block: int, num_global: int) -> torch.Tensor:
+    """Self-attention where each query block attends to its own and the two neighbouring key
+    blocks plus ``num_global`` global tokens (the first positions), and the global tokens attend
+    to everything. Scores cost ``O(L * (3 * block + num_global))`` instead of ``O(L^2)``.
+
+    ``q, k, v [..., H, L, d]``; ``bias [..., H, L, L]`` or None; ``key_mask [..., L]`` or None.
+    """
+    *lead, h, n, d = q.shape
+    g = min(num_global, n)
+    nb = math.ceil(n / block)
+    lp = nb * block
+    dev = q.device
+    # column index of every key slot of every block: [nb, W], W = 3 * block + g
+    starts = (torch.arange(nb, device=dev) - 1) * block
+    local = starts[:, None] + torch.arange(3 * block, device=dev)[None]
+    glob = torch.arange(g, device=dev)[None].expand(nb, g)
+    cols = torch.cat([glob, local], dim=1)
+    valid = (cols >= 0) & (cols < n)
+    valid[:, g:] &= cols[:, g:] >= g  # globals already in the global slots
+    cols_c = cols.clamp(0, n - 1)
+    pad_q = lp - n
+    qb = F.pad(q, (0, 0, 0, pad_q)).reshape(*lead, h, nb, block, d)
+    kb = k[..., cols_c, :]  # [..., H, nb, W, d]
+    vb = v[..., cols_c, :]
+    attn_bias = torch.zeros(valid.shape, dtype=q.dtype, device=dev).masked_fill(~valid, NEG_INF)
+    attn_bias = attn_bias[:, None, :]  # [nb, 1, W]
+    if key_mask is not None:
+        km = key_mask[..., cols_c]  # [..., nb, W]
+        attn_bias = attn_bias + ((~km).to(q.dtype) * NEG_INF)[..., None, :, None, :]
+    if bias is not None:
+        bp = F.pad(bias, (0, 0, 0, pad_q)).reshape(*lead, h, nb, block, n)
+        idx = cols_c[:, None, :].expand(nb, block, cols_c.shape[1])
+        attn_bias = attn_bias + torch.gather(bp, -1, idx.expand(*bp.shape[:-3], nb, block, idx.shape[-1]))
+    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=attn_bias.to(q.dtype))
+    out = out.reshape(*lead, h, lp, d)[..., :n, :]
+    if g:
+        gb = None
+        if bias is not None:
+            gb = bias[..., :g, :]
+        if key_mask is not None:
+            mb = ((~key_mask).to(q.dtype) * NEG_INF)[..., None, None, :]
+            gb = mb if gb is None else gb + mb
+        out_g = F.scaled_dot_product_attention(q[..., :g, :], k, v, attn_mask=gb)
+        out = torch.cat([out_g, out[..., g:, :]], dim=-2)
+    return out

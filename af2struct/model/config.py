@@ -1,0 +1,170 @@
+"""Model configuration: typed dataclasses with presets; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
+
+T = TypeVar("T")
+
+SparseSpec = Union[bool, Tuple[bool, ...]]
+
+
+def _from_dict(cls: Type[T], d: Mapping[str, Any], where: str) -> T:
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kw = {}
+    for k, v in d.items():
+        sub = _NESTED.get((cls.__name__, k))
+        kw[k] = _from_dict(sub, v, f"{where}.{k}") if sub is not None else v
+        if k == "sparse_self_attn" and isinstance(v, list):
+            kw[k] = tuple(v)
+    return cls(**kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrunkConfig:
+    """Evoformer-style trunk over an MSA/sequence stack [B, N, L, dim] and a pair [B, L, L, pair_dim].
+
+    Attributes:
+        dim: MSA/sequence channel width (C_m).
+        pair_dim: pair channel width (C_z); defaults to ``dim``.
+        depth: number of blocks.
+        heads, dim_head: attention heads and width per head (MSA attention).
+        pair_heads, pair_dim_head: for triangle attention on the pair.
+        max_seq_len: longest sequence accepted (clear error beyond).
+        max_rel_pos: relative-position clipping for the pair embedding.
+        reversible: reversible residual coupling (activations not stored for backward).
+        sparse_self_attn: block-sparse row attention (bool or one bool per layer).
+        sparse_block_size, sparse_num_global: the block-sparse pattern (local blocks + globals).
+        cross_attn_compress_ratio: keys/values of the MSA pooled by a strided convolution in the
+            sequence<->MSA cross attention (1 = no compression).
+        inter_msa_self_attn: column attention across MSA sequences (False: each sequence only
+            attends within itself).
+        attn_chunk_size: attention is evaluated this many rows at a time (memory O(L^2)).
+        triangle_mult: triangle multiplicative updates in each block.
+        triangle_attn: triangle (axial) attention on the pair in each block.
+        num_recycles: extra passes feeding the pair and CA distances back (0 = single pass).
+    """
+
+    dim: int = 64
+    pair_dim: Optional[int] = None
+    depth: int = 4
+    heads: int = 4
+    dim_head: int = 16
+    pair_heads: int = 4
+    pair_dim_head: int = 16
+    max_seq_len: int = 2048
+    max_rel_pos: int = 32
+    reversible: bool = False
+    sparse_self_attn: SparseSpec = False
+    sparse_block_size: int = 16
+    sparse_num_global: int = 4
+    cross_attn_compress_ratio: int = 1
+    inter_msa_self_attn: bool = True
+    attn_chunk_size: int = 64
+    triangle_mult: bool = True
+    triangle_attn: bool = True
+    transition_factor: int = 2
+    num_recycles: int = 0
+
+    def __post_init__(self) -> None:
+        if self.depth < 1 or self.dim < 1 or self.heads < 1:
+            raise ValueError("TrunkConfig: depth, dim and heads must be >= 1")
+        if self.cross_attn_compress_ratio < 1:
+            raise ValueError("TrunkConfig: cross_attn_compress_ratio must be >= 1")
+        if isinstance(self.sparse_self_attn, tuple) and len(self.sparse_self_attn) != self.depth:
+            raise ValueError(
+                f"TrunkConfig: sparse_self_attn has {len(self.sparse_self_attn)} entries for depth {self.depth}"
+            )
+
+    @property
+    def z_dim(self) -> int:
+        return self.pair_dim or self.dim
+
+    def sparse_for_layer(self, i: int) -> bool:
+        s = self.sparse_self_attn
+        return bool(s[i]) if isinstance(s, tuple) else bool(s)
+
+
+@dataclasses.dataclass(frozen=True)
+class StructureConfig:
+    """Distogram -> MDS -> SE(3) refinement -> full atom."""
+
+    mds_iters: int = 200
+    use_se3: bool = True
+    se3_dim: int = 16
+    se3_depth: int = 2
+    se3_heads: int = 2
+    se3_dim_head: int = 8
+    se3_num_degrees: int = 2
+    se3_num_neighbors: int = 16
+    se3_edge_dim: int = 8
+    se3_cache_dir: Optional[str] = None  # None: in-memory basis cache only
+    se3_max_step: float = 3.0  # Angstrom: bound on the coordinate update per residue
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadsConfig:
+    distogram_bins: int = 37
+    distogram_min: float = 2.0
+    distogram_max: float = 20.0
+    plddt_bins: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
+    structure: StructureConfig = dataclasses.field(default_factory=StructureConfig)
+    heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, d, "ModelConfig")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections) -> "ModelConfig":
+        """Replace fields inside sections: ``cfg.replace(trunk={"depth": 2})``."""
+        out = {}
+        for name, changes in sections.items():
+            out[name] = dataclasses.replace(getattr(self, name), **changes)
+        return dataclasses.replace(self, **out)
+
+
+_NESTED = {
+    ("ModelConfig", "trunk"): TrunkConfig,
+    ("ModelConfig", "structure"): StructureConfig,
+    ("ModelConfig", "heads"): HeadsConfig,
+}
+
+PRESETS: Dict[str, ModelConfig] = {
+    # for tests: a few thousand parameters, seconds on a CPU
+    "tiny": ModelConfig(
+        trunk=TrunkConfig(dim=16, depth=2, heads=2, dim_head=8, pair_heads=2, pair_dim_head=8, attn_chunk_size=32),
+        structure=StructureConfig(mds_iters=50, se3_dim=8, se3_depth=1, se3_heads=1, se3_dim_head=4,
+                                  se3_num_neighbors=8, se3_edge_dim=4),
+    ),
+    # the shipped checkpoint: trained on 2 CPU cores
+    "default": ModelConfig(
+        trunk=TrunkConfig(dim=48, pair_dim=48, depth=4, heads=4, dim_head=12, pair_heads=4, pair_dim_head=12),
+    ),
+    # for GPUs
+    "large": ModelConfig(
+        trunk=TrunkConfig(dim=256, pair_dim=128, depth=24, heads=8, dim_head=32, pair_heads=4, pair_dim_head=32,
+                          num_recycles=3),
+        structure=StructureConfig(se3_dim=32, se3_depth=3, se3_heads=4, se3_dim_head=16, se3_num_neighbors=32),
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}") from None

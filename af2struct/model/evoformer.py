@@ -1,0 +1,234 @@
+"""Evoformer-style trunk blocks.
+
+State: ``a [B, Na, L, C]`` (the sequence as row 0, plus an aligned MSA when given),
+``u [B, Nu, Lu, C]`` (an MSA of another length, or None) and ``z [B, L, L, Cz]``.
+Each block is two residual functions of the whole state (so it can run reversibly):
+
+* ``msa_update`` (F): row attention with pair bias (tied across rows; optionally block-sparse),
+  column attention (``inter_msa_self_attn``), sequence <-> unaligned-MSA cross attention
+  (keys/values compressed by ``cross_attn_compress_ratio``), transitions.
+* ``pair_update`` (G): outer-product mean (and the sequence outer product), triangle
+  multiplicative updates (outgoing, incoming), triangle attention (starting, ending node),
+  transition.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from af2struct.model.attention import Attention, CompressedKV, block_sparse_attention, chunked_sdpa, mask_to_bias
+from af2struct.model.config import TrunkConfig
+
+State = Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]
+Masks = Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]  # a_mask [B,Na,L], u_mask, pair_mask [B,L,L]
+
+
+class Transition(nn.Module):
+    def __init__(self, dim: int, factor: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * factor), nn.ReLU(), nn.Linear(dim * factor, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class RowAttentionWithPairBias(nn.Module):
+    """Attention along L within each row of ``a``, biased by the pair (same bias for every row)."""
+
+    def __init__(self, cfg: TrunkConfig, sparse: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.norm_z = nn.LayerNorm(cfg.z_dim)
+        self.to_bias = nn.Linear(cfg.z_dim, cfg.heads, bias=False)
+        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head)
+        self.sparse = sparse
+        self.block, self.num_global, self.chunk = cfg.sparse_block_size, cfg.sparse_num_global, cfg.attn_chunk_size
+
+    def forward(self, a, z, a_mask):
+        x = self.norm(a)
+        bias = rearrange(self.to_bias(self.norm_z(z)), "b i j h -> b () h i j")  # tied across rows
+        q, k, v = self.attn.project(x, x)  # [B, N, H, L, d]
+        if self.sparse:
+            out = block_sparse_attention(q, k, v, bias.expand(-1, q.shape[1], -1, -1, -1), a_mask,
+                                         self.block, self.num_global)
+        else:
+            b = (bias + mask_to_bias(a_mask, q.dtype)).to(q.dtype)
+            out = chunked_sdpa(q, k, v, b, self.chunk)
+        return self.attn.finish(x, out)
+
+
+class ColumnAttention(nn.Module):
+    """Attention across the sequences of an MSA, per column: ``[B, N, L, C]``."""
+
+    def __init__(self, cfg: TrunkConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head)
+        self.chunk = cfg.attn_chunk_size
+
+    def forward(self, a, a_mask):
+        x = rearrange(self.norm(a), "b n l c -> b l n c")
+        out = self.attn(x, key_mask=rearrange(a_mask, "b n l -> b l n"), chunk=self.chunk)
+        return rearrange(out, "b l n c -> b n l c")
+
+
+class CrossAttention(nn.Module):
+    """Tokens ``x [B, T, C]`` attend to ``ctx [B, S, C]``; optional strided-conv compression of ctx."""
+
+    def __init__(self, cfg: TrunkConfig, compress: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.norm_ctx = nn.LayerNorm(cfg.dim)
+        self.compress = CompressedKV(cfg.dim, compress) if compress > 1 else None
+        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head)
+        self.chunk = cfg.attn_chunk_size
+
+    def forward(self, x, ctx, ctx_mask):
+        c = self.norm_ctx(ctx)
+        if self.compress is not None:
+            c, ctx_mask = self.compress(c, ctx_mask)
+        return self.attn(self.norm(x), context=c, key_mask=ctx_mask, chunk=self.chunk)
+
+
+class OuterProductMean(nn.Module):
+    """Pair update from the MSA rows ``a [B, N, L, C]``: mean over rows of outer products."""
+
+    def __init__(self, dim: int, z_dim: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.left = nn.Linear(dim, hidden)
+        self.right = nn.Linear(dim, hidden)
+        self.out = nn.Linear(hidden * hidden, z_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, a, a_mask):
+        x = self.norm(a)
+        m = a_mask.to(x.dtype)[..., None]
+        l, r = self.left(x) * m, self.right(x) * m
+        outer = torch.einsum("bnic,bnjd->bijcd", l, r)
+        norm = torch.einsum("bni,bnj->bij", m[..., 0], m[..., 0]).clamp(min=1.0)[..., None, None]
+        return self.out(rearrange(outer / norm, "b i j c d -> b i j (c d)"))
+
+
+class TriangleMultiplication(nn.Module):
+    """AlphaFold's triangle multiplicative update (outgoing: sum_k a_ik b_jk; incoming: a_ki b_kj)."""
+
+    def __init__(self, z_dim: int, hidden: int, outgoing: bool) -> None:
+        super().__init__()
+        self.outgoing = outgoing
+        self.norm = nn.LayerNorm(z_dim)
+        self.proj = nn.Linear(z_dim, 2 * hidden)
+        self.gate = nn.Linear(z_dim, 2 * hidden)
+        self.norm_out = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, z_dim)
+        self.out_gate = nn.Linear(z_dim, z_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, z, pair_mask):
+        x = self.norm(z)
+        ab = self.proj(x) * torch.sigmoid(self.gate(x)) * pair_mask[..., None].to(x.dtype)
+        a, b = ab.chunk(2, dim=-1)
+        eq = "bikc,bjkc->bijc" if self.outgoing else "bkic,bkjc->bijc"
+        t = torch.einsum(eq, a, b)
+        return self.out(self.norm_out(t)) * torch.sigmoid(self.out_gate(x))
+
+
+class TriangleAttention(nn.Module):
+    """Triangle attention around the starting (rows) or ending (columns) node, in row chunks."""
+
+    def __init__(self, cfg: TrunkConfig, starting: bool) -> None:
+        super().__init__()
+        self.starting = starting
+        self.norm = nn.LayerNorm(cfg.z_dim)
+        self.to_bias = nn.Linear(cfg.z_dim, cfg.pair_heads, bias=False)
+        self.attn = Attention(cfg.z_dim, cfg.pair_heads, cfg.pair_dim_head)
+        self.chunk = cfg.attn_chunk_size
+
+    def forward(self, z, pair_mask):
+        if not self.starting:
+            z, pair_mask = z.transpose(1, 2), pair_mask.transpose(1, 2)
+        x = self.norm(z)
+        bias = rearrange(self.to_bias(x), "b j k h -> b () h j k")
+        outs = []
+        for s in range(0, x.shape[1], self.chunk):  # rows i, chunked: memory O(chunk * L^2)
+            xi = x[:, s:s + self.chunk]
+            q, k, v = self.attn.project(xi, xi)  # [B, i, H, j, d]
+            b = (bias + mask_to_bias(pair_mask[:, s:s + self.chunk], q.dtype)).to(q.dtype)
+            outs.append(self.attn.finish(xi, chunked_sdpa(q, k, v, b, None)))
+        out = torch.cat(outs, dim=1)
+        return out if self.starting else out.transpose(1, 2)
+
+
+class EvoformerBlock(nn.Module):
+    """One trunk block, as two residual functions of the state (see module doc)."""
+
+    def __init__(self, cfg: TrunkConfig, layer: int, has_unaligned: bool) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.row = RowAttentionWithPairBias(cfg, cfg.sparse_for_layer(layer))
+        self.col = ColumnAttention(cfg) if cfg.inter_msa_self_attn else None
+        self.a_trans = Transition(cfg.dim, cfg.transition_factor)
+        if has_unaligned:
+            self.seq_to_msa = CrossAttention(cfg, cfg.cross_attn_compress_ratio)
+            self.msa_to_seq = CrossAttention(cfg, 1)
+            self.u_row = Attention(cfg.dim, cfg.heads, cfg.dim_head)
+            self.u_norm = nn.LayerNorm(cfg.dim)
+            self.u_col = ColumnAttention(cfg) if cfg.inter_msa_self_attn else None
+            self.u_trans = Transition(cfg.dim, cfg.transition_factor)
+        self.has_unaligned = has_unaligned
+        self.opm = OuterProductMean(cfg.dim, cfg.z_dim)
+        if cfg.triangle_mult:
+            self.tri_out = TriangleMultiplication(cfg.z_dim, cfg.z_dim, outgoing=True)
+            self.tri_in = TriangleMultiplication(cfg.z_dim, cfg.z_dim, outgoing=False)
+        if cfg.triangle_attn:
+            self.tri_start = TriangleAttention(cfg, starting=True)
+            self.tri_end = TriangleAttention(cfg, starting=False)
+        self.z_trans = Transition(cfg.z_dim, cfg.transition_factor)
+
+    def msa_update(self, state: State, masks: Masks) -> State:
+        a, u, z = state
+        a_mask, u_mask, _ = masks
+        a0 = a
+        a = a + self.row(a, z, a_mask)
+        if self.col is not None and a.shape[1] > 1:
+            a = a + self.col(a, a_mask)
+        du = None
+        if self.has_unaligned and u is not None:
+            b, n, lu, c = u.shape
+            u0 = u
+            flat = rearrange(u, "b n l c -> b (n l) c")
+            flat_mask = rearrange(u_mask, "b n l -> b (n l)")
+            seq = a[:, 0] + self.seq_to_msa(a[:, 0], flat, flat_mask)
+            a = torch.cat([seq[:, None], a[:, 1:]], dim=1)
+            u = u + self.u_row(self.u_norm(u), key_mask=u_mask, chunk=self.cfg.attn_chunk_size)
+            if self.u_col is not None and n > 1:
+                u = u + self.u_col(u, u_mask)
+            flat = rearrange(u, "b n l c -> b (n l) c")
+            flat = flat + self.msa_to_seq(flat, a[:, 0], a_mask[:, 0])
+            u = rearrange(flat, "b (n l) c -> b n l c", n=n)
+            u = u + self.u_trans(u)
+            du = u - u0
+        a = a + self.a_trans(a)
+        return a - a0, du, torch.zeros_like(z)
+
+    def pair_update(self, state: State, masks: Masks) -> State:
+        a, u, z = state
+        a_mask, _, pair_mask = masks
+        z0 = z
+        z = z + self.opm(a, a_mask)
+        if self.cfg.triangle_mult:
+            z = z + self.tri_out(z, pair_mask)
+            z = z + self.tri_in(z, pair_mask)
+        if self.cfg.triangle_attn:
+            z = z + self.tri_start(z, pair_mask)
+            z = z + self.tri_end(z, pair_mask)
+        z = z + self.z_trans(z)
+        return torch.zeros_like(a), (None if u is None else torch.zeros_like(u)), z - z0

@@ -1,0 +1,130 @@
+"""The whole network: trunk -> distogram (+ pLDDT, torsions) -> MDS -> SE(3) refinement.
+
+``Alphafold2`` keeps the constructor and call of the original alphafold2-pytorch README
+(``Alphafold2(dim, depth, heads, dim_head, reversible, max_seq_len, sparse_self_attn,
+cross_attn_compress_ratio, inter_msa_self_attn)``; ``model(seq, msa, mask=, msa_mask=)`` returns
+distogram logits ``[B, L, L, 37]``) on top of the project's typed config; ``predict`` runs the
+structure stages as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
+from af2struct.model.heads import DistogramHead, PLDDTHead, TorsionHead
+from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
+from af2struct.model.trunk import Trunk
+
+
+class Alphafold2(nn.Module):
+    """Sequence (+MSA) -> distogram, pLDDT, torsions and (``predict``) coordinates.
+
+    Either pass the seed README's keyword arguments, or ``config=ModelConfig(...)`` (a preset
+    from :mod:`af2struct.model.config`); keyword arguments override the config's trunk fields.
+    """
+
+    def __init__(
+        self,
+        dim: Optional[int] = None,
+        depth: Optional[int] = None,
+        heads: Optional[int] = None,
+        dim_head: Optional[int] = None,
+        reversible: Optional[bool] = None,
+        max_seq_len: Optional[int] = None,
+        sparse_self_attn: Optional[SparseSpec] = None,
+        cross_attn_compress_ratio: Optional[int] = None,
+        inter_msa_self_attn: Optional[bool] = None,
+        *,
+        config: Optional[ModelConfig] = None,
+        **trunk_overrides,
+    ) -> None:
+        super().__init__()
+        config = config or ModelConfig()
+        seed_args = dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head, reversible=reversible,
+                         max_seq_len=max_seq_len, sparse_self_attn=sparse_self_attn,
+                         cross_attn_compress_ratio=cross_attn_compress_ratio, inter_msa_self_attn=inter_msa_self_attn)
+        changes = {k: v for k, v in seed_args.items() if v is not None}
+        unknown = sorted(set(trunk_overrides) - {f.name for f in dataclasses.fields(TrunkConfig)})
+        if unknown:
+            raise TypeError(f"Alphafold2: unknown argument(s) {unknown}")
+        changes.update(trunk_overrides)
+        if "dim" in changes and "pair_dim" not in changes and config.trunk.pair_dim is not None:
+            changes["pair_dim"] = None
+        if changes:
+            config = dataclasses.replace(config, trunk=dataclasses.replace(config.trunk, **changes))
+        self.config = config
+        t, h = config.trunk, config.heads
+        self.trunk = Trunk(t, h.distogram_bins)
+        self.distogram_head = DistogramHead(t.z_dim, h)
+        self.plddt_head = PLDDTHead(t.dim, h)
+        self.torsion_head = TorsionHead(t.dim)
+        self._refiner = None
+        if config.structure.use_se3:
+            from af2struct.model.se3_refine import SE3Refiner
+
+            self._refiner = SE3Refiner(config.structure, t.dim, t.z_dim)
+
+    # ------------------------------------------------------------------ trunk + heads
+    def run_trunk(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
+                  num_recycles: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """Trunk with recycling; returns ``single [B, L, C]``, ``pair``, ``distogram`` logits,
+        ``plddt_logits [B, L, bins]`` and ``chi [B, L, 4, 2]``."""
+        cycles = self.config.trunk.num_recycles if num_recycles is None else num_recycles
+        h = self.config.heads
+        prev_z = prev_bins = None
+        for c in range(cycles + 1):
+            last = c == cycles
+            with torch.set_grad_enabled(torch.is_grad_enabled() and last):
+                s, z = self.trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, prev_z, prev_bins)
+                logits = self.distogram_head(z)
+            if not last:
+                prev_z = z.detach()
+                d, _ = center_distogram(logits.detach(), h.distogram_min, h.distogram_max)
+                prev_bins = distances_to_bins(d, h.distogram_bins, h.distogram_min, h.distogram_max)
+        return {"single": s, "pair": z, "distogram": logits, "plddt_logits": self.plddt_head(s),
+                "chi": self.torsion_head(s)}
+
+    def forward(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
+                num_recycles: Optional[int] = None, return_all: bool = False):
+        """Distogram logits ``[B, L, L, bins]`` (or every trunk output with ``return_all``)."""
+        out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles)
+        return out if return_all else out["distogram"]
+
+    # ------------------------------------------------------------------ structure
+    def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,
+                  mds_iters: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """MDS on the distogram, then SE(3) refinement. Adds ``ca_mds [B, L, 3]``, ``ca`` and
+        ``backbone [B, L, 3, 3]`` (N, CA, C) to ``out``."""
+        h = self.config.heads
+        iters = self.config.structure.mds_iters if mds_iters is None else mds_iters
+        logits = out["distogram"] if mds_grad else out["distogram"].detach()
+        d, w = center_distogram(logits, h.distogram_min, h.distogram_max, mask=mask.bool())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and mds_grad):
+            ca_mds, _ = weighted_mds(d, w, iters=iters, d_max=h.distogram_max, mask=mask.bool(), fix_mirror=True)
+        ca_mds = ca_mds - (ca_mds * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
+        out = dict(out, ca_mds=ca_mds)
+        if self._refiner is None:
+            from af2struct.model.se3_refine import ideal_backbone
+
+            # without SE(3): N and C directions from the neighbours along the trace
+            prev = torch.cat([ca_mds[:, :1], ca_mds[:, :-1]], 1)
+            nxt = torch.cat([ca_mds[:, 1:], ca_mds[:, -1:]], 1)
+            out.update(ca=ca_mds, backbone=ideal_backbone(ca_mds, prev - ca_mds, nxt - ca_mds))
+            return out
+        ca, backbone = self._refiner(ca_mds, out["single"], out["pair"], mask.bool())
+        out.update(ca=ca, backbone=backbone)
+        return out
+
+    @torch.no_grad()
+    def predict(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
+                num_recycles: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """Everything, in inference mode."""
+        if mask is None:
+            mask = torch.ones_like(seq, dtype=torch.bool)
+        out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles)
+        return self.structure(out, mask)

@@ -1,0 +1,47 @@
+"""The trunk: embeddings + a stack of Evoformer-style blocks (plain or reversible)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from af2struct.model.config import TrunkConfig
+from af2struct.model.embeddings import InputEmbedder
+from af2struct.model.evoformer import EvoformerBlock
+from af2struct.model.reversible import PlainStack, ReversibleStack
+
+
+class Trunk(nn.Module):
+    def __init__(self, cfg: TrunkConfig, bins: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = InputEmbedder(cfg, bins)
+        blocks = [EvoformerBlock(cfg, i, has_unaligned=True) for i in range(cfg.depth)]
+        self.stack = ReversibleStack(blocks) if cfg.reversible else PlainStack(blocks)
+        self.norm_s = nn.LayerNorm(cfg.dim)
+        self.norm_z = nn.LayerNorm(cfg.z_dim)
+
+    def forward(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
+                prev_z=None, prev_bins=None):
+        """Returns the sequence row ``s [B, L, C]`` and the pair ``z [B, L, L, Cz]``."""
+        b, n = seq.shape
+        if n > self.cfg.max_seq_len:
+            raise ValueError(f"sequence length {n} exceeds max_seq_len={self.cfg.max_seq_len}")
+        if mask is None:
+            mask = torch.ones_like(seq, dtype=torch.bool)
+        mask = mask.bool()
+        if msa is not None and msa_mask is None:
+            msa_mask = torch.ones_like(msa, dtype=torch.bool)
+        a, u, z, aligned = self.embed(seq, msa, msa_mask, residue_index, deletion_value, prev_z, prev_bins)
+        a_mask = mask[:, None]
+        u_mask = None
+        if msa is not None:
+            if aligned:
+                a_mask = torch.cat([a_mask, msa_mask.bool() & mask[:, None]], dim=1)
+            else:
+                u_mask = msa_mask.bool()
+        pair_mask = mask[:, :, None] & mask[:, None, :]
+        a, u, z = self.stack((a, u, z), (a_mask, u_mask, pair_mask))
+        return self.norm_s(a[:, 0]), self.norm_z(z)
