@@ -11,6 +11,8 @@ msa_mask           [N, L] float32      1 for real MSA cells
 deletion_value     [N, L] float32      2/pi * arctan(deletions / 3) as in AlphaFold
 all_atom_positions [L, 37, 3] float32  targets (zeros when unknown)
 all_atom_mask      [L, 37] float32
+chi_angles         [L, 4] float32      chi1..chi4 of the structure (radians)
+chi_mask           [L, 4] float32      1 where the chi exists and its atoms are present
 =================  ==================  ==========================================
 
 A *batch* (from :func:`collate`) is the same keys as torch tensors padded to ``[B, ...]``.
@@ -52,6 +54,7 @@ def make_example(
         rng = rng or np.random.default_rng(0)
         pick = np.concatenate([[0], 1 + rng.choice(rows.shape[0] - 1, max_msa_rows - 1, replace=False)])
         rows, dels = rows[pick], dels[pick]
+    chi, chi_mask = chi_angles(protein)
     return {
         "aatype": aatype,
         "residue_index": protein.residue_index.astype(np.int64),
@@ -61,7 +64,26 @@ def make_example(
         "deletion_value": (2 / np.pi * np.arctan(dels / 3.0)).astype(np.float32),
         "all_atom_positions": protein.atom_positions.astype(np.float32),
         "all_atom_mask": protein.atom_mask.astype(np.float32),
+        "chi_angles": chi,
+        "chi_mask": chi_mask,
     }
+
+
+def chi_angles(protein: Protein):
+    """``[L, 4]`` chi1..chi4 (radians, 0 where undefined) and ``[L, 4]`` mask from atom37."""
+    from af2struct.geometry.angles import dihedral
+
+    n = len(protein)
+    chi = np.zeros((n, 4), np.float32)
+    mask = np.zeros((n, 4), np.float32)
+    pos, m = protein.atom_positions.astype(np.float64), protein.atom_mask
+    for i, a in enumerate(protein.aatype):
+        for k, names in enumerate(rc.chi_angles_atoms.get(rc.resnames[int(a)], [])):
+            idx = [rc.atom_order[x] for x in names]
+            if m[i, idx].min() > 0:
+                chi[i, k] = dihedral(*[pos[i, j] for j in idx])
+                mask[i, k] = 1.0
+    return chi, mask
 
 
 def sequence_example(sequence: str, msa: Optional[Msa] = None) -> Example:

@@ -1,0 +1,1 @@
+"""Training: losses, the training loop (single process or torchrun DDP), checkpoints."""

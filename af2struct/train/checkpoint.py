@@ -1,0 +1,74 @@
+"""Checkpoints: model weights + config + training state, saved atomically, loaded with
+``torch.load(weights_only=True)`` (no arbitrary code runs when a checkpoint is read)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from af2struct.common.atomic import atomic_write_bytes
+from af2struct.model.config import ModelConfig
+
+FORMAT = "af2struct-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A missing, corrupt or incompatible checkpoint."""
+
+
+def save_checkpoint(path: Union[str, Path], model, config: ModelConfig, train_state: Optional[Dict[str, Any]] = None,
+                    optimizer=None, metrics: Optional[Dict[str, float]] = None) -> Path:
+    """Write ``path`` atomically (weights, config dict, optional optimizer and training state)."""
+    import af2struct
+
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "af2struct_version": af2struct.__version__,
+        "config": config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_state": train_state or {},
+        "metrics": metrics or {},
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) and check its format."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or unsafe content
+        raise CheckpointError(f"{path}: not a readable af2struct checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an af2struct checkpoint")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this af2struct")
+    return payload
+
+
+def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"):
+    """The model stored in a checkpoint, in eval mode, with its config."""
+    from af2struct.model.network import Alphafold2
+
+    payload = load_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: bad config in checkpoint ({exc})") from None
+    model = Alphafold2(config=config)
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device).eval(), payload

@@ -1,0 +1,94 @@
+"""Losses (all masked): distogram cross-entropy, backbone distance loss, pLDDT, chi torsions."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+
+from af2struct.model.mds import distances_to_bins
+
+CA = 1
+BACKBONE = (0, 1, 2)  # N, CA, C in atom37
+
+
+def distogram_loss(logits: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor,
+                   d_min: float = 2.0, d_max: float = 20.0) -> torch.Tensor:
+    """Cross-entropy of ``logits [B, L, L, K]`` against binned true Calpha distances."""
+    ca = pos37[:, :, CA]
+    m = mask37[:, :, CA] > 0
+    pair = m[:, :, None] & m[:, None, :]
+    pair &= ~torch.eye(ca.shape[1], dtype=torch.bool, device=ca.device)
+    target = distances_to_bins(torch.cdist(ca, ca), logits.shape[-1], d_min, d_max)
+    ce = F.cross_entropy(logits.permute(0, 3, 1, 2).float(), target, reduction="none")
+    return (ce * pair).sum() / pair.sum().clamp(min=1)
+
+
+def backbone_distance_loss(backbone: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor,
+                           radius: float = 15.0, clamp: float = 10.0) -> torch.Tensor:
+    """Mean |d_pred - d_true| (clamped) over backbone atom pairs (N, CA, C) closer than
+    ``radius`` in the truth: an lDDT-like, superposition-free structure loss."""
+    b, n = backbone.shape[:2]
+    pred = backbone.reshape(b, n * 3, 3)
+    true = pos37[:, :, list(BACKBONE)].reshape(b, n * 3, 3)
+    m = (mask37[:, :, list(BACKBONE)] > 0).reshape(b, n * 3)
+    dt = torch.cdist(true, true)
+    dp = torch.cdist(pred, pred)
+    pair = m[:, :, None] & m[:, None, :] & (dt < radius)
+    err = (dp - dt).abs().clamp(max=clamp)
+    return (err * pair).sum() / pair.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def lddt_ca_per_residue(ca_pred: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` per-residue lDDT-CA of a prediction (inclusion 15 A, thresholds 0.5/1/2/4)."""
+    ca = pos37[:, :, CA]
+    m = mask37[:, :, CA] > 0
+    dt = torch.cdist(ca, ca)
+    dp = torch.cdist(ca_pred, ca_pred)
+    eye = torch.eye(ca.shape[1], dtype=torch.bool, device=ca.device)
+    pair = m[:, :, None] & m[:, None, :] & (dt < 15.0) & ~eye
+    err = (dp - dt).abs()
+    score = sum((err < t).float() for t in (0.5, 1.0, 2.0, 4.0)) / 4
+    return (score * pair).sum(-1) / pair.sum(-1).clamp(min=1)
+
+
+def plddt_loss(plddt_logits: torch.Tensor, ca_pred: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the pLDDT head against the binned true lDDT-CA of ``ca_pred``."""
+    bins = plddt_logits.shape[-1]
+    target = (lddt_ca_per_residue(ca_pred.detach(), pos37, mask37) * bins).long().clamp(max=bins - 1)
+    m = mask37[:, :, CA] > 0
+    ce = F.cross_entropy(plddt_logits.permute(0, 2, 1).float(), target, reduction="none")
+    return (ce * m).sum() / m.sum().clamp(min=1)
+
+
+def chi_loss(chi_pred: torch.Tensor, chi_true: torch.Tensor, chi_mask: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
+    """Squared error of unit (sin, cos) vectors, with pi-periodic chis (ASP, GLU, PHE, TYR)
+    scored against the closer of the two equivalent angles."""
+    from af2struct.common import residue_constants as rc
+
+    true = torch.stack([torch.sin(chi_true), torch.cos(chi_true)], -1)
+    err = ((chi_pred - true) ** 2).sum(-1)
+    err_alt = ((chi_pred + true) ** 2).sum(-1)
+    periodic = torch.zeros(rc.restype_num + 3, 4, device=aatype.device)
+    for res, k in (("D", 1), ("E", 2), ("F", 1), ("Y", 1)):
+        periodic[rc.restype_order[res], k] = 1
+    per = periodic[aatype.clamp(max=rc.restype_num + 2)] > 0
+    err = torch.where(per, torch.minimum(err, err_alt), err)
+    return (err * chi_mask).sum() / chi_mask.sum().clamp(min=1)
+
+
+def total_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
+    """All losses for a batch; ``loss`` is their weighted sum."""
+    pos, m = batch["all_atom_positions"], batch["all_atom_mask"]
+    terms = {"distogram": distogram_loss(out["distogram"], pos, m),
+             "chi": chi_loss(out["chi"], batch["chi_angles"], batch["chi_mask"], batch["aatype"])}
+    if "backbone" in out:
+        terms["structure"] = backbone_distance_loss(out["backbone"], pos, m)
+        terms["plddt"] = plddt_loss(out["plddt_logits"], out["ca"], pos, m)
+        with torch.no_grad():
+            ca_m = m[:, :, CA]
+            terms["lddt_ca"] = (lddt_ca_per_residue(out["ca"], pos, m) * ca_m).sum() / ca_m.sum().clamp(min=1)
+    terms["loss"] = sum(weights.get(k, 0.0) * v for k, v in terms.items() if k != "lddt_ca")
+    return terms
