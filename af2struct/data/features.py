@@ -133,3 +133,24 @@ def to_numpy(tensor) -> np.ndarray:
 
 def batch_lengths(examples: Sequence[Example]) -> List[int]:
     return [len(e["aatype"]) for e in examples]
+
+
+def outputs_to_protein(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray, plddt: np.ndarray,
+                       residue_index: Optional[np.ndarray] = None, chain_id: str = "A") -> Protein:
+    """Model outputs (numpy, one chain) -> an all-atom :class:`Protein` with pLDDT as B-factors.
+
+    ``backbone [L, 3, 3]`` (N, CA, C), ``chi [L, 4, 2]`` (sin, cos) or ``[L, 4]`` radians,
+    ``plddt [L]`` (0-100).
+    """
+    from af2struct.geometry.sidechains import build_atom37
+
+    chi = np.asarray(chi, np.float64)
+    if chi.ndim == 3:
+        chi = np.arctan2(chi[..., 0], chi[..., 1])
+    pos, mask = build_atom37(aatype, np.asarray(backbone, np.float64), chi)
+    mask = mask * rc.restype_atom37_mask()[np.asarray(aatype).clip(0, rc.restype_num)]
+    n = len(aatype)
+    ridx = np.arange(1, n + 1, dtype=np.int32) if residue_index is None else np.asarray(residue_index, np.int32)
+    p = Protein(aatype=np.asarray(aatype, np.int32), atom_positions=pos, atom_mask=mask, residue_index=ridx,
+                chain_id=chain_id)
+    return p.with_residue_b_factors(np.asarray(plddt, np.float32))

@@ -247,7 +247,7 @@ def train(cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> Dict[
                     terms = forward_losses(ddp_model, batch, cfg)
                 (terms["loss"] / len(group)).backward()
                 for k, v in terms.items():
-                    terms_sum[k] = terms_sum.get(k, 0.0) + float(v) / len(group)
+                    terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / len(group)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
             if not math.isfinite(grad_norm):
                 logger.warning("step %d: non-finite gradient; update skipped", state["step"])

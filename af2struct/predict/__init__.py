@@ -1,0 +1,1 @@
+"""Prediction: one target (pipeline), many targets (batch), plots."""

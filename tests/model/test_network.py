@@ -1,0 +1,72 @@
+import dataclasses
+
+import pytest
+import torch
+
+from af2struct import Alphafold2
+from af2struct.model.config import ModelConfig, TrunkConfig, preset
+
+
+def test_shapes_and_padding_mask(tiny):
+    model = Alphafold2(config=tiny).eval()
+    seq = torch.randint(0, 20, (2, 24))
+    mask = torch.ones_like(seq, dtype=torch.bool)
+    mask[1, 18:] = False
+    with torch.no_grad():
+        out = model(seq, mask=mask, return_all=True)
+        assert out["distogram"].shape == (2, 24, 24, 37)
+        assert out["plddt_logits"].shape == (2, 24, 50) and out["chi"].shape == (2, 24, 4, 2)
+        # padding does not change the real residues' outputs
+        alone = model(seq[1:, :18], return_all=True)
+    assert torch.allclose(out["distogram"][1, :18, :18], alone["distogram"][0], atol=1e-4)
+
+
+def test_structure_outputs(tiny):
+    model = Alphafold2(config=tiny).eval()
+    seq = torch.randint(0, 20, (1, 20))
+    out = model.predict(seq)
+    assert out["ca"].shape == (1, 20, 3) and out["backbone"].shape == (1, 20, 3, 3)
+    n_ca = (out["backbone"][0, :, 0] - out["backbone"][0, :, 1]).norm(dim=-1)
+    assert torch.allclose(n_ca, torch.full_like(n_ca, 1.458), atol=1e-3)
+
+
+def test_max_seq_len_is_enforced(tiny):
+    model = Alphafold2(config=tiny, max_seq_len=16)
+    with pytest.raises(ValueError, match="exceeds max_seq_len=16"):
+        model(torch.randint(0, 20, (1, 17)))
+
+
+def test_config_unknown_keys():
+    with pytest.raises(ValueError, match="unknown key"):
+        ModelConfig.from_dict({"trunk": {"dimm": 3}})
+    with pytest.raises(TypeError, match="unknown argument"):
+        Alphafold2(config=preset("tiny"), not_an_option=1)
+    cfg = ModelConfig.from_dict(preset("tiny").to_dict())
+    assert cfg == preset("tiny")
+
+
+def test_unaligned_msa_and_compression(tiny):
+    """Sequence (L=32) and MSA of another length (Lu=20): cross attention, compressed keys."""
+    for ratio in (1, 3):
+        model = Alphafold2(config=tiny, cross_attn_compress_ratio=ratio)
+        seq = torch.randint(0, 21, (1, 32))
+        msa = torch.randint(0, 21, (1, 3, 20))
+        logits = model(seq, msa, mask=torch.ones_like(seq).bool(), msa_mask=torch.ones_like(msa).bool())
+        assert logits.shape == (1, 32, 32, 37)
+        logits.sum().backward()
+    blk = model.trunk.stack.blocks[0]
+    x = torch.randn(1, 60, tiny.trunk.dim)
+    kv, m = blk.seq_to_msa.compress(x, torch.ones(1, 60, dtype=torch.bool))
+    assert kv.shape[1] == 20 and m.shape == (1, 20)
+
+
+def test_aligned_msa_changes_prediction(tiny):
+    model = Alphafold2(config=tiny).eval()
+    for p in model.parameters():  # output layers start at zero (AlphaFold init): wake them up
+        torch.nn.init.normal_(p, std=0.1)
+    seq = torch.randint(0, 20, (1, 16))
+    msa = torch.randint(0, 21, (1, 4, 16))
+    with torch.no_grad():
+        a = model(seq)
+        b = model(seq, msa)
+    assert a.shape == b.shape and not torch.allclose(a, b)
