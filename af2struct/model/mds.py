@@ -158,8 +158,8 @@ def weighted_mds(
     coordinates come out at the centroid).
     """
     b, n, _ = dist.shape
-    dist = dist.float()
-    w = torch.ones_like(dist) if weights is None else weights.float().clone()
+    dist = dist.to(torch.promote_types(dist.dtype, torch.float32))
+    w = torch.ones_like(dist) if weights is None else weights.to(dist.dtype).clone()
     eye = torch.eye(n, dtype=torch.bool, device=dist.device)
     if mask is not None:
         pm = mask[:, :, None] & mask[:, None, :]
