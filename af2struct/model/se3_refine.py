@@ -68,6 +68,8 @@ class SE3Refiner(nn.Module):
             reduce_dim_out=False, edge_dim=cfg.se3_edge_dim, num_neighbors=cfg.se3_num_neighbors,
             differentiable_coors=False,
         )
+        # the Calpha update starts switched off, so an untrained refiner leaves the MDS trace as is
+        self.step_gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, ca: torch.Tensor, s: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``ca [B, L, 3]`` -> refined ``ca [B, L, 3]`` and backbone ``[B, L, 3, 3]`` (N, CA, C)."""
@@ -80,5 +82,5 @@ class SE3Refiner(nn.Module):
         delta, v_n, v_c = out[:, :, 0], out[:, :, 1], out[:, :, 2]
         norm = delta.norm(dim=-1, keepdim=True)
         delta = delta * (torch.tanh(norm / self.cfg.se3_max_step) * self.cfg.se3_max_step / norm.clamp(min=1e-6))
-        new_ca = ca + delta * mask[..., None]
+        new_ca = ca + self.step_gate * delta * mask[..., None]
         return new_ca, ideal_backbone(new_ca, v_n, v_c)

@@ -1,0 +1,238 @@
+"""Many targets: FASTA in, one folder per target out; sorted by length, resumable, atomic.
+
+A target's folder is written under a temporary name and renamed into place only when every
+file is complete, with ``result.json`` inside; a rerun skips targets whose ``result.json``
+says ``ok`` and retries the others. One failing target is reported in ``summary.csv`` and the
+rest go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.atomic import atomic_write_text
+from af2struct.common.io import save_structure
+from af2struct.data.msa import MsaError, parse_fasta, read_fasta, read_msa
+
+logger = logging.getLogger(__name__)
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "t_features", "t_trunk", "t_structure", "t_relax",
+                   "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score", "error"]
+
+
+class InputError(ValueError):
+    """A problem with the run's input as a whole (no targets, duplicate or unsafe names)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    sequence: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    weights: Optional[str] = None
+    device: str = "auto"
+    num_recycles: Optional[int] = None
+    seed: int = 0
+    relax: str = "openmm"  # openmm | rosetta | none
+    fmt: str = "pdb"  # pdb | cif (pdb is always written; cif in addition)
+    max_length: int = 800
+    msa: Optional[str] = None  # an .a3m/.sto file (one target) or a folder of <name>.a3m|.sto
+    native: Optional[str] = None  # a structure file (one target) or a folder of <name>.pdb|cif
+    relax_threads: int = 0
+    plots: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.relax not in ("openmm", "rosetta", "none"):
+            raise ValueError("relax must be openmm, rosetta or none")
+        if self.fmt not in ("pdb", "cif"):
+            raise ValueError("format must be pdb or cif")
+
+
+def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None, name: Optional[str] = None) -> List[Target]:
+    """Targets from a FASTA file, or one ``sequence``/``name``; checks names (sequences are
+    checked per target so one bad sequence does not stop the run)."""
+    if (fasta is None) == (sequence is None):
+        raise InputError("give a FASTA file or --sequence (not both)")
+    if fasta is not None:
+        path = Path(fasta)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty FASTA file")
+        try:
+            records = read_fasta(path)
+        except MsaError as exc:
+            raise InputError(str(exc)) from None
+    else:
+        records = [(name or "query", sequence)]
+    names = [n for n, _ in records]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"duplicate target names: {dup[:10]}")
+    bad = [n for n in names if not SAFE_NAME.match(n)]
+    if bad:
+        raise InputError(f"target names must be safe file names (letters, digits, . _ -; max 100): {bad[:10]}")
+    return [Target(n, s) for n, s in records]
+
+
+def _msa_for(target: Target, opts: PredictOptions, n_targets: int):
+    if not opts.msa:
+        return None
+    p = Path(opts.msa)
+    if p.is_file():
+        if n_targets > 1:
+            raise InputError("--msa FILE works with one target; give a folder of <name>.a3m for many")
+        return read_msa(p)
+    if p.is_dir():
+        for ext in (".a3m", ".sto", ".stockholm"):
+            if (p / f"{target.name}{ext}").exists():
+                return read_msa(p / f"{target.name}{ext}")
+        return None
+    raise InputError(f"{p}: no such MSA file or folder")
+
+
+def _native_for(target: Target, opts: PredictOptions, n_targets: int):
+    from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure
+
+    if not opts.native:
+        return None
+    p = Path(opts.native)
+    if p.is_file():
+        return load_structure(p) if n_targets == 1 else None
+    for ext in STRUCTURE_SUFFIXES:
+        if (p / f"{target.name}{ext}").exists():
+            return load_structure(p / f"{target.name}{ext}")
+    return None
+
+
+def predict_target(model, target: Target, out_dir: Path, opts: PredictOptions, device: str, n_targets: int) -> Dict:
+    """Predict (and relax, score) one target into ``out_dir/<name>/``; returns its summary row."""
+    from af2struct.predict.pipeline import predict_structure
+
+    t0 = time.perf_counter()
+    final = out_dir / target.name
+    partial = out_dir / f".{target.name}.partial"
+    row: Dict = {"name": target.name, "length": len("".join(target.sequence.split()))}
+    try:
+        aatype = rc.sequence_to_aatype(target.sequence)
+        if len(aatype) > opts.max_length:
+            raise rc.SequenceError(f"{len(aatype)} residues exceed the maximum length {opts.max_length} (--max-length)")
+        msa = _msa_for(target, opts, n_targets)
+        pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device)
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        timings = dict(pred.timings)
+        save_structure(pred.protein, partial / "unrelaxed.pdb")
+        final_protein = pred.protein
+        if opts.relax != "none":
+            from refine import RelaxConfig, relax
+
+            tr = time.perf_counter()
+            result = relax(pred.protein, RelaxConfig(backend=opts.relax, threads=opts.relax_threads))
+            timings["relax"] = time.perf_counter() - tr
+            final_protein = result.protein
+            save_structure(result.protein, partial / "relaxed.pdb")
+            row.update(relax_rmsd=result.rmsd_heavy, clashscore=result.clashscore_after)
+        if opts.fmt == "cif":
+            save_structure(pred.protein, partial / "unrelaxed.cif")
+            if opts.relax != "none":
+                save_structure(final_protein, partial / "relaxed.cif")
+        buf = io.BytesIO()
+        np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
+                            sequence=np.array(target.sequence))
+        (partial / "distogram.npz").write_bytes(buf.getvalue())
+        conf = {"name": target.name, "sequence": final_protein.sequence, "mean_plddt": float(np.mean(pred.plddt)),
+                "plddt": [round(float(x), 2) for x in pred.plddt]}
+        atomic_write_text(partial / "confidence.json", json.dumps(conf))
+        if opts.plots:
+            from af2struct.predict.plots import plot_distogram, plot_plddt
+
+            plot_plddt(pred.plddt, final_protein.residue_index, partial / "pLDDT.png", target.name)
+            plot_distogram(pred.distogram_probs, pred.bin_edges, partial / "distogram.png", target.name)
+        native = _native_for(target, opts, n_targets)
+        if native is not None:
+            from af2struct.eval.metrics import score_model
+
+            s = score_model(final_protein, native, align=True)
+            row.update(lddt_ca=s.lddt_ca, gdt_ts=s.gdt_ts, tm_score=s.tm_score)
+        timings["total"] = time.perf_counter() - t0
+        atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
+        row.update(status="ok", mean_plddt=conf["mean_plddt"],
+                   **{f"t_{k}": round(v, 3) for k, v in timings.items()})
+        atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
+        if final.exists():
+            shutil.rmtree(final)
+        partial.rename(final)
+    except Exception as exc:  # one target's failure never stops the batch
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+        msg = f"{type(exc).__name__}: {exc}"
+        logger.error("%s: %s", target.name, msg)
+        row.update(status="error", error=msg, t_total=round(time.perf_counter() - t0, 3))
+    return row
+
+
+def _done(out_dir: Path, name: str) -> Optional[Dict]:
+    path = out_dir / name / "result.json"
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec.get("status") == "ok":
+            return rec
+    return None
+
+
+def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions) -> List[Dict]:
+    """Predict every target (shortest first), skipping finished ones; writes ``summary.csv``."""
+    from tqdm import tqdm
+
+    from af2struct.predict.pipeline import best_device, load_default_model
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    order = sorted(targets, key=lambda t: (len(t.sequence), t.name))
+    rows: Dict[str, Dict] = {}
+    todo = []
+    for t in order:
+        rec = _done(out_dir, t.name)
+        if rec is not None:
+            rows[t.name] = rec
+        else:
+            todo.append(t)
+    if rows:
+        logger.info("resuming: %d of %d targets already finished", len(rows), len(order))
+    if todo:
+        device = best_device(opts.device)
+        model, _ = load_default_model(opts.weights, device)
+        for t in tqdm(todo, desc="predict", unit="target", disable=not opts.progress):
+            rows[t.name] = predict_target(model, t, out_dir, opts, device, len(order))
+            write_summary([rows[x.name] for x in order if x.name in rows], out_dir)
+    records = [rows[t.name] for t in order]
+    write_summary(records, out_dir)
+    return records
+
+
+def write_summary(records: List[Dict], out_dir: Path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "")) for k in SUMMARY_COLUMNS})
+    atomic_write_text(out_dir / "summary.csv", buf.getvalue())
