@@ -1,0 +1,113 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from af2struct import load_structure
+from af2struct.model.config import preset
+from af2struct.model.network import Alphafold2
+from af2struct.predict.pipeline import DEFAULT_WEIGHTS
+from af2struct.train.checkpoint import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+SEQ_1PSM = "EAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    model = Alphafold2(config=preset("tiny"))
+    return save_checkpoint(path, model, model.config)
+
+
+def run(*args, timeout=900):
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/predict.py"), *map(str, args), "--quiet"],
+                       capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    return r
+
+
+def summary(out):
+    return {r["name"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+
+
+def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
+    assert DEFAULT_WEIGHTS.exists(), "the shipped checkpoint must be in the repository"
+    out = tmp_path / "out"
+    r = run("--sequence", SEQ_1PSM, "--name", "1psm", "--out", out, "--native", data_dir / "openfold_1psm_A.pdb.gz")
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = out / "1psm"
+    for f in ("unrelaxed.pdb", "relaxed.pdb", "distogram.npz", "confidence.json", "pLDDT.png", "distogram.png",
+              "timings.json", "result.json"):
+        assert (d / f).exists(), f
+    conf = json.loads((d / "confidence.json").read_text())
+    relaxed = load_structure(d / "relaxed.pdb")
+    assert relaxed.sequence == SEQ_1PSM
+    assert np.allclose(relaxed.residue_b_factors, conf["plddt"], atol=0.01)  # pLDDT in the B-factor column
+    row = summary(out)["1psm"]
+    assert row["status"] == "ok" and float(row["t_relax"]) > 0 and row["lddt_ca"] != ""
+    npz = np.load(d / "distogram.npz")
+    assert npz["probabilities"].shape == (38, 38, 37) and npz["bin_edges"].shape == (37,)
+
+
+def test_no_relax_and_cif(tmp_path, tiny_weights):
+    out = tmp_path / "o"
+    r = run("--sequence", SEQ_1PSM[:20], "--name", "x", "--out", out, "--relax", "none", "--format", "cif",
+            "--weights", tiny_weights, "--no-plots")
+    assert r.returncode == 0, r.stderr
+    assert (out / "x" / "unrelaxed.cif").exists() and not (out / "x" / "relaxed.pdb").exists()
+    assert load_structure(out / "x" / "unrelaxed.cif").sequence == SEQ_1PSM[:20]
+
+
+def test_batch_resume_and_per_target_failures(tmp_path, tiny_weights):
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">good\n{SEQ_1PSM[:25]}\n>bad_letters\nACDEZZ\n>too_long\n{'A' * 60}\n>other\n{SEQ_1PSM[5:30]}\n")
+    out = tmp_path / "o"
+    args = (fasta, "--out", out, "--relax", "none", "--weights", tiny_weights, "--no-plots", "--max-length", "50")
+    r = run(*args)
+    assert r.returncode == 3
+    s = summary(out)
+    assert s["good"]["status"] == "ok" and s["other"]["status"] == "ok"
+    assert "'Z' at 5" in s["bad_letters"]["error"] and "exceed the maximum length 50" in s["too_long"]["error"]
+    assert not (out / "bad_letters").exists()  # nothing partial left for a failed target
+    # an interrupted run leaves a partial folder and no result: it is redone, finished ones are not
+    mtime = (out / "good" / "result.json").stat().st_mtime_ns
+    (out / "other" / "result.json").unlink()
+    (out / ".other.partial").mkdir()
+    r = run(*args)
+    assert (out / "good" / "result.json").stat().st_mtime_ns == mtime
+    assert (out / "other" / "result.json").exists() and not (out / ".other.partial").exists()
+    assert list(summary(out)) == ["bad_letters", "good", "other", "too_long"] or len(summary(out)) == 4
+
+
+@pytest.mark.parametrize("fasta,msg", [
+    ("", "empty FASTA"),
+    (">a\nACDE\n>a\nACDF\n", "duplicate target names"),
+    (">../evil\nACDE\n", "safe file names"),
+    ("ACDE\n", "before the first"),
+])
+def test_bad_run_input(tmp_path, tiny_weights, fasta, msg):
+    f = tmp_path / "x.fasta"
+    f.write_text(fasta)
+    r = run(f, "--out", tmp_path / "o", "--weights", tiny_weights)
+    assert r.returncode == 1 and msg in r.stderr
+
+
+def test_msa_mismatch_and_weights_errors(tmp_path, tiny_weights, data_dir):
+    out = tmp_path / "o"
+    r = run("--sequence", "ACDEFGHIKL", "--name", "m", "--out", out, "--msa", data_dir / "1psm_A.a3m",
+            "--weights", tiny_weights, "--relax", "none")
+    assert r.returncode == 3 and "does not match" in summary(out)["m"]["error"]
+    r = run("--sequence", SEQ_1PSM, "--out", out, "--msa", data_dir / "1psm_A.a3m", "--weights", tiny_weights,
+            "--relax", "none", "--no-plots")
+    assert r.returncode == 0  # the real MSA of 1PSM is used
+    r = run("--sequence", "ACDE", "--out", tmp_path / "o2", "--weights", tmp_path / "missing.pt")
+    assert r.returncode == 1 and "weights not found" in r.stderr
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"\x00" * 100)
+    r = run("--sequence", "ACDE", "--out", tmp_path / "o3", "--weights", bad)
+    assert r.returncode == 1 and "not a readable" in r.stderr
