@@ -33,19 +33,22 @@ def main(argv=None) -> int:
         p.add_argument("--" + name.replace("_", "-"), default=None)
     for name in ("valid_fraction", "steps", "time_limit_min", "crop_size", "batch_size", "max_residues", "accum", "lr",
                  "warmup", "weight_decay", "clip", "seed", "w_distogram", "w_structure", "w_plddt", "w_chi",
-                 "eval_every", "ckpt_every", "log_every", "max_valid"):
+                 "eval_every", "ckpt_every", "log_every", "max_valid", "mds_iters", "mds_lbfgs_iters"):
         f = fields[name]
         typ = float if isinstance(f.default, float) else int
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=f.default)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    p.add_argument("--freeze-trunk", action="store_true",
+                   help="train only the structure module and heads on a frozen trunk (fast second stage)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kw = {k: getattr(args, k) for k in fields if hasattr(args, k) and k not in ("resume", "amp", "progress")}
     try:
-        cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet)
+        cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet,
+                          freeze_trunk=args.freeze_trunk)
         result = train(cfg)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         logging.getLogger("train").error("%s", exc)

@@ -175,7 +175,7 @@ def weighted_mds(
         else:
             start = init.detach().float()
     # ensure a connected weight graph (isolated residues would make V singular)
-    w = w + 1e-4 * (~eye) * (1.0 if mask is None else pm.float())
+    w = w + 1e-4 * (~eye)  # masked residues too: V must stay invertible
     v = -w
     v = v + torch.diag_embed(w.sum(-1))
     ones = torch.full((n, n), 1.0 / n, dtype=v.dtype, device=v.device)

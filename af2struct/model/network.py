@@ -97,7 +97,7 @@ class Alphafold2(nn.Module):
 
     # ------------------------------------------------------------------ structure
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,
-                  mds_iters: Optional[int] = None) -> Dict[str, torch.Tensor]:
+                  mds_iters: Optional[int] = None, lbfgs_iters: int = 300) -> Dict[str, torch.Tensor]:
         """MDS on the distogram, then SE(3) refinement. Adds ``ca_mds [B, L, 3]``, ``ca`` and
         ``backbone [B, L, 3, 3]`` (N, CA, C) to ``out``."""
         h = self.config.heads
@@ -105,7 +105,8 @@ class Alphafold2(nn.Module):
         logits = out["distogram"] if mds_grad else out["distogram"].detach()
         d, w = center_distogram(logits, h.distogram_min, h.distogram_max, mask=mask.bool())
         with torch.set_grad_enabled(torch.is_grad_enabled() and mds_grad):
-            ca_mds, _ = weighted_mds(d, w, iters=iters, d_max=h.distogram_max, mask=mask.bool(), fix_mirror=True)
+            ca_mds, _ = weighted_mds(d, w, iters=iters, d_max=h.distogram_max, mask=mask.bool(), fix_mirror=True,
+                                     lbfgs_iters=lbfgs_iters)
         ca_mds = ca_mds - (ca_mds * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
         out = dict(out, ca_mds=ca_mds)
         if self._refiner is None:

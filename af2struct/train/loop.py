@@ -56,6 +56,9 @@ class TrainConfig:
     ckpt_every: int = 100
     log_every: int = 10
     max_valid: int = 32
+    mds_iters: int = 20
+    freeze_trunk: bool = False
+    mds_lbfgs_iters: int = 60
     init_from: Optional[str] = None
     resume: bool = True
     device: str = "auto"
@@ -111,11 +114,16 @@ def forward_losses(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     core = model.module if hasattr(model, "module") else model
     mask = batch["seq_mask"] > 0
     msa = batch["msa"] if batch["msa"].shape[1] > 1 else None
-    out = model(batch["aatype"], msa, mask=mask, msa_mask=(batch["msa_mask"] > 0) if msa is not None else None,
-                residue_index=batch["residue_index"],
-                deletion_value=batch["deletion_value"] if msa is not None else None, return_all=True)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.freeze_trunk):
+        out = model(batch["aatype"], msa, mask=mask, msa_mask=(batch["msa_mask"] > 0) if msa is not None else None,
+                    residue_index=batch["residue_index"],
+                    deletion_value=batch["deletion_value"] if msa is not None else None, return_all=True)
+    if cfg.freeze_trunk:  # heads on the frozen trunk's outputs still learn
+        out["plddt_logits"] = core.plddt_head(out["single"])
+        out["chi"] = core.torsion_head(out["single"])
     if cfg.stage == "full":
-        out = core.structure(out, mask)
+        # a cheaper MDS while training (the SE(3) refiner learns to finish the job)
+        out = core.structure(out, mask, mds_iters=cfg.mds_iters, lbfgs_iters=cfg.mds_lbfgs_iters)
     weights = {"distogram": cfg.w_distogram, "structure": cfg.w_structure, "plddt": cfg.w_plddt, "chi": cfg.w_chi}
     return total_loss(out, batch, weights)
 
