@@ -182,9 +182,9 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
         relaxed = _heavy_protein(topology, current, protein)
         bad = violating_residues(relaxed, config.clash_overlap)
         logger.debug("round %d: E=%.1f kcal/mol, %d residues in violation", rounds, energy, len(bad))
-        if not bad or bad <= released:
+        if not bad:
             break
-        released |= bad
+        released |= bad  # another round even if all were released: minimisation may not be done
     relaxed = relaxed.replace(chain_id=protein.chain_id)
     present = protein.atom_mask > 0
     both = present & (relaxed.atom_mask > 0)
