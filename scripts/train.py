@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kw = {k: getattr(args, k) for k in fields if hasattr(args, k) and k not in ("resume", "amp", "progress")}
+    kw = {k: getattr(args, k) for k in fields if hasattr(args, k) and k not in ("resume", "amp", "progress", "freeze_trunk")}
     try:
         cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet,
                           freeze_trunk=args.freeze_trunk)
