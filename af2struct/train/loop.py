@@ -156,7 +156,12 @@ def _plot_curve(log_path: Path, out_png: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in train]
-    ax.plot(steps, [r["distogram"] for r in train], lw=0.8, alpha=0.6, label="train distogram CE")
+    vals = np.array([r["distogram"] for r in train])
+    ax.plot(steps, vals, lw=0.6, alpha=0.35, label="train distogram CE (logged batches)")
+    k = min(len(vals), 20)
+    if k > 1:
+        smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, lw=1.5, label=f"train, moving mean of {k}")
     if valid:
         ax.plot([r["step"] for r in valid], [r["valid_distogram"] for r in valid], "o-", label="valid distogram CE")
     ax.set(xlabel="step", ylabel="loss")
