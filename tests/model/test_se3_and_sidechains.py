@@ -14,6 +14,7 @@ def test_se3_refinement_is_equivariant(tiny, real_structures):
     refiner = SE3Refiner(tiny.structure, 16, 16).double().eval()
     for p in refiner.parameters():
         torch.nn.init.normal_(p, std=0.1)
+    refiner.step_gate.data.fill_(100.0)  # the Calpha update starts switched off: switch it on, loudly
     ca = torch.tensor(load_structure(real_structures[0]).ca_positions, dtype=torch.float64)[None]
     n = ca.shape[1]
     s = torch.randn(1, n, 16, dtype=torch.float64)
