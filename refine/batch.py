@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import glob
 import io
 import json
 import logging
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from af2struct.common.atomic import atomic_write_text
-from af2struct.common.io import is_structure_file, load_structure, save_structure, structure_name
+from af2struct.common.io import find_structure_files, load_structure, save_structure, structure_name
 from refine.types import RelaxConfig
 
 logger = logging.getLogger(__name__)
@@ -26,28 +25,6 @@ logger = logging.getLogger(__name__)
 REPORT_COLUMNS = ["name", "status", "n_residues", "initial_energy", "final_energy", "energy_unit", "rmsd_heavy",
                   "violations_before", "violations_after", "clashscore_before", "clashscore_after",
                   "outer_iterations", "attempts", "wall_time", "backend", "platform", "output", "notes", "error"]
-
-
-def find_inputs(inputs: Sequence[str]) -> List[Path]:
-    """Structure files from files, folders (non-recursive) and glob patterns; sorted, unique."""
-    out: List[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += [x for x in sorted(p.iterdir()) if x.is_file() and is_structure_file(x)]
-        elif p.is_file():
-            out.append(p)
-        else:
-            matches = sorted(glob.glob(item))
-            if not matches:
-                raise FileNotFoundError(f"{item}: no such file, folder or matching files")
-            out += [Path(m) for m in matches if Path(m).is_file()]
-    seen, unique = set(), []
-    for p in out:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
-            unique.append(p)
-    return unique
 
 
 def _record_path(out_dir: Path, name: str) -> Path:
@@ -87,7 +64,7 @@ def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs:
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    files = find_inputs(inputs)
+    files = find_structure_files(inputs)
     if not files:
         raise FileNotFoundError(f"no PDB/mmCIF inputs in {list(inputs)}")
     names = [structure_name(f) for f in files]

@@ -45,6 +45,33 @@ def is_structure_file(path: PathLike) -> bool:
     return str(path).lower().endswith(STRUCTURE_SUFFIXES)
 
 
+def find_structure_files(inputs) -> List[Path]:
+    """Structure files from files, folders (non-recursive) and glob patterns; sorted, unique.
+
+    Raises ``FileNotFoundError`` for an input that is none of these.
+    """
+    import glob
+
+    found: List[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += [x for x in sorted(p.iterdir()) if x.is_file() and is_structure_file(x)]
+        elif p.is_file():
+            found.append(p)
+        else:
+            matches = sorted(glob.glob(str(item)))
+            if not matches:
+                raise FileNotFoundError(f"{item}: no such file or folder (or matching files)")
+            found += [Path(m) for m in matches if Path(m).is_file()]
+    seen, unique = set(), []
+    for p in found:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    return unique
+
+
 def structure_name(path: PathLike) -> str:
     """File name without structure extensions: ``x/T1024.pdb.gz`` -> ``T1024``."""
     name = Path(path).name

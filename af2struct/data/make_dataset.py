@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from af2struct.common.io import StructureError, is_structure_file, read_structure, structure_name
+from af2struct.common.io import StructureError, find_structure_files, read_structure, structure_name
 from af2struct.data.msa import MsaError, read_fasta
 from af2struct.data.sidechainnet import DatasetError, build_dataset, make_entry, save_dataset
 
@@ -21,17 +21,11 @@ logger = logging.getLogger("af2struct.make_dataset")
 
 
 def find_structures(inputs: Sequence[str]) -> List[Path]:
-    """Structure files among ``inputs`` (files, or folders searched non-recursively), sorted."""
-    found: List[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found += sorted(x for x in p.iterdir() if x.is_file() and is_structure_file(x))
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise DatasetError(f"{p}: no such file or folder")
-    return found
+    """Structure files among ``inputs`` (files, folders, globs); a missing input is a DatasetError."""
+    try:
+        return find_structure_files(inputs)
+    except FileNotFoundError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def read_clusters(manifest: Path, column: Optional[str] = None) -> Dict[str, str]:
