@@ -8,13 +8,12 @@ exists; a rerun skips complete structures. ``relax_report.csv`` / ``.json`` gath
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from af2struct.common.atomic import atomic_write_text
 from af2struct.common.io import find_structure_files, load_structure, save_structure, structure_name

@@ -59,7 +59,6 @@ def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:
 def fix_with_pdbfixer(protein: Protein, seed: int = 0):
     """PDBFixer on ``protein`` (segments as chains): returns ``(topology, positions)`` with
     hydrogens; residues stay one-to-one and in order with ``protein``."""
-    from openmm import app
     from pdbfixer import PDBFixer
 
     fixer = PDBFixer(pdbfile=io.StringIO(to_pdb_string(protein)))

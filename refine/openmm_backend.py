@@ -14,7 +14,7 @@ import io
 import logging
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -154,7 +154,6 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
     topology, positions = fix_with_pdbfixer(segmented, seed=config.seed)
     start = np.asarray(positions.value_in_unit(unit.nanometer))
     reference = start.copy()
-    before = _heavy_protein(topology, start, protein)
     violations_before = violation_count(protein, config.clash_overlap)
     clash_before = clashscore(protein)
     released: Set[int] = set()
@@ -234,7 +233,6 @@ def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> List[str]:
 def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix: Path) -> Tuple[Path, Path]:
     """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
     import parmed
-    from openmm import unit
 
     from af2struct.common.atomic import atomic_path
 

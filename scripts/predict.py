@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from af2struct.predict.batch import InputError, PredictOptions, predict_batch, read_targets
+from af2struct.predict.batch import PredictOptions, predict_batch, read_targets
 
 
 def main(argv=None) -> int:

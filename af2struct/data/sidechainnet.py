@@ -24,7 +24,6 @@ plus ``settings`` and ``description``. Pickles are code: load only files you tru
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union

@@ -24,7 +24,7 @@ import numpy as np
 from af2struct.common import residue_constants as rc
 from af2struct.common.atomic import atomic_write_text
 from af2struct.common.io import save_structure
-from af2struct.data.msa import MsaError, parse_fasta, read_fasta, read_msa
+from af2struct.data.msa import MsaError, read_fasta, read_msa
 
 logger = logging.getLogger(__name__)
 

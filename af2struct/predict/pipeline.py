@@ -68,7 +68,7 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     """Run the model on one sequence; raises ``SequenceError``/``MsaError`` for bad input."""
     import torch
 
-    from af2struct.data.features import collate, outputs_to_protein, sequence_example, to_numpy
+    from af2struct.data.features import collate, make_example, outputs_to_protein, to_numpy
     from af2struct.model.heads import plddt_from_logits
     from af2struct.model.mds import distogram_edges
 
@@ -80,11 +80,7 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     if msa is not None:
         msa.check_query(sequence)
     torch.manual_seed(seed)
-    ex = sequence_example(sequence, msa)
-    if msa is not None and ex["msa"].shape[0] > max_msa_rows:
-        from af2struct.data.features import make_example
-
-        ex = make_example(Protein.from_sequence(sequence), msa, max_msa_rows, np.random.default_rng(seed))
+    ex = make_example(Protein.from_sequence(sequence), msa, max_msa_rows, np.random.default_rng(seed))
     batch = {k: v.to(device) for k, v in collate([ex]).items()}
     t1 = time.perf_counter()
     mask = batch["seq_mask"] > 0

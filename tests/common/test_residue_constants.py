@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from af2struct.common import residue_constants as rc

@@ -1,10 +1,9 @@
-import dataclasses
 
 import pytest
 import torch
 
 from af2struct import Alphafold2
-from af2struct.model.config import ModelConfig, TrunkConfig, preset
+from af2struct.model.config import ModelConfig, preset
 
 
 def test_shapes_and_padding_mask(tiny):

@@ -61,7 +61,6 @@ def test_block_sparse_matches_dense_with_its_pattern():
 
 
 def test_sparse_self_attention_saves_memory(tiny):
-    seq = torch.randint(0, 20, (1, 128))
     cfg = tiny.replace(trunk={"triangle_mult": False, "triangle_attn": False, "sparse_block_size": 8,
                               "sparse_num_global": 2, "dim": 16, "attn_chunk_size": 1024})
     dense = Alphafold2(config=cfg)

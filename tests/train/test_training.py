@@ -60,7 +60,6 @@ def test_checkpoint_round_trip(tmp_path):
         load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
-    import pickle
 
     class Evil:
         def __reduce__(self):
