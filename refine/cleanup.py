@@ -48,7 +48,22 @@ def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:
     p, m = protein.atom_positions, protein.atom_mask
     d = np.linalg.norm(p[1:, n_] - p[:-1, c_], axis=-1)
     long_bond = (m[1:, n_] > 0) & (m[:-1, c_] > 0) & (d > BREAK_DISTANCE)
-    new = (np.diff(protein.residue_index) != 1) | (protein.chain_ids[1:] != protein.chain_ids[:-1]) | long_bond
+    hard = (np.diff(protein.residue_index) != 1) | (protein.chain_ids[1:] != protein.chain_ids[:-1])
+    new = hard | long_bond
+    # Amber has no template for a lone amino acid (N- and C-terminal at once): a residue cut off
+    # on both sides only by long C-N distances (consecutive numbering) is bonded back to its
+    # neighbours instead, and relax pulls the bond together.
+    for i in range(len(protein)):
+        left = i == 0 or new[i - 1]
+        right = i == len(protein) - 1 or new[i]
+        if left and right:
+            if i > 0 and not hard[i - 1]:
+                new[i - 1] = False
+            if i < len(protein) - 1 and not hard[i]:
+                new[i] = False
+            if (i == 0 or new[i - 1]) and (i == len(protein) - 1 or new[i]):
+                raise RelaxError(f"residue {protein.residue_index[i]} ({rc.resnames[int(protein.aatype[i])]}) is "
+                                 "a single residue between chain breaks; Amber has no template for it")
     seg = np.concatenate([[0], np.cumsum(new)])
     if seg[-1] >= len(SEGMENT_IDS):
         raise RelaxError(f"{seg[-1] + 1} chain segments; at most {len(SEGMENT_IDS)} are supported")

@@ -29,8 +29,8 @@ from af2struct.data.msa import MsaError, read_fasta, read_msa
 logger = logging.getLogger(__name__)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "t_features", "t_trunk", "t_structure", "t_relax",
-                   "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score", "error"]
+SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "t_msa", "t_features", "t_trunk",
+                   "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score", "error"]
 
 
 class InputError(ValueError):
@@ -53,6 +53,12 @@ class PredictOptions:
     fmt: str = "pdb"  # pdb | cif (pdb is always written; cif in addition)
     max_length: int = 800
     msa: Optional[str] = None  # an .a3m/.sto file (one target) or a folder of <name>.a3m|.sto
+    msa_db: Optional[str] = None  # protein FASTA to search with jackhmmer when a target has no MSA
+    msa_iterations: int = 3
+    msa_cpus: int = 0
+    ray_address: Optional[str] = None  # "auto" or host:port of a running Ray cluster
+    workers: int = 0  # > 0: start a local Ray with this many CPUs
+    model_workers: int = 0  # model replicas on Ray (0: one per GPU, else one)
     native: Optional[str] = None  # a structure file (one target) or a folder of <name>.pdb|cif
     relax_threads: int = 0
     plots: bool = True
@@ -63,6 +69,12 @@ class PredictOptions:
             raise ValueError("relax must be openmm, rosetta or none")
         if self.fmt not in ("pdb", "cif"):
             raise ValueError("format must be pdb or cif")
+        if self.ray_address and self.workers:
+            raise ValueError("give --ray-address (an existing cluster) or --workers (a local Ray), not both")
+
+    @property
+    def use_ray(self) -> bool:
+        return bool(self.ray_address or self.workers)
 
 
 def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None, name: Optional[str] = None) -> List[Target]:
@@ -122,43 +134,67 @@ def _native_for(target: Target, opts: PredictOptions, n_targets: int):
     return None
 
 
-def predict_target(model, target: Target, out_dir: Path, opts: PredictOptions, device: str, n_targets: int) -> Dict:
-    """Predict (and relax, score) one target into ``out_dir/<name>/``; returns its summary row."""
-    from af2struct.predict.pipeline import predict_structure
+def check_target(target: Target, opts: PredictOptions) -> np.ndarray:
+    """The target's residue types; raises ``SequenceError`` for unknown letters or a sequence
+    longer than ``opts.max_length``."""
+    aatype = rc.sequence_to_aatype(target.sequence)
+    if len(aatype) > opts.max_length:
+        raise rc.SequenceError(f"{len(aatype)} residues exceed the maximum length {opts.max_length} (--max-length)")
+    return aatype
+
+
+def target_msa(target: Target, out_dir: Path, opts: PredictOptions, n_targets: int):
+    """The target's MSA: a given file/folder first, else a jackhmmer search of ``--msa-db`` (kept
+    in ``out_dir/msas/<name>.a3m`` so a rerun does not search again), else ``None``.
+    Returns ``(msa, seconds spent searching)``."""
+    msa = _msa_for(target, opts, n_targets)
+    if msa is not None or not opts.msa_db:
+        return msa, 0.0
+    from af2struct.data.msa_search import search_msa
 
     t0 = time.perf_counter()
+    msa = search_msa(target.sequence, opts.msa_db, Path(out_dir) / "msas" / f"{target.name}.a3m", name=target.name,
+                     iterations=opts.msa_iterations, cpus=opts.msa_cpus)
+    return msa, time.perf_counter() - t0
+
+
+def relax_prediction(protein, opts: PredictOptions):
+    """Relax with the chosen backend; ``None`` when ``opts.relax == "none"``."""
+    if opts.relax == "none":
+        return None
+    from refine import RelaxConfig, relax
+
+    return relax(protein, RelaxConfig(backend=opts.relax, threads=opts.relax_threads))
+
+
+def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, relaxed, timings: Dict[str, float],
+                 n_targets: int, msa=None) -> Dict:
+    """Write one target's folder (under a temporary name, renamed when complete); returns its
+    summary row. ``pred`` is a :class:`~af2struct.predict.pipeline.Prediction`, ``relaxed`` a
+    ``RelaxResult`` or ``None``."""
     final = out_dir / target.name
     partial = out_dir / f".{target.name}.partial"
-    row: Dict = {"name": target.name, "length": len("".join(target.sequence.split()))}
+    row: Dict = {"name": target.name, "length": len(pred.plddt)}
     try:
-        aatype = rc.sequence_to_aatype(target.sequence)
-        if len(aatype) > opts.max_length:
-            raise rc.SequenceError(f"{len(aatype)} residues exceed the maximum length {opts.max_length} (--max-length)")
-        msa = _msa_for(target, opts, n_targets)
-        pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device)
         if partial.exists():
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
-        timings = dict(pred.timings)
         save_structure(pred.protein, partial / "unrelaxed.pdb")
         final_protein = pred.protein
-        if opts.relax != "none":
-            from refine import RelaxConfig, relax
-
-            tr = time.perf_counter()
-            result = relax(pred.protein, RelaxConfig(backend=opts.relax, threads=opts.relax_threads))
-            timings["relax"] = time.perf_counter() - tr
-            final_protein = result.protein
-            save_structure(result.protein, partial / "relaxed.pdb")
-            row.update(relax_rmsd=result.rmsd_heavy, clashscore=result.clashscore_after)
+        if relaxed is not None:
+            final_protein = relaxed.protein
+            save_structure(relaxed.protein, partial / "relaxed.pdb")
+            row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
         if opts.fmt == "cif":
             save_structure(pred.protein, partial / "unrelaxed.cif")
-            if opts.relax != "none":
+            if relaxed is not None:
                 save_structure(final_protein, partial / "relaxed.cif")
         buf = io.BytesIO()
         np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
                             sequence=np.array(target.sequence))
         (partial / "distogram.npz").write_bytes(buf.getvalue())
+        if msa is not None:
+            row["msa_depth"] = len(msa)
         conf = {"name": target.name, "sequence": final_protein.sequence, "mean_plddt": float(np.mean(pred.plddt)),
                 "plddt": [round(float(x), 2) for x in pred.plddt]}
         atomic_write_text(partial / "confidence.json", json.dumps(conf))
@@ -173,7 +209,6 @@ def predict_target(model, target: Target, out_dir: Path, opts: PredictOptions, d
 
             s = score_model(final_protein, native, align=True)
             row.update(lddt_ca=s.lddt_ca, gdt_ts=s.gdt_ts, tm_score=s.tm_score)
-        timings["total"] = time.perf_counter() - t0
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
         row.update(status="ok", mean_plddt=conf["mean_plddt"],
                    **{f"t_{k}": round(v, 3) for k, v in timings.items()})
@@ -181,13 +216,39 @@ def predict_target(model, target: Target, out_dir: Path, opts: PredictOptions, d
         if final.exists():
             shutil.rmtree(final)
         partial.rename(final)
-    except Exception as exc:  # one target's failure never stops the batch
+    except Exception as exc:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
-        msg = f"{type(exc).__name__}: {exc}"
-        logger.error("%s: %s", target.name, msg)
-        row.update(status="error", error=msg, t_total=round(time.perf_counter() - t0, 3))
+        return error_row(target, exc, timings.get("total", 0.0))
     return row
+
+
+def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
+    """The summary row of a failed target (and the error logged)."""
+    msg = f"{type(exc).__name__}: {exc}"
+    logger.error("%s: %s", target.name, msg)
+    return {"name": target.name, "length": len("".join(target.sequence.split())), "status": "error",
+            "error": msg, "t_total": round(seconds, 3)}
+
+
+def predict_target(model, target: Target, out_dir: Path, opts: PredictOptions, device: str, n_targets: int) -> Dict:
+    """Predict (and relax, score) one target into ``out_dir/<name>/``; returns its summary row."""
+    from af2struct.predict.pipeline import predict_structure
+
+    t0 = time.perf_counter()
+    try:
+        check_target(target, opts)
+        msa, t_msa = target_msa(target, out_dir, opts, n_targets)
+        pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device)
+        timings = ({"msa": t_msa} if opts.msa_db else {}) | dict(pred.timings)
+        tr = time.perf_counter()
+        relaxed = relax_prediction(pred.protein, opts)
+        if relaxed is not None:
+            timings["relax"] = time.perf_counter() - tr
+    except Exception as exc:  # one target's failure never stops the batch
+        return error_row(target, exc, time.perf_counter() - t0)
+    timings["total"] = time.perf_counter() - t0
+    return write_target(target, out_dir, opts, pred, relaxed, timings, n_targets, msa)
 
 
 def _done(out_dir: Path, name: str) -> Optional[Dict]:
@@ -218,7 +279,13 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
             todo.append(t)
     if rows:
         logger.info("resuming: %d of %d targets already finished", len(rows), len(order))
-    if todo:
+    if todo and opts.use_ray:
+        from af2struct.predict.ray_backend import predict_on_ray
+
+        for row in predict_on_ray(todo, out_dir, opts, len(order)):
+            rows[row["name"]] = row
+            write_summary([rows[x.name] for x in order if x.name in rows], out_dir)
+    elif todo:
         device = best_device(opts.device)
         model, _ = load_default_model(opts.weights, device)
         for t in tqdm(todo, desc="predict", unit="target", disable=not opts.progress):

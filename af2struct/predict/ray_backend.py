@@ -1,0 +1,165 @@
+"""Predict on a Ray cluster: the model on GPU workers, MSA search and relax on CPU workers.
+
+Same outputs and resume semantics as the local loop (:func:`af2struct.predict.batch.predict_batch`):
+the driver alone writes target folders (under a temporary name, renamed when complete) and
+``summary.csv``, so workers need no shared file system. Each target flows through three stages:
+
+1. ``prepare`` (CPU task): check the sequence, read its MSA or search ``--msa-db`` with jackhmmer;
+2. ``predict`` (a model actor; one per GPU, or ``model_workers`` CPU actors): trunk, MDS, SE(3), side chains;
+3. ``relax`` (CPU task): Amber (or Rosetta) refinement;
+
+and targets are pipelined: while one target is on the model another is being relaxed.
+``ray`` is imported only when this backend is chosen (``--ray-address`` or ``--workers``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+from af2struct.predict.batch import (InputError, PredictOptions, Target, check_target, error_row, relax_prediction,
+                                     target_msa, write_target)
+
+logger = logging.getLogger(__name__)
+
+
+class _ModelWorker:
+    """Holds one copy of the model (loaded once) on its device."""
+
+    def __init__(self, weights: Optional[str], device: str, threads: int) -> None:
+        import torch
+
+        from af2struct.predict.pipeline import load_default_model
+
+        if device == "cpu" and threads > 0:
+            torch.set_num_threads(threads)
+        self.device = device
+        self.model, _ = load_default_model(weights, device)
+
+    def predict(self, sequence: str, msa, num_recycles: Optional[int], seed: int):
+        from af2struct.predict.pipeline import predict_structure
+
+        return predict_structure(self.model, sequence, msa, num_recycles, seed, self.device)
+
+
+def _prepare(target: Target, out_dir: str, opts: PredictOptions, n_targets: int):
+    check_target(target, opts)
+    return target_msa(target, Path(out_dir), opts, n_targets)
+
+
+def _relax(protein, opts: PredictOptions):
+    t0 = time.perf_counter()
+    result = relax_prediction(protein, opts)
+    return result, time.perf_counter() - t0
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The user's exception inside a ``RayTaskError`` (so the summary says what went wrong)."""
+    return getattr(exc, "cause", None) or exc
+
+
+def _connect(opts: PredictOptions) -> bool:
+    """Connect to (or start) Ray; returns whether this call started it (and must shut it down)."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("the Ray backend needs ray: pip install 'af2struct[ray]' "
+                         "(or drop --ray-address/--workers)") from None
+    if ray.is_initialized():
+        return False
+    if opts.ray_address:
+        ray.init(address=opts.ray_address, log_to_driver=False)
+        return False
+    if opts.workers < 2:
+        raise InputError("--workers needs at least 2 CPUs (one for the model, one for relax and MSA search)")
+    ray.init(num_cpus=opts.workers, num_gpus=None, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def predict_on_ray(targets: Sequence[Target], out_dir: Path, opts: PredictOptions, n_targets: int) -> Iterator[Dict]:
+    """Predict ``targets`` on Ray, yielding each summary row as its folder is complete."""
+    import ray
+
+    started = _connect(opts)
+    try:
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        cpus = int(resources.get("CPU", 0))
+        if opts.device.startswith("cuda") and not gpus:
+            raise InputError("--device cuda requested but the Ray cluster has no GPUs")
+        use_gpu = gpus > 0 and opts.device != "cpu"
+        n_models = opts.model_workers or (gpus if use_gpu else 1)
+        if not use_gpu and n_models >= cpus:
+            raise InputError(f"the Ray cluster has {cpus} CPUs: {n_models} CPU model worker(s) leave none for relax")
+        actor_resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+        Worker = ray.remote(**actor_resources)(_ModelWorker)
+        actors = [Worker.remote(opts.weights, "cuda" if use_gpu else "cpu", 1 if not use_gpu else 0)
+                  for _ in range(n_models)]
+        prepare = ray.remote(num_cpus=1)(_prepare)
+        relax = ray.remote(num_cpus=1)(_relax)
+        logger.info("Ray: %d model worker(s) on %s, %d CPUs, %d targets", n_models, "GPU" if use_gpu else "CPU",
+                    cpus, len(targets))
+        yield from _pipeline(targets, Path(out_dir), opts, n_targets, actors, prepare, relax)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _pipeline(targets, out_dir: Path, opts: PredictOptions, n_targets: int, actors: List, prepare, relax
+              ) -> Iterator[Dict]:
+    import ray
+    from tqdm import tqdm
+
+    pending: Dict = {}  # object ref -> (stage, target, state)
+    load = [0] * len(actors)
+    for t in targets:
+        pending[prepare.remote(t, str(out_dir), opts, n_targets)] = ("prepare", t, {"t0": time.perf_counter()})
+    bar = tqdm(total=len(targets), desc="predict (ray)", unit="target", disable=not opts.progress)
+    try:
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            stage, target, state = pending.pop(ref)
+            if stage == "predict":
+                load[state["actor"]] -= 1
+            try:
+                value = ray.get(ref)
+            except Exception as exc:  # the target fails; the batch goes on
+                bar.update(1)
+                yield error_row(target, _cause(exc), time.perf_counter() - state["t0"])
+                continue
+            if stage == "prepare":
+                state["msa"], t_msa = value
+                state["timings"] = {"msa": t_msa} if opts.msa_db else {}
+                i = min(range(len(actors)), key=load.__getitem__)
+                load[i] += 1
+                state["actor"] = i
+                ref2 = actors[i].predict.remote(target.sequence, state["msa"], opts.num_recycles, opts.seed)
+                pending[ref2] = ("predict", target, state)
+            elif stage == "predict":
+                state["pred"] = value
+                state["timings"].update(value.timings)
+                if opts.relax == "none":
+                    bar.update(1)
+                    yield _finish(target, out_dir, opts, state, None, n_targets)
+                else:
+                    pending[relax.remote(value.protein, opts)] = ("relax", target, state)
+            else:
+                result, t_relax = value
+                state["timings"]["relax"] = t_relax
+                bar.update(1)
+                yield _finish(target, out_dir, opts, state, result, n_targets)
+    finally:
+        bar.close()
+        for ref in pending:  # interrupted: stop what is still queued (finished folders are kept)
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - best effort on shutdown
+                pass
+
+
+def _finish(target: Target, out_dir: Path, opts: PredictOptions, state: Dict, relaxed, n_targets: int) -> Dict:
+    timings = dict(state["timings"])
+    timings["total"] = sum(timings.values())  # worker time; queueing between stages is not counted
+    return write_target(target, out_dir, opts, state["pred"], relaxed, timings, n_targets, state.get("msa"))
