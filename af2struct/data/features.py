@@ -136,11 +136,12 @@ def batch_lengths(examples: Sequence[Example]) -> List[int]:
 
 
 def outputs_to_protein(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray, plddt: np.ndarray,
-                       residue_index: Optional[np.ndarray] = None, chain_id: str = "A") -> Protein:
+                       residue_index: Optional[np.ndarray] = None, chain_id: str = "A",
+                       oxygen: Optional[np.ndarray] = None) -> Protein:
     """Model outputs (numpy, one chain) -> an all-atom :class:`Protein` with pLDDT as B-factors.
 
     ``backbone [L, 3, 3]`` (N, CA, C), ``chi [L, 4, 2]`` (sin, cos) or ``[L, 4]`` radians,
-    ``plddt [L]`` (0-100).
+    ``plddt [L]`` (0-100); ``oxygen [L, 3]`` replaces the carbonyl oxygens placed from psi.
     """
     from af2struct.geometry.sidechains import build_atom37
 
@@ -148,6 +149,8 @@ def outputs_to_protein(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray
     if chi.ndim == 3:
         chi = np.arctan2(chi[..., 0], chi[..., 1])
     pos, mask = build_atom37(aatype, np.asarray(backbone, np.float64), chi)
+    if oxygen is not None:
+        pos[:, rc.atom_order["O"]] = oxygen
     mask = mask * rc.restype_atom37_mask()[np.asarray(aatype).clip(0, rc.restype_num)]
     n = len(aatype)
     ridx = np.arange(1, n + 1, dtype=np.int32) if residue_index is None else np.asarray(residue_index, np.int32)

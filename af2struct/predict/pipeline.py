@@ -64,8 +64,14 @@ def best_device(requested: str = "auto") -> str:
 
 
 def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recycles: Optional[int] = None,
-                      seed: int = 0, device: str = "cpu", max_msa_rows: int = 128) -> Prediction:
-    """Run the model on one sequence; raises ``SequenceError``/``MsaError`` for bad input."""
+                      seed: int = 0, device: str = "cpu", max_msa_rows: int = 128,
+                      clean_backbone: bool = True) -> Prediction:
+    """Run the model on one sequence; raises ``SequenceError``/``MsaError`` for bad input.
+
+    ``clean_backbone``: regularize the predicted Calpha trace (3.80 A virtual bonds, no
+    overlapping Calphas) and rebuild the backbone from ideal peptide units on it
+    (:mod:`af2struct.geometry.ca_trace`), so the model is physically sound before relax.
+    """
     import torch
 
     from af2struct.data.features import collate, make_example, outputs_to_protein, to_numpy
@@ -95,7 +101,12 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     plddt = to_numpy(plddt_from_logits(out["plddt_logits"]))[0]
     backbone = to_numpy(out["backbone"])[0]
     chi = to_numpy(out["chi"])[0]
-    protein = outputs_to_protein(aatype, backbone, chi, plddt)
+    oxygen = None
+    if clean_backbone:
+        from af2struct.geometry.ca_trace import clean_backbone as _clean
+
+        backbone, oxygen = _clean(backbone)
+    protein = outputs_to_protein(aatype, backbone, chi, plddt, oxygen=oxygen)
     h = model.config.heads
     return Prediction(
         protein=protein,

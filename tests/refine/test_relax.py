@@ -49,6 +49,35 @@ def test_relax_keeps_sequence_numbering_and_confidence(relaxed_set):
         assert (p.atom_mask >= noisy.atom_mask).all()  # atoms may be added, never dropped
 
 
+def test_relax_predicted_quality_model(data_dir):
+    """A predictor-like full-atom model (ideal geometry, 0.5 A trace error, chi angles 20 deg off,
+    so side chains clash) of real 1PSM: clashes and bad peptide bonds go, the model stays."""
+    from af2struct.geometry.decoys import predicted_quality_model
+    from af2struct.eval.metrics import score_model
+
+    nat = load_structure(data_dir / "openfold_1psm_A.pdb.gz")
+    model = predicted_quality_model(nat, seed=0)
+    assert score_model(model, nat).lddt_ca > 0.85
+    r = relax(model, RelaxConfig())
+    assert r.violations_before > 10 and r.violations_after == 0, r.notes
+    assert r.final_energy < r.initial_energy and r.rmsd_heavy <= 0.5
+    assert r.protein.sequence == nat.sequence
+    assert np.array_equal(r.protein.residue_index, nat.residue_index)
+
+
+def test_lone_residue_between_long_bonds_is_bonded_back(real_structures):
+    """A residue cut off on both sides by long C-N distances (consecutive numbering) cannot be an
+    Amber chain of its own: it is bonded back to its neighbours and relaxed."""
+    nat = load_structure(real_structures[0])
+    pos = nat.atom_positions.copy()
+    pos[5] += np.array([6.0, 0.0, 0.0], np.float32) * (nat.atom_mask[5][:, None] > 0)
+    r = relax(nat.replace(atom_positions=pos), RelaxConfig())
+    assert len(r.protein) == len(nat) and r.protein.sequence == nat.sequence
+    n_, c_ = 0, 2
+    d = np.linalg.norm(r.protein.atom_positions[5, n_] - r.protein.atom_positions[4, c_])
+    assert d < 1.6  # bonded again
+
+
 def test_chain_break_kept_and_said(data_dir):
     p = load_structure(data_dir / "messy_1aki.pdb")  # residue 7 is missing
     r = relax(p, RelaxConfig(keep_hydrogens=True))

@@ -1,0 +1,214 @@
+"""From a predicted Calpha trace to a physically sound backbone (numpy, inference only).
+
+MDS on a distogram (and a light SE(3) refinement of it) gives Calpha positions whose consecutive
+distances stray from 3.80 A and whose non-neighbours can sit closer than any real protein packs
+them. Building N and C independently around each Calpha then leaves broken peptide bonds and
+overlapping backbones that Amber relax can only fix by moving the model a lot. Two steps make the
+prediction physical while staying close to it:
+
+1. :func:`expand_to_globular_size` then :func:`regularize_ca_trace`: restrained minimisation of the trace (harmonic 3.80 A virtual
+   bonds, a floor on Calpha(i)-Calpha(i+2) and a 4.0 A repulsion between all other pairs,
+   harmonic restraints to the predicted positions), L-BFGS;
+2. :func:`backbone_from_trace`: rigid ideal trans peptide units (C_i, O_i, N_i+1) placed between
+   consecutive Calphas, each rotated about its Calpha-Calpha axis so that N-CA-C angles are as
+   close to ideal as possible and the carbonyl follows the network's predicted C direction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+
+CA_CA = 3.80  # trans peptide virtual bond
+CA_CA_13_MIN = 5.0  # Calpha(i)-Calpha(i+2): 5.2-5.5 A in helices, up to 7.3 A in strands
+CA_CA_MIN = 4.0  # any other pair of Calphas
+K_BOND, K_CLASH = 40.0, 10.0  # stiffness of the virtual bonds and of the Calpha floors
+
+# ideal peptide geometry (Engh & Huber, as in AlphaFold's residue constants)
+_CA_C, _C_N, _N_CA, _C_O = 1.525, 1.329, 1.458, 1.231
+_CA_C_N, _C_N_CA, _CA_C_O = math.radians(116.2), math.radians(121.7), math.radians(120.5)
+_N_CA_C = math.radians(111.0)
+
+
+def _peptide_unit() -> Tuple[np.ndarray, float]:
+    """Planar trans peptide CA_i, C_i, O_i, N_i+1, CA_i+1 in 2-D; returns ``(uw [3, 2], d_ca_ca)``:
+    the (along CA->CA, in-plane perpendicular) coordinates of C_i, O_i, N_i+1 from CA_i."""
+    ca = np.zeros(2)
+    c = np.array([_CA_C, 0.0])
+    t = math.pi - _CA_C_N
+    n = c + _C_N * np.array([math.cos(t), math.sin(t)])
+    t2 = t - (math.pi - _C_N_CA)
+    ca2 = n + _N_CA * np.array([math.cos(t2), math.sin(t2)])
+    o = c + _C_O * np.array([math.cos(math.pi - _CA_C_O), -math.sin(math.pi - _CA_C_O)])
+    u = (ca2 - ca) / np.linalg.norm(ca2 - ca)
+    w = np.array([-u[1], u[0]])
+    pts = np.stack([c, o, n])
+    return np.stack([pts @ u, pts @ w], -1), float(np.linalg.norm(ca2 - ca))
+
+
+def _trace_energy(x: np.ndarray, x0: np.ndarray, restraint: float) -> Tuple[float, np.ndarray]:
+    """Energy and gradient of the trace terms; ``x [L, 3]``."""
+    n = len(x)
+    diff = x[:, None] - x[None]
+    d = np.sqrt((diff ** 2).sum(-1) + 1e-12)
+    sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
+    # floors: pairs closer than allowed are pushed apart (flat-bottom)
+    floor = np.where(sep == 2, CA_CA_13_MIN, CA_CA_MIN)
+    floor = np.where(sep >= 2, floor, 0.0)
+    over = np.clip(floor - d, 0.0, None)
+    # virtual bonds: harmonic at 3.80 A
+    bond = sep == 1
+    dev = np.where(bond, d - CA_CA, 0.0)
+    # each pair appears twice in the symmetric matrices: 0.5 * k * dev^2 per pair
+    e = 0.25 * (K_BOND * (dev ** 2).sum() + K_CLASH * (over ** 2).sum()) + restraint * ((x - x0) ** 2).sum()
+    coef = (K_BOND * dev - K_CLASH * over) / d  # dE/dd / d per pair
+    grad = (coef[..., None] * diff).sum(1) + 2 * restraint * (x - x0)
+    return float(e), grad
+
+
+def regularize_ca_trace(ca: np.ndarray, restraint: float = 0.05, max_iter: int = 500) -> np.ndarray:
+    """``ca [L, 3]`` -> a nearby trace with 3.80 A virtual bonds and no overlapping Calphas.
+
+    ``restraint`` (per A^2, against stiffnesses ``K_BOND``/``K_CLASH``) keeps the trace
+    near the prediction; the bond and repulsion terms win where they disagree.
+    """
+    from scipy.optimize import minimize
+
+    ca = np.asarray(ca, np.float64)
+    if len(ca) < 2:
+        return ca.copy()
+    x0 = ca.copy()
+
+    def fun(flat):
+        e, g = _trace_energy(flat.reshape(-1, 3), x0, restraint)
+        return e, g.ravel()
+
+    res = minimize(fun, x0.ravel(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return res.x.reshape(-1, 3)
+
+
+def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    v1, v2 = a - b, c - b
+    cos = (v1 * v2).sum(-1) / (np.linalg.norm(v1, axis=-1) * np.linalg.norm(v2, axis=-1) + 1e-9)
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_dir: Optional[np.ndarray] = None,
+                        n_angles: int = 72, sweeps: int = 4, prior: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
+    """Ideal backbone on a Calpha trace.
+
+    Args:
+        ca: ``[L, 3]`` Calpha positions (consecutive distances near 3.80 A).
+        c_dir, n_dir: ``[L, 3]`` predicted CA->C and CA->N directions (optional): they orient the
+            peptide planes where geometry alone does not decide, and give the first N and last C.
+        n_angles, sweeps: grid and coordinate-descent sweeps over the peptide-plane rotations.
+        prior: weight of agreement with ``c_dir`` against N-CA-C angle ideality.
+
+    Returns:
+        ``backbone [L, 3, 3]`` (N, CA, C) and ``oxygen [L, 3]``.
+    """
+    ca = np.asarray(ca, np.float64)
+    L = len(ca)
+    uw, d_ideal = _peptide_unit()
+    backbone = np.zeros((L, 3, 3))
+    backbone[:, 1] = ca
+    oxygen = np.zeros((L, 3))
+    if L == 1:
+        e = np.eye(3)
+        backbone[0, 0], backbone[0, 2] = ca[0] + _N_CA * e[0], ca[0] + _CA_C * e[1]
+        oxygen[0] = backbone[0, 2] + _C_O * e[0]
+        return backbone, oxygen
+    vec = ca[1:] - ca[:-1]
+    dist = np.linalg.norm(vec, axis=-1, keepdims=True).clip(min=1e-6)
+    u = vec / dist
+    # two perpendiculars to each CA-CA axis span the peptide plane's possible orientations
+    ref = np.where(np.abs(u[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
+    p1 = np.cross(u, ref)
+    p1 /= np.linalg.norm(p1, axis=-1, keepdims=True)
+    p2 = np.cross(u, p1)
+    thetas = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
+    scale = dist / d_ideal  # stretch along the axis so N_i+1 stays bonded to CA_i+1
+
+    def place(k: int, th: np.ndarray) -> np.ndarray:
+        """[T, 3 (C_k, O_k, N_k+1), 3] for plane angles ``th [T]``."""
+        w = np.cos(th)[:, None] * p1[k] + np.sin(th)[:, None] * p2[k]
+        return ca[k] + uw[None, :, :1] * scale[k] * u[k] + uw[None, :, 1:] * w[:, None, :]
+
+    if c_dir is not None:
+        c_dir = np.asarray(c_dir, np.float64)
+        c_dir = c_dir / np.linalg.norm(c_dir, axis=-1, keepdims=True).clip(min=1e-6)
+    # start: planes following the predicted C directions (or zero angle)
+    theta = np.zeros(L - 1)
+    if c_dir is not None:
+        for k in range(L - 1):
+            pts = place(k, thetas)
+            cdir = pts[:, 0] - ca[k]
+            theta[k] = thetas[np.argmax(cdir @ c_dir[k])]
+    units = np.stack([place(k, theta[k:k + 1])[0] for k in range(L - 1)])  # [L-1, 3, 3]
+    for _ in range(sweeps):
+        for k in range(L - 1):
+            pts = place(k, thetas)  # candidates for C_k, O_k, N_k+1
+            cost = np.zeros(n_angles)
+            if k > 0:  # residue k: N_k from unit k-1, C_k from this unit
+                cost += (_angle(units[k - 1, 2][None], ca[k][None], pts[:, 0]) - _N_CA_C) ** 2
+            if k + 1 < L - 1:  # residue k+1: N_k+1 from this unit, C_k+1 from unit k+1
+                cost += (_angle(pts[:, 2], ca[k + 1][None], units[k + 1, 0][None]) - _N_CA_C) ** 2
+            if c_dir is not None:
+                cdir = (pts[:, 0] - ca[k]) / _CA_C
+                cost += prior * (1.0 - cdir @ c_dir[k])
+            units[k] = pts[np.argmin(cost)]
+    backbone[:-1, 2] = units[:, 0]
+    oxygen[:-1] = units[:, 1]
+    backbone[1:, 0] = units[:, 2]
+    # chain ends: first N and last C at ideal N-CA-C from the neighbouring atoms
+    backbone[0, 0] = _end_atom(ca[0], backbone[0, 2], ca[1], n_dir[0] if n_dir is not None else None, _N_CA)
+    backbone[-1, 2] = _end_atom(ca[-1], backbone[-1, 0], ca[-2], c_dir[-1] if c_dir is not None else None, _CA_C)
+    c_last, n_last = backbone[-1, 2], backbone[-1, 0]
+    bis = (c_last - ca[-1]) / _CA_C + (c_last - n_last) / np.linalg.norm(c_last - n_last)
+    oxygen[-1] = c_last + _C_O * bis / max(np.linalg.norm(bis), 1e-6)
+    return backbone, oxygen
+
+
+def _end_atom(ca: np.ndarray, other: np.ndarray, ca_nb: np.ndarray, hint: Optional[np.ndarray],
+              length: float) -> np.ndarray:
+    """An end N (or C) at ideal N-CA-C angle to ``other``, turned towards ``hint`` (or away from
+    the neighbouring Calpha)."""
+    e1 = (other - ca) / max(np.linalg.norm(other - ca), 1e-6)
+    h = hint if hint is not None else ca - ca_nb
+    perp = h - (h @ e1) * e1
+    if np.linalg.norm(perp) < 1e-6:
+        perp = np.cross(e1, [1.0, 0, 0]) if abs(e1[0]) < 0.9 else np.cross(e1, [0, 1.0, 0])
+    e2 = perp / np.linalg.norm(perp)
+    return ca + length * (math.cos(_N_CA_C) * e1 + math.sin(_N_CA_C) * e2)
+
+
+def expected_radius_of_gyration(n_residues: int) -> float:
+    """Radius of gyration of a compact globular chain, Rg = 2.2 N^0.38 A (Skolnick's fit to
+    PDB monomers; within ~10% for single-domain proteins)."""
+    return 2.2 * n_residues ** 0.38
+
+
+def expand_to_globular_size(ca: np.ndarray) -> np.ndarray:
+    """Scale a trace about its centre up to :func:`expected_radius_of_gyration` when it is more
+    compact than that (never shrinks). Distances from MDS of an uncertain distogram are pulled
+    towards the middle bins, so predicted traces come out over-packed (about twice the native
+    number of Calpha neighbours within 8 A), which leaves side chains no room."""
+    c = ca.mean(0)
+    rg = float(np.sqrt(((ca - c) ** 2).sum(-1).mean()))
+    target = expected_radius_of_gyration(len(ca))
+    return ca if rg >= target or rg < 1e-6 else c + (ca - c) * (target / rg)
+
+
+def clean_backbone(backbone: np.ndarray, restraint: float = 0.05, expand: bool = True
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """``backbone [L, 3, 3]`` (N, CA, C) as predicted -> (regularized backbone, oxygen ``[L, 3]``):
+    :func:`expand_to_globular_size` (``expand``), :func:`regularize_ca_trace`, then
+    :func:`backbone_from_trace` with the predicted N and C directions."""
+    backbone = np.asarray(backbone, np.float64)
+    ca = backbone[:, 1]
+    if expand and len(ca) > 2:
+        ca = expand_to_globular_size(ca)
+    ca = regularize_ca_trace(ca, restraint)
+    return backbone_from_trace(ca, backbone[:, 2] - backbone[:, 1], backbone[:, 0] - backbone[:, 1])
