@@ -16,10 +16,11 @@ import numpy as np
 from af2struct.common import residue_constants as rc
 from af2struct.common.io import to_pdb_string
 from af2struct.common.protein import Protein
+from af2struct.geometry.backbone import CHAIN_BREAK_DISTANCE
 from refine.types import RelaxError
 
 SEGMENT_IDS = string.ascii_uppercase + string.ascii_lowercase + string.digits
-BREAK_DISTANCE = 4.0  # A: a C(i)-N(i+1) this long is a real break even with consecutive numbers
+BREAK_DISTANCE = CHAIN_BREAK_DISTANCE  # a C(i)-N(i+1) this long is a real break even with consecutive numbers
 
 
 def check_input(protein: Protein) -> List[str]:

@@ -151,10 +151,11 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
     if breaks:
         notes.append(f"chain break(s) before residue(s) {breaks[:10]}: kept (segments relaxed as separate chains)")
     segmented = protein.replace(chain_id=seg)
+    kept_breaks = seg[1:] != seg[:-1]  # bonds relax does not make: not violations
     topology, positions = fix_with_pdbfixer(segmented, seed=config.seed)
     start = np.asarray(positions.value_in_unit(unit.nanometer))
     reference = start.copy()
-    violations_before = violation_count(protein, config.clash_overlap)
+    violations_before = violation_count(protein, config.clash_overlap, kept_breaks)
     clash_before = clashscore(protein)
     released: Set[int] = set()
     rng = np.random.default_rng(config.seed)
@@ -179,7 +180,7 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
         if initial_energy is None:
             initial_energy = e0
         relaxed = _heavy_protein(topology, current, protein)
-        bad = violating_residues(relaxed, config.clash_overlap)
+        bad = violating_residues(relaxed, config.clash_overlap, kept_breaks)
         logger.debug("round %d: E=%.1f kcal/mol, %d residues in violation", rounds, energy, len(bad))
         if not bad:
             break
@@ -208,7 +209,7 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
         final_energy=float(energy),
         rmsd_heavy=rmsd,
         violations_before=violations_before,
-        violations_after=violation_count(relaxed, config.clash_overlap),
+        violations_after=violation_count(relaxed, config.clash_overlap, kept_breaks),
         clashscore_before=clash_before,
         clashscore_after=clashscore(relaxed),
         outer_iterations=rounds,

@@ -10,6 +10,9 @@ from af2struct.geometry.angles import bond_angle, dihedral
 
 _N, _CA, _C = rc.atom_order["N"], rc.atom_order["CA"], rc.atom_order["C"]
 PEPTIDE_BOND_MAX = 2.0  # Angstrom: a C(i)-N(i+1) longer than this is a chain break
+# A C(i)-N(i+1) this long is a real break even between consecutively numbered residues (deposited
+# structures with unnumbered missing residues); relax keeps it, and does not count it a violation.
+CHAIN_BREAK_DISTANCE = 4.0
 
 
 def peptide_connected(protein: Protein) -> np.ndarray:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Set
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 
@@ -126,20 +126,25 @@ class PeptideViolations:
         return int(self.any.sum())
 
 
-def peptide_violations(protein: Protein, tolerance: float = VIOLATION_TOLERANCE_SIGMA) -> PeptideViolations:
+def peptide_violations(protein: Protein, tolerance: float = VIOLATION_TOLERANCE_SIGMA,
+                       breaks: Optional[np.ndarray] = None) -> PeptideViolations:
     """Check every peptide bond between residues with consecutive numbers in the same chain.
 
     Consecutive numbering (not distance) decides which bonds should exist, so a stretched or
-    broken bond in a model is a violation rather than a chain break.
+    broken bond in a model is a violation rather than a chain break. ``breaks [L-1]`` (bool):
+    bonds known to be chain breaks, not checked (relax keeps the unnumbered breaks of deposited
+    structures, C-N > 4 A in its input, and does not count them as violations).
     """
     p, m = protein.atom_positions.astype(np.float64), protein.atom_mask
     n_, ca, c = rc.atom_order["N"], rc.atom_order["CA"], rc.atom_order["C"]
     same_chain = protein.chain_ids[1:] == protein.chain_ids[:-1]
     consecutive = (np.diff(protein.residue_index) == 1) & same_chain
     present = (m[:-1, ca] > 0) & (m[:-1, c] > 0) & (m[1:, n_] > 0) & (m[1:, ca] > 0)
-    checked = consecutive & present
     v_c_n = p[1:, n_] - p[:-1, c]
     d = np.linalg.norm(v_c_n, axis=-1)
+    checked = consecutive & present
+    if breaks is not None:
+        checked &= ~np.asarray(breaks, bool)
     is_pro = protein.aatype[1:] == _PRO
     mean = np.where(is_pro, rc.between_res_bond_length_c_n[1], rc.between_res_bond_length_c_n[0])
     sd = np.where(is_pro, rc.between_res_bond_length_stddev_c_n[1], rc.between_res_bond_length_stddev_c_n[0])
@@ -155,20 +160,20 @@ def peptide_violations(protein: Protein, tolerance: float = VIOLATION_TOLERANCE_
     return PeptideViolations(bad_len & checked, bad_cacn & checked, bad_cnca & checked, checked)
 
 
-def violating_residues(protein: Protein, clash_overlap: float) -> Set[int]:
+def violating_residues(protein: Protein, clash_overlap: float, breaks: Optional[np.ndarray] = None) -> Set[int]:
     """Positions of residues in a clash (> ``clash_overlap``) or a violated peptide bond."""
     bad: Set[int] = set()
     for c in find_clashes(protein, clash_overlap):
         bad.update((c.residue_a, c.residue_b))
-    v = peptide_violations(protein)
+    v = peptide_violations(protein, breaks=breaks)
     for i in np.nonzero(v.any)[0]:
         bad.update((int(i), int(i) + 1))
     return bad
 
 
-def violation_count(protein: Protein, clash_overlap: float) -> int:
+def violation_count(protein: Protein, clash_overlap: float, breaks: Optional[np.ndarray] = None) -> int:
     """Clashes (> ``clash_overlap``) plus violated peptide bonds."""
-    return len(find_clashes(protein, clash_overlap)) + peptide_violations(protein).count
+    return len(find_clashes(protein, clash_overlap)) + peptide_violations(protein, breaks=breaks).count
 
 
 def stereo_report(protein: Protein) -> Dict[str, float]:

@@ -89,6 +89,21 @@ def test_chain_break_kept_and_said(data_dir):
     assert r.pdb_with_hydrogens and " H " in r.pdb_with_hydrogens
 
 
+def test_unnumbered_break_is_kept_and_not_a_violation(real_structures):
+    """Deposited structures can miss residues without a numbering gap (CASP14 T1037 has C-N
+    11 A between residues 33 and 34): relax keeps that break and does not count it as a
+    violation it failed to fix."""
+    nat = load_structure(real_structures[1])  # 1AKI, 129 residues
+    drop = (np.arange(len(nat)) < 60) | (np.arange(len(nat)) > 62)  # remove 3 residues, renumber consecutively
+    p = nat.select(np.nonzero(drop)[0])
+    p = p.replace(residue_index=np.arange(1, len(p) + 1, dtype=np.int32))
+    r = relax(_noisy(p), RelaxConfig())
+    assert any("chain break" in n for n in r.notes)
+    assert r.violations_after == 0 and r.rmsd_heavy <= 0.5
+    gap = np.linalg.norm(r.protein.atom_positions[60, 0] - r.protein.atom_positions[59, 2])
+    assert gap > 3.0  # not pulled into a bond
+
+
 def test_missing_backbone_and_side_chain_atoms_are_built(real_structures):
     nat = load_structure(real_structures[2])
     mask = nat.atom_mask.copy()
