@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--solvent", default="vacuum")
     ap.add_argument("--sigma", type=float, default=0.2, help="noise for --decoys noisy")
     ap.add_argument("--decoys", choices=("noisy", "predicted"), default="noisy")
+    ap.add_argument("--targets", nargs="*", help="only these targets (default: all)")
     args = ap.parse_args()
     what = f"sigma {args.sigma} A" if args.decoys == "noisy" else "predicted-quality models"
     print(f"machine: {platform.machine()} {platform.system()}; {what}; solvent {args.solvent}")
@@ -36,6 +37,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for f in sorted(args.casp_dir.glob("*.pdb")):
+        if args.targets and f.stem not in args.targets:
+            continue
         nat = load_structure(f)
         if len(nat) > args.max_residues:
             continue

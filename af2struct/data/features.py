@@ -149,6 +149,7 @@ def outputs_to_protein(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray
     if chi.ndim == 3:
         chi = np.arctan2(chi[..., 0], chi[..., 1])
     pos, mask = build_atom37(aatype, np.asarray(backbone, np.float64), chi)
+    pos[:, :3] = backbone  # N, CA, C as given (the builder re-idealises them around each frame)
     if oxygen is not None:
         pos[:, rc.atom_order["O"]] = oxygen
     mask = mask * rc.restype_atom37_mask()[np.asarray(aatype).clip(0, rc.restype_num)]

@@ -29,6 +29,7 @@ class Prediction:
     distogram_logits: np.ndarray  # [L, L, K]
     bin_edges: np.ndarray  # [K] (bin k < K-1 covers edges[k]..edges[k+1]; the last bin is "far")
     ca_mds: np.ndarray  # [L, 3] the MDS Calpha trace before SE(3) refinement
+    ca_se3: np.ndarray  # [L, 3] the SE(3)-refined trace before the backbone cleanup
     timings: Dict[str, float]
 
     @property
@@ -114,5 +115,6 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
         distogram_logits=to_numpy(out["distogram"])[0],
         bin_edges=to_numpy(distogram_edges(h.distogram_bins, h.distogram_min, h.distogram_max)),
         ca_mds=to_numpy(out["ca_mds"])[0],
+        ca_se3=to_numpy(out["ca"])[0],
         timings={"features": t1 - t0, "trunk": t2 - t1, "structure": t3 - t2 + (time.perf_counter() - t3)},
     )

@@ -111,3 +111,20 @@ def test_msa_mismatch_and_weights_errors(tmp_path, tiny_weights, data_dir):
     bad.write_bytes(b"\x00" * 100)
     r = run("--sequence", "ACDE", "--out", tmp_path / "o3", "--weights", bad)
     assert r.returncode == 1 and "not a readable" in r.stderr
+
+
+def test_prediction_backbone_is_physical():
+    """The shipped model's unrelaxed output already has ideal peptide bonds, 3.8 A Calpha steps
+    and no overlapping Calphas (the trace cleanup before side chains), so relax has little to fix."""
+    from af2struct.geometry.stereo import peptide_violations
+    from af2struct.predict.pipeline import load_default_model, predict_structure
+
+    model, _ = load_default_model()
+    pred = predict_structure(model, "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ")
+    p = pred.protein
+    assert peptide_violations(p).count == 0
+    ca = p.atom_positions[:, 1]
+    steps = np.linalg.norm(ca[1:] - ca[:-1], axis=-1)
+    assert np.abs(steps - 3.8).max() < 0.1
+    d = np.linalg.norm(ca[:, None] - ca[None], axis=-1)[np.triu_indices(len(ca), 3)]
+    assert d.min() > 3.8
