@@ -128,3 +128,21 @@ def test_prediction_backbone_is_physical():
     assert np.abs(steps - 3.8).max() < 0.1
     d = np.linalg.norm(ca[:, None] - ca[None], axis=-1)[np.triu_indices(len(ca), 3)]
     assert d.min() > 3.8
+
+
+def test_msa_search_with_msa_db(tmp_path, tiny_weights, data_dir):
+    """--msa-db: jackhmmer (pyhmmer) finds 1PSM's real homologs; the A3M is kept and reused."""
+    out = tmp_path / "o"
+    args = ("--sequence", SEQ_1PSM, "--name", "psm", "--out", out, "--relax", "none", "--weights", tiny_weights,
+            "--no-plots", "--msa-db", data_dir / "psm_homologs_db.fasta", "--msa-cpus", 1)
+    r = run(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = summary(out)["psm"]
+    assert int(row["msa_depth"]) > 5 and float(row["t_msa"]) >= 0
+    a3m = out / "msas" / "psm.a3m"
+    assert a3m.read_text().startswith(">psm\n" + SEQ_1PSM)
+    bad = tmp_path / "bad.fasta"
+    bad.write_text("not a fasta file\n")
+    r = run("--sequence", SEQ_1PSM, "--name", "x", "--out", out, "--relax", "none", "--weights", tiny_weights,
+            "--no-plots", "--msa-db", bad)
+    assert r.returncode == 3 and "x" in summary(out) and "FASTA" in summary(out)["x"]["error"]
