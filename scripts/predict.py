@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--relax", choices=("openmm", "rosetta", "none"), default=d.relax)
     p.add_argument("--relax-threads", type=int, default=d.relax_threads)
     p.add_argument("--format", choices=("pdb", "cif"), default=d.fmt, help="also write mmCIF with cif")
-    p.add_argument("--max-length", type=int, default=d.max_length, help="longest sequence to fold (default 800: about 2 GiB for the model on CPU, "
+    p.add_argument("--max-length", type=int, default=d.max_length,
+                   help="longest sequence to fold (default 800: about 2 GiB for the model on CPU, "
                    "see benchmarks/RESULTS.md; the model accepts up to 2048)")
     p.add_argument("--native", help="native structure (one target) or folder of <name>.pdb|cif to score against")
     ray = p.add_argument_group("Ray (many targets on a cluster: model on GPU workers, relax on CPU workers)")
