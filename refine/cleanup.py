@@ -20,7 +20,6 @@ from af2struct.geometry.backbone import CHAIN_BREAK_DISTANCE
 from refine.types import RelaxError
 
 SEGMENT_IDS = string.ascii_uppercase + string.ascii_lowercase + string.digits
-BREAK_DISTANCE = CHAIN_BREAK_DISTANCE  # a C(i)-N(i+1) this long is a real break even with consecutive numbers
 
 
 def check_input(protein: Protein) -> List[str]:
@@ -43,13 +42,21 @@ def check_input(protein: Protein) -> List[str]:
     return notes
 
 
-def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:
-    """Per-residue segment ids (new segment at a chain change, numbering gap or broken C-N)."""
+def input_breaks(protein: Protein) -> Tuple[np.ndarray, np.ndarray]:
+    """``[L-1]`` bool masks of the chain breaks in an input: ``hard`` (a chain change or a
+    numbering gap) and ``long_bond`` (C-N longer than ``CHAIN_BREAK_DISTANCE`` between
+    consecutive numbers: residues missing without a numbering gap)."""
     n_, c_ = rc.atom_order["N"], rc.atom_order["C"]
     p, m = protein.atom_positions, protein.atom_mask
     d = np.linalg.norm(p[1:, n_] - p[:-1, c_], axis=-1)
-    long_bond = (m[1:, n_] > 0) & (m[:-1, c_] > 0) & (d > BREAK_DISTANCE)
+    long_bond = (m[1:, n_] > 0) & (m[:-1, c_] > 0) & (d > CHAIN_BREAK_DISTANCE)
     hard = (np.diff(protein.residue_index) != 1) | (protein.chain_ids[1:] != protein.chain_ids[:-1])
+    return hard, long_bond
+
+
+def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:
+    """Per-residue segment ids for Amber (new segment at each of :func:`input_breaks`)."""
+    hard, long_bond = input_breaks(protein)
     new = hard | long_bond
     # Amber has no template for a lone amino acid (N- and C-terminal at once): a residue cut off
     # on both sides only by long C-N distances (consecutive numbering) is bonded back to its

@@ -17,7 +17,7 @@ import numpy as np
 from af2struct.common.io import load_structure, to_pdb_string
 from af2struct.common.protein import Protein
 from af2struct.geometry.stereo import clashscore, violation_count
-from refine.cleanup import check_input, segment_ids
+from refine.cleanup import check_input, input_breaks
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
 INSTALL_HINT = (
@@ -52,8 +52,8 @@ def relax_rosetta(protein: Protein, config: RelaxConfig) -> RelaxResult:
 
     t0 = time.perf_counter()
     notes = check_input(protein)
-    seg, _ = segment_ids(protein)
-    kept_breaks = seg[1:] != seg[:-1]  # chain breaks in the input are not violations
+    hard, long_bond = input_breaks(protein)
+    kept_breaks = hard | long_bond  # chain breaks in the input are not violations
     pose = pyrosetta.io.pose_from_pdbstring(to_pdb_string(protein))
     scorefxn = pyrosetta.create_score_function(config.rosetta_scorefxn)
     e0 = float(scorefxn(pose))

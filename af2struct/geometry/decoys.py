@@ -23,17 +23,17 @@ def predicted_quality_model(native: Protein, seed: int = 0, ca_sigma: float = 0.
     """A full-atom model of ``native`` with predictor-like errors (same residues and numbering).
 
     Residues without all backbone atoms keep the native's atoms; chain breaks (numbering gaps or
-    C-N > 2.5 A) are built segment by segment.
+    no peptide bond, C-N > 2 A) are built segment by segment.
     """
     from af2struct.data.features import chi_angles
+    from af2struct.geometry.backbone import peptide_connected
     from af2struct.geometry.ca_trace import backbone_from_trace, regularize_ca_trace
     from af2struct.geometry.sidechains import build_atom37
 
     rng = np.random.default_rng(seed)
     pos = native.atom_positions.astype(np.float64)
     bb = pos[:, :3]  # N, CA, C
-    n_, c_ = rc.atom_order["N"], rc.atom_order["C"]
-    gap = (np.diff(native.residue_index) != 1) | (np.linalg.norm(pos[1:, n_] - pos[:-1, c_], axis=-1) > 2.5)
+    gap = (np.diff(native.residue_index) != 1) | ~peptide_connected(native)
     starts = np.concatenate([[0], np.nonzero(gap)[0] + 1, [len(native)]])
     backbone = bb.copy()
     oxygen = pos[:, rc.atom_order["O"]].copy()

@@ -3,7 +3,7 @@ its real A3M) plus three unrelated real chains (CASP14 T1082, T1031 and lysozyme
 
 import pytest
 
-from af2struct.data.msa import read_fasta
+from af2struct.data.msa import parse_fasta, read_fasta
 from af2struct.data.msa_search import MsaSearchError, jackhmmer_a3m, jackhmmer_msa, search_msa
 
 SEQ_1PSM = "EAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK"
@@ -29,15 +29,9 @@ def test_finds_homologs_not_unrelated(db):
 def test_a3m_rows_keep_every_hit_residue(db):
     a3m = jackhmmer_a3m(SEQ_1PSM, db, cpus=1)
     db_seqs = dict(read_fasta(db))
-    for name, row in read_fasta_text(a3m)[1:]:
+    for name, row in parse_fasta(a3m)[1:]:
         ungapped = row.replace("-", "").upper()
         assert ungapped in db_seqs[name]  # insertions kept as lower case, nothing invented
-
-
-def read_fasta_text(text):
-    from af2struct.data.msa import parse_fasta
-
-    return parse_fasta(text)
 
 
 def test_no_hits_gives_query_only(tmp_path):
