@@ -1,27 +1,46 @@
 """AlphaFold2-style Amber relax with OpenMM: restrained L-BFGS minimisation in rounds.
 
-Each round: harmonic restraints (``stiffness``) on heavy atoms of residues not yet released,
-``LocalEnergyMinimizer`` to ``tolerance``; then clashes and peptide-bond violations are checked,
-the residues involved lose their restraints, and the next round starts from the minimised
-coordinates, until no violation remains or ``max_outer_iterations`` rounds ran. A failed
+Each round: harmonic restraints (``stiffness``) on heavy atoms, ``LocalEnergyMinimizer`` to
+``tolerance``; then clashes and peptide-bond violations are checked and the next round starts
+from the minimised coordinates, until no violation remains or ``max_outer_iterations`` rounds ran.
+What a violation changes for the next round is ``violation_policy``:
+
+* ``release`` (AlphaFold2's rule): every residue in a clash or a violated peptide bond loses its
+  positional restraints. Those residues then move freely, often far (side chains swing into
+  vacuum salt bridges), so the model drifts from the input.
+* ``repel`` (default): each clashing heavy-atom pair gets a flat-bottom repulsion (stiffness
+  ``repel_stiffness``) that holds it ``repel_margin`` beyond the clash distance, and positional
+  restraints stay; only residues of a violated peptide bond are released (their restraints hold
+  the broken bond). Pairs accumulate over rounds. Clashes left after a restrained minimisation
+  are mostly contacts the vacuum force field itself pulls together (a carbonyl O against a Lys
+  CE); this removes them with the least movement.
+
+A failed
 minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
 coordinates jittered by 0.01 A, and recorded in the result's notes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
 from pathlib import Path
-from typing import List, Optional, Set, Tuple
 
 import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import clashscore, violating_residues, violation_count
+from af2struct.geometry.stereo import (
+    clashscore,
+    find_clashes,
+    peptide_violations,
+    violating_residues,
+    violation_count,
+)
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
+from refine.repack import BACKBONE_AND_CB, rescue_rotamers, trapped_residues
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -36,7 +55,7 @@ _FF_FILES = {
 }
 
 
-def _platforms(name: str) -> List[str]:
+def _platforms(name: str) -> list[str]:
     import openmm
 
     available = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
@@ -94,24 +113,126 @@ def _build_system(topology, config: RelaxConfig, constraints=True):
                            constraints=app.HBonds if constraints else None)
 
 
-def _add_restraints(system, topology, reference_nm: np.ndarray, released: Set[int], stiffness: float) -> int:
+def _add_repulsion(system, pairs: dict[tuple[int, int], float], stiffness: float) -> None:
+    """Flat-bottom repulsion between atom pairs: 0.5 k (d0 - r)^2 for r < d0 (d0 per pair, nm)."""
     import openmm
 
-    force = openmm.CustomExternalForce("0.5 * k * ((x - x0)^2 + (y - y0)^2 + (z - z0)^2)")
+    if not pairs:
+        return
+    force = openmm.CustomBondForce("step(d0 - r) * 0.5 * kr * (d0 - r)^2")
+    force.addGlobalParameter("kr", stiffness * KJ_PER_KCAL * 100.0)
+    force.addPerBondParameter("d0")
+    for (a, b), d0 in sorted(pairs.items()):
+        force.addBond(a, b, [d0])
+    force.setForceGroup(RESTRAINT_GROUP)
+    system.addForce(force)
+
+
+def _clash_pairs(topology, relaxed: Protein, config: RelaxConfig) -> dict[tuple[int, int], float]:
+    """OpenMM atom-index pairs of the clashes in ``relaxed`` -> the distance (nm) to hold them at."""
+    index = {(i, a.name): a.index for i, res in enumerate(topology.residues()) for a in res.atoms()}
+    out = {}
+    for c in find_clashes(relaxed, config.clash_overlap):
+        a, b = index.get((c.residue_a, c.atom_a)), index.get((c.residue_b, c.atom_b))
+        if a is None or b is None:
+            continue
+        clear = c.distance + c.overlap - config.clash_overlap + config.repel_margin  # A
+        out[(min(a, b), max(a, b))] = clear / 10.0
+    return out
+
+
+def _add_restraints(system, topology, reference_nm: np.ndarray, weight: np.ndarray, stiffness: float) -> int:
+    """Harmonic positional restraints on heavy atoms, stiffness scaled per atom by ``weight [N]``
+    (0: unrestrained)."""
+    import openmm
+
+    force = openmm.CustomExternalForce("0.5 * k * w * ((x - x0)^2 + (y - y0)^2 + (z - z0)^2)")
     force.addGlobalParameter("k", stiffness * KJ_PER_KCAL * 100.0)  # kcal/mol/A^2 -> kJ/mol/nm^2
-    for p in ("x0", "y0", "z0"):
+    for p in ("w", "x0", "y0", "z0"):
         force.addPerParticleParameter(p)
     count = 0
-    for i, res in enumerate(topology.residues()):
-        if i in released:
-            continue
-        for atom in res.atoms():
-            if atom.element is not None and atom.element.symbol != "H":
-                force.addParticle(atom.index, reference_nm[atom.index].tolist())
-                count += 1
+    for atom in topology.atoms():
+        if weight[atom.index] > 0 and atom.element is not None and atom.element.symbol != "H":
+            force.addParticle(atom.index, [float(weight[atom.index])] + reference_nm[atom.index].tolist())
+            count += 1
     force.setForceGroup(RESTRAINT_GROUP)
     system.addForce(force)
     return count
+
+
+@dataclasses.dataclass
+class _Restraints:
+    """What the next round restrains, and how it got there (see the module doc)."""
+
+    reference: np.ndarray  # [N_atoms, 3] nm: where restrained atoms are held
+    weight: np.ndarray  # [N_atoms] restraint stiffness factor (0: free)
+    repel: dict[tuple[int, int], float] = dataclasses.field(default_factory=dict)  # pair -> d0 (nm)
+    released: set[int] = dataclasses.field(default_factory=set)  # residues
+    side_chains_released: set[int] = dataclasses.field(default_factory=set)  # residues
+    rescued: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)  # residue -> chi (deg)
+
+    def release(self, topology, residues: set[int], side_chain_factor: float | None = None) -> None:
+        """Free ``residues`` (AlphaFold's rule) or, with ``side_chain_factor``, scale the restraints
+        of their side-chain atoms beyond CB by it."""
+        for i, res in enumerate(topology.residues()):
+            if i in residues:
+                for a in res.atoms():
+                    if side_chain_factor is None:
+                        self.weight[a.index] = 0.0
+                    elif a.name not in BACKBONE_AND_CB:
+                        self.weight[a.index] = min(self.weight[a.index], side_chain_factor)
+        (self.released if side_chain_factor is None else self.side_chains_released).update(residues)
+
+    def notes(self, protein: Protein) -> list[str]:
+        out = []
+        if self.released:
+            out.append(f"restraints released on {len(self.released)} residue(s) in violation")
+        if self.rescued:
+            where = ", ".join(f"{protein.residue_index[i]} (chi {list(c)})" for i, c in sorted(self.rescued.items())[:10])
+            out.append(f"{len(self.rescued)} trapped side chain(s) turned to a free rotamer: {where}")
+        if self.repel:
+            out.append(f"{len(self.repel)} clashing atom pair(s) held apart")
+        if self.side_chains_released - self.released:
+            out.append(f"side-chain restraints softened on {len(self.side_chains_released - self.released)} "
+                       "residue(s) whose clash outlasted the repulsion")
+        return out
+
+
+def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndarray, relaxed: Protein,
+                kept_breaks: np.ndarray, config: RelaxConfig) -> np.ndarray:
+    """``repel`` policy after a round that left violations; returns the positions to go on from.
+
+    Broken peptide bond: both residues released. Trapped side chain (overlap > ``rescue_overlap``):
+    turned to its least-clashing rotamer, once. Other clashes: the pair is repelled; a pair
+    still clashing after a round with repulsion softens its residues' side-chain restraints
+    (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a last
+    resort).
+    """
+    state.release(topology, bad_bonds(relaxed, kept_breaks))
+    clashes = find_clashes(relaxed, config.clash_overlap)
+    trapped = trapped_residues(clashes, protein.aatype, config.rescue_overlap) - state.rescued.keys()
+    if trapped:
+        def clash_score(pos_nm: np.ndarray, residue: int) -> float:
+            found = find_clashes(_heavy_protein(topology, pos_nm, protein), config.clash_overlap)
+            return float(sum(c.overlap for c in found if residue in (c.residue_a, c.residue_b)))
+
+        current, turned = rescue_rotamers(topology, current, trapped, clash_score)
+        moved = [a.index for i, res in enumerate(topology.residues()) if i in turned for a in res.atoms()]
+        state.reference[moved] = current[moved]  # restrain the new rotamer, not the trapped one
+        state.rescued.update(turned)
+        relaxed = _heavy_protein(topology, current, protein)
+    pairs = _clash_pairs(topology, relaxed, config)
+    persisting = {res for (a, b), residues in _pair_residues(topology, pairs).items()
+                  if (a, b) in state.repel for res in residues}
+    state.release(topology, persisting & state.side_chains_released)
+    state.release(topology, persisting - state.side_chains_released, side_chain_factor=config.soften_factor)
+    state.repel.update(pairs)
+    return current
+
+
+def _pair_residues(topology, pairs) -> dict[tuple[int, int], tuple[int, int]]:
+    residue_of = {a.index: i for i, res in enumerate(topology.residues()) for a in res.atoms()}
+    return {(a, b): (residue_of[a], residue_of[b]) for a, b in pairs}
 
 
 def _energy_kcal(ctx) -> float:
@@ -120,13 +241,15 @@ def _energy_kcal(ctx) -> float:
     return e.value_in_unit(e.unit) / KJ_PER_KCAL  # kJ/mol -> kcal/mol
 
 
-def _minimize_round(topology, start_nm, reference_nm, released, config) -> Tuple[np.ndarray, float, float, str]:
+def _minimize_round(topology, start_nm, reference_nm, weight, config,
+                    repel: dict[tuple[int, int], float] | None = None) -> tuple[np.ndarray, float, float, str]:
     """One restrained minimisation; returns (positions nm, E before, E after, platform)."""
     import openmm
     from openmm import unit
 
     system = _build_system(topology, config)
-    _add_restraints(system, topology, reference_nm, released, config.stiffness)
+    _add_restraints(system, topology, reference_nm, weight, config.stiffness)
+    _add_repulsion(system, repel or {}, config.repel_stiffness)
     ctx, platform = _context(system, start_nm * unit.nanometer, config)
     try:
         e0 = _energy_kcal(ctx)
@@ -141,7 +264,7 @@ def _minimize_round(topology, start_nm, reference_nm, released, config) -> Tuple
     return pos, e0, e1, platform
 
 
-def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[Path] = None) -> RelaxResult:
+def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | None = None) -> RelaxResult:
     """Relax ``protein`` (see module doc). ``amber_prefix`` also writes ``.prmtop``/``.inpcrd``."""
     from openmm import unit
 
@@ -154,10 +277,9 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
     kept_breaks = seg[1:] != seg[:-1]  # bonds relax does not make: not violations
     topology, positions = fix_with_pdbfixer(segmented, seed=config.seed)
     start = np.asarray(positions.value_in_unit(unit.nanometer))
-    reference = start.copy()
+    state = _Restraints(reference=start.copy(), weight=np.ones(len(start)))
     violations_before = violation_count(protein, config.clash_overlap, kept_breaks)
     clash_before = clashscore(protein)
-    released: Set[int] = set()
     rng = np.random.default_rng(config.seed)
     attempts = 0
     initial_energy = None
@@ -170,7 +292,8 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
             attempts += 1
             try:
                 trial = current if attempt == 1 else current + rng.normal(0, 0.001, current.shape)
-                current, e0, energy, platform = _minimize_round(topology, trial, reference, released, config)
+                current, e0, energy, platform = _minimize_round(topology, trial, state.reference, state.weight, config,
+                                                                state.repel)
                 break
             except Exception as exc:  # OpenMM raises plain Exceptions
                 notes.append(f"round {rounds} attempt {attempt} failed: {exc}")
@@ -184,7 +307,10 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
         logger.debug("round %d: E=%.1f kcal/mol, %d residues in violation", rounds, energy, len(bad))
         if not bad:
             break
-        released |= bad  # another round even if all were released: minimisation may not be done
+        if config.violation_policy == "release":
+            state.release(topology, bad)  # another round even if all were released: may not be done
+        else:
+            current = _repel_step(state, topology, protein, current, relaxed, kept_breaks, config)
     relaxed = relaxed.replace(chain_id=protein.chain_id)
     present = protein.atom_mask > 0
     both = present & (relaxed.atom_mask > 0)
@@ -201,8 +327,7 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
         pdb_h = buf.getvalue()
     if amber_prefix is not None:
         export_amber(topology, current, config, amber_prefix)
-    if len(released):
-        notes.append(f"restraints released on {len(released)} residue(s) in violation")
+    notes.extend(state.notes(protein))
     return RelaxResult(
         protein=relaxed,
         initial_energy=float(initial_energy),
@@ -222,7 +347,13 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Optional[P
     )
 
 
-def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> List[str]:
+def bad_bonds(protein: Protein, breaks: np.ndarray) -> set[int]:
+    """Residues on either side of a violated peptide bond."""
+    bonds = np.nonzero(peptide_violations(protein, breaks=breaks).any)[0]
+    return {int(i) for i in bonds} | {int(i) + 1 for i in bonds}
+
+
+def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:
     out, seen = [], set()
     for s, c in zip(seg, protein.chain_ids):
         if s not in seen:
@@ -231,7 +362,7 @@ def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> List[str]:
     return out
 
 
-def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix: Path) -> Tuple[Path, Path]:
+def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix: Path) -> tuple[Path, Path]:
     """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
     import parmed
 

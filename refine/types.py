@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from af2struct.common.protein import Protein
 
@@ -11,6 +12,7 @@ BACKENDS = ("openmm", "rosetta")
 FORCEFIELDS = ("amber99sb", "amber14")
 SOLVENTS = ("vacuum", "obc")
 PLATFORMS = ("auto", "CUDA", "OpenCL", "CPU", "Reference")
+VIOLATION_POLICIES = ("repel", "release")
 
 
 class RelaxError(RuntimeError):
@@ -31,6 +33,18 @@ class RelaxConfig:
         max_iterations: minimiser iteration cap per round (0 = until converged).
         max_outer_iterations: rounds of minimise -> check violations -> release violating
             residues' restraints.
+        violation_policy: what a violation left after a round changes for the next: ``repel``
+            (default: clashing atom pairs are held apart, restraints stay; residues of a broken
+            peptide bond are released) or ``release`` (AlphaFold2: every violating residue loses
+            its restraints).
+        repel_stiffness: flat-bottom repulsion on clashing pairs, kcal/mol/A^2 (``repel``).
+        repel_margin: how far beyond the clash distance a repelled pair is held, A.
+        rescue_overlap: with ``repel``, a side chain still overlapping another atom by more than
+            this (A) after a round is trapped (threaded through a ring or a backbone) and is
+            turned to the chi1/chi2 rotamer that clashes least (``refine.repack``).
+        soften_factor: with ``repel``, a clash that outlasts a round of repulsion scales the
+            restraints of both residues' side chains by this; one that outlasts that too
+            releases the residues (AlphaFold's rule).
         max_attempts: tries per round after a failed minimisation (NaN energy, exception).
         platform: ``auto`` (CUDA, then OpenCL, then CPU) or a name.
         threads: CPU threads for OpenMM (0 = OpenMM's default).
@@ -48,6 +62,11 @@ class RelaxConfig:
     tolerance: float = 2.39
     max_iterations: int = 0
     max_outer_iterations: int = 3
+    violation_policy: str = "repel"
+    repel_stiffness: float = 100.0
+    repel_margin: float = 0.1
+    rescue_overlap: float = 0.8
+    soften_factor: float = 0.1
     max_attempts: int = 3
     platform: str = "auto"
     threads: int = 0
@@ -64,6 +83,11 @@ class RelaxConfig:
             (self.solvent in SOLVENTS, f"solvent must be one of {SOLVENTS}"),
             (self.platform in PLATFORMS, f"platform must be one of {PLATFORMS}"),
             (self.stiffness >= 0, "stiffness must be >= 0"),
+            (self.violation_policy in VIOLATION_POLICIES, f"violation_policy must be one of {VIOLATION_POLICIES}"),
+            (self.repel_stiffness > 0, "repel_stiffness must be > 0"),
+            (self.repel_margin >= 0, "repel_margin must be >= 0"),
+            (self.rescue_overlap > 0, "rescue_overlap must be > 0"),
+            (0 <= self.soften_factor <= 1, "soften_factor must be in [0, 1]"),
             (self.tolerance > 0, "tolerance must be > 0"),
             (self.max_outer_iterations >= 1, "max_outer_iterations must be >= 1"),
             (self.max_attempts >= 1, "max_attempts must be >= 1"),
@@ -74,7 +98,7 @@ class RelaxConfig:
                 raise ValueError(f"RelaxConfig: {msg}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RelaxConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> RelaxConfig:
         """Build from a mapping; unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
@@ -102,10 +126,10 @@ class RelaxResult:
     backend: str
     platform: str
     energy_unit: str = "kcal/mol"
-    pdb_with_hydrogens: Optional[str] = None
-    notes: List[str] = dataclasses.field(default_factory=list)
+    pdb_with_hydrogens: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
 
-    def as_row(self) -> Dict[str, Any]:
+    def as_row(self) -> dict[str, Any]:
         """The figures (no structures) for reports."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("protein", "pdb_with_hydrogens", "notes")}

@@ -1,0 +1,102 @@
+"""Rotamer rescue of trapped side chains (refine.repack) on a real structure."""
+
+import numpy as np
+import pytest
+
+from af2struct import load_structure
+from af2struct.common import residue_constants as rc
+from af2struct.geometry.angles import dihedral
+from af2struct.geometry.stereo import find_clashes
+from refine import RelaxConfig, relax
+from refine.cleanup import fix_with_pdbfixer
+from refine.openmm_backend import _heavy_protein
+from refine.repack import rescue_rotamers, set_chi, trapped_residues
+
+
+@pytest.fixture(scope="module")
+def t1082(real_structures):
+    """CASP14 T1082 (75 residues) with hydrogens, as relax sees it."""
+    from openmm import unit
+
+    nat = load_structure(real_structures[2])
+    top, pos = fix_with_pdbfixer(nat)
+    return nat, top, np.asarray(pos.value_in_unit(unit.nanometer))
+
+
+def _overlap_of(top, nat):
+    def score(pos, residue):
+        found = find_clashes(_heavy_protein(top, pos, nat), 0.4)
+        return sum(c.overlap for c in found if residue in (c.residue_a, c.residue_b))
+    return score
+
+
+def _worst_rotamer(top, nat, pos, i):
+    """Residue ``i`` turned to the chi1/chi2 grid point that clashes most (a trapped side chain)."""
+    residue = list(top.residues())[i]
+    chis = rc.chi_angles_atoms[residue.name][:2]
+    score = _overlap_of(top, nat)
+    worst, worst_score = None, -1.0
+    for c1 in range(-180, 180, 15):
+        for c2 in range(-180, 180, 30):
+            trial = pos.copy()
+            set_chi(trial, residue, chis, np.radians([c1, c2]))
+            s = score(trial, i)
+            if s > worst_score:
+                worst, worst_score = trial, s
+    return worst, worst_score
+
+
+def test_set_chi_sets_angles_and_keeps_geometry(t1082):
+    nat, top, pos = t1082
+    i = next(k for k, r in enumerate(top.residues()) if r.name == "TRP")
+    residue = list(top.residues())[i]
+    chis = rc.chi_angles_atoms["TRP"]
+    idx = {a.name: a.index for a in residue.atoms()}
+    members = [a.index for a in residue.atoms()]
+    before = np.linalg.norm(pos[members][:, None] - pos[members][None], axis=-1)
+    new = pos.copy()
+    set_chi(new, residue, chis, np.radians([-170.0, 75.0]))
+    got = [np.degrees(dihedral(*(new[idx[a]] for a in quad))) for quad in chis]
+    assert np.allclose(got, [-170.0, 75.0], atol=1e-3)
+    bonded = [(b[0].index, b[1].index) for b in residue.internal_bonds()]
+    d_new = np.linalg.norm(new[members][:, None] - new[members][None], axis=-1)
+    pos_of = {m: k for k, m in enumerate(members)}
+    for a, b in bonded:  # bond lengths (hydrogens too) unchanged
+        assert abs(d_new[pos_of[a], pos_of[b]] - before[pos_of[a], pos_of[b]]) < 1e-6
+    other = np.setdiff1d(np.arange(len(pos)), members)
+    assert np.array_equal(new[other], pos[other])  # nothing outside the residue moves
+    assert np.allclose(new[[idx["N"], idx["CA"], idx["C"], idx["CB"]]], pos[[idx["N"], idx["CA"], idx["C"], idx["CB"]]])
+
+
+def test_trapped_side_chain_is_found_and_turned_free(t1082):
+    nat, top, pos = t1082
+    i = next(k for k, r in enumerate(top.residues()) if r.name == "PHE")
+    trapped_pos, overlap = _worst_rotamer(top, nat, pos, i)
+    assert overlap > 2.0
+    clashes = find_clashes(_heavy_protein(top, trapped_pos, nat), 0.4)
+    assert i in trapped_residues(clashes, nat.aatype, 0.8)
+    assert i not in trapped_residues(find_clashes(nat, 0.4), nat.aatype, 0.8)  # the native Phe is free
+    new, turned = rescue_rotamers(top, trapped_pos, {i}, _overlap_of(top, nat))
+    assert set(turned) == {i}
+    assert _overlap_of(top, nat)(new, i) < 0.2 * overlap
+
+
+@pytest.mark.parametrize("rescue_overlap", [0.8, 0.41])
+def test_relax_frees_a_side_chain_built_into_its_neighbours(t1082, rescue_overlap):
+    """Relax (default repel policy) frees a side chain built into its neighbours: no violation
+    left, and everything but that residue stays where it was. At the default threshold the
+    minimiser pushes it out; at 0.41 A the clash left after round 1 counts as trapped and the
+    rotamer rescue turns it."""
+    nat, top, pos = t1082
+    i = next(k for k, r in enumerate(top.residues()) if r.name == "PHE")
+    trapped_pos, _ = _worst_rotamer(top, nat, pos, i)
+    model = _heavy_protein(top, trapped_pos, nat)
+    r = relax(model, RelaxConfig(rescue_overlap=rescue_overlap))
+    assert r.violations_before > 0 and r.violations_after == 0, r.notes
+    if rescue_overlap < 0.5:
+        assert any("trapped side chain" in n for n in r.notes), r.notes
+    others = np.ones(len(nat), bool)
+    others[i] = False
+    m = (model.atom_mask > 0) & others[:, None]
+    rmsd_rest = np.sqrt(((r.protein.atom_positions[m] - model.atom_positions[m]) ** 2).sum(-1).mean())
+    assert rmsd_rest < 0.3
