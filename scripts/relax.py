@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from refine.batch import relax_batch
-from refine.types import BACKENDS, FORCEFIELDS, PLATFORMS, SOLVENTS, RelaxConfig
+from refine.types import BACKENDS, FORCEFIELDS, PLATFORMS, SOLVENTS, VIOLATION_POLICIES, RelaxConfig
 
 
 def main(argv=None) -> int:
@@ -15,9 +15,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=(
             "Relax protein structures to remove clashes and broken geometry without moving them away "
-            "from the input: AlphaFold2's Amber protocol (PDBFixer cleanup, harmonic restraints on heavy "
-            "atoms, L-BFGS minimisation, rounds that release the restraints of residues still in "
-            "violation) or PyRosetta FastRelax with coordinate constraints. Writes DIR/<name>_relaxed.pdb "
+            "from the input: Amber minimisation after AlphaFold2's protocol (PDBFixer cleanup, harmonic "
+            "restraints on heavy atoms, L-BFGS, rounds that deal with what is still in violation: by "
+            "default clashing atom pairs are held apart and trapped side chains turned to a free "
+            "rotamer, --violation-policy release is AlphaFold2's rule of releasing those residues) or "
+            "PyRosetta FastRelax with coordinate constraints. Writes DIR/<name>_relaxed.pdb "
             "and DIR/relax_report.csv/.json; a rerun skips structures already done."
         )
     )
@@ -29,6 +31,9 @@ def main(argv=None) -> int:
     p.add_argument("--stiffness", type=float, default=d.stiffness, help="restraint stiffness, kcal/mol/A^2")
     p.add_argument("--tolerance", type=float, default=d.tolerance, help="minimiser tolerance, kcal/mol")
     p.add_argument("--max-outer-iterations", type=int, default=d.max_outer_iterations)
+    p.add_argument("--violation-policy", choices=VIOLATION_POLICIES, default=d.violation_policy,
+                   help="between rounds: repel clashing pairs, keep restraints (default; moves the model "
+                        "least) or release violating residues' restraints (AlphaFold2)")
     p.add_argument("--max-attempts", type=int, default=d.max_attempts, help="retries after a failed minimisation")
     p.add_argument("--platform", choices=PLATFORMS, default=d.platform, help="OpenMM platform (auto: CUDA, OpenCL, CPU)")
     p.add_argument("--threads", type=int, default=d.threads, help="OpenMM CPU threads (0: default)")
@@ -47,6 +52,7 @@ def main(argv=None) -> int:
         config = RelaxConfig(
             backend=args.backend, forcefield=args.forcefield, solvent=args.solvent, stiffness=args.stiffness,
             tolerance=args.tolerance, max_outer_iterations=args.max_outer_iterations,
+            violation_policy=args.violation_policy,
             max_attempts=args.max_attempts, platform=args.platform, threads=args.threads,
             keep_hydrogens=args.keep_hydrogens, rosetta_scorefxn=args.rosetta_scorefxn,
             rosetta_rounds=args.rosetta_rounds,

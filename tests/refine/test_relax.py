@@ -49,16 +49,18 @@ def test_relax_keeps_sequence_numbering_and_confidence(relaxed_set):
         assert (p.atom_mask >= noisy.atom_mask).all()  # atoms may be added, never dropped
 
 
-def test_relax_predicted_quality_model(data_dir):
+@pytest.mark.parametrize("policy", ["repel", "release"])
+def test_relax_predicted_quality_model(data_dir, policy):
     """A predictor-like full-atom model (ideal geometry, 0.5 A trace error, chi angles 20 deg off,
-    so side chains clash) of real 1PSM: clashes and bad peptide bonds go, the model stays."""
+    so side chains clash) of real 1PSM: clashes and bad peptide bonds go, the model stays, with
+    either violation policy."""
     from af2struct.geometry.decoys import predicted_quality_model
     from af2struct.eval.metrics import score_model
 
     nat = load_structure(data_dir / "openfold_1psm_A.pdb.gz")
     model = predicted_quality_model(nat, seed=0)
     assert score_model(model, nat).lddt_ca > 0.85
-    r = relax(model, RelaxConfig())
+    r = relax(model, RelaxConfig(violation_policy=policy))
     assert r.violations_before > 10 and r.violations_after == 0, r.notes
     assert r.final_energy < r.initial_energy and r.rmsd_heavy <= 0.5
     assert r.protein.sequence == nat.sequence
@@ -131,6 +133,10 @@ def test_config_validation():
         RelaxConfig(backend="gromacs")
     with pytest.raises(ValueError, match="platform"):
         RelaxConfig(platform="TPU")
+    with pytest.raises(ValueError, match="violation_policy"):
+        RelaxConfig(violation_policy="ignore")
+    with pytest.raises(ValueError, match="soften_factor"):
+        RelaxConfig(soften_factor=2.0)
 
 
 def test_minimiser_failure_is_retried_then_reported(real_structures, monkeypatch):
