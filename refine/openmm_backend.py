@@ -10,8 +10,9 @@ What a violation changes for the next round is ``violation_policy``:
   vacuum salt bridges), so the model drifts from the input.
 * ``repel`` (default): each clashing heavy-atom pair gets a flat-bottom repulsion (stiffness
   ``repel_stiffness``) that holds it ``repel_margin`` beyond the clash distance, and positional
-  restraints stay; only residues of a violated peptide bond are released (their restraints hold
-  the broken bond). Pairs accumulate over rounds. Clashes left after a restrained minimisation
+  restraints stay; a pair still clashing after a round has its repulsion made 10x stiffer (up to
+  ``repel_stiffness_max``); only residues of a violated peptide bond are released (their
+  restraints hold the broken bond). Pairs accumulate over rounds. Clashes left after a restrained minimisation
   are mostly contacts the vacuum force field itself pulls together (a carbonyl O against a Lys
   CE); this removes them with the least movement.
 
@@ -113,17 +114,18 @@ def _build_system(topology, config: RelaxConfig, constraints=True):
                            constraints=app.HBonds if constraints else None)
 
 
-def _add_repulsion(system, pairs: dict[tuple[int, int], float], stiffness: float) -> None:
-    """Flat-bottom repulsion between atom pairs: 0.5 k (d0 - r)^2 for r < d0 (d0 per pair, nm)."""
+def _add_repulsion(system, pairs: dict[tuple[int, int], tuple[float, float]]) -> None:
+    """Flat-bottom repulsion between atom pairs: 0.5 k (d0 - r)^2 for r < d0; ``pairs`` maps an
+    atom-index pair to (d0 in nm, k in kcal/mol/A^2)."""
     import openmm
 
     if not pairs:
         return
     force = openmm.CustomBondForce("step(d0 - r) * 0.5 * kr * (d0 - r)^2")
-    force.addGlobalParameter("kr", stiffness * KJ_PER_KCAL * 100.0)
     force.addPerBondParameter("d0")
-    for (a, b), d0 in sorted(pairs.items()):
-        force.addBond(a, b, [d0])
+    force.addPerBondParameter("kr")
+    for (a, b), (d0, k) in sorted(pairs.items()):
+        force.addBond(a, b, [d0, k * KJ_PER_KCAL * 100.0])
     force.setForceGroup(RESTRAINT_GROUP)
     system.addForce(force)
 
@@ -166,7 +168,7 @@ class _Restraints:
 
     reference: np.ndarray  # [N_atoms, 3] nm: where restrained atoms are held
     weight: np.ndarray  # [N_atoms] restraint stiffness factor (0: free)
-    repel: dict[tuple[int, int], float] = dataclasses.field(default_factory=dict)  # pair -> d0 (nm)
+    repel: dict[tuple[int, int], tuple[float, float]] = dataclasses.field(default_factory=dict)  # -> (d0 nm, k)
     released: set[int] = dataclasses.field(default_factory=set)  # residues
     side_chains_released: set[int] = dataclasses.field(default_factory=set)  # residues
     rescued: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)  # residue -> chi (deg)
@@ -204,7 +206,8 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
 
     Broken peptide bond: both residues released. Trapped side chain (overlap > ``rescue_overlap``):
     turned to its least-clashing rotamer, once. Other clashes: the pair is repelled; a pair
-    still clashing after a round with repulsion softens its residues' side-chain restraints
+    still clashing after a round with repulsion is repelled 10x more stiffly, up to
+    ``repel_stiffness_max``; past that it softens its residues' side-chain restraints
     (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a last
     resort).
     """
@@ -222,11 +225,16 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
         state.rescued.update(turned)
         relaxed = _heavy_protein(topology, current, protein)
     pairs = _clash_pairs(topology, relaxed, config)
-    persisting = {res for (a, b), residues in _pair_residues(topology, pairs).items()
-                  if (a, b) in state.repel for res in residues}
-    state.release(topology, persisting & state.side_chains_released)
-    state.release(topology, persisting - state.side_chains_released, side_chain_factor=config.soften_factor)
-    state.repel.update(pairs)
+    stuck = set()
+    for pair, residues in _pair_residues(topology, pairs).items():
+        k = config.repel_stiffness
+        if pair in state.repel:
+            k = min(10.0 * state.repel[pair][1], config.repel_stiffness_max)
+            if state.repel[pair][1] >= config.repel_stiffness_max:
+                stuck.update(residues)
+        state.repel[pair] = (pairs[pair], k)
+    state.release(topology, stuck & state.side_chains_released)
+    state.release(topology, stuck - state.side_chains_released, side_chain_factor=config.soften_factor)
     return current
 
 
@@ -242,14 +250,15 @@ def _energy_kcal(ctx) -> float:
 
 
 def _minimize_round(topology, start_nm, reference_nm, weight, config,
-                    repel: dict[tuple[int, int], float] | None = None) -> tuple[np.ndarray, float, float, str]:
+                    repel: dict[tuple[int, int], tuple[float, float]] | None = None
+                    ) -> tuple[np.ndarray, float, float, str]:
     """One restrained minimisation; returns (positions nm, E before, E after, platform)."""
     import openmm
     from openmm import unit
 
     system = _build_system(topology, config)
     _add_restraints(system, topology, reference_nm, weight, config.stiffness)
-    _add_repulsion(system, repel or {}, config.repel_stiffness)
+    _add_repulsion(system, repel or {})
     ctx, platform = _context(system, start_nm * unit.nanometer, config)
     try:
         e0 = _energy_kcal(ctx)

@@ -31,18 +31,21 @@ class RelaxConfig:
         stiffness: harmonic restraint on heavy atoms, kcal/mol/A^2.
         tolerance: minimiser convergence, kcal/mol (AlphaFold's 2.39).
         max_iterations: minimiser iteration cap per round (0 = until converged).
-        max_outer_iterations: rounds of minimise -> check violations -> release violating
-            residues' restraints.
+        max_outer_iterations: rounds of minimise -> check violations -> act on them
+            (``violation_policy``); rounds stop as soon as nothing is in violation. 8 by default:
+            a stubborn clash goes through three repulsion stiffnesses, softened and then released
+            side chains (AlphaFold2 uses 3 rounds of its release rule).
         violation_policy: what a violation left after a round changes for the next: ``repel``
             (default: clashing atom pairs are held apart, restraints stay; residues of a broken
             peptide bond are released) or ``release`` (AlphaFold2: every violating residue loses
             its restraints).
-        repel_stiffness: flat-bottom repulsion on clashing pairs, kcal/mol/A^2 (``repel``).
+        repel_stiffness: flat-bottom repulsion on clashing pairs, kcal/mol/A^2 (``repel``);
+            10x stiffer each round a pair still clashes, up to ``repel_stiffness_max``.
         repel_margin: how far beyond the clash distance a repelled pair is held, A.
         rescue_overlap: with ``repel``, a side chain still overlapping another atom by more than
             this (A) after a round is trapped (threaded through a ring or a backbone) and is
             turned to the chi1/chi2 rotamer that clashes least (``refine.repack``).
-        soften_factor: with ``repel``, a clash that outlasts a round of repulsion scales the
+        soften_factor: with ``repel``, a clash that outlasts the stiffest repulsion scales the
             restraints of both residues' side chains by this; one that outlasts that too
             releases the residues (AlphaFold's rule).
         max_attempts: tries per round after a failed minimisation (NaN energy, exception).
@@ -61,9 +64,10 @@ class RelaxConfig:
     stiffness: float = 10.0
     tolerance: float = 2.39
     max_iterations: int = 0
-    max_outer_iterations: int = 3
+    max_outer_iterations: int = 8
     violation_policy: str = "repel"
     repel_stiffness: float = 100.0
+    repel_stiffness_max: float = 10000.0
     repel_margin: float = 0.1
     rescue_overlap: float = 0.8
     soften_factor: float = 0.1
@@ -84,7 +88,8 @@ class RelaxConfig:
             (self.platform in PLATFORMS, f"platform must be one of {PLATFORMS}"),
             (self.stiffness >= 0, "stiffness must be >= 0"),
             (self.violation_policy in VIOLATION_POLICIES, f"violation_policy must be one of {VIOLATION_POLICIES}"),
-            (self.repel_stiffness > 0, "repel_stiffness must be > 0"),
+            (0 < self.repel_stiffness <= self.repel_stiffness_max,
+             "repel_stiffness must be > 0 and <= repel_stiffness_max"),
             (self.repel_margin >= 0, "repel_margin must be >= 0"),
             (self.rescue_overlap > 0, "rescue_overlap must be > 0"),
             (0 <= self.soften_factor <= 1, "soften_factor must be in [0, 1]"),
