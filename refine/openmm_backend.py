@@ -10,14 +10,15 @@ What a violation changes for the next round is ``violation_policy``:
   vacuum salt bridges), so the model drifts from the input.
 * ``repel`` (default): each clashing heavy-atom pair gets a flat-bottom repulsion (stiffness
   ``repel_stiffness``) that holds it ``repel_margin`` beyond the clash distance, and positional
-  restraints stay; a pair still clashing after a round has its repulsion made 10x stiffer (up to
-  ``repel_stiffness_max``); only residues of a violated peptide bond are released (their
-  restraints hold the broken bond). Pairs accumulate over rounds. Clashes left after a restrained minimisation
-  are mostly contacts the vacuum force field itself pulls together (a carbonyl O against a Lys
-  CE); this removes them with the least movement.
+  restraints stay; a pair still clashing after a round is repelled 10x more stiffly (up to
+  ``repel_stiffness_max``), then its side chains' restraints are softened, then (last resort)
+  its residues are released. A side chain trapped in another part of the chain is turned to a
+  free rotamer (``refine.repack``). Residues of a violated peptide bond are released (their
+  restraints hold the broken bond). Clashes left after a restrained minimisation are mostly
+  contacts the vacuum force field itself pulls together (a carbonyl O against a Lys CE); this
+  removes them with the least movement.
 
-A failed
-minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
+A failed minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
 coordinates jittered by 0.01 A, and recorded in the result's notes.
 """
 
@@ -33,13 +34,8 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import (
-    clashscore,
-    find_clashes,
-    peptide_violations,
-    violating_residues,
-    violation_count,
-)
+from af2struct.geometry.stereo import (clashscore, find_clashes, peptide_violation_residues, violating_residues,
+                                       violation_count)
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
 from refine.repack import BACKBONE_AND_CB, rescue_rotamers, trapped_residues
 from refine.types import RelaxConfig, RelaxError, RelaxResult
@@ -172,6 +168,7 @@ class _Restraints:
     released: set[int] = dataclasses.field(default_factory=set)  # residues
     side_chains_released: set[int] = dataclasses.field(default_factory=set)  # residues
     rescued: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)  # residue -> chi (deg)
+    rescue_tried: set[int] = dataclasses.field(default_factory=set)  # residues
 
     def release(self, topology, residues: set[int], side_chain_factor: float | None = None) -> None:
         """Free ``residues`` (AlphaFold's rule) or, with ``side_chain_factor``, scale the restraints
@@ -211,9 +208,10 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
     (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a last
     resort).
     """
-    state.release(topology, bad_bonds(relaxed, kept_breaks))
+    state.release(topology, peptide_violation_residues(relaxed, kept_breaks))
     clashes = find_clashes(relaxed, config.clash_overlap)
-    trapped = trapped_residues(clashes, protein.aatype, config.rescue_overlap) - state.rescued.keys()
+    trapped = trapped_residues(clashes, protein.aatype, config.rescue_overlap) - state.rescue_tried
+    state.rescue_tried |= trapped
     if trapped:
         def clash_score(pos_nm: np.ndarray, residue: int) -> float:
             found = find_clashes(_heavy_protein(topology, pos_nm, protein), config.clash_overlap)
@@ -354,12 +352,6 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
         pdb_with_hydrogens=pdb_h,
         notes=notes,
     )
-
-
-def bad_bonds(protein: Protein, breaks: np.ndarray) -> set[int]:
-    """Residues on either side of a violated peptide bond."""
-    bonds = np.nonzero(peptide_violations(protein, breaks=breaks).any)[0]
-    return {int(i) for i in bonds} | {int(i) + 1 for i in bonds}
 
 
 def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:

@@ -160,14 +160,17 @@ def peptide_violations(protein: Protein, tolerance: float = VIOLATION_TOLERANCE_
     return PeptideViolations(bad_len & checked, bad_cacn & checked, bad_cnca & checked, checked)
 
 
+def peptide_violation_residues(protein: Protein, breaks: Optional[np.ndarray] = None) -> Set[int]:
+    """Positions of the residues on either side of a violated peptide bond."""
+    bonds = np.nonzero(peptide_violations(protein, breaks=breaks).any)[0]
+    return {int(i) for i in bonds} | {int(i) + 1 for i in bonds}
+
+
 def violating_residues(protein: Protein, clash_overlap: float, breaks: Optional[np.ndarray] = None) -> Set[int]:
     """Positions of residues in a clash (> ``clash_overlap``) or a violated peptide bond."""
-    bad: Set[int] = set()
+    bad = peptide_violation_residues(protein, breaks)
     for c in find_clashes(protein, clash_overlap):
         bad.update((c.residue_a, c.residue_b))
-    v = peptide_violations(protein, breaks=breaks)
-    for i in np.nonzero(v.any)[0]:
-        bad.update((int(i), int(i) + 1))
     return bad
 
 
