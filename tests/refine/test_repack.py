@@ -1,4 +1,5 @@
-"""Rotamer rescue of trapped side chains (refine.repack) on a real structure."""
+"""The repel policy's pieces on a real structure: rotamer rescue of trapped side chains
+(refine.repack) and the escalation ladder for clashes that persist."""
 
 import numpy as np
 import pytest
@@ -100,3 +101,34 @@ def test_relax_frees_a_side_chain_built_into_its_neighbours(t1082, rescue_overla
     m = (model.atom_mask > 0) & others[:, None]
     rmsd_rest = np.sqrt(((r.protein.atom_positions[m] - model.atom_positions[m]) ** 2).sum(-1).mean())
     assert rmsd_rest < 0.3
+
+
+def test_repel_escalates_then_softens_then_releases(t1082):
+    """A clash that the minimiser keeps is repelled 10x more stiffly each round up to the cap,
+    then its side chains' restraints are softened, then its residues are released."""
+    from refine.openmm_backend import _repel_step, _Restraints
+
+    nat, top, pos = t1082
+    i = next(k for k, r in enumerate(top.residues()) if r.name == "LEU")
+    residue = list(top.residues())[i]
+    trapped_pos, _ = _worst_rotamer(top, nat, pos, i)
+    model = _heavy_protein(top, trapped_pos, nat)
+    config = RelaxConfig(rescue_overlap=10.0)  # no rotamer rescue: follow the repulsion ladder
+    state = _Restraints(reference=trapped_pos.copy(), weight=np.ones(len(pos)))
+    breaks = np.zeros(len(nat) - 1, bool)
+    side = [a.index for a in residue.atoms() if a.name in ("CG", "CD1", "CD2")]
+    backbone = [a.index for a in residue.atoms() if a.name in ("N", "CA", "C", "O", "CB")]
+    pair_of_i = None
+    ks, side_w, bb_w = [], [], []
+    for _ in range(5):
+        _repel_step(state, top, nat, trapped_pos, model, breaks, config)
+        pair_of_i = pair_of_i or next(p for p in state.repel
+                                      if any(a.index in p for a in residue.atoms()))
+        ks.append(state.repel[pair_of_i][1])
+        side_w.append(float(state.weight[side].max()))
+        bb_w.append(float(state.weight[backbone].max()))
+    assert ks == [100.0, 1000.0, 10000.0, 10000.0, 10000.0]
+    assert side_w == [1.0, 1.0, 1.0, 0.1, 0.0]
+    assert bb_w == [1.0, 1.0, 1.0, 1.0, 0.0]
+    assert i in state.side_chains_released and i in state.released
+    assert any("released" in n for n in state.notes(nat))
