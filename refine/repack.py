@@ -76,9 +76,10 @@ def set_chi(pos: np.ndarray, residue, chi_atoms: Sequence[Sequence[str]], target
 
 def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
                     clashes_of: Callable[[np.ndarray, int], float]) -> tuple[np.ndarray, dict[int, tuple[float, ...]]]:
-    """Turn each residue in ``residues``, one at a time in order, to the chi1/chi2 rotamer that minimises ``clashes_of(positions, residue)`` (a clash score of that
-    residue against the rest), if that beats its current side chain. Returns the new positions
-    and, per residue changed, its new chi angles in degrees."""
+    """Turn each residue in ``residues``, one at a time in order, to the chi1/chi2 rotamer that
+    minimises ``clashes_of(positions, residue)`` (a clash score of that residue against the rest),
+    if that beats its current side chain. ``positions [N_atoms, 3]`` (any unit). Returns the new
+    positions and, per residue changed, its new chi angles in degrees."""
     pos = positions.copy()
     res_list = list(topology.residues())
     changed: dict[int, tuple[float, ...]] = {}

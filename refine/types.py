@@ -33,8 +33,8 @@ class RelaxConfig:
         max_iterations: minimiser iteration cap per round (0 = until converged).
         max_outer_iterations: rounds of minimise -> check violations -> act on them
             (``violation_policy``); rounds stop as soon as nothing is in violation. 8 by default:
-            a stubborn clash goes through three repulsion stiffnesses, softened and then released
-            side chains (AlphaFold2 uses 3 rounds of its release rule).
+            a stubborn clash goes through three repulsion stiffnesses, then softened side chains,
+            then released residues (AlphaFold2 uses 3 rounds of its release rule).
         violation_policy: what a violation left after a round changes for the next: ``repel``
             (default: clashing atom pairs are held apart, restraints stay; residues of a broken
             peptide bond are released) or ``release`` (AlphaFold2: every violating residue loses
