@@ -34,8 +34,8 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import (clashscore, find_clashes, peptide_violation_residues, violating_residues,
-                                       violation_count)
+from af2struct.geometry.stereo import (Clash, clashscore, find_clashes, peptide_violation_residues,
+                                       violating_residues, violation_count)
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
 from refine.repack import BACKBONE_AND_CB, rescue_rotamers, trapped_residues
 from refine.types import RelaxConfig, RelaxError, RelaxResult
@@ -126,16 +126,17 @@ def _add_repulsion(system, pairs: dict[tuple[int, int], tuple[float, float]]) ->
     system.addForce(force)
 
 
-def _clash_pairs(topology, relaxed: Protein, config: RelaxConfig) -> dict[tuple[int, int], float]:
-    """OpenMM atom-index pairs of the clashes in ``relaxed`` -> the distance (nm) to hold them at."""
+def _clash_pairs(topology, clashes: list[Clash], config: RelaxConfig
+                 ) -> dict[tuple[int, int], tuple[float, tuple[int, int]]]:
+    """OpenMM atom-index pair of each clash -> (distance to hold it at in nm, its two residues)."""
     index = {(i, a.name): a.index for i, res in enumerate(topology.residues()) for a in res.atoms()}
     out = {}
-    for c in find_clashes(relaxed, config.clash_overlap):
+    for c in clashes:
         a, b = index.get((c.residue_a, c.atom_a)), index.get((c.residue_b, c.atom_b))
         if a is None or b is None:
             continue
         clear = c.distance + c.overlap - config.clash_overlap + config.repel_margin  # A
-        out[(min(a, b), max(a, b))] = clear / 10.0
+        out[(min(a, b), max(a, b))] = (clear / 10.0, (c.residue_a, c.residue_b))
     return out
 
 
@@ -187,7 +188,8 @@ class _Restraints:
         if self.released:
             out.append(f"restraints released on {len(self.released)} residue(s) in violation")
         if self.rescued:
-            where = ", ".join(f"{protein.residue_index[i]} (chi {list(c)})" for i, c in sorted(self.rescued.items())[:10])
+            turned = sorted(self.rescued.items())[:10]
+            where = ", ".join(f"{protein.residue_index[i]} (chi {list(c)})" for i, c in turned)
             out.append(f"{len(self.rescued)} trapped side chain(s) turned to a free rotamer: {where}")
         if self.repel:
             out.append(f"{len(self.repel)} clashing atom pair(s) held apart")
@@ -221,24 +223,19 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
         moved = [a.index for i, res in enumerate(topology.residues()) if i in turned for a in res.atoms()]
         state.reference[moved] = current[moved]  # restrain the new rotamer, not the trapped one
         state.rescued.update(turned)
-        relaxed = _heavy_protein(topology, current, protein)
-    pairs = _clash_pairs(topology, relaxed, config)
+        if turned:
+            clashes = find_clashes(_heavy_protein(topology, current, protein), config.clash_overlap)
     stuck = set()
-    for pair, residues in _pair_residues(topology, pairs).items():
+    for pair, (d0, residues) in _clash_pairs(topology, clashes, config).items():
         k = config.repel_stiffness
         if pair in state.repel:
             k = min(10.0 * state.repel[pair][1], config.repel_stiffness_max)
             if state.repel[pair][1] >= config.repel_stiffness_max:
                 stuck.update(residues)
-        state.repel[pair] = (pairs[pair], k)
+        state.repel[pair] = (d0, k)
     state.release(topology, stuck & state.side_chains_released)
     state.release(topology, stuck - state.side_chains_released, side_chain_factor=config.soften_factor)
     return current
-
-
-def _pair_residues(topology, pairs) -> dict[tuple[int, int], tuple[int, int]]:
-    residue_of = {a.index: i for i, res in enumerate(topology.residues()) for a in res.atoms()}
-    return {(a, b): (residue_of[a], residue_of[b]) for a, b in pairs}
 
 
 def _energy_kcal(ctx) -> float:

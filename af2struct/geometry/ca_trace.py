@@ -22,6 +22,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from af2struct.geometry.angles import bond_angle
+
 CA_CA = 3.80  # trans peptide virtual bond
 CA_CA_13_MIN = 5.0  # Calpha(i)-Calpha(i+2): 5.2-5.5 A in helices, up to 7.3 A in strands
 CA_CA_MIN = 4.0  # any other pair of Calphas
@@ -90,12 +92,6 @@ def regularize_ca_trace(ca: np.ndarray, restraint: float = 0.05, max_iter: int =
     return res.x.reshape(-1, 3)
 
 
-def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    v1, v2 = a - b, c - b
-    cos = (v1 * v2).sum(-1) / (np.linalg.norm(v1, axis=-1) * np.linalg.norm(v2, axis=-1) + 1e-9)
-    return np.arccos(np.clip(cos, -1.0, 1.0))
-
-
 def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_dir: Optional[np.ndarray] = None,
                         n_angles: int = 72, sweeps: int = 4, prior: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
     """Ideal backbone on a Calpha trace.
@@ -153,9 +149,9 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
             pts = place(k, thetas)  # candidates for C_k, O_k, N_k+1
             cost = np.zeros(n_angles)
             if k > 0:  # residue k: N_k from unit k-1, C_k from this unit
-                cost += (_angle(units[k - 1, 2][None], ca[k][None], pts[:, 0]) - _N_CA_C) ** 2
+                cost += (bond_angle(units[k - 1, 2][None], ca[k][None], pts[:, 0]) - _N_CA_C) ** 2
             if k + 1 < L - 1:  # residue k+1: N_k+1 from this unit, C_k+1 from unit k+1
-                cost += (_angle(pts[:, 2], ca[k + 1][None], units[k + 1, 0][None]) - _N_CA_C) ** 2
+                cost += (bond_angle(pts[:, 2], ca[k + 1][None], units[k + 1, 0][None]) - _N_CA_C) ** 2
             if c_dir is not None:
                 cdir = (pts[:, 0] - ca[k]) / _CA_C
                 cost += prior * (1.0 - cdir @ c_dir[k])
