@@ -18,6 +18,13 @@ What a violation changes for the next round is ``violation_policy``:
   contacts the vacuum force field itself pulls together (a carbonyl O against a Lys CE); this
   removes them with the least movement.
 
+  A model that ends clean but further from the input than ``target_rmsd`` (densely clashing
+  models, a side chain turned out of a trap) is then pulled back: the restraints are made 3x
+  stiffer per step (up to ``pull_back_stiffness_max``) while every heavy-atom pair within
+  ``NEAR_CONTACT`` of a clash is held apart at the stiffest repulsion, so atoms that drifted for
+  the vacuum force field's sake (lost salt bridges and hydrogen bonds, vdW contacts) return
+  without a clash coming back. A step is kept only if it ends with no violation.
+
 A failed minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
 coordinates jittered by 0.01 A, and recorded in the result's notes.
 """
@@ -44,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 KJ_PER_KCAL = 4.184
 RESTRAINT_GROUP = 31
+NEAR_CONTACT = 0.3  # A: pairs this close to a clash are held apart while a model is pulled back
+PULL_BACK_FACTOR = 3.0  # restraint stiffness multiplier per pull-back step
+PULL_BACK_TRIES = 3  # minimisations per pull-back step (new clashes held apart after each)
 _FF_FILES = {
     ("amber99sb", "vacuum"): ["amber99sb.xml"],
     ("amber99sb", "obc"): ["amber99sb.xml", "amber99_obc.xml"],
@@ -238,6 +248,54 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
     return current
 
 
+def _rmsd(model: Protein, reference: Protein) -> float:
+    """Heavy-atom RMSD (A) over atoms present in both, no superposition."""
+    both = (reference.atom_mask > 0) & (model.atom_mask > 0)
+    diff = model.atom_positions[both] - reference.atom_positions[both]
+    return float(np.sqrt((diff ** 2).sum(-1).mean()))
+
+
+def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarray, energy: float,
+               initial_energy: float, kept_breaks: np.ndarray, config: RelaxConfig
+               ) -> tuple[np.ndarray, float, list[str]]:
+    """Bring a clean model that ended further than ``target_rmsd`` from the input back towards it
+    (see the module doc). A step is kept only if it ends with no violation and below
+    ``initial_energy`` (the input's); returns (positions nm, energy kcal/mol, notes)."""
+    relaxed = _heavy_protein(topology, current, protein)
+    rmsd0 = rmsd = _rmsd(relaxed, protein)
+    energy0 = energy
+    repel = dict(state.repel)
+    stiffness = config.stiffness
+    kept, notes = None, []
+    while rmsd > config.target_rmsd and stiffness * PULL_BACK_FACTOR <= config.pull_back_stiffness_max + 1e-9:
+        stiffness *= PULL_BACK_FACTOR
+        step_config = dataclasses.replace(config, stiffness=stiffness)
+        trial, trial_model, clean = current, relaxed, False
+        for _ in range(PULL_BACK_TRIES):
+            near = find_clashes(trial_model, config.clash_overlap - NEAR_CONTACT)
+            for pair, (d0, _) in _clash_pairs(topology, near, config).items():
+                if repel.get(pair, (0.0, 0.0))[1] < config.repel_stiffness_max:
+                    repel[pair] = (d0, config.repel_stiffness_max)
+            try:
+                trial, _, trial_energy, _ = _minimize_round(topology, trial, state.reference, state.weight,
+                                                            step_config, repel)
+            except Exception as exc:  # OpenMM raises plain Exceptions; keep the last clean step
+                logger.warning("pull-back at %g kcal/mol/A^2 failed: %s", stiffness, exc)
+                notes.append(f"pull-back at {stiffness:g} kcal/mol/A^2 failed ({exc}); not used")
+                break
+            trial_model = _heavy_protein(topology, trial, protein)
+            if violation_count(trial_model, config.clash_overlap, kept_breaks) == 0:
+                clean = True
+                break
+        if not clean or trial_energy >= initial_energy:
+            break  # this stiffness costs a violation (or more than the input's energy)
+        current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, _rmsd(trial_model, protein), stiffness
+    if kept is not None:
+        notes.append(f"pulled back towards the input at {kept:g} kcal/mol/A^2: heavy-atom RMSD "
+                     f"{rmsd0:.2f} -> {rmsd:.2f} A, energy {energy0:.0f} -> {energy:.0f} kcal/mol")
+    return current, energy, notes
+
+
 def _energy_kcal(ctx) -> float:
     groups = sum(1 << g for g in range(32) if g != RESTRAINT_GROUP)
     e = ctx.getState(getEnergy=True, groups=groups).getPotentialEnergy()
@@ -315,10 +373,14 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
             state.release(topology, bad)  # another round even if all were released: may not be done
         else:
             current = _repel_step(state, topology, protein, current, relaxed, kept_breaks, config)
+    if (config.violation_policy == "repel" and config.target_rmsd > 0 and not bad
+            and _rmsd(relaxed, protein) > config.target_rmsd):
+        current, energy, pulled = _pull_back(state, topology, protein, current, energy, initial_energy,
+                                             kept_breaks, config)
+        notes.extend(pulled)
+        relaxed = _heavy_protein(topology, current, protein)
     relaxed = relaxed.replace(chain_id=protein.chain_id)
-    present = protein.atom_mask > 0
-    both = present & (relaxed.atom_mask > 0)
-    rmsd = float(np.sqrt(((relaxed.atom_positions[both] - protein.atom_positions[both]) ** 2).sum(-1).mean()))
+    rmsd = _rmsd(relaxed, protein)
     pdb_h = None
     if config.keep_hydrogens or amber_prefix is not None:
         for chain, cid in zip(topology.chains(), _chain_ids_per_segment(protein, seg)):

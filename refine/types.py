@@ -48,6 +48,11 @@ class RelaxConfig:
         soften_factor: with ``repel``, a clash that outlasts the stiffest repulsion scales the
             restraints of both residues' side chains by this; one that outlasts that too
             releases the residues (AlphaFold's rule).
+        target_rmsd: with ``repel``, a model that ends clean but further than this (heavy-atom
+            RMSD to the input, A) is pulled back: restraints 3x stiffer per step, up to
+            ``pull_back_stiffness_max``, every atom pair within 0.3 A of a clash held apart, a step
+            kept only if it leaves no violation and a lower energy than the input (0 = off).
+        pull_back_stiffness_max: stiffest restraint of the pull-back, kcal/mol/A^2.
         max_attempts: tries per round after a failed minimisation (NaN energy, exception).
         platform: ``auto`` (CUDA, then OpenCL, then CPU) or a name.
         threads: CPU threads for OpenMM (0 = OpenMM's default).
@@ -71,6 +76,8 @@ class RelaxConfig:
     repel_margin: float = 0.1
     rescue_overlap: float = 0.8
     soften_factor: float = 0.1
+    target_rmsd: float = 0.5
+    pull_back_stiffness_max: float = 100.0
     max_attempts: int = 3
     platform: str = "auto"
     threads: int = 0
@@ -93,6 +100,8 @@ class RelaxConfig:
             (self.repel_margin >= 0, "repel_margin must be >= 0"),
             (self.rescue_overlap > 0, "rescue_overlap must be > 0"),
             (0 <= self.soften_factor <= 1, "soften_factor must be in [0, 1]"),
+            (self.target_rmsd >= 0, "target_rmsd must be >= 0"),
+            (self.pull_back_stiffness_max > 0, "pull_back_stiffness_max must be > 0"),
             (self.tolerance > 0, "tolerance must be > 0"),
             (self.max_outer_iterations >= 1, "max_outer_iterations must be >= 1"),
             (self.max_attempts >= 1, "max_attempts must be >= 1"),

@@ -18,7 +18,8 @@ def main(argv=None) -> int:
             "from the input: Amber minimisation after AlphaFold2's protocol (PDBFixer cleanup, harmonic "
             "restraints on heavy atoms, L-BFGS, rounds that deal with what is still in violation: by "
             "default clashing atom pairs are held apart and trapped side chains turned to a free "
-            "rotamer, --violation-policy release is AlphaFold2's rule of releasing those residues) or "
+            "rotamer, and a model that still ended far from the input is pulled back; --violation-policy "
+            "release is AlphaFold2's rule of releasing those residues) or "
             "PyRosetta FastRelax with coordinate constraints. Writes DIR/<name>_relaxed.pdb "
             "and DIR/relax_report.csv/.json; a rerun skips structures already done."
         )
@@ -34,6 +35,11 @@ def main(argv=None) -> int:
     p.add_argument("--violation-policy", choices=VIOLATION_POLICIES, default=d.violation_policy,
                    help="between rounds: repel clashing pairs, keep restraints (default; moves the model "
                         "least) or release violating residues' restraints (AlphaFold2)")
+    p.add_argument("--target-rmsd", type=float, default=d.target_rmsd,
+                   help="with repel: a model that ends clean but further than this from the input (heavy-atom "
+                        "RMSD, A) is pulled back by stiffer restraints, clashes held apart (0: off)")
+    p.add_argument("--pull-back-stiffness-max", type=float, default=d.pull_back_stiffness_max,
+                   help="stiffest restraint of the pull-back, kcal/mol/A^2")
     p.add_argument("--max-attempts", type=int, default=d.max_attempts, help="retries after a failed minimisation")
     p.add_argument("--platform", choices=PLATFORMS, default=d.platform, help="OpenMM platform (auto: CUDA, OpenCL, CPU)")
     p.add_argument("--threads", type=int, default=d.threads, help="OpenMM CPU threads (0: default)")
@@ -52,7 +58,8 @@ def main(argv=None) -> int:
         config = RelaxConfig(
             backend=args.backend, forcefield=args.forcefield, solvent=args.solvent, stiffness=args.stiffness,
             tolerance=args.tolerance, max_outer_iterations=args.max_outer_iterations,
-            violation_policy=args.violation_policy,
+            violation_policy=args.violation_policy, target_rmsd=args.target_rmsd,
+            pull_back_stiffness_max=args.pull_back_stiffness_max,
             max_attempts=args.max_attempts, platform=args.platform, threads=args.threads,
             keep_hydrogens=args.keep_hydrogens, rosetta_scorefxn=args.rosetta_scorefxn,
             rosetta_rounds=args.rosetta_rounds,

@@ -67,6 +67,27 @@ def test_relax_predicted_quality_model(data_dir, policy):
     assert np.array_equal(r.protein.residue_index, nat.residue_index)
 
 
+def test_pull_back_brings_a_clean_model_closer_without_violations(data_dir):
+    """A model that ends clean but further than ``target_rmsd`` is pulled back by stiffer
+    restraints with near-contacts held apart: closer to the input, still clean, below the input's
+    energy; ``target_rmsd=0`` leaves the rounds' result alone."""
+    from af2struct.geometry.decoys import predicted_quality_model
+
+    model = predicted_quality_model(load_structure(data_dir / "openfold_1psm_A.pdb.gz"), seed=1)
+    plain = relax(model, RelaxConfig(target_rmsd=0))
+    assert not any("pulled back" in n for n in plain.notes)
+    target = 0.6 * plain.rmsd_heavy  # unreachable at 90 kcal/mol/A^2: every step is tried
+    pulled = relax(model, RelaxConfig(target_rmsd=target))
+    assert any("pulled back" in n for n in pulled.notes), pulled.notes
+    assert pulled.rmsd_heavy < plain.rmsd_heavy - 0.03
+    assert pulled.violations_after == 0 and violation_count(pulled.protein, 0.4) == 0
+    assert plain.final_energy < pulled.final_energy < pulled.initial_energy
+    assert pulled.protein.sequence == model.sequence
+    # no room to stiffen: nothing is pulled
+    capped = relax(model, RelaxConfig(target_rmsd=target, pull_back_stiffness_max=20))
+    assert not any("pulled back" in n for n in capped.notes)
+
+
 def test_lone_residue_between_long_bonds_is_bonded_back(real_structures):
     """A residue cut off on both sides by long C-N distances (consecutive numbering) cannot be an
     Amber chain of its own: it is bonded back to its neighbours and relaxed."""
@@ -137,6 +158,8 @@ def test_config_validation():
         RelaxConfig(violation_policy="ignore")
     with pytest.raises(ValueError, match="soften_factor"):
         RelaxConfig(soften_factor=2.0)
+    with pytest.raises(ValueError, match="target_rmsd"):
+        RelaxConfig(target_rmsd=-1)
 
 
 def test_minimiser_failure_is_retried_then_reported(real_structures, monkeypatch):
