@@ -23,7 +23,8 @@ What a violation changes for the next round is ``violation_policy``:
   stiffer per step (up to ``pull_back_stiffness_max``) while every heavy-atom pair within
   ``NEAR_CONTACT`` of a clash is held apart at the stiffest repulsion, so atoms that drifted for
   the vacuum force field's sake (lost salt bridges and hydrogen bonds, vdW contacts) return
-  without a clash coming back. A step is kept only if it ends with no violation.
+  without a clash coming back. A step is kept only if it ends with no violation and below the
+  input's energy. (No pull-back with ``stiffness`` 0: there is nothing to stiffen.)
 
 A failed minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
 coordinates jittered by 0.01 A, and recorded in the result's notes.
@@ -53,7 +54,7 @@ KJ_PER_KCAL = 4.184
 RESTRAINT_GROUP = 31
 NEAR_CONTACT = 0.3  # A: pairs this close to a clash are held apart while a model is pulled back
 PULL_BACK_FACTOR = 3.0  # restraint stiffness multiplier per pull-back step
-PULL_BACK_TRIES = 3  # minimisations per pull-back step (new clashes held apart after each)
+PULL_BACK_TRIES = 2  # minimisations per pull-back step (new clashes held apart after each)
 _FF_FILES = {
     ("amber99sb", "vacuum"): ["amber99sb.xml"],
     ("amber99sb", "obc"): ["amber99sb.xml", "amber99_obc.xml"],
@@ -264,7 +265,8 @@ def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarr
     relaxed = _heavy_protein(topology, current, protein)
     rmsd0 = rmsd = _rmsd(relaxed, protein)
     energy0 = energy
-    repel = dict(state.repel)
+    repel = {pair: (d0, config.repel_stiffness_max) for pair, (d0, _) in state.repel.items()}
+    input_clashes = find_clashes(protein, config.clash_overlap)  # what stiffer restraints pull back into
     stiffness = config.stiffness
     kept, notes = None, []
     while rmsd > config.target_rmsd and stiffness * PULL_BACK_FACTOR <= config.pull_back_stiffness_max + 1e-9:
@@ -272,10 +274,9 @@ def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarr
         step_config = dataclasses.replace(config, stiffness=stiffness)
         trial, trial_model, clean = current, relaxed, False
         for _ in range(PULL_BACK_TRIES):
-            near = find_clashes(trial_model, config.clash_overlap - NEAR_CONTACT)
+            near = find_clashes(trial_model, config.clash_overlap - NEAR_CONTACT) + input_clashes
             for pair, (d0, _) in _clash_pairs(topology, near, config).items():
-                if repel.get(pair, (0.0, 0.0))[1] < config.repel_stiffness_max:
-                    repel[pair] = (d0, config.repel_stiffness_max)
+                repel.setdefault(pair, (d0, config.repel_stiffness_max))
             try:
                 trial, _, trial_energy, _ = _minimize_round(topology, trial, state.reference, state.weight,
                                                             step_config, repel)
@@ -284,7 +285,10 @@ def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarr
                 notes.append(f"pull-back at {stiffness:g} kcal/mol/A^2 failed ({exc}); not used")
                 break
             trial_model = _heavy_protein(topology, trial, protein)
-            if violation_count(trial_model, config.clash_overlap, kept_breaks) == 0:
+            left = violation_count(trial_model, config.clash_overlap, kept_breaks)
+            logger.debug("pull-back at %g: RMSD %.3f A, E=%.1f kcal/mol, %d violation(s), %d pair(s) held",
+                         stiffness, _rmsd(trial_model, protein), trial_energy, left, len(repel))
+            if left == 0:
                 clean = True
                 break
         if not clean or trial_energy >= initial_energy:
@@ -373,7 +377,7 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
             state.release(topology, bad)  # another round even if all were released: may not be done
         else:
             current = _repel_step(state, topology, protein, current, relaxed, kept_breaks, config)
-    if (config.violation_policy == "repel" and config.target_rmsd > 0 and not bad
+    if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
             and _rmsd(relaxed, protein) > config.target_rmsd):
         current, energy, pulled = _pull_back(state, topology, protein, current, energy, initial_energy,
                                              kept_breaks, config)
