@@ -49,9 +49,10 @@ class RelaxConfig:
             restraints of both residues' side chains by this; one that outlasts that too
             releases the residues (AlphaFold's rule).
         target_rmsd: with ``repel``, a model that ends clean but further than this (heavy-atom
-            RMSD to the input, A) is pulled back: restraints 3x stiffer per step, up to
-            ``pull_back_stiffness_max``, every atom pair within 0.3 A of a clash held apart, a step
-            kept only if it leaves no violation and a lower energy than the input (0 = off).
+            RMSD to the input, A; and within 0.25 A of it) is pulled back: restraints 3x stiffer
+            per step, up to ``pull_back_stiffness_max``, every atom pair within 0.3 A of a clash
+            held apart, a step kept only if it leaves no violation and a lower energy than the
+            input (0 = off).
         pull_back_stiffness_max: stiffest restraint of the pull-back, kcal/mol/A^2.
         max_attempts: tries per round after a failed minimisation (NaN energy, exception).
         platform: ``auto`` (CUDA, then OpenCL, then CPU) or a name.
