@@ -2,7 +2,9 @@
 
 Residues correspond by residue number (and insertion code, chain) by default, or by a global
 sequence alignment (``align=True``). Scores are computed over the residues observed in the
-native; native residues the model lacks count as not reproduced.
+native; native residues the model lacks count as not reproduced. Before all-atom scores, the
+model's symmetry-equivalent side-chain atoms (Asp OD1/OD2, Glu OE1/OE2, Phe/Tyr ring atoms) take
+the naming that matches the native better (:func:`resolve_symmetric_atoms`), as CASP does.
 """
 
 from __future__ import annotations
@@ -101,6 +103,50 @@ def _paired_arrays(model: Protein, native: Protein, mi: np.ndarray, ni: np.ndarr
     return pos, mask
 
 
+def _swap_pairs() -> Dict[int, List[Tuple[int, int]]]:
+    """aatype -> atom37 index pairs whose names are interchangeable (Asp OD1/OD2, Phe CD1/CD2...)."""
+    out = {}
+    for resname, swaps in rc.residue_atom_renaming_swaps.items():
+        aa = rc.restype_order[rc.restype_3to1[resname]]
+        out[aa] = [(rc.atom_order[a], rc.atom_order[b]) for a, b in swaps.items()]
+    return out
+
+
+def resolve_symmetric_atoms(pos: np.ndarray, mask: np.ndarray, true: np.ndarray, true_mask: np.ndarray,
+                            aatype: np.ndarray, radius: float = LDDT_RADIUS) -> np.ndarray:
+    """Rename the model's symmetry-equivalent atoms (Asp OD1/OD2, Glu OE1/OE2, Phe and Tyr
+    CD1/CD2 + CE1/CE2) to the naming that matches the native better, as CASP's lDDT and
+    AlphaFold's loss do: for each such residue, the naming with the smaller summed distance error
+    (model vs native) from its swappable atoms to every atom of other residues within ``radius``.
+
+    Args: ``pos [L, 37, 3]`` model and ``mask [L, 37]`` laid out on the native's residues;
+    ``true [L, 37, 3]``, ``true_mask [L, 37]``, ``aatype [L]`` of the native.
+    Returns the model positions ``[L, 37, 3]`` with swaps applied (the masks of swapped atoms are
+    equal: both present in both, or the residue is left as it is).
+    """
+    pos = np.array(pos, dtype=np.float64)
+    both = (mask > 0) & (true_mask > 0)
+    flat_ok = both.reshape(-1)
+    residue = np.repeat(np.arange(len(pos)), pos.shape[1])[flat_ok]
+    model_atoms = pos.reshape(-1, 3)[flat_ok]
+    true_atoms = true.reshape(-1, 3)[flat_ok].astype(np.float64)
+    swaps = _swap_pairs()
+    for i in np.nonzero(np.isin(aatype, list(swaps)))[0]:
+        pairs = [(a, b) for a, b in swaps[int(aatype[i])] if both[i, a] and both[i, b]]
+        if not pairs:
+            continue
+        idx = np.array([a for a, _ in pairs] + [b for _, b in pairs])
+        other = residue != i
+        dt = cdist(true[i, idx], true_atoms[other])
+        near = dt < radius
+        err_kept = np.abs(cdist(pos[i, idx], model_atoms[other]) - dt)[near].sum()
+        swapped = np.concatenate([idx[len(pairs):], idx[:len(pairs)]])
+        err_swapped = np.abs(cdist(pos[i, swapped], model_atoms[other]) - dt)[near].sum()
+        if err_swapped < err_kept:
+            pos[i, idx] = pos[i, swapped].copy()
+    return pos
+
+
 # ------------------------------------------------------------------------------------------
 # metrics on arrays laid out on the native residues
 # ------------------------------------------------------------------------------------------
@@ -196,6 +242,7 @@ def score_model(model: Protein, native: Protein, align: bool = False) -> ModelSc
         raise ValueError("native has no residues with a CA atom")
     mi, ni = match_residues(model, native, align=align)
     pos, mask = _paired_arrays(model, native, mi, ni)
+    pos = resolve_symmetric_atoms(pos, mask, native.atom_positions, native.atom_mask, native.aatype)
     ca_ok = mask[:, _CA] > 0
     ln = len(native)
 

@@ -28,6 +28,37 @@ def test_identity(natives):
         assert s.rmsd_ca == pytest.approx(0.0, abs=1e-3) and s.rmsd_all == pytest.approx(0.0, abs=1e-3)
 
 
+def test_symmetric_atom_names_do_not_count_as_errors(natives):
+    """A model that names Asp OD1/OD2, Glu OE1/OE2 and Phe/Tyr ring atoms the other way round
+    is the native: all-atom lDDT 1 and RMSD 0, as before the swap; a real error still counts."""
+    from af2struct.common import residue_constants as rc
+    from af2struct.eval.metrics import resolve_symmetric_atoms
+
+    nat = natives[0]
+    pos = nat.atom_positions.copy()
+    swapped = 0
+    for i, aa in enumerate(nat.aatype):
+        resname = rc.restype_1to3.get(rc.restypes_with_x[aa])
+        for a, b in rc.residue_atom_renaming_swaps.get(resname, {}).items():
+            ia, ib = rc.atom_order[a], rc.atom_order[b]
+            if nat.atom_mask[i, ia] and nat.atom_mask[i, ib]:
+                pos[i, [ia, ib]] = pos[i, [ib, ia]]
+                swapped += 1
+                first = (i, ia)
+    assert swapped >= 5
+    model = nat.replace(atom_positions=pos)
+    raw_err = np.abs(model.atom_positions - nat.atom_positions).max()
+    assert raw_err > 1.5  # the swapped names are far apart
+    s = score_model(model, nat)
+    assert s.lddt == pytest.approx(1.0) and s.rmsd_all == pytest.approx(0.0, abs=1e-3)
+    fixed = resolve_symmetric_atoms(pos, nat.atom_mask, nat.atom_positions, nat.atom_mask, nat.aatype)
+    assert np.allclose(fixed, nat.atom_positions, atol=1e-5)
+    # a displaced (not renamed) symmetric atom is still an error
+    moved = pos.copy()
+    moved[first] += np.array([2.0, 0.0, 0.0], np.float32)
+    assert score_model(nat.replace(atom_positions=moved), nat).lddt < 1.0
+
+
 def test_rigid_motion_invariance(natives):
     rng = np.random.default_rng(0)
     nat = natives[2]
