@@ -20,15 +20,16 @@ What a violation changes for the next round is ``violation_policy``:
 
   A model that ends clean but further from the input than ``target_rmsd`` (densely clashing
   models, a side chain turned out of a trap) is then pulled back: the restraints are made 3x
-  stiffer per step (up to ``pull_back_stiffness_max``) while every heavy-atom pair within
-  ``NEAR_CONTACT`` of a clash is held apart at the stiffest repulsion, so atoms that drifted for
-  the vacuum force field's sake (lost salt bridges and hydrogen bonds, vdW contacts) return
-  without a clash coming back. A step is kept only if it ends with no violation and below the
+  stiffer per step (up to ``pull_back_stiffness_max``) while the input's clashes, the pairs the
+  rounds repelled and every heavy-atom pair within ``NEAR_CONTACT`` of a clash are held apart at
+  the stiffest repulsion (at most ``PULL_BACK_TRIES`` minimisations per step, the clashes of one
+  held apart in the next), so atoms that drifted for the vacuum force field's sake (lost salt
+  bridges and hydrogen bonds, vdW contacts) return without a clash coming back. A step is kept only if it ends with no violation and below the
   input's energy. Only models within ``PULL_BACK_WINDOW`` of the target are pulled back: one
   that moved further moved for clashes its input really has (af2struct's own over-packed traces
   end 0.7-1.0 A away), and stiffer restraints only push it back into them (measured on a
-  400-residue prediction: 0.90 -> 0.80 A at the cost of 10 new clashes and 5000 kcal/mol, two
-  minute-long minimisations for nothing). (No pull-back with ``stiffness`` 0: nothing to stiffen.)
+  400-residue prediction: 0.90 -> 0.80 A for 5000 kcal/mol, still 2 clashes after two
+  minimisations of 40-80 s, so nothing kept). (No pull-back with ``stiffness`` 0: nothing to stiffen.)
 
 A failed minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
 coordinates jittered by 0.01 A, and recorded in the result's notes.

@@ -121,8 +121,8 @@ def resolve_symmetric_atoms(pos: np.ndarray, mask: np.ndarray, true: np.ndarray,
 
     Args: ``pos [L, 37, 3]`` model and ``mask [L, 37]`` laid out on the native's residues;
     ``true [L, 37, 3]``, ``true_mask [L, 37]``, ``aatype [L]`` of the native.
-    Returns the model positions ``[L, 37, 3]`` with swaps applied (the masks of swapped atoms are
-    equal: both present in both, or the residue is left as it is).
+    Returns the model positions ``[L, 37, 3]`` with swaps applied; only pairs whose two atoms are
+    present in both model and native are considered, so the masks need no change.
     """
     pos = np.array(pos, dtype=np.float64)
     both = (mask > 0) & (true_mask > 0)
