@@ -24,8 +24,9 @@ What a violation changes for the next round is ``violation_policy``:
   rounds repelled and every heavy-atom pair within ``NEAR_CONTACT`` of a clash are held apart at
   the stiffest repulsion (at most ``PULL_BACK_TRIES`` minimisations per step, the clashes of one
   held apart in the next), so atoms that drifted for the vacuum force field's sake (lost salt
-  bridges and hydrogen bonds, vdW contacts) return without a clash coming back. A step is kept only if it ends with no violation and below the
-  input's energy. Only models within ``PULL_BACK_WINDOW`` of the target are pulled back: one
+  bridges and hydrogen bonds, vdW contacts) return without a clash coming back. A step is kept
+  only if it ends with no violation and below the input's energy. Only models within
+  ``PULL_BACK_WINDOW`` of the target are pulled back: one
   that moved further moved for clashes its input really has (af2struct's own over-packed traces
   end 0.7-1.0 A away), and stiffer restraints only push it back into them (measured on a
   400-residue prediction: 0.90 -> 0.80 A for 5000 kcal/mol, still 2 clashes after two
@@ -262,13 +263,13 @@ def _rmsd(model: Protein, reference: Protein) -> float:
     return float(np.sqrt((diff ** 2).sum(-1).mean()))
 
 
-def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarray, energy: float,
-               initial_energy: float, kept_breaks: np.ndarray, config: RelaxConfig
-               ) -> tuple[np.ndarray, float, list[str]]:
-    """Bring a clean model that ended further than ``target_rmsd`` from the input back towards it
-    (see the module doc). A step is kept only if it ends with no violation and below
-    ``initial_energy`` (the input's); returns (positions nm, energy kcal/mol, notes)."""
-    relaxed = _heavy_protein(topology, current, protein)
+def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarray, relaxed: Protein,
+               energy: float, initial_energy: float, kept_breaks: np.ndarray, config: RelaxConfig
+               ) -> tuple[np.ndarray, Protein, float, list[str]]:
+    """Bring a clean model (``current`` nm, its heavy atoms ``relaxed``) that ended further than
+    ``target_rmsd`` from the input back towards it (see the module doc). A step is kept only if it
+    ends with no violation and below ``initial_energy`` (the input's); returns (positions nm, their
+    heavy atoms, energy kcal/mol, notes)."""
     rmsd0 = rmsd = _rmsd(relaxed, protein)
     energy0 = energy
     repel = {pair: (d0, config.repel_stiffness_max) for pair, (d0, _) in state.repel.items()}
@@ -291,19 +292,20 @@ def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarr
                 notes.append(f"pull-back at {stiffness:g} kcal/mol/A^2 failed ({exc}); not used")
                 break
             trial_model = _heavy_protein(topology, trial, protein)
+            trial_rmsd = _rmsd(trial_model, protein)
             left = violation_count(trial_model, config.clash_overlap, kept_breaks)
             logger.debug("pull-back at %g: RMSD %.3f A, E=%.1f kcal/mol, %d violation(s), %d pair(s) held",
-                         stiffness, _rmsd(trial_model, protein), trial_energy, left, len(repel))
+                         stiffness, trial_rmsd, trial_energy, left, len(repel))
             if left == 0:
                 clean = True
                 break
         if not clean or trial_energy >= initial_energy:
             break  # this stiffness costs a violation (or more than the input's energy)
-        current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, _rmsd(trial_model, protein), stiffness
+        current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, trial_rmsd, stiffness
     if kept is not None:
         notes.append(f"pulled back towards the input at {kept:g} kcal/mol/A^2: heavy-atom RMSD "
                      f"{rmsd0:.2f} -> {rmsd:.2f} A, energy {energy0:.0f} -> {energy:.0f} kcal/mol")
-    return current, energy, notes
+    return current, relaxed, energy, notes
 
 
 def _energy_kcal(ctx) -> float:
@@ -385,10 +387,9 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
             current = _repel_step(state, topology, protein, current, relaxed, kept_breaks, config)
     if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
             and config.target_rmsd < _rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
-        current, energy, pulled = _pull_back(state, topology, protein, current, energy, initial_energy,
-                                             kept_breaks, config)
+        current, relaxed, energy, pulled = _pull_back(state, topology, protein, current, relaxed, energy,
+                                                      initial_energy, kept_breaks, config)
         notes.extend(pulled)
-        relaxed = _heavy_protein(topology, current, protein)
     relaxed = relaxed.replace(chain_id=protein.chain_id)
     rmsd = _rmsd(relaxed, protein)
     pdb_h = None
