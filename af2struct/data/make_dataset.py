@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import logging
 import random
 import sys
@@ -29,8 +30,9 @@ def find_structures(inputs: Sequence[str]) -> List[Path]:
 
 
 def read_clusters(manifest: Path, column: Optional[str] = None) -> Dict[str, str]:
-    """``{name: cluster}`` from a TSV with a ``name`` column and a cluster column."""
-    with open(manifest, newline="") as fh:
+    """``{name: cluster}`` from a TSV (``.gz`` too) with a ``name`` column and a cluster column."""
+    opener = gzip.open if str(manifest).endswith(".gz") else open
+    with opener(manifest, "rt", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     if not rows or "name" not in rows[0]:
         raise DatasetError(f"{manifest}: a TSV with a 'name' column is needed")

@@ -13,35 +13,48 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from af2struct.common.atomic import atomic_write_text
-from af2struct.data.dataset import LengthBatchSampler, ProteinDataset, proteins_from_folder, proteins_from_sidechainnet
-from af2struct.data.features import collate, crop_example, make_example
+from af2struct.common.io import structure_name
+from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
+from af2struct.data.features import Example, collate
 from af2struct.model.config import ModelConfig, preset
 from af2struct.train.checkpoint import load_checkpoint, save_checkpoint
-from af2struct.train.losses import total_loss
+from af2struct.train.losses import long_range_contact_precision, total_loss
+from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    data: str
+    """Training settings (``scripts/train.py --help`` explains each).
+
+    Data: ``data`` (all-atom chains: a SidechainNet pickle or a structure folder) and/or
+    ``backbone_db`` (a ``chains_backbone.npz``: backbone-only chains), mixed with
+    ``backbone_fraction`` of the samples from the database. Validation: ``valid_data``, the
+    pickle's valid splits, or whole sequence clusters (``clusters`` TSV or ``manifest``) held out
+    with ``valid_fraction``.
+    """
+
+    data: Optional[str]
     out: str
     preset: str = "default"
     stage: str = "distogram"
     valid_data: Optional[str] = None
     manifest: Optional[str] = None
+    backbone_db: Optional[str] = None
+    clusters: Optional[str] = None
+    backbone_fraction: float = 0.8
     valid_fraction: float = 0.05
     steps: int = 10000
     time_limit_min: float = 0.0
     crop_size: int = 128
     batch_size: int = 2
-    max_residues: Optional[int] = None
     accum: int = 1
     lr: float = 1e-3
     warmup: int = 200
@@ -70,6 +83,12 @@ class TrainConfig:
             raise ValueError("stage must be 'distogram' or 'full'")
         if self.batch_size < 1 or self.accum < 1 or self.steps < 0:
             raise ValueError("batch_size and accum must be >= 1, steps >= 0")
+        if not self.data and not self.backbone_db:
+            raise ValueError("no training data: give data (all-atom chains) and/or backbone_db")
+        if not 0.0 <= self.backbone_fraction <= 1.0:
+            raise ValueError("backbone_fraction must be in [0, 1]")
+        if self.crop_size < 8:
+            raise ValueError("crop_size must be >= 8")
 
 
 def _dist_info():
@@ -78,8 +97,19 @@ def _dist_info():
     return world, rank
 
 
-def load_proteins(cfg: TrainConfig):
-    """``(train, valid)`` dicts of Proteins from a SidechainNet pickle or a structure folder."""
+def _clusters(cfg: TrainConfig) -> Optional[Dict[str, str]]:
+    from af2struct.data.make_dataset import read_clusters
+
+    if cfg.clusters:
+        return read_clusters(Path(cfg.clusters), "cluster")
+    if cfg.manifest:
+        return read_clusters(Path(cfg.manifest))
+    return None
+
+
+def load_proteins(cfg: TrainConfig, split: Optional[Dict[str, str]] = None):
+    """``(train, valid)`` dicts of all-atom Proteins from a SidechainNet pickle or a structure
+    folder; ``split`` (``{name: 'train' | 'valid-...'}``) divides a folder."""
     if cfg.data.endswith(".pkl"):
         train = proteins_from_sidechainnet(cfg.data, "train")
         try:
@@ -90,13 +120,49 @@ def load_proteins(cfg: TrainConfig):
     proteins = proteins_from_folder(cfg.data)
     if cfg.valid_data:
         return proteins, proteins_from_folder(cfg.valid_data)
-    if cfg.manifest:
-        from af2struct.data.make_dataset import read_clusters, split_by_cluster
-
-        split = split_by_cluster(sorted(proteins), read_clusters(Path(cfg.manifest)), cfg.valid_fraction, cfg.seed)
-        return ({k: v for k, v in proteins.items() if split[k] == "train"},
-                {k: v for k, v in proteins.items() if split[k] != "train"})
+    if split is not None:
+        return ({k: v for k, v in proteins.items() if split.get(k, "train") == "train"},
+                {k: v for k, v in proteins.items() if split.get(k, "train") != "train"})
     return proteins, {}
+
+
+def load_training_data(cfg: TrainConfig) -> Tuple[TrainingMix, List[Example]]:
+    """The sampler over the training chains and the fixed validation crops.
+
+    Whole sequence clusters are held out across both kinds of data, so an all-atom chain never
+    trains while a member of its cluster validates."""
+    from af2struct.data.backbone_db import BackboneDB
+    from af2struct.data.make_dataset import split_by_cluster
+
+    clusters = _clusters(cfg)
+    db = BackboneDB(cfg.backbone_db) if cfg.backbone_db else None
+    folder_data = bool(cfg.data) and not cfg.data.endswith(".pkl")
+    split = None
+    if clusters is not None or (db is not None and not cfg.valid_data):
+        names = list(db.names) if db is not None else []
+        if folder_data and not cfg.valid_data:
+            from af2struct.data.make_dataset import find_structures
+
+            names += [structure_name(f) for f in find_structures([cfg.data])]
+        split = split_by_cluster(sorted(set(names)), clusters or {}, cfg.valid_fraction, cfg.seed)
+    pools, fractions, valid = [], [], []
+    n_bb_valid = round(cfg.max_valid * (cfg.backbone_fraction if cfg.data else 1.0))
+    if db is not None:
+        if cfg.valid_data:
+            train_idx, valid_idx = range(len(db)), []
+        else:
+            train_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") == "train"]
+            valid_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train"]
+        pools.append(backbone_pool(db, train_idx, clusters, cfg.crop_size))
+        fractions.append(cfg.backbone_fraction if cfg.data else 1.0)
+        valid += center_crops(backbone_pool(db, valid_idx, None, cfg.crop_size), cfg.crop_size, n_bb_valid, cfg.seed)
+    if cfg.data:
+        train_p, valid_p = load_proteins(cfg, split)
+        pools.append(protein_pool(train_p, clusters, cfg.crop_size))
+        fractions.append(1.0 - cfg.backbone_fraction if db is not None else 1.0)
+        valid += center_crops(protein_pool(valid_p, None, cfg.crop_size), cfg.crop_size,
+                              cfg.max_valid - len(valid), cfg.seed)
+    return TrainingMix(pools, fractions, cfg.crop_size, cfg.seed), valid
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -110,7 +176,12 @@ def _to(batch, device):
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def forward_losses(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+def _loss_weights(cfg: TrainConfig) -> Dict[str, float]:
+    return {"distogram": cfg.w_distogram, "structure": cfg.w_structure, "plddt": cfg.w_plddt, "chi": cfg.w_chi}
+
+
+def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+    """The model's outputs on a batch (the structure path too in stage ``full``)."""
     core = model.module if hasattr(model, "module") else model
     mask = batch["seq_mask"] > 0
     msa = batch["msa"] if batch["msa"].shape[1] > 1 else None
@@ -124,20 +195,37 @@ def forward_losses(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     if cfg.stage == "full":
         # a cheaper MDS while training (the SE(3) refiner learns to finish the job)
         out = core.structure(out, mask, mds_iters=cfg.mds_iters, lbfgs_iters=cfg.mds_lbfgs_iters)
-    weights = {"distogram": cfg.w_distogram, "structure": cfg.w_structure, "plddt": cfg.w_plddt, "chi": cfg.w_chi}
-    return total_loss(out, batch, weights)
+    return out
+
+
+def forward_losses(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+    """Every loss term of a batch; ``loss`` is their weighted sum."""
+    return total_loss(forward_outputs(model, batch, cfg), batch, _loss_weights(cfg))
 
 
 @torch.no_grad()
-def evaluate_model(model, examples: List[Dict[str, np.ndarray]], cfg: TrainConfig, device) -> Dict[str, float]:
+def evaluate_model(model, examples: List[Example], cfg: TrainConfig, device) -> Dict[str, float]:
+    """Mean validation losses over ``examples`` (one at a time, unpadded), and the long-range
+    (sequence separation >= 24) top-L/5 Calpha contact precision of the distogram."""
     model.eval()
     sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
     for ex in examples:
-        terms = forward_losses(model, _to(collate([ex]), device), cfg)
+        batch = _to(collate([ex]), device)
+        out = forward_outputs(model, batch, cfg)
+        terms = total_loss(out, batch, _loss_weights(cfg))
+        terms["contact_lr_l5"] = long_range_contact_precision(out["distogram"], batch["all_atom_positions"],
+                                                              batch["all_atom_mask"], model_config_of(model).heads)
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+            if math.isfinite(float(v)):  # no long-range pair in a short crop: not counted
+                sums[k] = sums.get(k, 0.0) + float(v)
+                counts[k] = counts.get(k, 0) + 1
     model.train()
-    return {f"valid_{k}": v / max(1, len(examples)) for k, v in sums.items()}
+    return {f"valid_{k}": v / counts[k] for k, v in sums.items()}
+
+
+def model_config_of(model) -> ModelConfig:
+    return (model.module if hasattr(model, "module") else model).config
 
 
 def _plot_curve(log_path: Path, out_png: Path) -> None:
@@ -172,133 +260,160 @@ def _plot_curve(log_path: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> Dict[str, Any]:
-    """Run (or resume) training; returns the last metrics. Writes into ``cfg.out``:
-    ``last.pt`` (resume point), ``best.pt`` (best validation), ``metrics.jsonl``, ``loss.png``."""
-    from tqdm import tqdm
-
-    from af2struct.model.network import Alphafold2
-
-    world, rank = _dist_info()
+def _device(cfg: TrainConfig, world: int) -> torch.device:
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    return device
+
+
+def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], device, state: Dict[str, Any]):
+    """The model and AdamW, resumed from ``out/last.pt`` when it exists (updating ``state``),
+    else initialised from ``init_from`` or at random."""
+    from af2struct.model.network import Alphafold2
+
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     model_config = model_config or preset(cfg.preset)
-    state: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "elapsed": 0.0}
-    resume_payload = None
+    payload = None
     if cfg.resume and (out / "last.pt").exists():
-        resume_payload = load_checkpoint(out / "last.pt")
-        model_config = ModelConfig.from_dict(resume_payload["config"])
-        state.update(resume_payload["train_state"])
+        payload = load_checkpoint(out / "last.pt")
+        model_config = ModelConfig.from_dict(payload["config"])
+        state.update(payload["train_state"])
     model = Alphafold2(config=model_config).to(device)
-    if resume_payload is not None:
-        model.load_state_dict(resume_payload["model"])
+    if payload is not None:
+        model.load_state_dict(payload["model"])
         logger.info("resumed from %s at step %d", out / "last.pt", state["step"])
     elif cfg.init_from:
         init = load_checkpoint(cfg.init_from)
         missing, unexpected = model.load_state_dict(init["model"], strict=False)
         logger.info("initialised from %s (%d new, %d unused tensors)", cfg.init_from, len(missing), len(unexpected))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if resume_payload is not None and "optimizer" in resume_payload:
+    if payload is not None and "optimizer" in payload:
         try:
-            opt.load_state_dict(resume_payload["optimizer"])
+            opt.load_state_dict(payload["optimizer"])
         except ValueError:
             logger.warning("optimizer state does not fit (stage changed?); starting it fresh")
+    return model, model_config, opt
+
+
+def _train_step(model, ddp_model, opt, data: TrainingMix, cfg: TrainConfig, step: int, rank: int, world: int,
+                device, use_amp: bool) -> Dict[str, float]:
+    """One optimiser step over ``accum`` micro-batches; returns the mean loss terms and the
+    gradient norm (an update with a non-finite gradient is skipped)."""
+    for g in opt.param_groups:
+        g["lr"] = _lr_at(step, cfg)
+    opt.zero_grad(set_to_none=True)
+    terms_sum: Dict[str, float] = {}
+    for micro in range(cfg.accum):
+        examples = data.batch(step * cfg.accum + micro, cfg.batch_size, rank)
+        batch = _to(collate(examples), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            terms = forward_losses(ddp_model, batch, cfg)
+        (terms["loss"] / cfg.accum).backward()
+        for k, v in terms.items():
+            terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / cfg.accum
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
+    if not math.isfinite(grad_norm):
+        logger.warning("step %d: non-finite gradient; update skipped", step)
+        opt.zero_grad(set_to_none=True)
+    else:
+        opt.step()
+    return {**terms_sum, "grad_norm": grad_norm}
+
+
+def _trim_log(log_path: Path, step: int) -> None:
+    """Drop log rows beyond ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not log_path.exists():
+        return
+    rows = [line for line in log_path.read_text().splitlines() if line.strip()]
+    keep = []
+    for line in rows:
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            logger.warning("%s: dropping an unreadable row", log_path)
+    if len(keep) != len(rows):
+        atomic_write_text(log_path, "".join(r + "\n" for r in keep))
+
+
+def train(cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> Dict[str, Any]:
+    """Run (or resume) training; returns the last metrics. Writes into ``cfg.out``:
+    ``last.pt`` (resume point), ``best.pt`` (best validation), ``metrics.jsonl``, ``loss.png``.
+
+    Step ``s`` trains on samples drawn from ``(seed, s)``, so a resumed run repeats exactly what
+    an uninterrupted one does."""
+    from tqdm import tqdm
+
+    world, rank = _dist_info()
+    device = _device(cfg, world)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    state: Dict[str, Any] = {"step": 0, "best": None, "elapsed": 0.0, "last_valid": None}
+    model, model_config, opt = _model_and_optimizer(cfg, model_config, device, state)
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-
-    train_p, valid_p = load_proteins(cfg)
-    dataset = ProteinDataset(train_p, crop_size=cfg.crop_size, seed=cfg.seed)
-    if len(dataset) == 0:
-        raise ValueError(f"{cfg.data}: no training chains")
-    valid_examples = []
-    for name in sorted(valid_p)[: cfg.max_valid]:
-        ex = make_example(valid_p[name])
-        n = len(ex["aatype"])
-        valid_examples.append(crop_example(ex, max(0, (n - cfg.crop_size) // 2), cfg.crop_size))
-    sampler = LengthBatchSampler(dataset.lengths, cfg.batch_size, cfg.max_residues, shuffle=True, seed=cfg.seed)
+    data, valid_examples = load_training_data(cfg)
     log_path = out / "metrics.jsonl"
     is_main = rank == 0
     if is_main:
+        _trim_log(log_path, state["step"])
         atomic_write_text(out / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
-        logger.info("%d training chains, %d validation chains, %d parameters, device %s",
-                    len(dataset), len(valid_examples), sum(p.numel() for p in model.parameters()), device)
+        logger.info("%d training chains, %d validation crops, %d parameters, device %s",
+                    len(data), len(valid_examples), sum(p.numel() for p in model.parameters()), device)
+        if not valid_examples:
+            logger.warning("no validation chains: best.pt will not be written (give --valid-data, --clusters "
+                           "or --manifest with --valid-fraction > 0)")
     t_start = time.perf_counter() - state["elapsed"]
     last_metrics: Dict[str, Any] = {}
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step", disable=not (cfg.progress and is_main))
     use_amp = cfg.amp and device.type == "cuda"
 
     def checkpoint(name: str, metrics=None):
-        if not is_main:
-            return
-        state["elapsed"] = time.perf_counter() - t_start
-        save_checkpoint(out / name, model, model_config, dict(state), opt, metrics)
+        if is_main:
+            state["elapsed"] = time.perf_counter() - t_start
+            save_checkpoint(out / name, model, model_config, dict(state), opt, metrics)
 
-    stop = False
-    while state["step"] < cfg.steps and not stop:
-        dataset.set_epoch(state["epoch"])
-        sampler.set_epoch(state["epoch"])
-        batches = list(sampler)[rank::world]
-        while state["batch"] < len(batches) and state["step"] < cfg.steps:
-            group = batches[state["batch"]: state["batch"] + cfg.accum]
-            state["batch"] += len(group)
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(state["step"], cfg)
-            opt.zero_grad(set_to_none=True)
-            terms_sum: Dict[str, float] = {}
-            for idx in group:
-                batch = _to(collate([dataset[i] for i in idx]), device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    terms = forward_losses(ddp_model, batch, cfg)
-                (terms["loss"] / len(group)).backward()
-                for k, v in terms.items():
-                    terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / len(group)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
-            if not math.isfinite(grad_norm):
-                logger.warning("step %d: non-finite gradient; update skipped", state["step"])
-                opt.zero_grad(set_to_none=True)
-            else:
-                opt.step()
-            state["step"] += 1
-            bar.update()
-            elapsed = time.perf_counter() - t_start
-            if is_main and state["step"] % cfg.log_every == 0:
-                rec = {"step": state["step"], "time_s": round(elapsed, 1), "lr": _lr_at(state["step"], cfg),
-                       "grad_norm": grad_norm, **{k: round(v, 5) for k, v in terms_sum.items()}}
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                bar.set_postfix(loss=f"{terms_sum['loss']:.3f}", dgram=f"{terms_sum['distogram']:.3f}")
-            if valid_examples and state["step"] % cfg.eval_every == 0:
-                metrics = evaluate_model(model, valid_examples, cfg, device) if is_main else {}
-                if is_main:
-                    score = metrics.get("valid_lddt_ca", -metrics["valid_distogram"])
-                    metrics.update(step=state["step"], time_s=round(elapsed, 1))
-                    with open(log_path, "a") as fh:
-                        fh.write(json.dumps(metrics) + "\n")
-                    logger.info("step %d: %s", state["step"], {k: round(v, 4) for k, v in metrics.items()})
-                    if state["best"] is None or score > state["best"]:
-                        state["best"] = score
-                        checkpoint("best.pt", metrics)
-                    last_metrics = metrics
-                    _plot_curve(log_path, out / "loss.png")
-            if state["step"] % cfg.ckpt_every == 0:
-                checkpoint("last.pt")
-            if cfg.time_limit_min and elapsed > cfg.time_limit_min * 60:
-                logger.info("time limit reached at step %d", state["step"])
-                stop = True
-                break
-        if state["batch"] >= len(batches):
-            state["epoch"] += 1
-            state["batch"] = 0
+    def validate() -> Dict[str, Any]:
+        metrics = evaluate_model(model, valid_examples, cfg, device)
+        score = metrics.get("valid_lddt_ca", -metrics["valid_distogram"])
+        metrics.update(step=state["step"], time_s=round(time.perf_counter() - t_start, 1))
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        logger.info("step %d: %s", state["step"], {k: round(v, 4) for k, v in metrics.items()})
+        state["last_valid"] = state["step"]
+        if state["best"] is None or score > state["best"]:
+            state["best"] = score
+            checkpoint("best.pt", metrics)
+        _plot_curve(log_path, out / "loss.png")
+        return metrics
+
+    while state["step"] < cfg.steps:
+        terms = _train_step(model, ddp_model, opt, data, cfg, state["step"], rank, world, device, use_amp)
+        state["step"] += 1
+        bar.update()
+        elapsed = time.perf_counter() - t_start
+        if is_main and state["step"] % cfg.log_every == 0:
+            rec = {"step": state["step"], "time_s": round(elapsed, 1), "lr": _lr_at(state["step"], cfg),
+                   **{k: round(v, 5) for k, v in terms.items()}}
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            bar.set_postfix(loss=f"{terms['loss']:.3f}", dgram=f"{terms['distogram']:.3f}")
+        if is_main and valid_examples and state["step"] % cfg.eval_every == 0:
+            last_metrics = validate()
+        if state["step"] % cfg.ckpt_every == 0:
+            checkpoint("last.pt")
+        if cfg.time_limit_min and elapsed > cfg.time_limit_min * 60:
+            logger.info("time limit reached at step %d", state["step"])
+            break
     bar.close()
+    if is_main and valid_examples and state["last_valid"] != state["step"]:
+        last_metrics = validate()  # a short or stopped run still ends validated, with best.pt
     checkpoint("last.pt")
     if is_main and log_path.exists():
         _plot_curve(log_path, out / "loss.png")

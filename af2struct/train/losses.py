@@ -79,6 +79,36 @@ def chi_loss(chi_pred: torch.Tensor, chi_true: torch.Tensor, chi_mask: torch.Ten
     return (err * chi_mask).sum() / chi_mask.sum().clamp(min=1)
 
 
+@torch.no_grad()
+def long_range_contact_precision(logits: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor, heads,
+                                 min_sep: int = 24, contact: float = 8.0) -> torch.Tensor:
+    """Mean over the batch of the top-L/5 precision of Calpha contacts (< ``contact`` A) at
+    sequence separation >= ``min_sep``, ranked by the distogram's P(d < contact).
+
+    ``logits [B, L, L, K]``; ``heads`` is the model's :class:`HeadsConfig` (bin edges)."""
+    from af2struct.model.mds import distogram_edges
+
+    edges = distogram_edges(logits.shape[-1], heads.distogram_min, heads.distogram_max)
+    k = int(torch.searchsorted(edges, torch.tensor(contact)))
+    p_contact = torch.softmax(logits.float(), -1)[..., :k].sum(-1)
+    ca, m = pos37[:, :, CA], mask37[:, :, CA] > 0
+    true = torch.cdist(ca, ca) < contact
+    n = ca.shape[1]
+    idx = torch.arange(n, device=ca.device)
+    far = (idx[None, :] - idx[:, None]) >= min_sep  # upper triangle, separation >= min_sep
+    out = []
+    for b in range(ca.shape[0]):
+        ok = far & m[b][:, None] & m[b][None, :]
+        length = int(m[b].sum())
+        top = max(1, length // 5)
+        if not ok.any():
+            continue
+        scores = p_contact[b][ok]
+        order = torch.argsort(scores, descending=True, stable=True)[:top]
+        out.append(true[b][ok][order].float().mean())
+    return torch.stack(out).mean() if out else torch.tensor(float("nan"))
+
+
 def total_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
     """All losses for a batch; ``loss`` is their weighted sum."""
     pos, m = batch["all_atom_positions"], batch["all_atom_mask"]

@@ -1,0 +1,128 @@
+"""A backbone-only chain database in one numpy file (``chains_backbone.npz``), read without pickle.
+
+The layout is the one of ``shared/data/pdb2018_backbone`` (21,118 PDB chains, N/CA/C/O):
+
+==================  ================  ================================================
+coords_centiA       [R, 4, 3] int16   N, CA, C, O in 0.01 A, relative to the chain centre
+chain_center        [C, 3] float32    added back to get Angstrom
+offsets, lengths    [C] int64         chain ``i`` is rows ``offsets[i] : offsets[i] + lengths[i]``
+pdb_ids, chain_ids  [C] bytes         chain ``i`` is named ``<pdb_id>_<chain_id>``
+start_resnum        [C] int64         residue number of the first residue (records are gap-free)
+sequence, dssp      [R] uint8         one ASCII letter per residue
+==================  ================  ================================================
+
+Chains are addressed by index; examples (see :mod:`af2struct.data.features`) are built for a
+crop only, so the whole database stays as compact int16 in memory (~110 MB).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.protein import Protein
+from af2struct.data.features import Example
+
+BACKBONE_ATOMS = ("N", "CA", "C", "O")
+_REQUIRED = ("coords_centiA", "chain_center", "offsets", "lengths", "pdb_ids", "chain_ids", "start_resnum", "sequence")
+
+
+class BackboneDBError(ValueError):
+    """A backbone database file that is missing, unreadable or inconsistent."""
+
+
+class BackboneDB:
+    """Read-only view of a ``chains_backbone.npz`` file.
+
+    Args:
+        path: the ``.npz`` file (loaded with ``allow_pickle=False``).
+    """
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise BackboneDBError(f"{path}: no such backbone database file")
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                missing = [k for k in _REQUIRED if k not in d.files]
+                if missing:
+                    raise BackboneDBError(f"{path}: not a backbone database (missing arrays {missing})")
+                arrays = {k: d[k] for k in d.files}
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, BackboneDBError):
+                raise
+            raise BackboneDBError(f"{path}: not a readable numpy .npz file ({exc})") from None
+        self.path = path
+        self.coords = arrays["coords_centiA"]
+        self.center = arrays["chain_center"].astype(np.float32)
+        self.offsets = arrays["offsets"].astype(np.int64)
+        self.lengths = arrays["lengths"].astype(np.int64)
+        self.start_resnum = arrays["start_resnum"].astype(np.int64)
+        self._sequence = arrays["sequence"]
+        self._dssp = arrays.get("dssp")
+        order = arrays.get("atom_order")
+        if order is not None and tuple(x.decode() for x in order) != BACKBONE_ATOMS:
+            raise BackboneDBError(f"{path}: atom order {order} is not {BACKBONE_ATOMS}")
+        r, c = len(self._sequence), len(self.offsets)
+        if self.coords.shape != (r, 4, 3) or self.center.shape != (c, 3) or len(self.lengths) != c:
+            raise BackboneDBError(f"{path}: array shapes disagree (coords {self.coords.shape}, {c} chains, {r} residues)")
+        if c and (self.offsets.min() < 0 or (self.offsets + self.lengths).max() > r or self.lengths.min() < 1):
+            raise BackboneDBError(f"{path}: chain offsets/lengths point outside the {r} residues")
+        self.names: List[str] = [f"{p.decode()}_{ch.decode()}" for p, ch in zip(arrays["pdb_ids"], arrays["chain_ids"])]
+        # ASCII letter -> aatype (anything not among the 20 is unknown)
+        self._lut = np.full(256, rc.unk_restype_index, np.int64)
+        for letter, i in rc.restype_order.items():
+            self._lut[ord(letter)] = i
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def _rows(self, i: int, start: int = 0, size: Optional[int] = None) -> slice:
+        n = int(self.lengths[i])
+        size = n - start if size is None else min(size, n - start)
+        o = int(self.offsets[i]) + start
+        return slice(o, o + size)
+
+    def sequence(self, i: int) -> str:
+        return self._sequence[self._rows(i)].tobytes().decode("ascii")
+
+    def dssp(self, i: int) -> str:
+        """DSSP 8-state string of chain ``i`` ('' when the file has none)."""
+        return "" if self._dssp is None else self._dssp[self._rows(i)].tobytes().decode("ascii")
+
+    def backbone(self, i: int, start: int = 0, size: Optional[int] = None) -> np.ndarray:
+        """``[n, 4, 3]`` float32 N, CA, C, O in Angstrom (residues ``start : start + size``)."""
+        return self.coords[self._rows(i, start, size)].astype(np.float32) / 100.0 + self.center[i]
+
+    def example(self, i: int, start: int = 0, size: Optional[int] = None) -> Example:
+        """Training features for residues ``start : start + size`` of chain ``i`` (single
+        sequence; backbone atoms as targets, no side chains, so every chi is masked)."""
+        rows = self._rows(i, start, size)
+        n = rows.stop - rows.start
+        aatype = self._lut[self._sequence[rows]]
+        pos = np.zeros((n, rc.atom_type_num, 3), np.float32)
+        mask = np.zeros((n, rc.atom_type_num), np.float32)
+        idx = [rc.atom_order[a] for a in BACKBONE_ATOMS]
+        pos[:, idx] = self.backbone(i, start, n)
+        mask[:, idx] = 1.0
+        return {
+            "aatype": aatype,
+            "residue_index": (self.start_resnum[i] + start + np.arange(n)).astype(np.int64),
+            "seq_mask": np.ones(n, np.float32),
+            "msa": aatype[None].copy(),
+            "msa_mask": np.ones((1, n), np.float32),
+            "deletion_value": np.zeros((1, n), np.float32),
+            "all_atom_positions": pos,
+            "all_atom_mask": mask,
+            "chi_angles": np.zeros((n, 4), np.float32),
+            "chi_mask": np.zeros((n, 4), np.float32),
+        }
+
+    def protein(self, i: int) -> Protein:
+        """Chain ``i`` as a backbone-only :class:`Protein` (N, CA, C, O)."""
+        ex = self.example(i)
+        return Protein(aatype=ex["aatype"].astype(np.int32), atom_positions=ex["all_atom_positions"],
+                       atom_mask=ex["all_atom_mask"], residue_index=ex["residue_index"].astype(np.int32))
