@@ -8,6 +8,7 @@ each unbroken segment becomes its own chain, so no bond is made across a gap.
 from __future__ import annotations
 
 import io
+import random
 import string
 from typing import List, Tuple
 
@@ -84,7 +85,22 @@ def fix_with_pdbfixer(protein: Protein, seed: int = 0):
     hydrogens; residues stay one-to-one and in order with ``protein``."""
     from pdbfixer import PDBFixer
 
-    fixer = PDBFixer(pdbfile=io.StringIO(to_pdb_string(protein)))
+    import openmm
+
+    # Modeller places new hydrogens at random (Python's global ``random``) before minimising
+    # them: seed it (and restore it after) and minimise on the serial Reference platform, so the
+    # same input gives the same atoms.
+    saved = random.getstate()
+    random.seed(seed)
+    try:
+        fixer = PDBFixer(pdbfile=io.StringIO(to_pdb_string(protein)),
+                         platform=openmm.Platform.getPlatformByName("Reference"))
+        return _fix(fixer, protein, seed)
+    finally:
+        random.setstate(saved)
+
+
+def _fix(fixer, protein: Protein, seed: int):
     fixer.findNonstandardResidues()
     fixer.replaceNonstandardResidues()
     fixer.removeHeterogens(keepWater=False)

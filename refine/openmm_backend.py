@@ -89,8 +89,12 @@ def _context(system, topology_positions, config: RelaxConfig):
     for name in _platforms(config.platform):
         platform = openmm.Platform.getPlatformByName(name)
         props = {}
-        if name == "CPU" and config.threads > 0:
-            props["Threads"] = str(config.threads)
+        if name == "CPU":
+            props["DeterministicForces"] = "true"
+            if config.threads > 0:
+                props["Threads"] = str(config.threads)
+        elif name == "CUDA":
+            props["DeterministicForces"] = "true"
         try:
             integrator = openmm.LangevinIntegrator(0, 0.01, 0.0)
             ctx = openmm.Context(system, integrator, platform, props)

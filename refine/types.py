@@ -56,7 +56,10 @@ class RelaxConfig:
         pull_back_stiffness_max: stiffest restraint of the pull-back, kcal/mol/A^2.
         max_attempts: tries per round after a failed minimisation (NaN energy, exception).
         platform: ``auto`` (CUDA, then OpenCL, then CPU) or a name.
-        threads: CPU threads for OpenMM (0 = OpenMM's default).
+        threads: CPU threads for OpenMM. 1 (the default) makes a relax bit-reproducible: with more
+            threads OpenMM's CPU platform sums forces in thread order, so reruns differ in the last
+            digits and the rounds can take another path; run structures in parallel instead
+            (``relax.py --jobs``). 0 = OpenMM's default (all cores).
         clash_overlap: vdW overlap (A) that counts as a violation in the outer loop
             (AlphaFold uses 1.5; 0.4 is the stricter MolProbity-style clash).
         keep_hydrogens: also return the relaxed all-atom (with H) PDB text.
@@ -81,7 +84,7 @@ class RelaxConfig:
     pull_back_stiffness_max: float = 100.0
     max_attempts: int = 3
     platform: str = "auto"
-    threads: int = 0
+    threads: int = 1
     clash_overlap: float = 0.4
     keep_hydrogens: bool = False
     rosetta_scorefxn: str = "ref2015"

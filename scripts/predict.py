@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--num-recycles", type=int, default=None, help="recycling passes (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--relax", choices=("openmm", "rosetta", "none"), default=d.relax)
-    p.add_argument("--relax-threads", type=int, default=d.relax_threads)
+    p.add_argument("--relax-threads", type=int, default=d.relax_threads,
+                   help="OpenMM CPU threads for relax (1: bit-reproducible; 0: all cores, reruns may differ)")
     p.add_argument("--format", choices=("pdb", "cif"), default=d.fmt, help="also write mmCIF with cif")
     p.add_argument("--max-length", type=int, default=d.max_length,
                    help="longest sequence to fold (default 800: about 2 GiB for the model on CPU, "

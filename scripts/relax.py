@@ -42,7 +42,9 @@ def main(argv=None) -> int:
                    help="stiffest restraint of the pull-back, kcal/mol/A^2")
     p.add_argument("--max-attempts", type=int, default=d.max_attempts, help="retries after a failed minimisation")
     p.add_argument("--platform", choices=PLATFORMS, default=d.platform, help="OpenMM platform (auto: CUDA, OpenCL, CPU)")
-    p.add_argument("--threads", type=int, default=d.threads, help="OpenMM CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="OpenMM CPU threads per structure (1: bit-reproducible; 0: all cores, faster on big "
+                        "chains but reruns may differ); use --jobs for parallelism")
     p.add_argument("--rosetta-scorefxn", default=d.rosetta_scorefxn)
     p.add_argument("--rosetta-rounds", type=int, default=d.rosetta_rounds)
     p.add_argument("--format", choices=("pdb", "cif"), default="pdb", help="output structure format")

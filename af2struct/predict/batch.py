@@ -61,7 +61,7 @@ class PredictOptions:
     workers: int = 0  # > 0: start a local Ray with this many CPUs
     model_workers: int = 0  # model replicas on Ray (0: one per GPU, else one)
     native: Optional[str] = None  # a structure file (one target) or a folder of <name>.pdb|cif
-    relax_threads: int = 0
+    relax_threads: int = 1
     plots: bool = True
     progress: bool = True
 
