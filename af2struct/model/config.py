@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+# keys that older configs carried but that name a path or device: dropped when read (a
+# checkpoint is data and must not choose where the program reads or writes)
+_RUNTIME_KEYS = {"StructureConfig": ("se3_cache_dir",)}
 
 SparseSpec = Union[bool, Tuple[bool, ...]]
 
@@ -14,6 +20,11 @@ def _from_dict(cls: Type[T], d: Mapping[str, Any], where: str) -> T:
     if not isinstance(d, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    d = dict(d)
+    for key in _RUNTIME_KEYS.get(cls.__name__, ()):
+        if d.pop(key, None) is not None:
+            logger.warning("%s.%s ignored: a runtime setting is never taken from a model config or checkpoint "
+                           "(set it on the command line or in the environment)", where, key)
     unknown = sorted(set(d) - set(fields))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
@@ -104,7 +115,6 @@ class StructureConfig:
     se3_num_degrees: int = 2
     se3_num_neighbors: int = 16
     se3_edge_dim: int = 8
-    se3_cache_dir: Optional[str] = None  # None: in-memory basis cache only
     se3_max_step: float = 3.0  # Angstrom: bound on the coordinate update per residue
 
 

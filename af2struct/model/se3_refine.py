@@ -8,8 +8,8 @@ rotates/translates the output.
 
 Notes on the library (0.9.0): its basis cache path is read from ``CACHE_PATH`` when the module
 is first imported (default: a folder in the home directory, holding pickles). ``import_se3``
-sets it to the configured folder, or disables the disk cache (in-memory only) when none is
-given. Its ``get_basis(differentiable=True)`` enters ``no_grad`` (the context is inverted), so we
+sets it to the folder the user named in ``$AF2STRUCT_SE3_CACHE``, or disables the disk cache
+(in-memory only); a model config or checkpoint never chooses it. Its ``get_basis(differentiable=True)`` enters ``no_grad`` (the context is inverted), so we
 keep ``differentiable_coors=False``: the basis is a function of the input geometry only, and
 gradients reach the trunk through node and edge features.
 """
@@ -31,9 +31,15 @@ CA_C = 1.525
 N_CA_C = math.radians(111.2)
 
 
-def import_se3(cache_dir: Optional[str] = None):
-    """Import ``se3_transformer_pytorch`` with its basis cache kept in ``cache_dir`` (or in memory)."""
+SE3_CACHE_ENV = "AF2STRUCT_SE3_CACHE"
+
+
+def import_se3():
+    """Import ``se3_transformer_pytorch`` with its basis cache in memory, or in the folder the
+    user named in ``$AF2STRUCT_SE3_CACHE`` (the library pickles its cache: name only a folder
+    you own). Never a path from a model config or checkpoint."""
     if "se3_transformer_pytorch" not in sys.modules:
+        cache_dir = os.environ.get(SE3_CACHE_ENV)
         if cache_dir:
             os.makedirs(cache_dir, exist_ok=True)
             os.environ["CACHE_PATH"] = str(cache_dir)
@@ -58,7 +64,7 @@ def ideal_backbone(ca: torch.Tensor, v_n: torch.Tensor, v_c: torch.Tensor) -> to
 class SE3Refiner(nn.Module):
     def __init__(self, cfg: StructureConfig, single_dim: int, pair_dim: int) -> None:
         super().__init__()
-        se3 = import_se3(cfg.se3_cache_dir)
+        se3 = import_se3()
         self.cfg = cfg
         self.node_in = nn.Sequential(nn.LayerNorm(single_dim), nn.Linear(single_dim, cfg.se3_dim))
         self.edge_in = nn.Sequential(nn.LayerNorm(pair_dim), nn.Linear(pair_dim, cfg.se3_edge_dim))

@@ -102,3 +102,26 @@ def test_ddp_two_cpu_processes(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert load_checkpoint(out / "last.pt")["train_state"]["step"] == 2
+
+
+def test_checkpoint_cannot_choose_a_path(tmp_path):
+    """A crafted checkpoint naming se3-transformer's basis cache folder (which the library fills
+    with pickles and reads back) gets no folder made and nothing read from it: in a fresh process,
+    as ``predict.py --weights`` would load it."""
+    import os
+
+    model = Alphafold2(config=preset("tiny"))
+    path = save_checkpoint(tmp_path / "m.pt", model, model.config)
+    payload = load_checkpoint(path)
+    planted = tmp_path / "planted_cache"
+    payload["config"]["structure"]["se3_cache_dir"] = str(planted)
+    torch.save(payload, tmp_path / "evil.pt")
+    code = ("import os, sys; from af2struct.train.checkpoint import load_model; m, _ = load_model(sys.argv[1]); "
+            "print(os.environ.get('CACHE_PATH'), 'se3_cache_dir' in m.config.to_dict()['structure'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("AF2STRUCT_SE3_CACHE", "CACHE_PATH")}
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "evil.pt")], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not planted.exists()
+    assert r.stdout.split() == ["None", "False"]
+    assert "ignored" in r.stderr
