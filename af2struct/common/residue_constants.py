@@ -181,25 +181,31 @@ class SequenceError(ValueError):
     """A sequence that cannot be turned into residue types (empty, unknown letters)."""
 
 
+# One-letter codes beyond the 20 and what a prediction models them as: X (unknown) and the
+# ambiguous B (Asx), Z (Glx) and J (Xle) become the unknown type (backbone only, written as UNK,
+# as AlphaFold and ColabFold do); selenocysteine U is modelled as cysteine and pyrrolysine O as
+# lysine (their nearest standard residues, as MSE is read as MET).
+EXTRA_LETTERS: Dict[str, str] = {"X": "X", "B": "X", "Z": "X", "J": "X", "U": "C", "O": "K"}
+
+
 def sequence_to_aatype(sequence: str, allow_unknown: bool = False) -> np.ndarray:
     """One-letter sequence -> ``aatype [L]`` int32 in ``restypes`` order.
 
-    Whitespace is ignored; letters are case-insensitive. Unknown letters raise
-    :class:`SequenceError` naming each letter and its 1-based position, unless
-    ``allow_unknown`` (then ``X`` and unknown letters map to index 20).
+    Whitespace is ignored; letters are case-insensitive. The 20 standard letters and
+    :data:`EXTRA_LETTERS` are read; any other character raises :class:`SequenceError` naming
+    each and its 1-based position, unless ``allow_unknown`` (then it maps to index 20).
     """
     seq = "".join(sequence.split()).upper()
     if not seq:
         raise SequenceError("empty sequence")
+    seq = "".join(EXTRA_LETTERS.get(c, c) for c in seq)
     bad = [(i + 1, c) for i, c in enumerate(seq) if c not in restype_order and c != "X"]
-    if not allow_unknown:
-        bad += [(i + 1, c) for i, c in enumerate(seq) if c == "X"]
-        bad.sort()
     if bad and not allow_unknown:
-        shown = ", ".join(f"'{c}' at {i}" for i, c in bad[:10])
+        shown = ", ".join(f"{c!r} at {i}" for i, c in bad[:10])
         more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
         raise SequenceError(
-            f"unknown residue letter(s): {shown}{more}; expected one of {''.join(restypes)}"
+            f"unknown residue letter(s): {shown}{more}; expected one of {''.join(restypes)} "
+            f"or {''.join(EXTRA_LETTERS)}"
         )
     return np.array([restype_order.get(c, unk_restype_index) for c in seq], dtype=np.int32)
 

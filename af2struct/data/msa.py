@@ -19,8 +19,9 @@ class MsaError(ValueError):
     """A malformed FASTA/A3M/Stockholm file, or an MSA that does not fit its query."""
 
 
-def parse_fasta(text: str, source: str = "FASTA") -> List[Tuple[str, str]]:
-    """``[(name, sequence)]`` from FASTA text; names are the first word after ``>``.
+def parse_fasta(text: str, source: str = "FASTA", full_headers: bool = False) -> List[Tuple[str, str]]:
+    """``[(name, sequence)]`` from FASTA text; names are the first word after ``>`` (the whole
+    header line with ``full_headers``).
 
     Raises :class:`MsaError` for text before the first header, a header with no name, or a
     record with no sequence.
@@ -34,7 +35,7 @@ def parse_fasta(text: str, source: str = "FASTA") -> List[Tuple[str, str]]:
             header = line[1:].strip()
             if not header:
                 raise MsaError(f"{source}:{lineno}: header line with no name")
-            records.append((header.split()[0], []))
+            records.append((header if full_headers else header.split()[0], []))
         else:
             if not records:
                 raise MsaError(f"{source}:{lineno}: sequence before the first '>' header; is this FASTA?")
@@ -50,13 +51,13 @@ def parse_fasta(text: str, source: str = "FASTA") -> List[Tuple[str, str]]:
     return out
 
 
-def read_fasta(path: Union[str, Path]) -> List[Tuple[str, str]]:
+def read_fasta(path: Union[str, Path], full_headers: bool = False) -> List[Tuple[str, str]]:
     path = Path(path)
     try:
         text = path.read_text()
     except UnicodeDecodeError:
         raise MsaError(f"{path}: not a text file") from None
-    return parse_fasta(text, str(path))
+    return parse_fasta(text, str(path), full_headers)
 
 
 @dataclasses.dataclass(frozen=True)

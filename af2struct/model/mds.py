@@ -89,7 +89,10 @@ def classical_mds(dist: torch.Tensor) -> torch.Tensor:
     evals, evecs = torch.linalg.eigh(b)
     top = evals[..., -3:].clamp(min=1e-6).flip(-1)
     vecs = evecs[..., -3:].flip(-1)
-    return vecs * top.sqrt()[..., None, :]
+    x = vecs * top.sqrt()[..., None, :]
+    if n < 3:  # one or two points span fewer than 3 dimensions
+        x = torch.nn.functional.pad(x, (0, 3 - n))
+    return x
 
 
 def ca_pseudo_torsions(x: torch.Tensor) -> torch.Tensor:

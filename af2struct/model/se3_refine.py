@@ -79,9 +79,12 @@ class SE3Refiner(nn.Module):
 
     def forward(self, ca: torch.Tensor, s: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``ca [B, L, 3]`` -> refined ``ca [B, L, 3]`` and backbone ``[B, L, 3, 3]`` (N, CA, C)."""
+        n = ca.shape[1]
+        if n < 2:  # a lone residue has no neighbour to attend to: an ideal backbone around its CA
+            axes = torch.eye(3, dtype=ca.dtype, device=ca.device)
+            return ca, ideal_backbone(ca, axes[1].expand_as(ca), axes[0].expand_as(ca))
         feats = self.node_in(s)
         edges = self.edge_in(z)
-        n = ca.shape[1]
         k = min(self.cfg.se3_num_neighbors, n - 1)
         self.net.num_neighbors = k  # never more neighbours than residues
         out = self.net(feats, ca, mask=mask.bool(), edges=edges, return_type=1)  # [B, L, 3, 3]

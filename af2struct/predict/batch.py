@@ -40,8 +40,33 @@ class InputError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Target:
+    """One sequence to fold: ``name`` (safe as a folder name) and the FASTA header it came from."""
+
     name: str
     sequence: str
+    description: str = ""
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe for a folder name: runs of other characters become ``_`` (at most 100)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:100].rstrip("._-")
+    return name or "target"
+
+
+def target_names(headers: List[str]) -> List[str]:
+    """Folder names for FASTA headers, as the field reads them: the identifier (first word;
+    ``sp|P69905|HBA_HUMAN`` -> ``sp_P69905_HBA_HUMAN``), or the whole header where identifiers
+    repeat (``>my protein 1``, ``>my protein 2``). Raises :class:`InputError` for true duplicates."""
+    ids = [safe_name(h.split()[0]) if h.split() else "target" for h in headers]
+    names = [i if ids.count(i) == 1 else safe_name(h) for i, h in zip(ids, headers)]
+    seen: Dict[str, List[str]] = {}
+    for n, h in zip(names, headers):
+        seen.setdefault(n, []).append(h)
+    dup = {n: hs for n, hs in seen.items() if len(hs) > 1}
+    if dup:
+        shown = "; ".join(f"{n!r} from headers {hs[:3]}" for n, hs in list(dup.items())[:5])
+        raise InputError(f"duplicate target names: {shown}")
+    return names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,19 +115,15 @@ def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None, na
         if path.stat().st_size == 0:
             raise InputError(f"{path}: empty FASTA file")
         try:
-            records = read_fasta(path)
+            records = read_fasta(path, full_headers=True)
         except MsaError as exc:
             raise InputError(str(exc)) from None
-    else:
-        records = [(name or "query", sequence)]
-    names = [n for n, _ in records]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise InputError(f"duplicate target names: {dup[:10]}")
-    bad = [n for n in names if not SAFE_NAME.match(n)]
-    if bad:
-        raise InputError(f"target names must be safe file names (letters, digits, . _ -; max 100): {bad[:10]}")
-    return [Target(n, s) for n, s in records]
+        names = target_names([h for h, _ in records])
+        return [Target(n, s, h) for n, (h, s) in zip(names, records)]
+    label = name or "query"
+    if not SAFE_NAME.match(label):
+        raise InputError(f"--name must be a safe file name (letters, digits, . _ -; max 100): {label!r}")
+    return [Target(label, sequence, label)]
 
 
 def _msa_for(target: Target, opts: PredictOptions, n_targets: int):
@@ -196,7 +217,7 @@ def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, rela
         (partial / "distogram.npz").write_bytes(buf.getvalue())
         if msa is not None:
             row["msa_depth"] = len(msa)
-        conf = {"name": target.name, "sequence": final_protein.sequence, "mean_plddt": float(np.mean(pred.plddt)),
+        conf = {"name": target.name, "description": target.description, "sequence": final_protein.sequence, "mean_plddt": float(np.mean(pred.plddt)),
                 "plddt": [round(float(x), 2) for x in pred.plddt]}
         atomic_write_text(partial / "confidence.json", json.dumps(conf))
         if opts.plots:

@@ -26,10 +26,10 @@ def test_scn_order_matches_sidechainnet_package():
 
 def test_sequence_to_aatype_and_errors():
     assert rc.aatype_to_sequence(rc.sequence_to_aatype("acd e\n")) == "ACDE"
-    with pytest.raises(rc.SequenceError, match=r"'B' at 2.*'Z' at 4"):
-        rc.sequence_to_aatype("ABCZ")
+    # X, B, Z, J: unknown (as AlphaFold and ColabFold read them); U as C, O as K
+    assert rc.aatype_to_sequence(rc.sequence_to_aatype("XBZJUOa")) == "XXXXCKA"
+    with pytest.raises(rc.SequenceError, match=r"'1' at 2.*'\*' at 4"):
+        rc.sequence_to_aatype("A1C*")
     with pytest.raises(rc.SequenceError, match="empty"):
         rc.sequence_to_aatype("  \n ")
-    with pytest.raises(rc.SequenceError, match="'X' at 1"):
-        rc.sequence_to_aatype("XA")
-    assert rc.sequence_to_aatype("XA", allow_unknown=True).tolist() == [20, 0]
+    assert rc.sequence_to_aatype("A-", allow_unknown=True).tolist() == [0, 20]

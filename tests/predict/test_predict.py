@@ -65,14 +65,14 @@ def test_no_relax_and_cif(tmp_path, tiny_weights):
 
 def test_batch_resume_and_per_target_failures(tmp_path, tiny_weights):
     fasta = tmp_path / "in.fasta"
-    fasta.write_text(f">good\n{SEQ_1PSM[:25]}\n>bad_letters\nACDEZZ\n>too_long\n{'A' * 60}\n>other\n{SEQ_1PSM[5:30]}\n")
+    fasta.write_text(f">good\n{SEQ_1PSM[:25]}\n>bad_letters\nACDE11\n>too_long\n{'A' * 60}\n>other\n{SEQ_1PSM[5:30]}\n")
     out = tmp_path / "o"
     args = (fasta, "--out", out, "--relax", "none", "--weights", tiny_weights, "--no-plots", "--max-length", "50")
     r = run(*args)
     assert r.returncode == 3
     s = summary(out)
     assert s["good"]["status"] == "ok" and s["other"]["status"] == "ok"
-    assert "'Z' at 5" in s["bad_letters"]["error"] and "exceed the maximum length 50" in s["too_long"]["error"]
+    assert "'1' at 5" in s["bad_letters"]["error"] and "exceed the maximum length 50" in s["too_long"]["error"]
     assert not (out / "bad_letters").exists()  # nothing partial left for a failed target
     # an interrupted run leaves a partial folder and no result: it is redone, finished ones are not
     mtime = (out / "good" / "result.json").stat().st_mtime_ns
@@ -87,7 +87,6 @@ def test_batch_resume_and_per_target_failures(tmp_path, tiny_weights):
 @pytest.mark.parametrize("fasta,msg", [
     ("", "empty FASTA"),
     (">a\nACDE\n>a\nACDF\n", "duplicate target names"),
-    (">../evil\nACDE\n", "safe file names"),
     ("ACDE\n", "before the first"),
 ])
 def test_bad_run_input(tmp_path, tiny_weights, fasta, msg):
@@ -146,3 +145,20 @@ def test_msa_search_with_msa_db(tmp_path, tiny_weights, data_dir):
     r = run("--sequence", SEQ_1PSM, "--name", "x", "--out", out, "--relax", "none", "--weights", tiny_weights,
             "--no-plots", "--msa-db", bad)
     assert r.returncode == 3 and "x" in summary(out) and "FASTA" in summary(out)["x"]["error"]
+
+
+def test_fasta_headers_as_the_field_writes_them(tmp_path):
+    """UniProt headers, headers with spaces, path-like headers: a safe folder name from the
+    identifier (the whole header where identifiers repeat), the full header kept; only true
+    duplicates are refused, naming them."""
+    from af2struct.predict.batch import InputError, read_targets
+
+    f = tmp_path / "x.fasta"
+    f.write_text(">sp|P69905|HBA_HUMAN Hemoglobin subunit alpha OS=Homo sapiens\nMVLSPADKTN\n"
+                 ">my protein 1\nACDE\n>my protein 2\nACDF\n>../evil\nACDG\n")
+    t = read_targets(str(f))
+    assert [x.name for x in t] == ["sp_P69905_HBA_HUMAN", "my_protein_1", "my_protein_2", "evil"]
+    assert t[0].description.startswith("sp|P69905|HBA_HUMAN Hemoglobin")
+    f.write_text(">a b\nACDE\n>a b\nACDF\n")
+    with pytest.raises(InputError, match=r"duplicate target names: 'a_b' from headers \['a b', 'a b'\]"):
+        read_targets(str(f))

@@ -23,7 +23,7 @@ def run(*args):
 
 def test_local_ray_two_workers_relax_msa_search_and_resume(tmp_path, data_dir):
     fasta = tmp_path / "t.fasta"
-    fasta.write_text(f">psm\n{SEQ_1PSM}\n>half\n{SEQ_1PSM[:24]}\n>bad\nEAYKKAKQASZDAEQ\n")
+    fasta.write_text(f">psm\n{SEQ_1PSM}\n>half\n{SEQ_1PSM[:24]}\n>bad\nEAYKKAKQAS1DAEQ\n")
     out = tmp_path / "out"
     r = run(fasta, "--out", out, "--workers", 2, "--msa-db", data_dir / "psm_homologs_db.fasta", "--no-plots",
             "--msa-cpus", 1)
