@@ -4,7 +4,8 @@ Reading rules
 -------------
 * Model 1 only; alternate locations: the first conformer; hydrogens dropped.
 * The 20 standard amino acids are read; MSE is read as MET (SE -> SD).
-* Other non-standard residues (modified amino acids, UNK) are reported in a warning with their
+* UNK is read as the unknown type (``X``, atoms as found, usually the backbone).
+* Other non-standard residues (modified amino acids) are reported in a warning with their
   positions and skipped; waters and ligands are skipped (counted at debug level).
 * Missing atoms are masked, never invented.
 """
@@ -174,7 +175,7 @@ def read_structure(path: PathLike, chain: Optional[str] = None) -> StructureReco
                 hetero[name] += 1
                 continue
             std = rc.modified_to_standard.get(name, name)
-            if std not in rc.restype_3to1:
+            if std not in rc.restype_3to1 and std != "UNK":
                 if res.het_flag == "H" and not _looks_like_polymer(res):
                     hetero[name] += 1
                 else:
@@ -194,7 +195,7 @@ def read_structure(path: PathLike, chain: Optional[str] = None) -> StructureReco
                 bf[idx] = atom.b_iso
             if not mask.any():
                 continue
-            aatype.append(rc.restype_order[rc.restype_3to1[std]])
+            aatype.append(rc.unk_restype_index if std == "UNK" else rc.restype_order[rc.restype_3to1[std]])
             positions.append(pos)
             masks.append(mask)
             bfacs.append(bf)

@@ -152,7 +152,10 @@ def outputs_to_protein(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray
     pos[:, :3] = backbone  # N, CA, C as given (the builder re-idealises them around each frame)
     if oxygen is not None:
         pos[:, rc.atom_order["O"]] = oxygen
-    mask = mask * rc.restype_atom37_mask()[np.asarray(aatype).clip(0, rc.restype_num)]
+    allowed = rc.restype_atom37_mask()[np.asarray(aatype).clip(0, rc.restype_num)].copy()
+    allowed[np.asarray(aatype) >= rc.restype_num, :3] = 1.0  # unknown (X): the backbone, as UNK
+    allowed[np.asarray(aatype) >= rc.restype_num, rc.atom_order["O"]] = 1.0
+    mask = mask * allowed
     n = len(aatype)
     ridx = np.arange(1, n + 1, dtype=np.int32) if residue_index is None else np.asarray(residue_index, np.int32)
     p = Protein(aatype=np.asarray(aatype, np.int32), atom_positions=pos, atom_mask=mask, residue_index=ridx,

@@ -60,6 +60,12 @@ def _tables():
         for k in range(1, len(chis)):
             end = pos[chis[k][2]]
             frames[r, 4 + k] = _rigid(end, np.array([-1.0, 0.0, 0.0]), end)
+    # unknown (X, written as UNK): the backbone only, placed as glycine's
+    gly, unk = rc.restype_order["G"], rc.restype_num
+    frames[unk] = frames[gly]
+    for a in ("N", "CA", "C", "O"):
+        j = rc.atom_order[a]
+        group[unk, j], local[unk, j], mask[unk, j] = group[gly, j], local[gly, j], 1
     return frames, group, local, mask
 
 

@@ -162,3 +162,17 @@ def test_fasta_headers_as_the_field_writes_them(tmp_path):
     f.write_text(">a b\nACDE\n>a b\nACDF\n")
     with pytest.raises(InputError, match=r"duplicate target names: 'a_b' from headers \['a b', 'a b'\]"):
         read_targets(str(f))
+
+
+def test_one_two_and_unknown_residue_sequences(tmp_path, tiny_weights):
+    """1- and 2-residue sequences and X (unknown) fold; U is modelled as C. Relax of a lone
+    residue is refused in one clear line (Amber has no template for it); the unrelaxed model stays."""
+    f = tmp_path / "x.fasta"
+    f.write_text(">one\nM\n>two\nMK\n>unk\nACXDEUG\n")
+    out = tmp_path / "o"
+    r = run(f, "--out", out, "--weights", tiny_weights, "--relax", "none", "--no-plots")
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = summary(out)
+    assert all(s[n]["status"] == "ok" for n in ("one", "two", "unk"))
+    unk = load_structure(out / "unk" / "unrelaxed.pdb")
+    assert unk.sequence == "ACXDECG" and len(load_structure(out / "one" / "unrelaxed.pdb")) == 1
