@@ -168,6 +168,19 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _json_safe(value):
+    """``value`` with numpy scalars as Python numbers and NaN/inf as ``None`` (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots: bool = True) -> None:
     """scores.csv, scores.json, summary.md and PNG plots in ``out`` (each written atomically)."""
     import csv
@@ -180,8 +193,8 @@ def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots
     for r in rows:
         w.writerow([_fmt(r.get(c, "")) for c in COLUMNS] + [r["status"], r.get("error", "")])
     atomic_write_text(out / "scores.csv", buf.getvalue())
-    clean = json.loads(json.dumps({"summary": summary, "models": rows}, default=float).replace("NaN", "null"))
-    atomic_write_text(out / "scores.json", json.dumps(clean, indent=1))
+    atomic_write_text(out / "scores.json", json.dumps(_json_safe({"summary": summary, "models": rows}), indent=1,
+                                                      allow_nan=False))
     lines = [
         "# Evaluation summary", "",
         f"{summary['n_scored']} of {summary['n_models']} models scored over {summary['n_targets']} targets.", "",

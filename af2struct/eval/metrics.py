@@ -66,6 +66,12 @@ def match_residues(model: Protein, native: Protein, align: bool = False) -> Tupl
             continue
         mi.append(i)
         ni.append(j)
+    if not mi and len(model) and len(native):
+        span = lambda p: f"{int(p.residue_index.min())}-{int(p.residue_index.max())}"
+        raise CorrespondenceError(
+            f"model (residues {span(model)}) and native (residues {span(native)}) share no residue number; "
+            "use alignment (--align) to match them by sequence"
+        )
     if bad:
         more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
         raise CorrespondenceError(

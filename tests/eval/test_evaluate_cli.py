@@ -76,3 +76,30 @@ def test_sidechainnet_native(tmp_path, data_dir):
     assert r.returncode == 0, r.stderr
     row = next(csv.DictReader(open(tmp_path / "o" / "scores.csv")))
     assert float(row["gdt_ts"]) == 100.0 and float(row["lddt"]) == 1.0
+
+
+def test_renumbered_model_and_nan_in_names(tmp_path, data_dir):
+    """A model renumbered by +1000 shares no residue number with its native: an error that says
+    to align, not a 0 scored as ok; with --align it scores as the native. A target named NaNase
+    keeps its name in scores.json (NaN scores are null, names untouched)."""
+    natives, preds = tmp_path / "natives", tmp_path / "preds"
+    natives.mkdir()
+    preds.mkdir()
+    nat = load_structure(data_dir / "T1082.pdb")
+    save_structure(nat, natives / "NaNase.pdb")
+    save_structure(nat.replace(residue_index=nat.residue_index + 1000), preds / "NaNase_model_1.pdb")
+
+    def evaluate(*extra):
+        out = tmp_path / ("out" + "".join(extra))
+        r = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), "--pred", str(preds), "--native",
+                            str(natives), "--out", str(out), "--quiet", "--no-plots", *extra],
+                           capture_output=True, text=True, timeout=600)
+        assert "Traceback" not in r.stderr, r.stderr[-2000:]
+        return json.loads((out / "scores.json").read_text())
+
+    scores = evaluate()
+    row = scores["models"][0]
+    assert row["status"] == "error" and "share no residue number" in row["error"] and "--align" in row["error"]
+    assert row["target"] == "NaNase" and "NaNase" in json.dumps(scores) and "nullase" not in json.dumps(scores)
+    aligned = evaluate("--align")["models"][0]
+    assert aligned["status"] == "ok" and aligned["lddt_ca"] == 1.0 and aligned["target"] == "NaNase"

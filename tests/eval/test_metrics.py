@@ -165,6 +165,7 @@ def test_sequence_mismatch_and_align(natives):
     with pytest.raises(CorrespondenceError, match=r"differ at the same number"):
         score_model(nat.replace(aatype=aat), nat)
     shifted = nat.replace(residue_index=nat.residue_index + 100)  # renumbered model
-    assert score_model(shifted, nat).n_matched == 0
+    with pytest.raises(CorrespondenceError, match=r"share no residue number.*--align"):
+        score_model(shifted, nat)  # never a silent 0
     s = score_model(shifted, nat, align=True)
     assert s.n_matched == len(nat) and s.gdt_ts == 100.0
