@@ -50,7 +50,9 @@ def relax_file(path: str, out_dir: str, config: RelaxConfig, fmt: str = "pdb", a
         save_structure(result.protein, target)
         if result.pdb_with_hydrogens:
             atomic_write_text(out_dir / f"{name}_relaxed_with_h.pdb", result.pdb_with_hydrogens)
-        record.update(result.as_row(), status="ok", output=str(target))
+        # "ok" means clean: a relax that leaves violations says so (the structure is still written)
+        status = "ok" if result.violations_after == 0 else "violations"
+        record.update(result.as_row(), status=status, output=str(target))
     except Exception as exc:  # one structure's failure is reported, never lost in the batch
         record.update(status="error", error=f"{type(exc).__name__}: {exc}")
     atomic_write_text(_record_path(out_dir, name), json.dumps(record, indent=1, default=float))

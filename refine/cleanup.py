@@ -31,6 +31,7 @@ def check_input(protein: Protein) -> List[str]:
     if len(unk):
         where = ", ".join(str(protein.residue_index[i]) for i in unk[:10])
         raise RelaxError(f"unknown residue type (X) at residue number(s) {where}: cannot build a force field")
+    _check_coordinates(protein)
     notes = []
     ca = protein.atom_mask[:, rc.ca_index] > 0
     if not ca.all():
@@ -41,6 +42,28 @@ def check_input(protein: Protein) -> List[str]:
     if partial:
         notes.append(f"{int(partial)} residue(s) with missing backbone atoms; PDBFixer adds them")
     return notes
+
+
+MAX_COORDINATE = 9999.0  # A: beyond what a PDB file can hold
+MAX_FROM_CA = 15.0  # A: no heavy atom of a residue is this far from its CA (Arg/Lys reach ~7.5)
+
+
+def _check_coordinates(protein: Protein) -> None:
+    """Absurd coordinates are an input error, not something to minimise."""
+    pos, mask = protein.atom_positions, protein.atom_mask > 0
+    big = mask & (np.abs(pos) > MAX_COORDINATE).any(-1)
+    if big.any():
+        i, j = (int(x[0]) for x in np.nonzero(big))
+        raise RelaxError(f"residue {protein.residue_index[i]} atom {rc.atom_types[j]} at "
+                         f"{np.round(pos[i, j], 1).tolist()} A: coordinates beyond {MAX_COORDINATE:.0f} A")
+    ca = protein.atom_mask[:, rc.ca_index] > 0
+    d = np.linalg.norm(pos - pos[:, rc.ca_index][:, None], axis=-1)
+    far = mask & ca[:, None] & (d > MAX_FROM_CA)
+    if far.any():
+        i, j = (int(x[0]) for x in np.nonzero(far))
+        raise RelaxError(f"residue {protein.residue_index[i]} ({rc.resnames[int(protein.aatype[i])]}) atom "
+                         f"{rc.atom_types[j]} is {d[i, j]:.1f} A from its CA (at most {MAX_FROM_CA:.0f} A is "
+                         f"possible): broken input coordinates")
 
 
 def input_breaks(protein: Protein) -> Tuple[np.ndarray, np.ndarray]:

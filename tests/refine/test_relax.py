@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from af2struct import load_structure
+from af2struct.common import residue_constants as rc
 from af2struct.geometry.stereo import violation_count
 from refine import RelaxConfig, RelaxError, relax
 
@@ -161,6 +162,17 @@ def test_unknown_residue_is_a_clear_error(real_structures):
     aat[3] = 20
     with pytest.raises(RelaxError, match="unknown residue type"):
         relax(nat.replace(aatype=aat))
+
+
+@pytest.mark.parametrize("where,msg", [(1e9, "beyond 9999 A"), (9999.0, "from its CA")])
+def test_absurd_coordinates_are_an_input_error(real_structures, where, msg):
+    """One atom thrown far away (1e9 A, or 9999 A: what a PDB file can still hold) is refused
+    before minimisation, naming the residue and atom, instead of an "ok" with RMSD 1e8 A."""
+    nat = load_structure(real_structures[0])
+    pos = nat.atom_positions.copy()
+    pos[5, rc.atom_order["CB"]] = where
+    with pytest.raises(RelaxError, match=rf"residue {nat.residue_index[5]}.*CB.*{msg}"):
+        relax(nat.replace(atom_positions=pos))
 
 
 def test_config_validation():
