@@ -204,7 +204,17 @@ def rmsd(a: np.ndarray, b: np.ndarray) -> float:
 
 def gdt(pred_ca: np.ndarray, true_ca: np.ndarray, l_native: int, cutoffs=GDT_TS_CUTOFFS) -> float:
     """GDT (0-100) of corresponding CA sets ``[N, 3]`` over ``l_native`` native residues."""
-    return 100.0 * float(np.mean(max_fraction_within(pred_ca, true_ca, cutoffs, l_native)))
+    return 100.0 * float(np.mean(max_fraction_within(np.asarray(pred_ca, np.float64),
+                                                     np.asarray(true_ca, np.float64), cutoffs, l_native)))
+
+
+def gdt_ts_ha(pred_ca: np.ndarray, true_ca: np.ndarray, l_native: int) -> Tuple[float, float]:
+    """``(GDT_TS, GDT_HA)`` from one superposition search over the five cutoffs they use."""
+    cutoffs = sorted(set(GDT_TS_CUTOFFS) | set(GDT_HA_CUTOFFS))
+    frac = dict(zip(cutoffs, max_fraction_within(np.asarray(pred_ca, np.float64),
+                                                 np.asarray(true_ca, np.float64), cutoffs, l_native)))
+    return (100.0 * float(np.mean([frac[c] for c in GDT_TS_CUTOFFS])),
+            100.0 * float(np.mean([frac[c] for c in GDT_HA_CUTOFFS])))
 
 
 def tm_score(pred_ca: np.ndarray, true_ca: np.ndarray, l_native: int) -> float:
@@ -265,8 +275,7 @@ def score_model(model: Protein, native: Protein, align: bool = False) -> ModelSc
         rmsd_ca = rmsd(x @ r.T + t, y)
         both = mask > 0
         rmsd_all = rmsd(pos[both] @ r.T + t, native.atom_positions[both])
-        gdt_ts = gdt(x, y, ln, GDT_TS_CUTOFFS)
-        gdt_ha = gdt(x, y, ln, GDT_HA_CUTOFFS)
+        gdt_ts, gdt_ha = gdt_ts_ha(x, y, ln)
         tm = tm_score(x, y, ln)
     else:
         rmsd_ca = rmsd_all = float("nan")
