@@ -41,6 +41,7 @@ class RelaxConfig:
             its restraints).
         repel_stiffness: flat-bottom repulsion on clashing pairs, kcal/mol/A^2 (``repel``);
             10x stiffer each round a pair still clashes, up to ``repel_stiffness_max``.
+        repel_stiffness_max: the stiffest repulsion a clashing pair reaches, kcal/mol/A^2.
         repel_margin: how far beyond the clash distance a repelled pair is held, A.
         rescue_overlap: with ``repel``, a side chain still overlapping another atom by more than
             this (A) after a round is trapped (threaded through a ring or a backbone) and is

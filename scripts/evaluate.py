@@ -1,46 +1,9 @@
 #!/usr/bin/env python
-"""CASP-style evaluation of predicted structures against natives (see --help)."""
+"""Same as `af2struct evaluate` (see --help)."""
 
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-from af2struct.eval.evaluate import EvaluationError, evaluate
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=(
-            "Score predicted structures against native structures the way CASP does: lDDT-CA and "
-            "all-atom lDDT, GDT_TS/GDT_HA and TM-score (maximised over superpositions), CA and "
-            "all-atom RMSD, clashscore and peptide-bond violations. Residues correspond by "
-            "residue number unless --align. Writes scores.csv, scores.json, summary.md and plots."
-        )
-    )
-    p.add_argument("--pred", required=True, help="model file, folder of <target>*.pdb|cif files, or folder of <target>/ subfolders")
-    p.add_argument("--native", required=True, help="native file, folder of <target>.pdb|cif, or a SidechainNet .pkl (trusted files only)")
-    p.add_argument("--native-split", help="split of the SidechainNet pickle to use (default: all)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--align", action="store_true", help="match residues by sequence alignment instead of numbering")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
-    p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("evaluate")
-    try:
-        s = evaluate(args.pred, args.native, args.out, align=args.align, jobs=args.jobs,
-                     native_split=args.native_split, plots=not args.no_plots, progress=not args.quiet)
-    except (EvaluationError, ValueError, OSError) as exc:
-        log.error("%s", exc)
-        return 1
-    g = s["groups"]["first model"]
-    log.info("%d/%d models scored over %d targets; first models: mean GDT_TS %.2f, TM %.3f, lDDT-CA %.3f -> %s",
-             s["n_scored"], s["n_models"], s["n_targets"], g["gdt_ts"]["mean"], g["tm_score"]["mean"],
-             g["lddt_ca"]["mean"], args.out)
-    return 0 if not s["failures"] else 3
-
+from af2struct.cli.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

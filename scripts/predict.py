@@ -1,72 +1,9 @@
 #!/usr/bin/env python
-"""Predict protein structures: sequence (+MSA) in, refined all-atom structure out (see --help)."""
+"""Same as `af2struct predict` (see --help)."""
 
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-from af2struct.predict.batch import PredictOptions, predict_batch, read_targets
-
-
-def main(argv=None) -> int:
-    d = PredictOptions()
-    p = argparse.ArgumentParser(
-        description=(
-            "Predict structures with af2struct: trunk -> distogram -> MDS -> SE(3) refinement -> side "
-            "chains -> Amber relax. Writes DIR/<name>/ (unrelaxed.pdb, relaxed.pdb with pLDDT in the "
-            "B-factor column, distogram.npz, confidence.json, pLDDT.png, distogram.png, timings.json) and "
-            "DIR/summary.csv. Targets run shortest first; a rerun skips finished targets."
-        )
-    )
-    p.add_argument("input", nargs="?", help="FASTA file with one or more sequences")
-    p.add_argument("--sequence", help="a single sequence instead of a FASTA file")
-    p.add_argument("--name", default="query", help="name for --sequence (default: query)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--msa", help="an .a3m/.sto for one target, or a folder of <name>.a3m|.sto")
-    p.add_argument("--msa-db", help="protein FASTA database: targets without --msa get an MSA from a jackhmmer "
-                   "search (pyhmmer) of it, kept in DIR/msas/<name>.a3m")
-    p.add_argument("--msa-iterations", type=int, default=d.msa_iterations, help="jackhmmer iterations")
-    p.add_argument("--msa-cpus", type=int, default=d.msa_cpus, help="jackhmmer threads (0: all cores)")
-    p.add_argument("--weights", help="checkpoint (default: the shipped weights)")
-    p.add_argument("--device", default=d.device, help="auto (GPU if present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--num-recycles", type=int, default=None, help="recycling passes (default: the checkpoint's)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--relax", choices=("openmm", "rosetta", "none"), default=d.relax)
-    p.add_argument("--relax-threads", type=int, default=d.relax_threads,
-                   help="OpenMM CPU threads for relax (1: bit-reproducible; 0: all cores, reruns may differ)")
-    p.add_argument("--format", choices=("pdb", "cif"), default=d.fmt, help="also write mmCIF with cif")
-    p.add_argument("--max-length", type=int, default=d.max_length,
-                   help="longest sequence to fold (default 800: about 2 GiB for the model on CPU, "
-                   "see benchmarks/RESULTS.md; the model accepts up to 2048)")
-    p.add_argument("--native", help="native structure (one target) or folder of <name>.pdb|cif to score against")
-    ray = p.add_argument_group("Ray (many targets on a cluster: model on GPU workers, relax on CPU workers)")
-    ray.add_argument("--ray-address", help="connect to a running Ray cluster ('auto' or host:port)")
-    ray.add_argument("--workers", type=int, default=0, help="start a local Ray with this many CPUs (>= 2)")
-    ray.add_argument("--model-workers", type=int, default=0,
-                     help="model replicas (default: one per GPU of the cluster, else one)")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("predict")
-    try:
-        targets = read_targets(args.input, args.sequence, args.name)
-        opts = PredictOptions(weights=args.weights, device=args.device, num_recycles=args.num_recycles,
-                              seed=args.seed, relax=args.relax, fmt=args.format, max_length=args.max_length,
-                              msa=args.msa, native=args.native, msa_db=args.msa_db,
-                              msa_iterations=args.msa_iterations, msa_cpus=args.msa_cpus,
-                              ray_address=args.ray_address, workers=args.workers, model_workers=args.model_workers,
-                              relax_threads=args.relax_threads,
-                              plots=not args.no_plots, progress=not args.quiet)
-        records = predict_batch(targets, args.out, opts)
-    except Exception as exc:  # run-level problems (bad input, missing weights): one message, no traceback
-        log.error("%s", exc)
-        return 1
-    failed = [r for r in records if r.get("status") != "ok"]
-    log.info("%d predicted, %d failed -> %s", len(records) - len(failed), len(failed), args.out / "summary.csv")
-    return 0 if not failed else 3
-
+from af2struct.cli.predict import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,97 +1,9 @@
 #!/usr/bin/env python
-"""Train af2struct on SidechainNet pickles or structure folders (see --help).
+"""Same as `af2struct train` (see --help)."""
 
-Single process:   python scripts/train.py --data train.pkl --out runs/x
-Several (DDP):    torchrun --nproc_per_node 2 scripts/train.py --data train.pkl --out runs/x
-"""
-
-import argparse
-import dataclasses
-import logging
 import sys
 
-from af2struct.model.config import PRESETS
-from af2struct.train.loop import TrainConfig, train
-
-
-def main(argv=None) -> int:
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    p = argparse.ArgumentParser(
-        description=(
-            "Train the af2struct network. --data is a SidechainNet-format .pkl (splits train/valid-*) "
-            "or a folder of PDB/mmCIF chains (with --manifest for a cluster-aware validation split). "
-            "Writes OUT/last.pt (resume point; a rerun resumes exactly), OUT/best.pt, "
-            "OUT/metrics.jsonl and OUT/loss.png. Stage 'distogram' trains trunk and heads; stage "
-            "'full' adds MDS + SE(3) refinement with structure and pLDDT losses."
-        )
-    )
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    d = {name: f.default for name, f in fields.items()}
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default=None,
-                   help="all-atom chains (chi supervision too): a SidechainNet .pkl or a folder of PDB/mmCIF files")
-    g.add_argument("--backbone-db", default=None,
-                   help="backbone-only chains: a chains_backbone.npz (e.g. ../shared/data/pdb2018_backbone)")
-    g.add_argument("--backbone-fraction", type=float, default=d["backbone_fraction"],
-                   help="share of samples drawn from --backbone-db when --data is given too")
-    g.add_argument("--clusters", default=None,
-                   help="TSV (.gz too) with columns name, cluster: sampling weights 1/cluster size and the "
-                        "validation split by whole clusters (af2struct/data/splits/pdb2018_train_clusters30.tsv.gz "
-                        "covers pdb2018_backbone + train/chains at 30%% identity)")
-    g.add_argument("--manifest", default=None, help="alternatively, a TSV with name and cluster40/cluster columns")
-    g.add_argument("--valid-data", default=None, help="validation chains (pickle or folder) instead of a cluster split")
-    g.add_argument("--valid-fraction", type=float, default=d["valid_fraction"],
-                   help="fraction of chains held out for validation, as whole clusters")
-    g.add_argument("--max-valid", type=int, default=d["max_valid"], help="validation crops evaluated each time")
-    g.add_argument("--crop-size", type=int, default=d["crop_size"], help="residues per random contiguous crop")
-    g = p.add_argument_group("model and run")
-    g.add_argument("--out", required=True, help="run folder (last.pt, best.pt, metrics.jsonl, loss.png)")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="default", help="model size (af2struct.model.config)")
-    g.add_argument("--stage", choices=("distogram", "full"), default="distogram",
-                   help="distogram: trunk + heads; full: adds MDS + SE(3) refinement with structure and pLDDT losses")
-    g.add_argument("--init-from", default=None, help="checkpoint to start from (weights only; new tensors stay random)")
-    g.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps in all (the LR schedule spans them)")
-    g.add_argument("--time-limit-min", type=float, default=d["time_limit_min"],
-                   help="stop (resumably) after this many minutes of this run, 0 = no limit")
-    g.add_argument("--batch-size", type=int, default=d["batch_size"], help="crops per micro-batch per process")
-    g.add_argument("--accum", type=int, default=d["accum"], help="micro-batches per optimiser step")
-    g.add_argument("--seed", type=int, default=d["seed"], help="seeds model init, sampling and the split")
-    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    g = p.add_argument_group("optimiser")
-    g.add_argument("--lr", type=float, default=d["lr"], help="peak AdamW learning rate (cosine decay to 10%%)")
-    g.add_argument("--warmup", type=int, default=d["warmup"], help="linear warm-up steps")
-    g.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="AdamW weight decay")
-    g.add_argument("--clip", type=float, default=d["clip"], help="gradient-norm clipping")
-    g = p.add_argument_group("losses")
-    g.add_argument("--w-distogram", type=float, default=d["w_distogram"], help="weight of the distogram cross-entropy")
-    g.add_argument("--w-structure", type=float, default=d["w_structure"], help="weight of the backbone distance loss")
-    g.add_argument("--w-plddt", type=float, default=d["w_plddt"], help="weight of the pLDDT cross-entropy")
-    g.add_argument("--w-chi", type=float, default=d["w_chi"], help="weight of the chi-angle loss (all-atom chains)")
-    g.add_argument("--mds-iters", type=int, default=d["mds_iters"], help="SMACOF iterations while training (stage full)")
-    g.add_argument("--mds-lbfgs-iters", type=int, default=d["mds_lbfgs_iters"],
-                   help="L-BFGS stress iterations while training (stage full)")
-    g.add_argument("--freeze-trunk", action="store_true",
-                   help="train only the structure module and heads on a frozen trunk (fast second stage)")
-    g = p.add_argument_group("logging")
-    g.add_argument("--eval-every", type=int, default=d["eval_every"], help="validate (and maybe write best.pt) every N steps")
-    g.add_argument("--ckpt-every", type=int, default=d["ckpt_every"], help="write last.pt every N steps")
-    g.add_argument("--log-every", type=int, default=d["log_every"], help="append a metrics.jsonl row every N steps")
-    g.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
-    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kw = {k: getattr(args, k) for k in fields if hasattr(args, k) and k not in ("resume", "amp", "progress", "freeze_trunk")}
-    try:
-        cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet,
-                          freeze_trunk=args.freeze_trunk)
-        result = train(cfg)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        logging.getLogger("train").error("%s", exc)
-        return 1
-    logging.getLogger("train").info("finished: %s", result)
-    return 0
-
+from af2struct.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -109,14 +109,15 @@ def make_dataset(
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=(
-            "Convert a folder of PDB/mmCIF structures (optionally .gz) into a SidechainNet-format "
-            "pickle that sidechainnet.load(local_scn_path=FILE) and af2struct's loaders read. "
-            "Each file must hold one protein chain."
-        )
+def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(prog="af2struct make-dataset")
+    p.description = (
+        "Convert a folder of PDB/mmCIF structures (optionally .gz) into a SidechainNet-format "
+        "pickle that sidechainnet.load(local_scn_path=FILE) and af2struct's loaders read. "
+        "Each file must hold one protein chain. Pickles run code when loaded: share and load "
+        "only files you trust."
     )
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.add_argument("inputs", nargs="+", help="structure files or folders of them")
     p.add_argument("--out", required=True, type=Path, help="output .pkl (written atomically)")
     p.add_argument("--split-by-cluster", type=Path, metavar="MANIFEST.tsv",
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full sequences by name; residues are placed by number (seq[num-1]), "
                         "unobserved ones marked missing in 'msk'")
     p.add_argument("--split", default="train", help="split name without a manifest (train, test, valid-X)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation split")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         summary = make_dataset(
             args.inputs, args.out, args.split_by_cluster, args.valid_fraction,

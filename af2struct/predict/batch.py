@@ -17,7 +17,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from af2struct.common import residue_constants as rc
 from af2struct.common.atomic import atomic_write_text
 from af2struct.common.io import save_structure
 from af2struct.data.msa import MsaError, read_fasta, read_msa
+
+if TYPE_CHECKING:
+    from refine.types import RelaxConfig
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class PredictOptions:
     workers: int = 0  # > 0: start a local Ray with this many CPUs
     model_workers: int = 0  # model replicas on Ray (0: one per GPU, else one)
     native: Optional[str] = None  # a structure file (one target) or a folder of <name>.pdb|cif
-    relax_threads: int = 1
+    relax_config: Optional[RelaxConfig] = None  # relax settings (backend and seed come from relax / seed)
     plots: bool = True
     progress: bool = True
 
@@ -186,7 +189,7 @@ def relax_prediction(protein, opts: PredictOptions):
         return None
     from refine import RelaxConfig, relax
 
-    return relax(protein, RelaxConfig(backend=opts.relax, threads=opts.relax_threads))
+    return relax(protein, dataclasses.replace(opts.relax_config or RelaxConfig(), backend=opts.relax, seed=opts.seed))
 
 
 def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, relaxed, timings: Dict[str, float],

@@ -23,7 +23,7 @@ from af2struct.common.io import structure_name
 from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
 from af2struct.data.features import Example, collate
 from af2struct.model.config import ModelConfig, preset
-from af2struct.train.checkpoint import load_checkpoint, save_checkpoint
+from af2struct.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
 
@@ -279,7 +279,11 @@ def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], 
     model_config = model_config or preset(cfg.preset)
     payload = None
     if cfg.resume and (out / "last.pt").exists():
-        payload = load_checkpoint(out / "last.pt")
+        try:
+            payload = load_checkpoint(out / "last.pt")
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}; to start this run over use --no-resume (or move {out / 'last.pt'} "
+                                  "away, e.g. to resume from best.pt by copying it to last.pt)") from None
         model_config = ModelConfig.from_dict(payload["config"])
         state.update(payload["train_state"])
     model = Alphafold2(config=model_config).to(device)

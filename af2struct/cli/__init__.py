@@ -1,0 +1,53 @@
+"""The ``af2struct`` command: one entry point with subcommands, each sharing its argument
+definition with the matching scripts/*.py.
+
+    af2struct predict seqs.fasta --out folds
+    af2struct relax model.pdb --out relaxed
+    af2struct evaluate --pred folds --native natives --out scores
+    af2struct train --backbone-db chains_backbone.npz --data chains/ --out runs/x
+    af2struct make-dataset chains/ --out train.pkl
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+COMMANDS = {
+    "predict": ("af2struct.cli.predict", "fold sequences: structure, confidence and relax"),
+    "relax": ("af2struct.cli.relax", "refinement-only reruns: Amber (OpenMM) or PyRosetta"),
+    "evaluate": ("af2struct.cli.evaluate", "CASP-style scores against natives"),
+    "train": ("af2struct.cli.train", "train the network (resumable, DDP with torchrun)"),
+    "make-dataset": ("af2struct.data.make_dataset", "structure folder -> SidechainNet-format pickle"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    import af2struct
+
+    p = argparse.ArgumentParser(prog="af2struct", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"af2struct {af2struct.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, summary) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        sp = sub.add_parser(name, help=summary)
+        mod.build_parser(sp)
+        sp.set_defaults(_run=mod.run)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if args.command == "train" else \
+        "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt)
+    return args._run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

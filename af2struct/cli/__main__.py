@@ -1,0 +1,5 @@
+import sys
+
+from af2struct.cli import main
+
+sys.exit(main())

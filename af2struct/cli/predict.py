@@ -1,0 +1,90 @@
+"""``af2struct predict`` / ``scripts/predict.py``: sequence (+MSA) in, refined all-atom structure out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+DESCRIPTION = (
+    "Predict structures with af2struct: trunk -> distogram -> MDS -> SE(3) refinement -> side chains -> "
+    "Amber relax. Writes DIR/<name>/ (unrelaxed.pdb, relaxed.pdb with pLDDT in the B-factor column, "
+    "distogram.npz, confidence.json, pLDDT.png, distogram.png, timings.json) and DIR/summary.csv. Targets "
+    "run shortest first; a rerun skips finished targets. Exit code 1: the run could not start; 3: some "
+    "targets failed, the others finished."
+)
+
+
+def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    from af2struct.predict.batch import PredictOptions
+    from refine.cli import add_relax_arguments
+
+    d = PredictOptions()
+    p = p or argparse.ArgumentParser(prog="af2struct predict")
+    p.description = DESCRIPTION
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.add_argument("input", nargs="?", help="FASTA file with one or more sequences")
+    p.add_argument("--sequence", help="a single sequence instead of a FASTA file")
+    p.add_argument("--name", default="query", help="name (output folder) for --sequence")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--weights", help="checkpoint to load (default: the shipped weights in af2struct/weights)")
+    p.add_argument("--device", default=d.device, help="auto (a GPU if present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--num-recycles", type=int, default=None, help="recycling passes (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the model's random state and relax (atoms PDBFixer builds); same seed, same output")
+    p.add_argument("--format", choices=("pdb", "cif"), default=d.fmt,
+                   help="pdb: PDB files only; cif: mmCIF files as well")
+    p.add_argument("--max-length", type=int, default=d.max_length,
+                   help="longest sequence to fold (800: about 2 GiB for the model on CPU, see "
+                        "benchmarks/RESULTS.md; the model accepts up to 2048)")
+    p.add_argument("--native", help="native structure (one target) or folder of <name>.pdb|cif to score against")
+    p.add_argument("--no-plots", action="store_true", help="skip pLDDT.png and distogram.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    msa = p.add_argument_group("MSA")
+    msa.add_argument("--msa", help="an .a3m/.sto for one target, or a folder of <name>.a3m|.sto")
+    msa.add_argument("--msa-db", help="protein FASTA database: targets without --msa get an MSA from a jackhmmer "
+                     "search (pyhmmer) of it, kept in DIR/msas/<name>.a3m")
+    msa.add_argument("--msa-iterations", type=int, default=d.msa_iterations, help="jackhmmer iterations")
+    msa.add_argument("--msa-cpus", type=int, default=d.msa_cpus, help="jackhmmer threads (0: all cores)")
+    rel = p.add_argument_group("relax (every setting of `af2struct relax`, prefixed --relax-)")
+    rel.add_argument("--relax", choices=("openmm", "rosetta", "none"), default=d.relax,
+                     help="openmm: Amber restrained minimisation (AlphaFold2's protocol, improved); rosetta: "
+                          "PyRosetta FastRelax (needs PyRosetta); none: unrelaxed models only")
+    add_relax_arguments(rel, prefix="relax-", skip=("backend", "keep_hydrogens", "seed"))
+    ray = p.add_argument_group("Ray (many targets on a cluster: model on GPU workers, relax on CPU workers)")
+    ray.add_argument("--ray-address", help="connect to a running Ray cluster ('auto' or host:port)")
+    ray.add_argument("--workers", type=int, default=0, help="start a local Ray with this many CPUs (>= 2)")
+    ray.add_argument("--model-workers", type=int, default=0,
+                     help="model replicas (0: one per GPU of the cluster, else one)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from af2struct.predict.batch import PredictOptions, predict_batch, read_targets
+    from refine.cli import relax_config_from_args
+
+    log = logging.getLogger("predict")
+    try:
+        targets = read_targets(args.input, args.sequence, args.name)
+        relax_cfg = relax_config_from_args(args, prefix="relax-",
+                                           backend=args.relax if args.relax != "none" else "openmm")
+        opts = PredictOptions(weights=args.weights, device=args.device, num_recycles=args.num_recycles,
+                              seed=args.seed, relax=args.relax, fmt=args.format, max_length=args.max_length,
+                              msa=args.msa, native=args.native, msa_db=args.msa_db,
+                              msa_iterations=args.msa_iterations, msa_cpus=args.msa_cpus,
+                              ray_address=args.ray_address, workers=args.workers, model_workers=args.model_workers,
+                              relax_config=relax_cfg, plots=not args.no_plots, progress=not args.quiet)
+        records = predict_batch(targets, args.out, opts)
+    except Exception as exc:  # run-level problems (bad input, missing weights): one message, no traceback
+        log.error("%s", exc)
+        return 1
+    failed = [r for r in records if r.get("status") != "ok"]
+    log.info("%d predicted, %d failed -> %s", len(records) - len(failed), len(failed), args.out / "summary.csv")
+    return 0 if not failed else 3
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run(args)

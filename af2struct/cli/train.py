@@ -1,0 +1,105 @@
+"""``af2struct train`` / ``scripts/train.py``: train the network (single process or torchrun DDP).
+
+Single process:   af2struct train --backbone-db chains_backbone.npz --data CHAINS --out runs/x
+Several (DDP):    torchrun --nproc_per_node 2 scripts/train.py ... --out runs/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from typing import Optional, Sequence
+
+
+def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    from af2struct.model.config import PRESETS
+    from af2struct.train.loop import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    p = p or argparse.ArgumentParser(prog="af2struct train")
+    p.description = (
+        "Train the af2struct network on all-atom chains (--data: a SidechainNet-format .pkl with splits "
+        "train/valid-*, or a folder of PDB/mmCIF chains) and/or a backbone-only chain database "
+        "(--backbone-db). Writes OUT/last.pt (resume point; a rerun resumes exactly), OUT/best.pt (best "
+        "validation), OUT/metrics.jsonl and OUT/loss.png. Stage 'distogram' trains trunk and heads; stage "
+        "'full' adds MDS + SE(3) refinement with structure and pLDDT losses."
+    )
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    d = {name: f.default for name, f in fields.items()}
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None,
+                   help="all-atom chains (chi supervision too): a SidechainNet .pkl or a folder of PDB/mmCIF files")
+    g.add_argument("--backbone-db", default=None,
+                   help="backbone-only chains: a chains_backbone.npz (e.g. ../shared/data/pdb2018_backbone)")
+    g.add_argument("--backbone-fraction", type=float, default=d["backbone_fraction"],
+                   help="share of samples drawn from --backbone-db when --data is given too")
+    g.add_argument("--clusters", default=None,
+                   help="TSV (.gz too) with columns name, cluster: sampling weights 1/cluster size and the "
+                        "validation split by whole clusters (af2struct/data/splits/pdb2018_train_clusters30.tsv.gz "
+                        "covers pdb2018_backbone + train/chains at 30%% identity)")
+    g.add_argument("--manifest", default=None, help="alternatively, a TSV with name and cluster40/cluster columns")
+    g.add_argument("--valid-data", default=None, help="validation chains (pickle or folder) instead of a cluster split")
+    g.add_argument("--valid-fraction", type=float, default=d["valid_fraction"],
+                   help="fraction of chains held out for validation, as whole clusters")
+    g.add_argument("--max-valid", type=int, default=d["max_valid"], help="validation crops evaluated each time")
+    g.add_argument("--crop-size", type=int, default=d["crop_size"], help="residues per random contiguous crop")
+    g = p.add_argument_group("model and run")
+    g.add_argument("--out", required=True, help="run folder (last.pt, best.pt, metrics.jsonl, loss.png)")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="default", help="model size (af2struct.model.config)")
+    g.add_argument("--stage", choices=("distogram", "full"), default="distogram",
+                   help="distogram: trunk + heads; full: adds MDS + SE(3) refinement with structure and pLDDT losses")
+    g.add_argument("--init-from", default=None, help="checkpoint to start from (weights only; new tensors stay random)")
+    g.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps in all (the LR schedule spans them)")
+    g.add_argument("--time-limit-min", type=float, default=d["time_limit_min"],
+                   help="stop (resumably) after this many minutes of this run, 0 = no limit")
+    g.add_argument("--batch-size", type=int, default=d["batch_size"], help="crops per micro-batch per process")
+    g.add_argument("--accum", type=int, default=d["accum"], help="micro-batches per optimiser step")
+    g.add_argument("--seed", type=int, default=d["seed"], help="seeds model init, sampling and the split")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    g = p.add_argument_group("optimiser")
+    g.add_argument("--lr", type=float, default=d["lr"], help="peak AdamW learning rate (cosine decay to 10%%)")
+    g.add_argument("--warmup", type=int, default=d["warmup"], help="linear warm-up steps")
+    g.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="AdamW weight decay")
+    g.add_argument("--clip", type=float, default=d["clip"], help="gradient-norm clipping")
+    g = p.add_argument_group("losses")
+    g.add_argument("--w-distogram", type=float, default=d["w_distogram"], help="weight of the distogram cross-entropy")
+    g.add_argument("--w-structure", type=float, default=d["w_structure"], help="weight of the backbone distance loss")
+    g.add_argument("--w-plddt", type=float, default=d["w_plddt"], help="weight of the pLDDT cross-entropy")
+    g.add_argument("--w-chi", type=float, default=d["w_chi"], help="weight of the chi-angle loss (all-atom chains)")
+    g.add_argument("--mds-iters", type=int, default=d["mds_iters"], help="SMACOF iterations while training (stage full)")
+    g.add_argument("--mds-lbfgs-iters", type=int, default=d["mds_lbfgs_iters"],
+                   help="L-BFGS stress iterations while training (stage full)")
+    g.add_argument("--freeze-trunk", action="store_true",
+                   help="train only the structure module and heads on a frozen trunk (fast second stage)")
+    g = p.add_argument_group("logging")
+    g.add_argument("--eval-every", type=int, default=d["eval_every"], help="validate (and maybe write best.pt) every N steps")
+    g.add_argument("--ckpt-every", type=int, default=d["ckpt_every"], help="write last.pt every N steps")
+    g.add_argument("--log-every", type=int, default=d["log_every"], help="append a metrics.jsonl row every N steps")
+    g.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from af2struct.train.loop import TrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    kw = {k: getattr(args, k) for k in fields
+          if hasattr(args, k) and k not in ("resume", "amp", "progress", "freeze_trunk")}
+    try:
+        cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet,
+                          freeze_trunk=args.freeze_trunk)
+        result = train(cfg)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        logging.getLogger("train").error("%s", exc)
+        return 1
+    logging.getLogger("train").info("finished: %s", result)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args)

@@ -1,0 +1,61 @@
+"""Command-line options for every :class:`RelaxConfig` field, generated from the dataclass (its
+docstring gives the help), so ``relax`` and ``predict --relax-*`` offer the same settings and a
+new field is never missing from either."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from typing import Any, Dict, Iterable
+
+from refine.types import BACKENDS, FORCEFIELDS, PLATFORMS, SOLVENTS, VIOLATION_POLICIES, RelaxConfig
+
+_CHOICES = {"backend": BACKENDS, "forcefield": FORCEFIELDS, "solvent": SOLVENTS, "platform": PLATFORMS,
+            "violation_policy": VIOLATION_POLICIES}
+
+
+def field_help(cls=RelaxConfig) -> Dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of ``cls``'s docstring."""
+    doc = (cls.__doc__ or "").split("Attributes:", 1)[-1]
+    out: Dict[str, str] = {}
+    names: list = []
+    for line in doc.splitlines():
+        m = re.match(r"^ {8}([a-z_][a-z0-9_, ]*): (.*)$", line)
+        if m:
+            names = [n.strip() for n in m.group(1).split(",")]
+            for n in names:
+                out[n] = m.group(2).strip()
+        elif line.startswith(" " * 12) and names:
+            for n in names:
+                out[n] += " " + line.strip()
+    return {k: v.replace("``", "") for k, v in out.items()}
+
+
+def add_relax_arguments(parser: argparse._ActionsContainer, prefix: str = "", skip: Iterable[str] = ()) -> None:
+    """One ``--{prefix}{field}`` option per :class:`RelaxConfig` field (default shown in help)."""
+    helps = field_help()
+    default = RelaxConfig()
+    for f in dataclasses.fields(RelaxConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + prefix + f.name.replace("_", "-")
+        value = getattr(default, f.name)
+        text = helps.get(f.name, f.name.replace("_", " ")).replace("%", "%%")
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true", dest=prefix.replace("-", "_") + f.name, help=text)
+            continue
+        kw: Dict[str, Any] = {"type": type(value), "default": value, "help": text + " (default: %(default)s)",
+                              "dest": prefix.replace("-", "_") + f.name}
+        if f.name in _CHOICES:
+            kw["choices"] = _CHOICES[f.name]
+        parser.add_argument(flag, **kw)
+
+
+def relax_config_from_args(args: argparse.Namespace, prefix: str = "", **overrides) -> RelaxConfig:
+    """The :class:`RelaxConfig` of options added by :func:`add_relax_arguments`."""
+    dest = prefix.replace("-", "_")
+    values = {f.name: getattr(args, dest + f.name) for f in dataclasses.fields(RelaxConfig)
+              if hasattr(args, dest + f.name)}
+    values.update(overrides)
+    return RelaxConfig(**values)

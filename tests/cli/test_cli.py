@@ -1,0 +1,52 @@
+"""The one `af2struct` command: subcommands, help on every option, relax settings shared by
+`relax` and `predict --relax-*`."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from af2struct.cli import COMMANDS, build_parser
+from refine.cli import relax_config_from_args
+from refine.types import RelaxConfig
+
+
+def _subparsers():
+    p = build_parser()
+    action = next(a for a in p._actions if a.dest == "command")
+    return action.choices
+
+
+def test_help_lists_the_subcommands():
+    r = subprocess.run([sys.executable, "-m", "af2struct.cli", "--help"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0
+    for name in ("predict", "relax", "evaluate", "train", "make-dataset"):
+        assert name in r.stdout
+    assert set(_subparsers()) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_option_has_help(name):
+    sub = _subparsers()[name]
+    assert sub.description
+    for action in sub._actions:
+        if action.dest in ("help",):
+            continue
+        assert action.help and action.help.strip(), f"{name}: {action.option_strings or action.dest} has no help"
+
+
+def test_relax_settings_reach_both_commands():
+    subs = _subparsers()
+    fields = {f.name for f in dataclasses.fields(RelaxConfig)}
+    assert fields <= {a.dest for a in subs["relax"]._actions}
+    predict_dests = {a.dest for a in subs["predict"]._actions}
+    assert {"relax_" + f for f in fields - {"backend", "keep_hydrogens", "seed"}} <= predict_dests
+    args = build_parser().parse_args(["predict", "x.fasta", "--out", "o", "--relax-stiffness", "5",
+                                      "--relax-violation-policy", "release", "--relax-threads", "2"])
+    cfg = relax_config_from_args(args, prefix="relax-")
+    assert (cfg.stiffness, cfg.violation_policy, cfg.threads) == (5.0, "release", 2)
+    args = build_parser().parse_args(["relax", "m.pdb", "--out", "o", "--soften-factor", "0.5", "--keep-hydrogens"])
+    cfg = relax_config_from_args(args)
+    assert cfg.soften_factor == 0.5 and cfg.keep_hydrogens and cfg == dataclasses.replace(
+        RelaxConfig(), soften_factor=0.5, keep_hydrogens=True)
