@@ -227,7 +227,8 @@ def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, rela
             from af2struct.predict.plots import plot_distogram, plot_plddt
 
             plot_plddt(pred.plddt, final_protein.residue_index, partial / "pLDDT.png", target.name)
-            plot_distogram(pred.distogram_probs, pred.bin_edges, partial / "distogram.png", target.name)
+            plot_distogram(pred.distogram_probs, pred.bin_edges, partial / "distogram.png", target.name,
+                           final_protein.residue_index)
         native = _native_for(target, opts, n_targets)
         if native is not None:
             from af2struct.eval.metrics import score_model

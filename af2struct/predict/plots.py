@@ -18,35 +18,49 @@ def _plt():
     return plt
 
 
+PLDDT_BANDS = ((90, 100, "#0053d6", "very high (> 90)"), (70, 90, "#65cbf3", "confident (70-90)"),
+               (50, 70, "#ffdb13", "low (50-70)"), (0, 50, "#ff7d45", "very low (< 50)"))
+
+
 def plot_plddt(plddt: np.ndarray, residue_index: np.ndarray, path: Path, title: str = "") -> None:
-    """pLDDT per residue with AlphaFold's confidence bands."""
+    """pLDDT per residue over AlphaFold's confidence bands (with their legend)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3))
-    for lo, hi, color in ((90, 100, "#0053d6"), (70, 90, "#65cbf3"), (50, 70, "#ffdb13"), (0, 50, "#ff7d45")):
-        ax.axhspan(lo, hi, color=color, alpha=0.15, lw=0)
-    ax.plot(residue_index, plddt, color="black", lw=1)
-    ax.set(xlabel="residue", ylabel="pLDDT", ylim=(0, 100), title=f"{title} (mean pLDDT {np.mean(plddt):.1f})")
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for lo, hi, color, label in PLDDT_BANDS:
+        ax.axhspan(lo, hi, color=color, alpha=0.2, lw=0, label=label)
+    ax.plot(residue_index, plddt, color="black", lw=1, label="pLDDT")
+    ax.set(xlabel="residue number", ylabel="pLDDT", ylim=(0, 100),
+           title=f"{title} (mean pLDDT {np.mean(plddt):.1f})")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
-def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str = "") -> None:
-    """Expected distance (near bins) and contact probability (< 8 A) maps."""
+def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str = "",
+                   residue_index: np.ndarray = None) -> None:
+    """Expected distance (near bins) and contact probability (< 8 A) maps; residue numbers on
+    both axes, self-pairs masked."""
     plt = _plt()
+    n = probs.shape[0]
+    ridx = np.arange(1, n + 1) if residue_index is None else np.asarray(residue_index)
     centers = (edges[:-1] + edges[1:]) / 2
     near = probs[..., :-1]
     expected = (near * centers).sum(-1) / np.maximum(near.sum(-1), 1e-6)
     expected = np.where(probs[..., -1] > 0.5, edges[-1], expected)
     contact = probs[..., : int(np.searchsorted(edges, 8.0))].sum(-1)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    im = axes[0].imshow(expected, cmap="viridis_r", vmin=edges[0], vmax=edges[-1])
-    axes[0].set_title("expected C$\\alpha$ distance (A)")
-    fig.colorbar(im, ax=axes[0], fraction=0.046)
-    im = axes[1].imshow(contact, cmap="Greys", vmin=0, vmax=1)
-    axes[1].set_title("P(contact < 8 A)")
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    eye = np.eye(n, dtype=bool)
+    extent = (ridx[0] - 0.5, ridx[-1] + 0.5, ridx[-1] + 0.5, ridx[0] - 0.5)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    panels = ((np.ma.masked_where(eye, expected), "viridis_r", (edges[0], edges[-1]),
+               "expected C$\\alpha$-C$\\alpha$ distance", "A"),
+              (np.ma.masked_where(eye, contact), "Greys", (0, 1), "P(C$\\alpha$-C$\\alpha$ < 8 A)", "probability"))
+    for ax, (data, cmap, (lo, hi), name, unit) in zip(axes, panels):
+        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+        im.cmap.set_bad("#f2b8b8")  # self-pairs, masked
+        ax.set(title=name, xlabel="residue number", ylabel="residue number")
+        fig.colorbar(im, ax=ax, fraction=0.046, label=unit)
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
