@@ -80,8 +80,30 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     failed = [r for r in records if r.get("status") != "ok"]
+    if args.native:
+        print(score_table(records))
     log.info("%d predicted, %d failed -> %s", len(records) - len(failed), len(failed), args.out / "summary.csv")
     return 0 if not failed else 3
+
+
+def score_table(records) -> str:
+    """The scores against the natives as a small plain-text table (what --native computed)."""
+    cols = [("name", "target", "{}"), ("length", "L", "{}"), ("mean_plddt", "pLDDT", "{:.1f}"),
+            ("lddt_ca", "lDDT-CA", "{:.3f}"), ("gdt_ts", "GDT_TS", "{:.1f}"), ("tm_score", "TM", "{:.3f}"),
+            ("relax_rmsd", "relax RMSD", "{:.2f}")]
+    rows = [[h for _, h, _ in cols]]
+    for r in records:
+        cells = []
+        for key, _, fmt in cols:
+            v = r.get(key)
+            cells.append("-" if v in (None, "") else fmt.format(float(v) if fmt != "{}" else v))
+        if r.get("status") != "ok":
+            cells[2:] = ["failed"] + [""] * (len(cols) - 3)
+        elif r.get("native_error"):
+            cells[3:6] = ["no score"] + [""] * 2
+        rows.append(cells)
+    width = [max(len(str(row[i])) for row in rows) for i in range(len(cols))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, width)).rstrip() for row in rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -19,7 +19,7 @@ import os
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -273,14 +273,18 @@ def _to_gemmi(protein: Protein):
     return st
 
 
-def to_pdb_string(protein: Protein) -> str:
-    """PDB text of ``protein`` (ATOM records, TER per chain, END)."""
+def to_pdb_string(protein: Protein, remarks: Sequence[str] = ()) -> str:
+    """PDB text of ``protein`` (``REMARK 999`` lines from ``remarks``, ATOM records, TER per
+    chain, END)."""
+    import textwrap
+
     import gemmi
 
     st = _to_gemmi(protein)
     opts = gemmi.PdbWriteOptions()
     opts.minimal_file = True
-    return st.make_pdb_string(opts)
+    lines = [f"REMARK 999 {part}" for r in remarks for part in textwrap.wrap(r, 69)]
+    return "".join(line.ljust(80) + "\n" for line in lines) + st.make_pdb_string(opts)
 
 
 def to_mmcif_string(protein: Protein) -> str:
@@ -291,16 +295,17 @@ def to_mmcif_string(protein: Protein) -> str:
     return doc.as_string()
 
 
-def save_structure(protein: Protein, path: PathLike) -> Path:
+def save_structure(protein: Protein, path: PathLike, remarks: Sequence[str] = ()) -> Path:
     """Write ``protein`` to ``path`` atomically; PDB or mmCIF chosen by the extension.
 
     B-factors come from ``protein.b_factors`` (model outputs store per-residue pLDDT there).
-    ``.gz`` is not written; use ``.pdb``, ``.ent``, ``.cif`` or ``.mmcif``.
+    ``remarks`` become ``REMARK 999`` lines of a PDB file. ``.gz`` is not written; use ``.pdb``,
+    ``.ent``, ``.cif`` or ``.mmcif``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".pdb", ".ent"):
-        text = to_pdb_string(protein)
+        text = to_pdb_string(protein, remarks)
     elif suffix in (".cif", ".mmcif"):
         text = to_mmcif_string(protein)
     else:

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "t_msa", "t_features", "t_trunk",
                    "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score",
-                   "error"]
+                   "native_error", "error"]
 
 
 class InputError(ValueError):
@@ -146,16 +146,26 @@ def _msa_for(target: Target, opts: PredictOptions, n_targets: int):
 
 
 def _native_for(target: Target, opts: PredictOptions, n_targets: int):
+    """The native structure to score ``target`` against, or ``None`` (with the reason logged).
+    An unreadable native raises :class:`~af2struct.common.io.StructureError`."""
     from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure
 
     if not opts.native:
         return None
     p = Path(opts.native)
     if p.is_file():
-        return load_structure(p) if n_targets == 1 else None
+        if n_targets > 1:
+            logger.warning("%s: --native FILE scores a single target; give a folder of <name>.pdb|cif for %d "
+                           "targets", target.name, n_targets)
+            return None
+        return load_structure(p)
+    if not p.is_dir():
+        logger.warning("--native %s: no such file or folder; %s is not scored", p, target.name)
+        return None
     for ext in STRUCTURE_SUFFIXES:
         if (p / f"{target.name}{ext}").exists():
             return load_structure(p / f"{target.name}{ext}")
+    logger.warning("%s: no native %s/%s.pdb|cif; not scored", target.name, p, target.name)
     return None
 
 
@@ -204,11 +214,11 @@ def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, rela
         if partial.exists():
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
-        save_structure(pred.protein, partial / "unrelaxed.pdb")
+        save_structure(pred.protein, partial / "unrelaxed.pdb", model_remarks(target, opts, None))
         final_protein = pred.protein
         if relaxed is not None:
             final_protein = relaxed.protein
-            save_structure(relaxed.protein, partial / "relaxed.pdb")
+            save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed))
             row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
         if opts.fmt == "cif":
             save_structure(pred.protein, partial / "unrelaxed.cif")
@@ -229,12 +239,7 @@ def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, rela
             plot_plddt(pred.plddt, final_protein.residue_index, partial / "pLDDT.png", target.name)
             plot_distogram(pred.distogram_probs, pred.bin_edges, partial / "distogram.png", target.name,
                            final_protein.residue_index)
-        native = _native_for(target, opts, n_targets)
-        if native is not None:
-            from af2struct.eval.metrics import score_model
-
-            s = score_model(final_protein, native, align=True)
-            row.update(lddt_ca=s.lddt_ca, gdt_ts=s.gdt_ts, tm_score=s.tm_score)
+        row.update(score_against_native(target, final_protein, opts, n_targets))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
         row.update(status="ok", mean_plddt=conf["mean_plddt"],
                    **{f"t_{k}": round(v, 3) for k, v in timings.items()})
@@ -247,6 +252,49 @@ def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, rela
             shutil.rmtree(partial, ignore_errors=True)
         return error_row(target, exc, timings.get("total", 0.0))
     return row
+
+
+def weights_label(weights: Optional[str]) -> str:
+    """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256."""
+    import hashlib
+
+    from af2struct.predict.pipeline import DEFAULT_WEIGHTS
+
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "unknown"
+    return f"{'shipped ' if not weights else ''}{path.name} (sha256 {digest})"
+
+
+def model_remarks(target: Target, opts: PredictOptions, relaxed) -> List[str]:
+    """What a model file says about itself (PDB ``REMARK 999`` lines)."""
+    import af2struct
+
+    out = [f"af2struct {af2struct.__version__} model of {target.name}",
+           "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
+           f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
+    if relaxed is None:
+        out.append("not relaxed")
+    else:
+        out.append(f"relaxed: {relaxed.backend} ({relaxed.violations_after} violations left, heavy-atom RMSD "
+                   f"{relaxed.rmsd_heavy:.2f} A to the unrelaxed model)")
+    return out
+
+
+def score_against_native(target: Target, protein, opts: PredictOptions, n_targets: int) -> Dict:
+    """lDDT-CA, GDT_TS and TM-score against the target's native, if one was given. A native that
+    cannot be read or matched costs only the scores (noted in ``native_error``), never the
+    finished prediction."""
+    try:
+        native = _native_for(target, opts, n_targets)
+        if native is None:
+            return {}
+        from af2struct.eval.metrics import score_model
+
+        s = score_model(protein, native, align=True)
+    except Exception as exc:  # noqa: BLE001 - reported in the row; the prediction stands
+        logger.warning("%s: not scored against the native: %s", target.name, exc)
+        return {"native_error": f"{type(exc).__name__}: {exc}"}
+    return {"lddt_ca": s.lddt_ca, "gdt_ts": s.gdt_ts, "tm_score": s.tm_score}
 
 
 def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:

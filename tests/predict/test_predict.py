@@ -50,6 +50,13 @@ def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     assert np.allclose(relaxed.residue_b_factors, conf["plddt"], atol=0.01)  # pLDDT in the B-factor column
     row = summary(out)["1psm"]
     assert row["status"] == "ok" and float(row["t_relax"]) > 0 and row["lddt_ca"] != ""
+    # the scores --native computed are printed, and the files say what they hold
+    assert "lDDT-CA" in r.stdout and "1psm" in r.stdout and f"{float(row['lddt_ca']):.3f}" in r.stdout
+    head = (d / "relaxed.pdb").read_text().splitlines()[:6]
+    assert any("B-factor column: per-residue pLDDT" in x for x in head)
+    assert any("weights: shipped default.pt (sha256" in x for x in head)
+    assert any("relaxed: openmm" in x for x in head)
+    assert any("not relaxed" in x for x in (d / "unrelaxed.pdb").read_text().splitlines()[:6])
     npz = np.load(d / "distogram.npz")
     assert npz["probabilities"].shape == (38, 38, 37) and npz["bin_edges"].shape == (37,)
 
@@ -176,3 +183,20 @@ def test_one_two_and_unknown_residue_sequences(tmp_path, tiny_weights):
     assert all(s[n]["status"] == "ok" for n in ("one", "two", "unk"))
     unk = load_structure(out / "unk" / "unrelaxed.pdb")
     assert unk.sequence == "ACXDECG" and len(load_structure(out / "one" / "unrelaxed.pdb")) == 1
+
+
+def test_bad_or_missing_native_costs_only_the_scores(tmp_path, tiny_weights, data_dir):
+    """An unreadable native keeps the finished prediction (status ok, the reason in
+    native_error); a folder without the target's native says so instead of staying silent."""
+    natives = tmp_path / "natives"
+    natives.mkdir()
+    (natives / "a.pdb").write_text("not a structure\n")
+    f = tmp_path / "x.fasta"
+    f.write_text(f">a\n{SEQ_1PSM[:20]}\n>b\n{SEQ_1PSM[5:25]}\n")
+    out = tmp_path / "o"
+    r = run(f, "--out", out, "--weights", tiny_weights, "--relax", "none", "--no-plots", "--native", natives)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = summary(out)
+    assert s["a"]["status"] == "ok" and "no atoms" in s["a"]["native_error"] and (out / "a" / "unrelaxed.pdb").exists()
+    assert s["b"]["status"] == "ok" and s["b"]["lddt_ca"] == ""
+    assert "b: no native" in r.stderr and "not scored against the native" in r.stderr
