@@ -129,7 +129,7 @@ def test_atomic_write(real_structures, tmp_path, monkeypatch):
 
     import af2struct.common.io as io_mod
 
-    def boom(_):
+    def boom(*_):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(io_mod, "to_pdb_string", boom)
