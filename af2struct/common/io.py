@@ -234,11 +234,11 @@ def _looks_like_polymer(res) -> bool:
     return {"N", "CA", "C"} <= names
 
 
-def _to_gemmi(protein: Protein):
+def _to_gemmi(protein: Protein, name: str = "af2struct"):
     import gemmi
 
     st = gemmi.Structure()
-    st.name = "af2struct"
+    st.name = name
     model = gemmi.Model("1")
     current = None
     chain_ids = protein.chain_ids
@@ -253,23 +253,28 @@ def _to_gemmi(protein: Protein):
         res.seqid = gemmi.SeqId(int(protein.residue_index[i]), protein.insertion_code[i] or " ")
         res.het_flag = "A"
         res.entity_type = gemmi.EntityType.Polymer
+        res.subchain = cid
         for j, aname in enumerate(rc.atom_types):
             if protein.atom_mask[i, j] <= 0:
                 continue
             atom = gemmi.Atom()
             atom.name = aname
             atom.element = gemmi.Element(rc.atom_element(aname))
-            x, y, z = (float(v) for v in protein.atom_positions[i, j])
+            x, y, z = (round(float(v), 3) for v in protein.atom_positions[i, j])
             atom.pos = gemmi.Position(x, y, z)
             atom.occ = 1.0
-            atom.b_iso = float(protein.b_factors[i, j])
+            atom.b_iso = round(float(protein.b_factors[i, j]), 2)
             res.add_atom(atom)
         current.add_residue(res)
     if current is not None:
         model.add_chain(current)
     st.add_model(model)
     st.setup_entities()
-    st.assign_label_seq_id()
+    for k, ent in enumerate(st.entities, 1):
+        ent.name = str(k)
+        first = next(ch for ch in st[0] if ch.name == ent.subchains[0])
+        ent.full_sequence = [r.name for r in first]  # the modelled residues: label_seq_id 1..n
+    st.assign_label_seq_id(force=True)
     return st
 
 
@@ -287,12 +292,9 @@ def to_pdb_string(protein: Protein, remarks: Sequence[str] = ()) -> str:
     return "".join(line.ljust(80) + "\n" for line in lines) + st.make_pdb_string(opts)
 
 
-def to_mmcif_string(protein: Protein) -> str:
-    """mmCIF text of ``protein``."""
-    st = _to_gemmi(protein)
-    st.setup_entities()
-    doc = st.make_mmcif_document()
-    return doc.as_string()
+def to_mmcif_string(protein: Protein, name: str = "af2struct") -> str:
+    """mmCIF text of ``protein`` (entry ``name``, entity sequences, numeric label_seq_id)."""
+    return _to_gemmi(protein, name).make_mmcif_document().as_string()
 
 
 def save_structure(protein: Protein, path: PathLike, remarks: Sequence[str] = ()) -> Path:

@@ -220,10 +220,14 @@ def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, rela
             final_protein = relaxed.protein
             save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed))
             row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
-        if opts.fmt == "cif":
-            save_structure(pred.protein, partial / "unrelaxed.cif")
-            if relaxed is not None:
-                save_structure(final_protein, partial / "relaxed.cif")
+        if opts.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
+            from af2struct.common.modelcif import to_modelcif_string
+
+            for tag, prot, rel in (("unrelaxed", pred.protein, None), ("relaxed", final_protein, relaxed)):
+                if tag == "relaxed" and relaxed is None:
+                    continue
+                atomic_write_text(partial / f"{tag}.cif", to_modelcif_string(
+                    prot, target.name, pred.plddt, target.description, "; ".join(model_remarks(target, opts, rel)[2:])))
         buf = io.BytesIO()
         np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
                             sequence=np.array(target.sequence))

@@ -68,6 +68,27 @@ def test_no_relax_and_cif(tmp_path, tiny_weights):
     assert r.returncode == 0, r.stderr
     assert (out / "x" / "unrelaxed.cif").exists() and not (out / "x" / "relaxed.pdb").exists()
     assert load_structure(out / "x" / "unrelaxed.cif").sequence == SEQ_1PSM[:20]
+    # ModelCIF: entry named after the target, entity sequence, numeric label_seq_id, pLDDT as QA
+    # metrics (global and per residue), the software and its version; gemmi and Biopython read it
+    import gemmi
+    from Bio.PDB import MMCIFParser
+    from Bio.PDB.MMCIF2Dict import MMCIF2Dict
+
+    cif = out / "x" / "unrelaxed.cif"
+    block = gemmi.cif.read(str(cif)).sole_block()
+    assert block.find_value("_entry.id") == "x" and block.find_value("_software.name") == "af2struct"
+    assert gemmi.cif.as_string(block.find_value("_entity_poly.pdbx_seq_one_letter_code")).replace("\n", "") \
+        == SEQ_1PSM[:20]
+    assert list(block.find_values("_atom_site.label_seq_id"))[0] == "1"
+    plddt = json.loads((out / "x" / "confidence.json").read_text())["plddt"]
+    local = [float(v) for v in block.find_values("_ma_qa_metric_local.metric_value")]
+    assert np.allclose(local, plddt, atol=0.01)
+    assert float(block.find_value("_ma_qa_metric_global.metric_value")) == pytest.approx(np.mean(plddt), abs=0.01)
+    st = gemmi.read_structure(str(cif))
+    assert gemmi.one_letter_code([r.name for r in st[0][0]]) == SEQ_1PSM[:20]
+    bio = MMCIFParser(QUIET=True).get_structure("x", str(cif))
+    assert len(list(bio.get_residues())) == 20
+    assert MMCIF2Dict(str(cif))["_ma_qa_metric_local.metric_value"][0] == f"{plddt[0]:.2f}"
 
 
 def test_batch_resume_and_per_target_failures(tmp_path, tiny_weights):
