@@ -382,7 +382,8 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
             initial_energy = e0
         relaxed = _heavy_protein(topology, current, protein)
         bad = violating_residues(relaxed, config.clash_overlap, kept_breaks)
-        logger.debug("round %d: E=%.1f kcal/mol, %d residues in violation", rounds, energy, len(bad))
+        logger.info("relax round %d of at most %d: E=%.1f kcal/mol, %d residue(s) in violation", rounds,
+                    config.max_outer_iterations, energy, len(bad))
         if not bad:
             break
         if config.violation_policy == "release":
