@@ -156,7 +156,8 @@ def max_fraction_within(x: np.ndarray, y: np.ndarray, cutoffs: Sequence[float], 
     superpositions of a dense search (LGA's GDT search, made denser):
 
     * seeds: windows of 3-8 residues and x1.5 longer up to the whole chain, at every start
-      (every k-th start on chains with more than ``max_seeds`` windows);
+      (every k-th start on chains with more than ``max_seeds`` windows), and the halving
+      fragments of :func:`fragment_seeds`;
     * from each seed, iterate: superpose on the residues within ``cutoff + margin`` (margins
       0, 0.5, 1, 2 A: selecting beyond the cutoff escapes local optima), re-select, until the
       selection repeats;
@@ -181,7 +182,8 @@ def max_fraction_within(x: np.ndarray, y: np.ndarray, cutoffs: Sequence[float], 
                 seen[keys[i]] = row
         return np.array([seen[k] for k in keys])
 
-    d0 = distances(window_seeds(n, gdt_seed_lengths(n), max_seeds))
+    seeds = np.concatenate([window_seeds(n, gdt_seed_lengths(n), max_seeds), fragment_seeds(n)])
+    d0 = distances(unique_rows(seeds))
     for radius in sorted({float(c + m) for c in cut for m in margins}):
         sel = unique_rows(_ensure_three(d0 < radius, d0))
         for _ in range(n_iter):
