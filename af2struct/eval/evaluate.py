@@ -250,6 +250,13 @@ def _plots(rows: List[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
 def evaluate(
     pred: Union[str, Path], native: Union[str, Path], out: Union[str, Path], align: bool = False,
     jobs: int = 1, native_split: Optional[str] = None, plots: bool = True, progress: bool = True,
@@ -270,7 +277,9 @@ def evaluate(
     bar = tqdm(total=len(job_list), desc="scoring", unit="model", disable=not progress)
     if jobs > 1 and len(job_list) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futs = [pool.submit(score_job, j, align) for j in job_list]
+            # biggest models first (file size as the proxy), so a long chain does not start last
+            biggest_first = sorted(job_list, key=lambda j: -_size(j.pred_path))
+            futs = [pool.submit(score_job, j, align) for j in biggest_first]
             for f in as_completed(futs):
                 rows.append(f.result())
                 bar.update()

@@ -147,6 +147,7 @@ def unique_rows(sel: np.ndarray) -> np.ndarray:
 
 
 GDT_SELECTION_MARGINS = (0.0, 0.5, 1.0, 2.0)
+SEED_RESIDUE_BUDGET = 600_000
 
 
 def max_fraction_within(x: np.ndarray, y: np.ndarray, cutoffs: Sequence[float], l_norm: int,
@@ -156,7 +157,8 @@ def max_fraction_within(x: np.ndarray, y: np.ndarray, cutoffs: Sequence[float], 
     superpositions of a dense search (LGA's GDT search, made denser):
 
     * seeds: windows of 3-8 residues and x1.5 longer up to the whole chain, at every start
-      (every k-th start on chains with more than ``max_seeds`` windows), and the halving
+      (every k-th start on chains with more than ``max_seeds`` windows, or more than 600,000
+      window-residues: about 1,500 windows at 400 residues, 280 at 2,000), and the halving
       fragments of :func:`fragment_seeds`;
     * from each seed, iterate: superpose on the residues within ``cutoff + margin`` (margins
       0, 0.5, 1, 2 A: selecting beyond the cutoff escapes local optima), re-select, until the
@@ -182,7 +184,10 @@ def max_fraction_within(x: np.ndarray, y: np.ndarray, cutoffs: Sequence[float], 
                 seen[keys[i]] = row
         return np.array([seen[k] for k in keys])
 
-    seeds = np.concatenate([window_seeds(n, gdt_seed_lengths(n), max_seeds), fragment_seeds(n)])
+    # every window start up to max_seeds windows; on long chains fewer, so that seeds x residues
+    # (the cost of each superposition pass) stays bounded
+    budget = max(200, min(max_seeds, SEED_RESIDUE_BUDGET // n))
+    seeds = np.concatenate([window_seeds(n, gdt_seed_lengths(n), budget), fragment_seeds(n)])
     d0 = distances(unique_rows(seeds))
     for radius in sorted({float(c + m) for c in cut for m in margins}):
         sel = unique_rows(_ensure_three(d0 < radius, d0))
