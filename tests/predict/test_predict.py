@@ -57,6 +57,11 @@ def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     assert any("weights: shipped default.pt (sha256" in x for x in head)
     assert any("relaxed: openmm" in x for x in head)
     assert any("not relaxed" in x for x in (d / "unrelaxed.pdb").read_text().splitlines()[:6])
+    from Bio.PDB import PDBParser  # the field's other reader takes the annotated file as it is
+
+    bio = PDBParser(QUIET=True).get_structure("m", str(d / "relaxed.pdb"))
+    assert len(list(bio.get_residues())) == 38
+    assert abs(next(bio.get_atoms()).get_bfactor() - conf["plddt"][0]) < 0.01
     npz = np.load(d / "distogram.npz")
     assert npz["probabilities"].shape == (38, 38, 37) and npz["bin_edges"].shape == (37,)
 
