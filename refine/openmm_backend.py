@@ -50,6 +50,7 @@ from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
 from af2struct.geometry.stereo import (Clash, clashscore, find_clashes, peptide_violation_residues,
                                        violating_residues, violation_count)
+from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
 from refine.repack import BACKBONE_AND_CB, rescue_rotamers, trapped_residues
 from refine.types import RelaxConfig, RelaxError, RelaxResult
@@ -260,13 +261,6 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
     return current
 
 
-def _rmsd(model: Protein, reference: Protein) -> float:
-    """Heavy-atom RMSD (A) over atoms present in both, no superposition."""
-    both = (reference.atom_mask > 0) & (model.atom_mask > 0)
-    diff = model.atom_positions[both] - reference.atom_positions[both]
-    return float(np.sqrt((diff ** 2).sum(-1).mean()))
-
-
 def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarray, relaxed: Protein,
                energy: float, initial_energy: float, kept_breaks: np.ndarray, config: RelaxConfig
                ) -> tuple[np.ndarray, Protein, float, list[str]]:
@@ -274,7 +268,7 @@ def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarr
     ``target_rmsd`` from the input back towards it (see the module doc). A step is kept only if it
     ends with no violation and below ``initial_energy`` (the input's); returns (positions nm, their
     heavy atoms, energy kcal/mol, notes)."""
-    rmsd0 = rmsd = _rmsd(relaxed, protein)
+    rmsd0 = rmsd = heavy_atom_rmsd(relaxed, protein)
     energy0 = energy
     repel = {pair: (d0, config.repel_stiffness_max) for pair, (d0, _) in state.repel.items()}
     input_clashes = find_clashes(protein, config.clash_overlap)  # what stiffer restraints pull back into
@@ -296,7 +290,7 @@ def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarr
                 notes.append(f"pull-back at {stiffness:g} kcal/mol/A^2 failed ({exc}); not used")
                 break
             trial_model = _heavy_protein(topology, trial, protein)
-            trial_rmsd = _rmsd(trial_model, protein)
+            trial_rmsd = heavy_atom_rmsd(trial_model, protein)
             left = violation_count(trial_model, config.clash_overlap, kept_breaks)
             logger.debug("pull-back at %g: RMSD %.3f A, E=%.1f kcal/mol, %d violation(s), %d pair(s) held",
                          stiffness, trial_rmsd, trial_energy, left, len(repel))
@@ -391,12 +385,12 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
         else:
             current = _repel_step(state, topology, protein, current, relaxed, kept_breaks, config)
     if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
-            and config.target_rmsd < _rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
+            and config.target_rmsd < heavy_atom_rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
         current, relaxed, energy, pulled = _pull_back(state, topology, protein, current, relaxed, energy,
                                                       initial_energy, kept_breaks, config)
         notes.extend(pulled)
     relaxed = relaxed.replace(chain_id=protein.chain_id)
-    rmsd = _rmsd(relaxed, protein)
+    rmsd = heavy_atom_rmsd(relaxed, protein)
     pdb_h = None
     if config.keep_hydrogens or amber_prefix is not None:
         for chain, cid in zip(topology.chains(), _chain_ids_per_segment(protein, seg)):

@@ -17,6 +17,7 @@ import numpy as np
 from af2struct.common.io import load_structure, to_pdb_string
 from af2struct.common.protein import Protein
 from af2struct.geometry.stereo import clashscore, violation_count
+from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, input_breaks
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
@@ -78,8 +79,7 @@ def relax_rosetta(protein: Protein, config: RelaxConfig) -> RelaxResult:
     out = out.replace(residue_index=protein.residue_index, chain_id=protein.chain_id,
                       insertion_code=protein.insertion_code, b_factors=b)
     match_residues(out, protein)  # sanity: same residues at the same numbers
-    both = (protein.atom_mask > 0) & (out.atom_mask > 0)
-    rmsd = float(np.sqrt(((out.atom_positions[both] - protein.atom_positions[both]) ** 2).sum(-1).mean()))
+    rmsd = heavy_atom_rmsd(out, protein)
     return RelaxResult(
         protein=out,
         initial_energy=e0,

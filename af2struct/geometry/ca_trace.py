@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import bond_angle
 
 CA_CA = 3.80  # trans peptide virtual bond
@@ -30,9 +31,10 @@ CA_CA_MIN = 4.0  # any other pair of Calphas
 K_BOND, K_CLASH = 40.0, 10.0  # stiffness of the virtual bonds and of the Calpha floors
 
 # ideal peptide geometry (Engh & Huber, as in AlphaFold's residue constants)
-_CA_C, _C_N, _N_CA, _C_O = 1.525, 1.329, 1.458, 1.231
-_CA_C_N, _C_N_CA, _CA_C_O = math.radians(116.2), math.radians(121.7), math.radians(120.5)
-_N_CA_C = math.radians(111.0)
+_CA_C, _N_CA, _C_O = (rc.ideal_bond_length[k] for k in (("CA", "C"), ("N", "CA"), ("C", "O")))
+_C_N = rc.between_res_bond_length_c_n[0]
+_CA_C_N, _C_N_CA, _CA_C_O, _N_CA_C = (math.radians(rc.ideal_bond_angle_deg[k]) for k in (
+    ("CA", "C", "N"), ("C", "N", "CA"), ("CA", "C", "O"), ("N", "CA", "C")))
 
 
 def _peptide_unit() -> Tuple[np.ndarray, float]:

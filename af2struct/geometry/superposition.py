@@ -41,3 +41,11 @@ def superpose(
     d2 = ((moved - target) ** 2).sum(-1)
     w = np.ones(len(d2)) if weights is None else np.asarray(weights, np.float64)
     return moved, float(np.sqrt((w * d2).sum() / w.sum()))
+
+
+def heavy_atom_rmsd(model, reference) -> float:
+    """RMSD (A) between two :class:`~af2struct.common.protein.Protein` of the same residues over
+    the atoms present in both, without superposition (how far relax moved a model)."""
+    both = (reference.atom_mask > 0) & (model.atom_mask > 0)
+    diff = model.atom_positions[both].astype(np.float64) - reference.atom_positions[both]
+    return float(np.sqrt((diff ** 2).sum(-1).mean())) if both.any() else float("nan")

@@ -24,11 +24,12 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from af2struct.common import residue_constants as rc
 from af2struct.model.config import StructureConfig
 
-N_CA = 1.458
-CA_C = 1.525
-N_CA_C = math.radians(111.2)
+N_CA = rc.ideal_bond_length[("N", "CA")]
+CA_C = rc.ideal_bond_length[("CA", "C")]
+N_CA_C = math.radians(rc.ideal_bond_angle_deg[("N", "CA", "C")])
 
 
 SE3_CACHE_ENV = "AF2STRUCT_SE3_CACHE"
