@@ -50,18 +50,21 @@ def fragment_seeds(n: int, lengths: Sequence[int] = None, min_len: int = 4) -> n
             k //= 2
         if not lengths:
             lengths = [n]
-    seeds: List[np.ndarray] = []
-    for length in lengths:
-        length = min(length, n)
-        step = max(1, length // 2)
-        starts = list(range(0, n - length + 1, step))
-        if starts[-1] != n - length:
-            starts.append(n - length)
-        for s in starts:
-            m = np.zeros(n, bool)
-            m[s:s + length] = True
-            seeds.append(m)
+    seeds = [w for length in lengths for w in _windows(n, min(length, n), max(1, min(length, n) // 2))]
     return np.unique(np.array(seeds), axis=0)
+
+
+def _windows(n: int, length: int, step: int) -> List[np.ndarray]:
+    """Masks of the windows of ``length`` residues starting every ``step`` (and at the end)."""
+    starts = list(range(0, n - length + 1, step))
+    if starts[-1] != n - length:
+        starts.append(n - length)
+    out = []
+    for s in starts:
+        m = np.zeros(n, bool)
+        m[s:s + length] = True
+        out.append(m)
+    return out
 
 
 def _ensure_three(sel: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -126,16 +129,7 @@ def window_seeds(n: int, lengths: Sequence[int], max_seeds: int = 1500) -> np.nd
     """``[S, n]`` masks of contiguous windows of each length starting at every residue (every
     k-th one on chains long enough for more than ``max_seeds`` windows)."""
     step = max(1, int(np.ceil(len(lengths) * n / max_seeds)))
-    seeds = []
-    for length in lengths:
-        starts = list(range(0, n - length + 1, step))
-        if starts[-1] != n - length:
-            starts.append(n - length)
-        for s in starts:
-            m = np.zeros(n, bool)
-            m[s:s + length] = True
-            seeds.append(m)
-    return np.array(seeds)
+    return np.array([w for length in lengths for w in _windows(n, length, step)])
 
 
 def unique_rows(sel: np.ndarray) -> np.ndarray:
