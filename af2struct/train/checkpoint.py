@@ -63,12 +63,27 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
     from af2struct.model.network import Alphafold2
 
     payload = load_checkpoint(path)
+    for key in ("config", "model"):
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"{path}: checkpoint has no model {key} (not a model checkpoint?)")
     try:
         config = ModelConfig.from_dict(payload["config"])
     except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: bad config in checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: bad config in checkpoint ({str(exc)[:300]})") from None
     model = Alphafold2(config=config)
-    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    state = payload["model"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise CheckpointError(f"{path}: weights do not fit the model ({len(missing)} missing, e.g. {missing[:2]}; "
+                              f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor) or v.shape != own[k].shape:
+            got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise CheckpointError(f"{path}: weight {k} has shape {got}, the model's config needs "
+                                  f"{tuple(own[k].shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{path}: weight {k} holds NaN or infinite values (a diverged training run?)")
+    model.load_state_dict(state)
     return model.to(device).eval(), payload

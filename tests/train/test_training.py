@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,22 @@ def test_checkpoint_cannot_choose_a_path(tmp_path):
     assert not planted.exists()
     assert r.stdout.split() == ["None", "False"]
     assert "ignored" in r.stderr
+
+
+def test_bad_checkpoints_are_one_clear_line(tmp_path):
+    """A checkpoint without a config, with a weight of the wrong shape, or with NaN weights is
+    refused with one short message naming the problem (no tensor dump)."""
+    model = Alphafold2(config=preset("tiny"))
+    payload = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, model.config))
+    cases = {
+        "noconfig": ({k: v for k, v in payload.items() if k != "config"}, "no model config"),
+        "shape": ({**payload, "model": {**payload["model"], "distogram_head.proj.weight":
+                                        torch.zeros(3, 3)}}, "has shape (3, 3)"),
+        "nan": ({**payload, "model": {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v)
+                                      for k, v in payload["model"].items()}}, "NaN or infinite"),
+    }
+    for name, (bad, msg) in cases.items():
+        torch.save(bad, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match=re.escape(msg)) as exc:
+            load_model(tmp_path / f"{name}.pt")
+        assert len(str(exc.value)) < 400, name
