@@ -41,11 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def configure_logging(command: str) -> None:
+    """INFO logging to stderr; training lines carry the time of day."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=("%(asctime)s " + fmt) if command == "train" else fmt)
+
+
+def run_command(command: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Run one subcommand as its own program (what ``scripts/<command>.py`` does)."""
+    import importlib
+
+    mod = importlib.import_module(COMMANDS[command][0])
+    args = mod.build_parser().parse_args(argv)
+    configure_logging(command)
+    return mod.run(args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if args.command == "train" else \
-        "%(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=logging.INFO, format=fmt)
+    configure_logging(args.command)
     return args._run(args)
 
 

@@ -67,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("predict")
     try:
         targets = read_targets(args.input, args.sequence, args.name)
-        relax_cfg = relax_config_from_args(args, prefix="relax-",
-                                           backend=args.relax if args.relax != "none" else "openmm")
+        relax_cfg = relax_config_from_args(args, prefix="relax-")  # backend and seed: from --relax, --seed
         opts = PredictOptions(weights=args.weights, device=args.device, num_recycles=args.num_recycles,
                               seed=args.seed, relax=args.relax, fmt=args.format, max_length=args.max_length,
                               msa=args.msa, native=args.native, msa_db=args.msa_db,
@@ -107,6 +106,6 @@ def score_table(records) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(args)
+    from af2struct.cli import run_command
+
+    return run_command("predict", argv)

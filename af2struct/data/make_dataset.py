@@ -134,9 +134,9 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(args)
+    from af2struct.cli import run_command
+
+    return run_command("make-dataset", argv)
 
 
 def run(args: argparse.Namespace) -> int:

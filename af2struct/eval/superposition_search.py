@@ -14,33 +14,6 @@ from typing import List, Sequence
 import numpy as np
 
 
-def batched_kabsch(x: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Rotations ``[S, 3, 3]`` and translations ``[S, 3]`` superposing ``x [L, 3]`` onto ``y``
-    under each weight row ``w [S, L]`` (rows must have positive sums)."""
-    w = w / w.sum(-1, keepdims=True)
-    xc = w @ x
-    yc = w @ y
-    h = np.einsum("sl,li,lj->sij", w, x, y) - xc[:, :, None] * yc[:, None, :]
-    u, _, vt = np.linalg.svd(h)
-    v = np.swapaxes(vt, -1, -2)
-    ut = np.swapaxes(u, -1, -2)
-    d = np.sign(np.linalg.det(v @ ut))
-    d[d == 0] = 1.0
-    diag = np.zeros((len(w), 3, 3))
-    diag[:, 0, 0] = 1
-    diag[:, 1, 1] = 1
-    diag[:, 2, 2] = d
-    r = v @ diag @ ut
-    t = yc - np.einsum("sj,sij->si", xc, r)
-    return r, t
-
-
-def _distances(x, y, r, t) -> np.ndarray:
-    """``[S, L]`` distances after applying each transform to ``x``."""
-    moved = np.einsum("sij,lj->sli", r, x) + t[:, None, :]
-    return np.linalg.norm(moved - y[None], axis=-1)
-
-
 def fragment_seeds(n: int, lengths: Sequence[int] = None, min_len: int = 4) -> np.ndarray:
     """``[S, n]`` boolean masks of contiguous fragments: lengths n, n/2, n/4, ... >= min_len."""
     if lengths is None:
@@ -91,8 +64,7 @@ def max_tm_score(x: np.ndarray, y: np.ndarray, l_norm: int, n_iter: int = 20) ->
     sel = fragment_seeds(n)
     best = 0.0
     for _ in range(n_iter):
-        r, t = batched_kabsch(x, y, sel.astype(np.float64))
-        d = _distances(x, y, r, t)
+        d = kabsch_distances(x, y, sel.astype(np.float64))
         tm = (1.0 / (1.0 + (d / d0) ** 2)).sum(-1) / l_norm
         best = max(best, float(tm.max()))
         new = _ensure_three(d < d_search, d)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -258,6 +259,7 @@ def write_target(target: Target, out_dir: Path, opts: PredictOptions, pred, rela
     return row
 
 
+@functools.lru_cache(maxsize=8)
 def weights_label(weights: Optional[str]) -> str:
     """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256."""
     import hashlib

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from af2struct.common.atomic import atomic_write_text
-from af2struct.common.io import structure_name
 from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
 from af2struct.data.features import Example, collate
 from af2struct.model.config import ModelConfig, preset
@@ -107,9 +106,9 @@ def _clusters(cfg: TrainConfig) -> Optional[Dict[str, str]]:
     return None
 
 
-def load_proteins(cfg: TrainConfig, split: Optional[Dict[str, str]] = None):
-    """``(train, valid)`` dicts of all-atom Proteins from a SidechainNet pickle or a structure
-    folder; ``split`` (``{name: 'train' | 'valid-...'}``) divides a folder."""
+def load_proteins(cfg: TrainConfig):
+    """``(train, valid)`` dicts of all-atom Proteins: a SidechainNet pickle's splits, a folder
+    with ``valid_data``, or a folder (``valid`` empty: :func:`load_training_data` splits it)."""
     if cfg.data.endswith(".pkl"):
         train = proteins_from_sidechainnet(cfg.data, "train")
         try:
@@ -120,9 +119,6 @@ def load_proteins(cfg: TrainConfig, split: Optional[Dict[str, str]] = None):
     proteins = proteins_from_folder(cfg.data)
     if cfg.valid_data:
         return proteins, proteins_from_folder(cfg.valid_data)
-    if split is not None:
-        return ({k: v for k, v in proteins.items() if split.get(k, "train") == "train"},
-                {k: v for k, v in proteins.items() if split.get(k, "train") != "train"})
     return proteins, {}
 
 
@@ -136,28 +132,25 @@ def load_training_data(cfg: TrainConfig) -> Tuple[TrainingMix, List[Example]]:
 
     clusters = _clusters(cfg)
     db = BackboneDB(cfg.backbone_db) if cfg.backbone_db else None
-    folder_data = bool(cfg.data) and not cfg.data.endswith(".pkl")
-    split = None
-    if clusters is not None or (db is not None and not cfg.valid_data):
-        names = list(db.names) if db is not None else []
-        if folder_data and not cfg.valid_data:
-            from af2struct.data.make_dataset import find_structures
-
-            names += [structure_name(f) for f in find_structures([cfg.data])]
+    train_p, valid_p = load_proteins(cfg) if cfg.data else ({}, {})
+    # a folder without its own validation set is split here, together with the database
+    split_folder = bool(cfg.data) and not cfg.data.endswith(".pkl") and not cfg.valid_data
+    split: Dict[str, str] = {}
+    if not cfg.valid_data and (clusters is not None or db is not None):
+        names = (list(db.names) if db is not None else []) + (list(train_p) if split_folder else [])
         split = split_by_cluster(sorted(set(names)), clusters or {}, cfg.valid_fraction, cfg.seed)
+    if split_folder and split:
+        valid_p = {k: v for k, v in train_p.items() if split.get(k, "train") != "train"}
+        train_p = {k: v for k, v in train_p.items() if split.get(k, "train") == "train"}
     pools, fractions, valid = [], [], []
     n_bb_valid = round(cfg.max_valid * (cfg.backbone_fraction if cfg.data else 1.0))
     if db is not None:
-        if cfg.valid_data:
-            train_idx, valid_idx = range(len(db)), []
-        else:
-            train_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") == "train"]
-            valid_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train"]
+        train_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") == "train"]
+        valid_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train"]
         pools.append(backbone_pool(db, train_idx, clusters, cfg.crop_size))
         fractions.append(cfg.backbone_fraction if cfg.data else 1.0)
         valid += center_crops(backbone_pool(db, valid_idx, None, cfg.crop_size), cfg.crop_size, n_bb_valid, cfg.seed)
     if cfg.data:
-        train_p, valid_p = load_proteins(cfg, split)
         pools.append(protein_pool(train_p, clusters, cfg.crop_size))
         fractions.append(1.0 - cfg.backbone_fraction if db is not None else 1.0)
         valid += center_crops(protein_pool(valid_p, None, cfg.crop_size), cfg.crop_size,
@@ -180,9 +173,14 @@ def _loss_weights(cfg: TrainConfig) -> Dict[str, float]:
     return {"distogram": cfg.w_distogram, "structure": cfg.w_structure, "plddt": cfg.w_plddt, "chi": cfg.w_chi}
 
 
+def _core(model):
+    """The model itself, also when wrapped by DistributedDataParallel."""
+    return model.module if hasattr(model, "module") else model
+
+
 def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     """The model's outputs on a batch (the structure path too in stage ``full``)."""
-    core = model.module if hasattr(model, "module") else model
+    core = _core(model)
     mask = batch["seq_mask"] > 0
     msa = batch["msa"] if batch["msa"].shape[1] > 1 else None
     with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.freeze_trunk):
@@ -215,17 +213,13 @@ def evaluate_model(model, examples: List[Example], cfg: TrainConfig, device) -> 
         out = forward_outputs(model, batch, cfg)
         terms = total_loss(out, batch, _loss_weights(cfg))
         terms["contact_lr_l5"] = long_range_contact_precision(out["distogram"], batch["all_atom_positions"],
-                                                              batch["all_atom_mask"], model_config_of(model).heads)
+                                                              batch["all_atom_mask"], _core(model).config.heads)
         for k, v in terms.items():
             if math.isfinite(float(v)):  # no long-range pair in a short crop: not counted
                 sums[k] = sums.get(k, 0.0) + float(v)
                 counts[k] = counts.get(k, 0) + 1
     model.train()
     return {f"valid_{k}": v / counts[k] for k, v in sums.items()}
-
-
-def model_config_of(model) -> ModelConfig:
-    return (model.module if hasattr(model, "module") else model).config
 
 
 def _plot_curve(log_path: Path, out_png: Path) -> None:

@@ -171,12 +171,31 @@ def test_sequence_mismatch_and_align(natives):
     assert s.n_matched == len(nat) and s.gdt_ts == 100.0
 
 
+def _batched_kabsch(x: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """Rotations ``[S, 3, 3]`` and translations ``[S, 3]`` superposing ``x [L, 3]`` onto ``y``
+    under each weight row ``w [S, L]`` (rows must have positive sums)."""
+    w = w / w.sum(-1, keepdims=True)
+    xc = w @ x
+    yc = w @ y
+    h = np.einsum("sl,li,lj->sij", w, x, y) - xc[:, :, None] * yc[:, None, :]
+    u, _, vt = np.linalg.svd(h)
+    v = np.swapaxes(vt, -1, -2)
+    ut = np.swapaxes(u, -1, -2)
+    d = np.sign(np.linalg.det(v @ ut))
+    d[d == 0] = 1.0
+    diag = np.zeros((len(w), 3, 3))
+    diag[:, 0, 0] = 1
+    diag[:, 1, 1] = 1
+    diag[:, 2, 2] = d
+    r = v @ diag @ ut
+    t = yc - np.einsum("sj,sij->si", xc, r)
+    return r, t
+
+
 def _dense_gdt_reference(x, y, cutoffs, margins=(0.0, 1.0), lengths=(3, 5, 8, 12, 27), n_iter=20):
     """An independent dense GDT search: windows of several lengths at every start, then per
     cutoff iterate superposing on the residues within cutoff + margin (refinement beyond the
     cutoff); the best count within each cutoff over everything met."""
-    from af2struct.eval.superposition_search import batched_kabsch
-
     n = len(x)
     seeds = []
     for length in [k for k in lengths if k < n] + [n]:
@@ -191,7 +210,7 @@ def _dense_gdt_reference(x, y, cutoffs, margins=(0.0, 1.0), lengths=(3, 5, 8, 12
         for margin in margins:
             sel = seeds
             for _ in range(n_iter):
-                r, t = batched_kabsch(x, y, sel.astype(np.float64))
+                r, t = _batched_kabsch(x, y, sel.astype(np.float64))
                 d = np.linalg.norm(np.einsum("sij,lj->sli", r, x) + t[:, None] - y[None], axis=-1)
                 best = max(best, int((d < c).sum(-1).max()))
                 new = d < c + margin
