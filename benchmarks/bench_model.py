@@ -1,19 +1,49 @@
 #!/usr/bin/env python
-"""Forward time and peak memory of the trunk and the whole model against sequence length and
-options. Each case runs in a fresh process so peak RSS (CPU) or max allocated (GPU) is its own.
+"""Model speed and memory. Every measurement runs in its own process, so peak memory is its own.
 
-    python benchmarks/bench_model.py [--lengths 64 128 256 512] [--device cpu]
+``step``: one training step (forward, distogram cross-entropy, backward, AdamW), single sequence,
+for af2struct's ``default`` preset and for the model at the peer's widths ("matched":
+``dim=64, depth=2, heads=8, dim_head=32`` with ``pair_heads=8, pair_dim_head=32,
+transition_factor=4``), against alphafold2-pytorch 0.4.32 (the seed's package, same
+constructor arguments) and against an older af2struct commit (``--baseline``, checked out into a
+temporary git worktree). The cases of one length run interleaved, ``--rounds`` times; a row
+gives the median over rounds of each process's fastest timed step, and the ratios.
+
+    python benchmarks/bench_model.py step --baseline 7d0c4dd --peer benchmarks/.peer
+
+The peer is installed beside the project, not into it:
+``pip install --no-deps --target benchmarks/.peer alphafold2-pytorch==0.4.32
+invariant-point-attention mp-nerf`` (its other imports, einops, biopython and sidechainnet, are
+af2struct's own dependencies). ``pytorch3d`` is not on the package index; the peer imports two
+quaternion functions from it for its structure module only, which a trunk step never calls, so
+when it is missing a stand-in module that raises on use is put on the peer's path.
+
+``options``: forward time and peak memory of the trunk options (reversible, chunking, sparse
+attention, unaligned MSA, whole model) against sequence length.
+
+Memory is the peak RSS of the process (CPU) or the maximum allocated (GPU).
 """
+
+from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from pathlib import Path
 
-CASES = {
+ROOT = Path(__file__).resolve().parents[1]
+MATCHED = dict(dim=64, depth=2, heads=8, dim_head=32)
+MATCHED_PAIR = dict(pair_heads=8, pair_dim_head=32, transition_factor=4)
+
+OPTION_CASES = {
     "default (trunk)": {},
     "default, reversible (train step)": {"reversible": True, "_train": True},
     "default, plain (train step)": {"_train": True},
@@ -25,16 +55,65 @@ CASES = {
 }
 
 
-def run_case(name: str, length: int, device: str) -> dict:
+def _peak_mib(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- one process: one measurement
+def run_step(impl: str, model_name: str, length: int, steps: int, device: str, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if impl == "peer":
+        from alphafold2_pytorch import Alphafold2 as Peer
+
+        model = Peer(**MATCHED)
+    else:
+        from af2struct.model.config import preset
+        from af2struct.model.network import Alphafold2
+
+        if model_name == "default":
+            model = Alphafold2(config=preset("default"))
+        else:
+            model = Alphafold2(**MATCHED, **MATCHED_PAIR)
+    model = model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    seq = torch.randint(0, 20, (1, length), device=device)
+    mask = torch.ones_like(seq, dtype=torch.bool)
+    target = torch.randint(0, 37, (1, length, length), device=device)
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        out = model(seq, mask=mask)
+        logits = out.distance if hasattr(out, "distance") else out
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    warm = step()
+    times = [step() for _ in range(steps)]
+    return {"impl": impl, "model": model_name, "length": length, "warmup_s": warm, "step_s": min(times),
+            "peak_MiB": _peak_mib(device)}
+
+
+def run_option(name: str, length: int, device: str) -> dict:
     import torch
 
     from af2struct.model.config import preset
     from af2struct.model.network import Alphafold2
 
-    opts = dict(CASES[name])
+    opts = dict(OPTION_CASES[name])
     train, msa_on, full = opts.pop("_train", False), opts.pop("_msa", False), opts.pop("_full", False)
-    cfg = preset("default")
-    model = Alphafold2(config=cfg, **opts).to(device)
+    model = Alphafold2(config=preset("default"), **opts).to(device)
     seq = torch.randint(0, 20, (1, length), device=device)
     msa = torch.randint(0, 21, (1, 8, length // 2), device=device) if msa_on else None
     if device.startswith("cuda"):
@@ -49,37 +128,139 @@ def run_case(name: str, length: int, device: str) -> dict:
             model(seq, msa)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"case": name, "length": length, "seconds": round(dt, 2), "peak_MiB": round(peak)}
+    return {"case": name, "length": length, "seconds": round(time.perf_counter() - t0, 2),
+            "peak_MiB": round(_peak_mib(device))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--cases", nargs="*", default=list(CASES))
-    ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args._one:
-        print(json.dumps(run_case(args._one[0], int(args._one[1]), args.device)))
-        return
+# ---------------------------------------------------------------- driver
+def _child(args_list, pythonpath=None, threads=2) -> dict:
+    """Run one measurement in a fresh interpreter. Its imports come from ``pythonpath`` (the
+    checkout, the baseline worktree or the peer) and then site-packages; ``-S`` keeps the
+    editable install of this checkout from shadowing a baseline worktree."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    site_paths = list(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
+    env["PYTHONPATH"] = os.pathsep.join(list(pythonpath or [str(ROOT)]) + site_paths)
+    r = subprocess.run([sys.executable, "-S", __file__, *args_list], capture_output=True, text=True, env=env,
+                       cwd=tempfile.gettempdir())
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines() or ["no output"]
+        return {"error": lines[-1][:100]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _peer_path(peer: Path, tmp: Path):
+    """The peer's import path, with a stand-in for pytorch3d when it is not installed."""
+    paths = [str(peer.resolve())]
+    if not (peer / "pytorch3d").exists():
+        stub = tmp / "pytorch3d_stub" / "pytorch3d"
+        stub.mkdir(parents=True, exist_ok=True)
+        (stub / "__init__.py").write_text("")
+        (stub / "transforms.py").write_text(
+            "def _missing(*args, **kwargs):\n"
+            "    raise ImportError('pytorch3d is not installed (the trunk benchmark never calls it)')\n\n"
+            "quaternion_multiply = quaternion_to_matrix = _missing\n")
+        paths.append(str(stub.parent))
+    return paths
+
+
+def _worktree(commit: str, tmp: Path) -> Path:
+    path = tmp / f"baseline-{commit}"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit],
+                   check=True, capture_output=True)
+    return path
+
+
+def step_table(args) -> None:
+    with tempfile.TemporaryDirectory(prefix="af2s-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        cases = [("af2struct", "default", [str(ROOT)]), ("af2struct", "matched", [str(ROOT)])]
+        base = None
+        if args.baseline:
+            base = _worktree(args.baseline, tmp)
+            cases += [("baseline", "default", [str(base)]), ("baseline", "matched", [str(base)])]
+        if args.peer:
+            cases.append(("peer", "matched", _peer_path(Path(args.peer), tmp) + [str(ROOT)]))
+        try:
+            print(f"machine: {platform.machine()} {platform.processor() or ''} {args.device}, {args.threads} threads; "
+                  f"one training step, batch 1, single sequence; seconds = median over {args.rounds} rounds of the "
+                  f"fastest of {args.steps} timed steps (after 1 warm-up); memory = "
+                  f"{'max allocated' if args.device.startswith('cuda') else 'peak RSS of the process'}", flush=True)
+            print("| model | L | impl | step s | peak MiB | speed-up | memory ratio |")
+            print("|---|---|---|---|---|---|---|")
+            for length in args.lengths:
+                results = {}
+                for _ in range(args.rounds):
+                    for impl, model_name, path in cases:
+                        steps = args.steps if length < 384 else max(1, args.steps - 1)
+                        r = _child(["--device", args.device, "--_step", impl, model_name, str(length), str(steps),
+                                    str(args.threads)], pythonpath=path, threads=args.threads)
+                        results.setdefault((impl, model_name), []).append(r)
+                for model_name, ref_impl in (("default", "baseline"), ("matched", "peer"), ("matched", "baseline")):
+                    rows = {impl: results.get((impl, model_name)) for impl in (ref_impl, "af2struct")}
+                    if rows[ref_impl] is None:
+                        continue
+                    summary = {}
+                    for impl, rs in rows.items():
+                        ok = [r for r in rs if "error" not in r]
+                        if not ok:
+                            summary[impl] = None
+                            print(f"| {model_name} | {length} | {impl} | failed: {rs[0]['error']} | | | |")
+                            continue
+                        summary[impl] = (statistics.median(r["step_s"] for r in ok),
+                                         statistics.median(r["peak_MiB"] for r in ok))
+                    ref, new = summary.get(ref_impl), summary.get("af2struct")
+                    if ref:
+                        print(f"| {model_name} | {length} | {ref_impl} | {ref[0]:.2f} | {ref[1]:.0f} | 1.00x | 1.00 |")
+                    if ref and new:
+                        print(f"| {model_name} | {length} | af2struct vs {ref_impl} | {new[0]:.2f} | {new[1]:.0f} | "
+                              f"{ref[0] / new[0]:.2f}x | {new[1] / ref[1]:.2f} |", flush=True)
+        finally:
+            if base is not None:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
+
+
+def options_table(args) -> None:
     mem = "max allocated (GPU)" if args.device.startswith("cuda") else "peak RSS (process)"
     print(f"machine: {platform.machine()} {args.device}; preset 'default'; memory = {mem}")
     print("| case | L | seconds | peak MiB |")
     print("|---|---|---|---|")
     for name in args.cases:
         for length in args.lengths:
-            r = subprocess.run([sys.executable, __file__, "--device", args.device, "--_one", name, str(length)],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"| {name} | {length} | failed: {r.stderr.strip().splitlines()[-1][:80]} | |", flush=True)
-                continue
-            res = json.loads(r.stdout.strip().splitlines()[-1])
-            print(f"| {name} | {length} | {res['seconds']} | {res['peak_MiB']} |", flush=True)
+            res = _child(["--device", args.device, "--_option", name, str(length)], threads=args.threads)
+            if "error" in res:
+                print(f"| {name} | {length} | failed: {res['error']} | |", flush=True)
+            else:
+                print(f"| {name} | {length} | {res['seconds']} | {res['peak_MiB']} |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", nargs="?", choices=["step", "options"], default="step")
+    ap.add_argument("--lengths", type=int, nargs="+", default=None,
+                    help="sequence lengths (step: 128 256 384; options: 64 128 256 512)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads in every measured process")
+    ap.add_argument("--baseline", help="git commit of af2struct to compare with (checked out into a temporary worktree)")
+    ap.add_argument("--peer", help="folder where alphafold2-pytorch 0.4.32 is installed (pip --target)")
+    ap.add_argument("--rounds", type=int, default=1, help="step: interleaved rounds per length")
+    ap.add_argument("--steps", type=int, default=2, help="step: timed steps per process (one fewer at L >= 384)")
+    ap.add_argument("--cases", nargs="*", default=list(OPTION_CASES), help="options: which cases")
+    ap.add_argument("--_step", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--_option", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._step:
+        impl, model_name, length, steps, threads = args._step
+        print(json.dumps(run_step(impl, model_name, int(length), int(steps), args.device, int(threads))))
+        return
+    if args._option:
+        print(json.dumps(run_option(args._option[0], int(args._option[1]), args.device)))
+        return
+    if args.mode == "step":
+        args.lengths = args.lengths or [128, 256, 384]
+        step_table(args)
+    else:
+        args.lengths = args.lengths or [64, 128, 256, 512]
+        options_table(args)
 
 
 if __name__ == "__main__":

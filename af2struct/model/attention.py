@@ -19,24 +19,85 @@ from torch import nn
 NEG_INF = -1e4
 
 
-def chunked_sdpa(q, k, v, bias: Optional[torch.Tensor], chunk: Optional[int]) -> torch.Tensor:
-    """SDPA over ``q [..., H, Lq, d]`` in chunks of ``chunk`` queries (memory O(chunk * Lk))."""
+class _BiasedAttention(torch.autograd.Function):
+    """``softmax(q k^T * scale + bias, masked) v`` with an explicit backward that also returns
+    the gradient of the bias. PyTorch's CPU ``scaled_dot_product_attention`` falls back to its
+    unfused math kernel when the mask needs a gradient (pair bias), which stores logits and
+    probabilities and runs a NaN-safe softmax; this keeps only the probabilities and computes
+    in place. Shapes: ``q [..., H, Lq, d]``, ``k, v [..., H, Lk, d]``, ``bias`` and ``mask``
+    broadcastable to ``[..., H, Lq, Lk]`` (``mask`` bool, True = attend, or None).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, mask):
+        scale = q.shape[-1] ** -0.5
+        s = torch.matmul(q, k.transpose(-1, -2))
+        s.mul_(scale).add_(bias.to(s.dtype))
+        if mask is not None:
+            s.add_(mask_bias(mask, s.dtype))
+        p = torch.softmax(s, dim=-1)
+        del s
+        o = torch.matmul(p, v)
+        ctx.save_for_backward(q, k, v, p, o)
+        ctx.bias_shape, ctx.bias_dtype, ctx.scale = bias.shape, bias.dtype, scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, p, o = ctx.saved_tensors
+        do = do.contiguous()
+        dv = torch.matmul(p.transpose(-1, -2), do)
+        ds = torch.matmul(do, v.transpose(-1, -2))  # dP, turned into dS in place
+        ds.sub_((do * o).sum(-1, keepdim=True)).mul_(p)
+        dbias = None
+        if ctx.needs_input_grad[3]:
+            dbias = _sum_to(ds, ctx.bias_shape).to(ctx.bias_dtype)
+        dq = torch.matmul(ds, k).mul_(ctx.scale)
+        dk = torch.matmul(ds.transpose(-1, -2), q).mul_(ctx.scale)
+        return dq, dk, dv, dbias, None
+
+
+def mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool mask (True = attend) -> additive ``0 / NEG_INF`` of the same shape. Additive and
+    finite, not ``-inf``: a query whose keys are all masked (padding) gets a finite output
+    that nothing reads, never NaN."""
+    return (~mask).to(dtype) * NEG_INF
+
+
+def _sum_to(x: torch.Tensor, shape) -> torch.Tensor:
+    """Sum ``x`` over the dimensions that ``shape`` broadcasts (the gradient of a broadcast)."""
+    lead = x.dim() - len(shape)
+    dims = list(range(lead)) + [lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1]
+    return x.sum(dim=dims, keepdim=True).view(shape) if dims else x
+
+
+def attend(q, k, v, bias: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+           chunk: Optional[int] = None) -> torch.Tensor:
+    """Multi-head attention ``q [..., H, Lq, d]`` over ``k, v [..., H, Lk, d]`` with an additive
+    ``bias`` and a bool ``mask`` (True = attend), both broadcastable to ``[..., H, Lq, Lk]``.
+
+    Without a bias that needs a gradient on a CPU, this is PyTorch's fused
+    ``scaled_dot_product_attention``, in chunks of ``chunk`` queries (memory
+    ``O(chunk * Lk)``); with one, it is :class:`_BiasedAttention`.
+    """
+    if bias is not None and bias.requires_grad and torch.is_grad_enabled() and q.device.type == "cpu":
+        return _BiasedAttention.apply(q, k, v, bias, mask)
+    attn_mask = None if bias is None else bias.to(q.dtype)
+    if mask is not None:
+        attn_mask = mask_bias(mask, q.dtype) if attn_mask is None else attn_mask + mask_bias(mask, q.dtype)
     lq = q.shape[-2]
     if chunk is None or lq <= chunk:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
     outs = []
     for s in range(0, lq, chunk):
-        b = None if bias is None or bias.shape[-2] == 1 else bias[..., s:s + chunk, :]
-        b = bias if b is None else b
-        outs.append(F.scaled_dot_product_attention(q[..., s:s + chunk, :], k, v, attn_mask=b))
+        m = attn_mask if attn_mask is None or attn_mask.shape[-2] == 1 else attn_mask[..., s:s + chunk, :]
+        outs.append(F.scaled_dot_product_attention(q[..., s:s + chunk, :], k, v, attn_mask=m))
     return torch.cat(outs, dim=-2)
 
 
-def mask_to_bias(key_mask: Optional[torch.Tensor], dtype) -> Optional[torch.Tensor]:
-    """``[..., Lk]`` bool -> additive ``[..., 1, 1, Lk]`` (0 or NEG_INF)."""
-    if key_mask is None:
-        return None
-    return ((~key_mask).to(dtype) * NEG_INF)[..., None, None, :]
+def key_mask_4d(key_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """``[..., Lk]`` bool -> ``[..., 1, 1, Lk]`` (broadcast over heads and queries)."""
+    return None if key_mask is None else key_mask[..., None, None, :]
 
 
 class Attention(nn.Module):
@@ -72,14 +133,10 @@ class Attention(nn.Module):
         return self.to_out(out)
 
     def forward(self, x, context=None, key_mask=None, bias=None, chunk: Optional[int] = None):
+        """``key_mask [..., Lk]`` bool (True = attend) or None; ``bias [..., H, Lq, Lk]`` or None."""
         context = x if context is None else context
         q, k, v = self.project(x, context)
-        b = mask_to_bias(key_mask, q.dtype)
-        if bias is not None:
-            b = bias if b is None else bias + b
-        if b is not None:
-            b = b.to(q.dtype)
-        return self.finish(x, chunked_sdpa(q, k, v, b, chunk))
+        return self.finish(x, attend(q, k, v, bias, key_mask_4d(key_mask), chunk))
 
 
 class CompressedKV(nn.Module):

@@ -2,7 +2,8 @@
 
 State: ``a [B, Na, L, C]`` (the sequence as row 0, plus an aligned MSA when given),
 ``u [B, Nu, Lu, C]`` (an MSA of another length, or None) and ``z [B, L, L, Cz]``.
-Each block is two residual functions of the whole state (so it can run reversibly):
+Each block is two steps of the whole state (``msa_step``, ``pair_step``), also offered as the
+two residual functions (increments) a reversible stack needs (``msa_update``, ``pair_update``):
 
 * ``msa_update`` (F): row attention with pair bias (tied across rows; optionally block-sparse),
   column attention (``inter_msa_self_attn``), sequence <-> unaligned-MSA cross attention
@@ -14,17 +15,21 @@ Each block is two residual functions of the whole state (so it can run reversibl
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from af2struct.model.attention import Attention, CompressedKV, block_sparse_attention, chunked_sdpa, mask_to_bias
+from af2struct.model.attention import Attention, CompressedKV, attend, block_sparse_attention, key_mask_4d
 from af2struct.model.config import TrunkConfig
 
+LOGITS_BLOCK_BYTES = int(os.environ.get("AF2S_LOGITS_BLOCK", 16 * 2**20))
 State = Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]
-Masks = Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]  # a_mask [B,Na,L], u_mask, pair_mask [B,L,L]
+# a_mask [B, Na, L], u_mask [B, Nu, Lu], pair_mask [B, L, L]: bool, True = real; None = all real
+# (the trunk passes None when nothing is padded, so no mask is applied at all)
+Masks = Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]
 
 
 class Transition(nn.Module):
@@ -58,8 +63,7 @@ class RowAttentionWithPairBias(nn.Module):
             out = block_sparse_attention(q, k, v, bias.expand(-1, q.shape[1], -1, -1, -1), a_mask,
                                          self.block, self.num_global)
         else:
-            b = (bias + mask_to_bias(a_mask, q.dtype)).to(q.dtype)
-            out = chunked_sdpa(q, k, v, b, self.chunk)
+            out = attend(q, k, v, bias, key_mask_4d(a_mask), self.chunk)
         return self.attn.finish(x, out)
 
 
@@ -74,7 +78,8 @@ class ColumnAttention(nn.Module):
 
     def forward(self, a, a_mask):
         x = rearrange(self.norm(a), "b n l c -> b l n c")
-        out = self.attn(x, key_mask=rearrange(a_mask, "b n l -> b l n"), chunk=self.chunk)
+        key_mask = None if a_mask is None else rearrange(a_mask, "b n l -> b l n")
+        out = self.attn(x, key_mask=key_mask, chunk=self.chunk)
         return rearrange(out, "b l n c -> b n l c")
 
 
@@ -97,10 +102,19 @@ class CrossAttention(nn.Module):
 
 
 class OuterProductMean(nn.Module):
-    """Pair update from the MSA rows ``a [B, N, L, C]``: mean over rows of outer products."""
+    """Pair update from the MSA rows ``a [B, N, L, C]``: mean over rows of outer products,
+    projected to ``Cz``: ``out_ij = W (sum_n l_ni (x) r_nj) / n_ij + b``.
+
+    Two contraction orders give the same numbers; the cheaper one is taken. With few rows
+    (single sequence: N = 1) the projection is folded into the right factor first
+    (``[B, N, C_h, L, Cz]``, no ``[B, L, L, C_h^2]`` outer product is ever formed): ~C_h times
+    fewer operations. With a deep MSA the outer products are summed over rows first, as
+    AlphaFold does (memory independent of N).
+    """
 
     def __init__(self, dim: int, z_dim: int, hidden: int = 16) -> None:
         super().__init__()
+        self.hidden = hidden
         self.norm = nn.LayerNorm(dim)
         self.left = nn.Linear(dim, hidden)
         self.right = nn.Linear(dim, hidden)
@@ -108,13 +122,31 @@ class OuterProductMean(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, a, a_mask):
+    def forward(self, a: torch.Tensor, a_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """``a [B, N, L, C]``, ``a_mask [B, N, L]`` bool or None (all rows real) -> ``[B, L, L, Cz]``."""
+        b, n, length, _ = a.shape
+        h, z_dim = self.hidden, self.out.out_features
         x = self.norm(a)
-        m = a_mask.to(x.dtype)[..., None]
-        l, r = self.left(x) * m, self.right(x) * m
-        outer = torch.einsum("bnic,bnjd->bijcd", l, r)
-        norm = torch.einsum("bni,bnj->bij", m[..., 0], m[..., 0]).clamp(min=1.0)[..., None, None]
-        return self.out(rearrange(outer / norm, "b i j c d -> b i j (c d)"))
+        l, r = self.left(x), self.right(x)
+        if a_mask is not None:
+            m = a_mask.to(x.dtype)
+            l, r = l * m[..., None], r * m[..., None]
+            norm = torch.einsum("bni,bnj->bij", m, m).clamp(min=1.0)[..., None]
+        else:
+            norm = None
+        w = self.out.weight.view(z_dim, h, h)  # [Cz, c (left), d (right)]
+        if n * z_dim <= length * h:
+            # right factor times the projection: [B, N, L, d] x [Cz, c, d] -> [B, (N c), (L Cz)]
+            rw = torch.einsum("bnjd,zcd->bncjz", r, w).reshape(b, n * h, length * z_dim)
+            out = torch.bmm(rearrange(l, "b n i c -> b i (n c)"), rw).view(b, length, length, z_dim)
+        else:
+            outer = torch.einsum("bnic,bnjd->bijcd", l, r)
+            out = torch.einsum("bijcd,zcd->bijz", outer, w)
+        if norm is None:
+            out = out / n if n > 1 else out
+        else:
+            out = out / norm
+        return out + self.out.bias
 
 
 class TriangleMultiplication(nn.Module):
@@ -134,7 +166,9 @@ class TriangleMultiplication(nn.Module):
 
     def forward(self, z, pair_mask):
         x = self.norm(z)
-        ab = self.proj(x) * torch.sigmoid(self.gate(x)) * pair_mask[..., None].to(x.dtype)
+        ab = self.proj(x) * torch.sigmoid(self.gate(x))
+        if pair_mask is not None:
+            ab = ab * pair_mask[..., None].to(x.dtype)
         a, b = ab.chunk(2, dim=-1)
         eq = "bikc,bjkc->bijc" if self.outgoing else "bkic,bkjc->bijc"
         t = torch.einsum(eq, a, b)
@@ -154,15 +188,20 @@ class TriangleAttention(nn.Module):
 
     def forward(self, z, pair_mask):
         if not self.starting:
-            z, pair_mask = z.transpose(1, 2), pair_mask.transpose(1, 2)
+            z = z.transpose(1, 2)
+            pair_mask = None if pair_mask is None else pair_mask.transpose(1, 2)
         x = self.norm(z)
         bias = rearrange(self.to_bias(x), "b j k h -> b () h j k")
+        b, n = x.shape[:2]
+        # rows i, chunked: memory O(rows * L^2); also at most LOGITS_BLOCK_BYTES of logits per
+        # chunk (larger blocks come fresh from the OS each time: measured 2-3x slower on a CPU)
+        rows = max(1, min(self.chunk, LOGITS_BLOCK_BYTES // (b * bias.shape[2] * n * n * x.element_size())))
         outs = []
-        for s in range(0, x.shape[1], self.chunk):  # rows i, chunked: memory O(chunk * L^2)
-            xi = x[:, s:s + self.chunk]
+        for s in range(0, n, rows):
+            xi = x[:, s:s + rows]
             q, k, v = self.attn.project(xi, xi)  # [B, i, H, j, d]
-            b = (bias + mask_to_bias(pair_mask[:, s:s + self.chunk], q.dtype)).to(q.dtype)
-            outs.append(self.attn.finish(xi, chunked_sdpa(q, k, v, b, None)))
+            mask = None if pair_mask is None else key_mask_4d(pair_mask[:, s:s + rows])
+            outs.append(self.attn.finish(xi, attend(q, k, v, bias, mask)))
         out = torch.cat(outs, dim=1)
         return out if self.starting else out.transpose(1, 2)
 
@@ -193,36 +232,33 @@ class EvoformerBlock(nn.Module):
             self.tri_end = TriangleAttention(cfg, starting=False)
         self.z_trans = Transition(cfg.z_dim, cfg.transition_factor)
 
-    def msa_update(self, state: State, masks: Masks) -> State:
+    def msa_step(self, state: State, masks: Masks) -> State:
+        """The state after the MSA updates (``z`` unchanged)."""
         a, u, z = state
         a_mask, u_mask, _ = masks
-        a0 = a
         a = a + self.row(a, z, a_mask)
         if self.col is not None and a.shape[1] > 1:
             a = a + self.col(a, a_mask)
-        du = None
         if self.has_unaligned and u is not None:
             b, n, lu, c = u.shape
-            u0 = u
             flat = rearrange(u, "b n l c -> b (n l) c")
-            flat_mask = rearrange(u_mask, "b n l -> b (n l)")
+            flat_mask = None if u_mask is None else rearrange(u_mask, "b n l -> b (n l)")
             seq = a[:, 0] + self.seq_to_msa(a[:, 0], flat, flat_mask)
             a = torch.cat([seq[:, None], a[:, 1:]], dim=1)
             u = u + self.u_row(self.u_norm(u), key_mask=u_mask, chunk=self.cfg.attn_chunk_size)
             if self.u_col is not None and n > 1:
                 u = u + self.u_col(u, u_mask)
             flat = rearrange(u, "b n l c -> b (n l) c")
-            flat = flat + self.msa_to_seq(flat, a[:, 0], a_mask[:, 0])
+            flat = flat + self.msa_to_seq(flat, a[:, 0], None if a_mask is None else a_mask[:, 0])
             u = rearrange(flat, "b (n l) c -> b n l c", n=n)
             u = u + self.u_trans(u)
-            du = u - u0
         a = a + self.a_trans(a)
-        return a - a0, du, torch.zeros_like(z)
+        return a, u, z
 
-    def pair_update(self, state: State, masks: Masks) -> State:
+    def pair_step(self, state: State, masks: Masks) -> State:
+        """The state after the pair updates (``a`` and ``u`` unchanged)."""
         a, u, z = state
         a_mask, _, pair_mask = masks
-        z0 = z
         z = z + self.opm(a, a_mask)
         if self.cfg.triangle_mult:
             z = z + self.tri_out(z, pair_mask)
@@ -231,4 +267,12 @@ class EvoformerBlock(nn.Module):
             z = z + self.tri_start(z, pair_mask)
             z = z + self.tri_end(z, pair_mask)
         z = z + self.z_trans(z)
-        return torch.zeros_like(a), (None if u is None else torch.zeros_like(u)), z - z0
+        return a, u, z
+
+    # the two residual functions of the reversible coupling: increments, None = unchanged
+    def msa_update(self, state: State, masks: Masks) -> State:
+        a, u, _ = self.msa_step(state, masks)
+        return a - state[0], (None if u is None else u - state[1]), None
+
+    def pair_update(self, state: State, masks: Masks) -> State:
+        return None, None, self.pair_step(state, masks)[2] - state[2]

@@ -1,6 +1,8 @@
 """Plain and reversible stacks of two-function residual blocks.
 
-Plain: ``x = x + F(x); x = x + G(x)`` per block (activations kept for backward).
+Plain: ``x = x + F(x); x = x + G(x)`` per block (activations kept for backward), computed by the
+blocks' ``msa_step`` / ``pair_step``; ``msa_update`` / ``pair_update`` return the increments
+``F(x)``, ``G(x)`` (None where a part of the state is unchanged).
 
 Reversible (RevNet coupling on a duplicated state): the state is split into two copies
 ``(x1, x2)``; each block computes ``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)``; the output is
@@ -31,8 +33,7 @@ class PlainStack(nn.Module):
 
     def forward(self, state: Tensors, masks) -> Tensors:
         for blk in self.blocks:
-            state = _add(state, blk.msa_update(state, masks))
-            state = _add(state, blk.pair_update(state, masks))
+            state = blk.pair_step(blk.msa_step(state, masks), masks)
         return state
 
 
@@ -47,7 +48,7 @@ def _unflat(ts: Sequence[torch.Tensor], present: Sequence[bool]) -> Tensors:
 
 
 def _backward(outputs: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
-    pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad and g is not None]
+    pairs = [(o, g) for o, g in zip(outputs, grads) if o is not None and o.requires_grad and g is not None]
     if pairs:
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
 

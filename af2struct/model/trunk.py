@@ -42,5 +42,10 @@ class Trunk(nn.Module):
             else:
                 u_mask = msa_mask.bool()
         pair_mask = mask[:, :, None] & mask[:, None, :]
+        # nothing padded (the usual case): no mask is applied anywhere (same result, less work)
+        if bool(a_mask.all()):
+            a_mask, pair_mask = None, None
+        if u_mask is not None and bool(u_mask.all()):
+            u_mask = None
         a, u, z = self.stack((a, u, z), (a_mask, u_mask, pair_mask))
         return self.norm_s(a[:, 0]), self.norm_z(z)

@@ -3,7 +3,7 @@
 import torch
 
 from af2struct import Alphafold2
-from af2struct.model.attention import NEG_INF, block_sparse_attention, chunked_sdpa
+from af2struct.model.attention import NEG_INF, attend, block_sparse_attention
 from af2struct.model.config import TrunkConfig
 from af2struct.model.evoformer import EvoformerBlock
 from tests.model.conftest import saved_bytes
@@ -70,7 +70,7 @@ def test_sparse_self_attention_saves_memory(tiny):
     assert [b.row.sparse for b in mixed.trunk.stack.blocks] == [True, False]
     # the attention itself: scores are [L, 3 * block + g] instead of [L, L]
     q, k, v = (torch.randn(1, 2, 1024, 8, requires_grad=True) for _ in range(3))
-    bd, dense_out = saved_bytes(lambda: chunked_sdpa(q, k, v, torch.zeros(1, 1, 1024, 1024), None))
+    bd, dense_out = saved_bytes(lambda: attend(q, k, v, torch.zeros(1, 1, 1024, 1024)))
     bs, _ = saved_bytes(lambda: block_sparse_attention(q, k, v, None, None, 16, 4))
     assert bs < bd / 2  # and the gap grows linearly with L
 
@@ -108,8 +108,8 @@ def test_inter_msa_self_attn_off_keeps_rows_independent(tiny):
 def test_chunked_attention_is_exact():
     q, k, v = (torch.randn(2, 3, 50, 8) for _ in range(3))
     bias = torch.randn(2, 3, 50, 50)
-    full = chunked_sdpa(q, k, v, bias, None)
-    assert torch.allclose(chunked_sdpa(q, k, v, bias, 7), full, atol=1e-6)
+    full = attend(q, k, v, bias)
+    assert torch.allclose(attend(q, k, v, bias, chunk=7), full, atol=1e-6)
 
 
 def test_chunking_bounds_attention_memory(tiny):
