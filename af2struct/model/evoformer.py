@@ -15,7 +15,6 @@ two residual functions (increments) a reversible stack needs (``msa_update``, ``
 
 from __future__ import annotations
 
-import os
 from typing import Optional, Tuple
 
 import torch
@@ -25,7 +24,7 @@ from torch import nn
 from af2struct.model.attention import Attention, CompressedKV, attend, block_sparse_attention, key_mask_4d
 from af2struct.model.config import TrunkConfig
 
-LOGITS_BLOCK_BYTES = int(os.environ.get("AF2S_LOGITS_BLOCK", 16 * 2**20))
+LOGITS_BLOCK_BYTES = 16 * 2**20
 State = Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]
 # a_mask [B, Na, L], u_mask [B, Nu, Lu], pair_mask [B, L, L]: bool, True = real; None = all real
 # (the trunk passes None when nothing is padded, so no mask is applied at all)
