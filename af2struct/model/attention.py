@@ -37,7 +37,10 @@ class _BiasedAttention(torch.autograd.Function):
             s.add_(mask_bias(mask, s.dtype))
         p = torch.softmax(s, dim=-1)
         del s
-        o = torch.matmul(p, v)
+        # returned with the heads innermost in memory ([..., Lq, H, d] seen as [..., H, Lq, d]):
+        # merging the heads afterwards is then a view, and the tensor saved here is the one the
+        # output gating saves too, not a second copy
+        o = torch.matmul(p, v).transpose(-2, -3).contiguous().transpose(-2, -3)
         ctx.save_for_backward(q, k, v, p, o)
         ctx.bias_shape, ctx.bias_dtype, ctx.scale = bias.shape, bias.dtype, scale
         return o
