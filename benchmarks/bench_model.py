@@ -18,6 +18,10 @@ af2struct's own dependencies). ``pytorch3d`` is not on the package index; the pe
 quaternion functions from it for its structure module only, which a trunk step never calls, so
 when it is missing a stand-in module that raises on use is put on the peer's path.
 
+``profile``: torch.profiler over one training step of ``--model`` (default or matched), the
+operators with the most self CPU time, for ``--baseline`` and this checkout:
+``python benchmarks/bench_model.py profile --model default --lengths 128 --baseline 7d0c4dd``.
+
 ``options``: forward time and peak memory of the trunk options (reversible, chunking, sparse
 attention, unaligned MSA, whole model) against sequence length.
 
@@ -64,7 +68,8 @@ def _peak_mib(device: str) -> float:
 
 
 # ---------------------------------------------------------------- one process: one measurement
-def run_step(impl: str, model_name: str, length: int, steps: int, device: str, threads: int) -> dict:
+def run_step(impl: str, model_name: str, length: int, steps: int, device: str, threads: int,
+             profile_rows: int = 0) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -100,6 +105,16 @@ def run_step(impl: str, model_name: str, length: int, steps: int, device: str, t
         return time.perf_counter() - t0
 
     warm = step()
+    if profile_rows:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            step()
+        events = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e3
+        return {"impl": impl, "model": model_name, "length": length, "total_ms": total,
+                "top": [(e.key, e.count, e.self_cpu_time_total / 1e3, str(e.input_shapes)[:70])
+                        for e in events[:profile_rows]]}
     times = [step() for _ in range(steps)]
     return {"impl": impl, "model": model_name, "length": length, "warmup_s": warm, "step_s": min(times),
             "peak_MiB": _peak_mib(device)}
@@ -219,6 +234,35 @@ def step_table(args) -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
 
 
+def profile_table(args) -> None:
+    """torch.profiler over one training step (after a warm-up): the operators taking the most
+    self CPU time, for the baseline commit and this checkout."""
+    with tempfile.TemporaryDirectory(prefix="af2s-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        cases = [("baseline", _worktree(args.baseline, tmp))] if args.baseline else []
+        cases.append(("af2struct", ROOT))
+        try:
+            for length in args.lengths:
+                for impl, root in cases:
+                    r = _child(["--device", args.device, "--_profile", str(args.rows), "--_step", impl, args.model,
+                                str(length), "1", str(args.threads)], pythonpath=[str(root)], threads=args.threads)
+                    if "error" in r:
+                        print(f"{impl}: failed: {r['error']}")
+                        continue
+                    print(f"\n{impl} ({'commit ' + args.baseline if impl == 'baseline' else 'this checkout'}), "
+                          f"model {args.model}, L={length}, {args.threads} threads: {r['total_ms']:.0f} ms self CPU "
+                          "in one step (profiler overhead included)\n")
+                    print("| operator | calls | ms | input shapes |")
+                    print("|---|---|---|---|")
+                    for key, count, ms, shapes in r["top"]:
+                        print(f"| {key} | {count} | {ms:.1f} | {shapes} |")
+        finally:
+            for impl, root in cases:
+                if impl == "baseline":
+                    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(root)],
+                                   capture_output=True)
+
+
 def options_table(args) -> None:
     mem = "max allocated (GPU)" if args.device.startswith("cuda") else "peak RSS (process)"
     print(f"machine: {platform.machine()} {args.device}; preset 'default'; memory = {mem}")
@@ -235,7 +279,7 @@ def options_table(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", nargs="?", choices=["step", "options"], default="step")
+    ap.add_argument("mode", nargs="?", choices=["step", "profile", "options"], default="step")
     ap.add_argument("--lengths", type=int, nargs="+", default=None,
                     help="sequence lengths (step: 128 256 384; options: 64 128 256 512)")
     ap.add_argument("--device", default="cpu")
@@ -245,12 +289,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="step: interleaved rounds per length")
     ap.add_argument("--steps", type=int, default=2, help="step: timed steps per process (one fewer at L >= 384)")
     ap.add_argument("--cases", nargs="*", default=list(OPTION_CASES), help="options: which cases")
+    ap.add_argument("--model", default="default", choices=["default", "matched"], help="profile: which model")
+    ap.add_argument("--rows", type=int, default=12, help="profile: operators listed")
     ap.add_argument("--_step", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--_profile", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--_option", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._step:
         impl, model_name, length, steps, threads = args._step
-        print(json.dumps(run_step(impl, model_name, int(length), int(steps), args.device, int(threads))))
+        print(json.dumps(run_step(impl, model_name, int(length), int(steps), args.device, int(threads),
+                                  args._profile)))
         return
     if args._option:
         print(json.dumps(run_option(args._option[0], int(args._option[1]), args.device)))
@@ -258,6 +306,9 @@ def main() -> None:
     if args.mode == "step":
         args.lengths = args.lengths or [128, 256, 384]
         step_table(args)
+    elif args.mode == "profile":
+        args.lengths = args.lengths or [128]
+        profile_table(args)
     else:
         args.lengths = args.lengths or [64, 128, 256, 512]
         options_table(args)

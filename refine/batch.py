@@ -22,7 +22,8 @@ from refine.types import RelaxConfig
 logger = logging.getLogger(__name__)
 
 REPORT_COLUMNS = ["name", "status", "n_residues", "initial_energy", "final_energy", "energy_unit", "rmsd_heavy",
-                  "violations_before", "violations_after", "clashscore_before", "clashscore_after",
+                  "violations_before", "violations_after", "violation_kinds_before", "violation_kinds_after",
+                  "clashscore_before", "clashscore_after",
                   "outer_iterations", "attempts", "wall_time", "backend", "platform", "output", "notes", "error"]
 
 
@@ -51,7 +52,7 @@ def relax_file(path: str, out_dir: str, config: RelaxConfig, fmt: str = "pdb", a
         if result.pdb_with_hydrogens:
             atomic_write_text(out_dir / f"{name}_relaxed_with_h.pdb", result.pdb_with_hydrogens)
         # "ok" means clean: a relax that leaves violations says so (the structure is still written)
-        status = "ok" if result.violations_after == 0 else "violations"
+        status = "ok" if result.clean else "violations"
         record.update(result.as_row(), status=status, output=str(target))
     except Exception as exc:  # one structure's failure is reported, never lost in the batch
         record.update(status="error", error=f"{type(exc).__name__}: {exc}")

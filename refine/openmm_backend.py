@@ -48,11 +48,10 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import (Clash, clashscore, find_clashes, peptide_violation_residues,
-                                       violating_residues, violation_count)
+from af2struct.geometry.stereo import Clash, clashscore, find_clashes, find_violations, violation_count
 from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
-from refine.repack import BACKBONE_AND_CB, rescue_rotamers, trapped_residues
+from refine.repack import BACKBONE_AND_CB, repackable, rescue_rotamers, trapped_residues
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -193,6 +192,7 @@ class _Restraints:
     side_chains_released: set[int] = dataclasses.field(default_factory=set)  # residues
     rescued: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)  # residue -> chi (deg)
     rescue_tried: set[int] = dataclasses.field(default_factory=set)  # residues
+    moved_out: set[int] = dataclasses.field(default_factory=set)  # jammed residues sent to another rotamer
 
     def release(self, topology, residues: set[int], side_chain_factor: float | None = None) -> None:
         """Free ``residues`` (AlphaFold's rule) or, with ``side_chain_factor``, scale the restraints
@@ -226,23 +226,35 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
                 kept_breaks: np.ndarray, config: RelaxConfig) -> np.ndarray:
     """``repel`` policy after a round that left violations; returns the positions to go on from.
 
-    Broken peptide bond: both residues released. Trapped side chain (overlap > ``rescue_overlap``):
+    Broken peptide bond, bond length or angle inside a residue, squashed disulfide: the residues'
+    restraints released (the force field restores their geometry). Trapped side chain (overlap > ``rescue_overlap``):
     turned to its least-clashing rotamer, once. Other clashes: the pair is repelled; a pair
     still clashing after a round with repulsion is repelled 10x more stiffly, up to
     ``repel_stiffness_max``; past that it softens its residues' side-chain restraints
     (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a last
     resort).
     """
-    state.release(topology, peptide_violation_residues(relaxed, kept_breaks))
-    clashes = find_clashes(relaxed, config.clash_overlap)
-    trapped = trapped_residues(clashes, protein.aatype, config.rescue_overlap) - state.rescue_tried
+    found = find_violations(relaxed, config.clash_overlap, kept_breaks)
+    geometry = found.geometry_residues()
+    # side chains still distorted although free since an earlier round are jammed (a ring
+    # threaded through another): they move to their least-clashing other rotamer, once
+    jammed = {i for i in (geometry & state.released) - state.moved_out
+              if repackable(rc.resnames[int(protein.aatype[i])])
+              and any(i in v.residues and set(v.atoms) - BACKBONE_AND_CB for v in found.bonds + found.angles)}
+    logger.debug("repel step: %s; geometry %s; jammed %s", found.counts(), sorted(geometry), sorted(jammed))
+    state.release(topology, geometry)
+    clashes = found.clashes
+    trapped = trapped_residues(clashes, protein.aatype, config.rescue_overlap) - state.rescue_tried - jammed
     state.rescue_tried |= trapped
-    if trapped:
+    state.moved_out |= jammed
+    if trapped or jammed:
         def clash_score(pos_nm: np.ndarray, residue: int) -> float:
             found = find_clashes(_heavy_protein(topology, pos_nm, protein), config.clash_overlap)
             return float(sum(c.overlap for c in found if residue in (c.residue_a, c.residue_b)))
 
         current, turned = rescue_rotamers(topology, current, trapped, clash_score)
+        current, moved_out = rescue_rotamers(topology, current, jammed, clash_score, must_move=True)
+        turned.update(moved_out)
         moved = [a.index for i, res in enumerate(topology.residues()) if i in turned for a in res.atoms()]
         state.reference[moved] = current[moved]  # restrain the new rotamer, not the trapped one
         state.rescued.update(turned)
@@ -350,7 +362,7 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
     topology, positions = fix_with_pdbfixer(segmented, seed=config.seed)
     start = np.asarray(positions.value_in_unit(unit.nanometer))
     state = _Restraints(reference=start.copy(), weight=np.ones(len(start)))
-    violations_before = violation_count(protein, config.clash_overlap, kept_breaks)
+    violations_before = find_violations(protein, config.clash_overlap, kept_breaks)
     clash_before = clashscore(protein)
     rng = np.random.default_rng(config.seed)
     attempts = 0
@@ -375,7 +387,7 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
         if initial_energy is None:
             initial_energy = e0
         relaxed = _heavy_protein(topology, current, protein)
-        bad = violating_residues(relaxed, config.clash_overlap, kept_breaks)
+        bad = find_violations(relaxed, config.clash_overlap, kept_breaks).residues()
         logger.info("relax round %d of at most %d: E=%.1f kcal/mol, %d residue(s) in violation", rounds,
                     config.max_outer_iterations, energy, len(bad))
         if not bad:
@@ -404,13 +416,16 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
     if amber_prefix is not None:
         export_amber(topology, current, config, amber_prefix)
     notes.extend(state.notes(protein))
+    violations_after = find_violations(relaxed, config.clash_overlap, kept_breaks)
     return RelaxResult(
         protein=relaxed,
         initial_energy=float(initial_energy),
         final_energy=float(energy),
         rmsd_heavy=rmsd,
-        violations_before=violations_before,
-        violations_after=violation_count(relaxed, config.clash_overlap, kept_breaks),
+        violations_before=violations_before.actionable,
+        violations_after=violations_after.actionable,
+        violation_counts_before=violations_before.counts(),
+        violation_counts_after=violations_after.counts(),
         clashscore_before=clash_before,
         clashscore_after=clashscore(relaxed),
         outer_iterations=rounds,

@@ -25,6 +25,11 @@ CHI2_ROTAMERS_DEG = (-90.0, -60.0, 60.0, 90.0, 180.0)
 _NO_REPACK = frozenset(("PRO",))  # ring closes on the backbone N
 
 
+def repackable(resname: str) -> bool:
+    """Whether rotamers can be set for this residue type (it has chi angles and no ring onto N)."""
+    return resname not in _NO_REPACK and bool(rc.chi_angles_atoms.get(resname))
+
+
 def trapped_residues(clashes: Sequence[Clash], aatype: np.ndarray, min_overlap: float) -> set[int]:
     """Residues with a side-chain atom beyond CB in a clash overlapping by more than ``min_overlap``."""
     out: set[int] = set()
@@ -33,7 +38,7 @@ def trapped_residues(clashes: Sequence[Clash], aatype: np.ndarray, min_overlap: 
             continue
         for res, atom in ((c.residue_a, c.atom_a), (c.residue_b, c.atom_b)):
             name = rc.resnames[int(aatype[res])]
-            if atom not in BACKBONE_AND_CB and name not in _NO_REPACK and rc.chi_angles_atoms.get(name):
+            if atom not in BACKBONE_AND_CB and repackable(name):
                 out.add(int(res))
     return out
 
@@ -75,11 +80,14 @@ def set_chi(pos: np.ndarray, residue, chi_atoms: Sequence[Sequence[str]], target
 
 
 def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
-                    clashes_of: Callable[[np.ndarray, int], float]) -> tuple[np.ndarray, dict[int, tuple[float, ...]]]:
+                    clashes_of: Callable[[np.ndarray, int], float], must_move: bool = False
+                    ) -> tuple[np.ndarray, dict[int, tuple[float, ...]]]:
     """Turn each residue in ``residues``, one at a time in order, to the chi1/chi2 rotamer that
     minimises ``clashes_of(positions, residue)`` (a clash score of that residue against the rest),
-    if that beats its current side chain. ``positions [N_atoms, 3]`` (any unit). Returns the new
-    positions and, per residue changed, its new chi angles in degrees."""
+    if that beats its current side chain (with ``must_move``: the best other rotamer even if it
+    does not, for a side chain whose current place is itself the fault, e.g. a ring threaded
+    through another). ``positions [N_atoms, 3]`` (any unit). Returns the new positions and, per
+    residue changed, its new chi angles in degrees."""
     pos = positions.copy()
     res_list = list(topology.residues())
     changed: dict[int, tuple[float, ...]] = {}
@@ -88,11 +96,13 @@ def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
         chis = rc.chi_angles_atoms[residue.name][:2]
         atoms = {a.name: a.index for a in residue.atoms()}
         current = [float(dihedral(*(pos[atoms[a]] for a in quad))) for quad in chis]
-        best, best_score = None, clashes_of(pos, i)
+        best, best_score = None, np.inf if must_move else clashes_of(pos, i)
         options = [[np.radians(a) for a in CHI1_ROTAMERS_DEG] + [current[0]]]
         if len(chis) > 1:
             options.append([np.radians(a) for a in CHI2_ROTAMERS_DEG] + [current[1]])
         for combo in itertools.product(*options):
+            if must_move and list(combo) == current[:len(combo)]:
+                continue
             trial = pos.copy()
             set_chi(trial, residue, chis, combo)
             score = clashes_of(trial, i)

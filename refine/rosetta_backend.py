@@ -16,7 +16,7 @@ import numpy as np
 
 from af2struct.common.io import load_structure, to_pdb_string
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import clashscore, violation_count
+from af2struct.geometry.stereo import clashscore, find_violations
 from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, input_breaks
 from refine.types import RelaxConfig, RelaxError, RelaxResult
@@ -80,13 +80,17 @@ def relax_rosetta(protein: Protein, config: RelaxConfig) -> RelaxResult:
                       insertion_code=protein.insertion_code, b_factors=b)
     match_residues(out, protein)  # sanity: same residues at the same numbers
     rmsd = heavy_atom_rmsd(out, protein)
+    before = find_violations(protein, config.clash_overlap, kept_breaks)
+    after = find_violations(out, config.clash_overlap, kept_breaks)
     return RelaxResult(
         protein=out,
         initial_energy=e0,
         final_energy=e1,
         rmsd_heavy=rmsd,
-        violations_before=violation_count(protein, config.clash_overlap, kept_breaks),
-        violations_after=violation_count(out, config.clash_overlap, kept_breaks),
+        violations_before=before.actionable,
+        violations_after=after.actionable,
+        violation_counts_before=before.counts(),
+        violation_counts_after=after.counts(),
         clashscore_before=clashscore(protein),
         clashscore_after=clashscore(out),
         outer_iterations=config.rosetta_rounds,

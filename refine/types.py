@@ -135,7 +135,7 @@ class RelaxResult:
     initial_energy: float
     final_energy: float
     rmsd_heavy: float  # heavy-atom RMSD to the input over the input's atoms, no superposition
-    violations_before: int
+    violations_before: int  # actionable violations (geometry.stereo.find_violations)
     violations_after: int
     clashscore_before: float
     clashscore_after: float
@@ -147,11 +147,23 @@ class RelaxResult:
     energy_unit: str = "kcal/mol"
     pdb_with_hydrogens: str | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    # every kind of violation, actionable or not (clash, peptide_bond, bond, angle, disulfide,
+    # cis_peptide, chirality): what was there before and what is left
+    violation_counts_before: dict[str, int] = dataclasses.field(default_factory=dict)
+    violation_counts_after: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing left of any kind: relax's status is "ok" only then."""
+        return self.violations_after == 0 and not any(self.violation_counts_after.values())
 
     def as_row(self) -> dict[str, Any]:
         """The figures (no structures) for reports."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("protein", "pdb_with_hydrogens", "notes")}
+        for when in ("before", "after"):
+            counts = out.pop(f"violation_counts_{when}")
+            out[f"violation_kinds_{when}"] = " ".join(f"{k}={v}" for k, v in counts.items() if v) or "none"
         out["n_residues"] = len(self.protein)
         out["notes"] = "; ".join(self.notes)
         return out

@@ -48,7 +48,7 @@ class _BiasedAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do):
         q, k, v, p, o = ctx.saved_tensors
-        do = do.contiguous()
+        do = do.to(v.dtype).contiguous()
         dv = torch.matmul(p.transpose(-1, -2), do)
         ds = torch.matmul(do, v.transpose(-1, -2))  # dP, turned into dS in place
         ds.sub_((do * o).sum(-1, keepdim=True)).mul_(p)
