@@ -91,11 +91,13 @@ def attend(q, k, v, bias: Optional[torch.Tensor] = None, mask: Optional[torch.Te
     lq = q.shape[-2]
     if chunk is None or lq <= chunk:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-    outs = []
-    for s in range(0, lq, chunk):
-        m = attn_mask if attn_mask is None or attn_mask.shape[-2] == 1 else attn_mask[..., s:s + chunk, :]
-        outs.append(F.scaled_dot_product_attention(q[..., s:s + chunk, :], k, v, attn_mask=m))
-    return torch.cat(outs, dim=-2)
+    q_chunks = q.split(chunk, dim=-2)  # one backward node for all chunks, not a zero-filled slice each
+    if attn_mask is None or attn_mask.shape[-2] == 1:
+        m_chunks = [attn_mask] * len(q_chunks)
+    else:
+        m_chunks = attn_mask.split(chunk, dim=-2)
+    return torch.cat([F.scaled_dot_product_attention(qc, k, v, attn_mask=mc) for qc, mc in zip(q_chunks, m_chunks)],
+                     dim=-2)
 
 
 def key_mask_4d(key_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

@@ -226,11 +226,12 @@ class TriangleAttention(nn.Module):
         # chunk (larger blocks come fresh from the OS each time: measured 2-3x slower on a CPU)
         rows = max(1, min(self.chunk, LOGITS_BLOCK_BYTES // (b * bias.shape[2] * n * n * x.element_size())))
         outs = []
-        for s in range(0, n, rows):
-            xi = x[:, s:s + rows]
+        # split, not sliced in a loop: one backward node joins the chunks' gradients (a slice's
+        # backward writes its gradient into a zero tensor the size of the whole pair, per chunk)
+        masks = [None] * len(range(0, n, rows)) if pair_mask is None else pair_mask.split(rows, dim=1)
+        for xi, mi in zip(x.split(rows, dim=1), masks):
             q, k, v = self.attn.project(xi, xi)  # [B, i, H, j, d]
-            mask = None if pair_mask is None else key_mask_4d(pair_mask[:, s:s + rows])
-            outs.append(self.attn.finish(xi, attend(q, k, v, bias, mask)))
+            outs.append(self.attn.finish(xi, attend(q, k, v, bias, key_mask_4d(mi))))
         out = torch.cat(outs, dim=1)
         return out if self.starting else out.transpose(1, 2)
 
