@@ -14,7 +14,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _load(name):
-    return load_structure(DATA / f"af2_relax_{name}.pdb.gz")
+    return load_structure(DATA / "af2_relax" / f"{name}.pdb.gz")
 
 
 def test_ideal_geometry_tables_are_complete():

@@ -296,7 +296,7 @@ def test_relax_leaves_force_field_geometry_on_alphafold_test_structures(data_dir
     2.0 +- 0.1 A, and the report says what was there before and what is left."""
     from af2struct.geometry.stereo import find_clashes, find_violations
 
-    prot = load_structure(data_dir / f"af2_relax_{name}.pdb.gz")
+    prot = load_structure(data_dir / "af2_relax" / f"{name}.pdb.gz")
     r = relax(prot, RelaxConfig(keep_hydrogens=True))
     worst_bond, worst_angle, bridges = _force_field_outliers(r.pdb_with_hydrogens)
     assert worst_bond <= 0.1 and worst_angle <= 15.0, (worst_bond, worst_angle)
