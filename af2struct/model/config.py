@@ -160,8 +160,8 @@ PRESETS: Dict[str, ModelConfig] = {
         structure=StructureConfig(mds_iters=50, se3_dim=8, se3_depth=1, se3_heads=1, se3_dim_head=4,
                                   se3_num_neighbors=8, se3_edge_dim=4),
     ),
-    # the shipped checkpoint: trained on 2 CPU cores, so no triangle attention (it costs ~6x
-    # the step time at crop 128 on a CPU); triangle multiplicative updates are kept
+    # the shipped checkpoint: trained on 2 CPU cores, so no triangle attention (it makes the
+    # step ~2.8x slower at crop 128 on a CPU); triangle multiplicative updates are kept
     "default": ModelConfig(
         trunk=TrunkConfig(dim=48, pair_dim=48, depth=4, heads=4, dim_head=12, pair_heads=4, pair_dim_head=12,
                           triangle_attn=False),
