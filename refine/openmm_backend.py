@@ -48,7 +48,8 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import Clash, clashscore, find_clashes, find_violations, violation_count
+from af2struct.geometry.stereo import (Clash, StructureViolations, clashscore, find_clashes, find_violations,
+                                       violation_count)
 from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
 from refine.repack import BACKBONE_AND_CB, repackable, rescue_rotamers, trapped_residues
@@ -222,9 +223,10 @@ class _Restraints:
         return out
 
 
-def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndarray, relaxed: Protein,
-                kept_breaks: np.ndarray, config: RelaxConfig) -> np.ndarray:
-    """``repel`` policy after a round that left violations; returns the positions to go on from.
+def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndarray, found: StructureViolations,
+                config: RelaxConfig) -> np.ndarray:
+    """``repel`` policy after a round that left violations (``found``, in the round's model);
+    returns the positions to go on from.
 
     Broken peptide bond, bond length or angle inside a residue, squashed disulfide: the residues'
     restraints released (the force field restores their geometry). Trapped side chain (overlap > ``rescue_overlap``):
@@ -234,7 +236,6 @@ def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndar
     (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a last
     resort).
     """
-    found = find_violations(relaxed, config.clash_overlap, kept_breaks)
     geometry = found.geometry_residues()
     # side chains still distorted although free since an earlier round are jammed (a ring
     # threaded through another): they move to their least-clashing other rotamer, once
@@ -387,7 +388,8 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
         if initial_energy is None:
             initial_energy = e0
         relaxed = _heavy_protein(topology, current, protein)
-        bad = find_violations(relaxed, config.clash_overlap, kept_breaks).residues()
+        found = find_violations(relaxed, config.clash_overlap, kept_breaks)
+        bad = found.residues()
         logger.info("relax round %d of at most %d: E=%.1f kcal/mol, %d residue(s) in violation", rounds,
                     config.max_outer_iterations, energy, len(bad))
         if not bad:
@@ -395,7 +397,7 @@ def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | Non
         if config.violation_policy == "release":
             state.release(topology, bad)  # another round even if all were released: may not be done
         else:
-            current = _repel_step(state, topology, protein, current, relaxed, kept_breaks, config)
+            current = _repel_step(state, topology, protein, current, found, config)
     if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
             and config.target_rmsd < heavy_atom_rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
         current, relaxed, energy, pulled = _pull_back(state, topology, protein, current, relaxed, energy,

@@ -313,9 +313,11 @@ def disulfide_violations(protein: Protein) -> List[Violation]:
     return out
 
 
-def cis_nonproline_peptides(protein: Protein, breaks: Optional[np.ndarray] = None) -> List[Violation]:
-    """Peptide bonds i -> i+1 with |omega(CA, C, N, CA)| < 30 degrees where i+1 is not proline."""
-    viol = peptide_violations(protein, breaks=breaks)
+def cis_nonproline_peptides(protein: Protein, breaks: Optional[np.ndarray] = None,
+                            peptide: Optional[PeptideViolations] = None) -> List[Violation]:
+    """Peptide bonds i -> i+1 with |omega(CA, C, N, CA)| < 30 degrees where i+1 is not proline
+    (the bonds ``peptide_violations`` checks; pass its result as ``peptide`` if at hand)."""
+    viol = peptide if peptide is not None else peptide_violations(protein, breaks=breaks)
     p = protein.atom_positions.astype(np.float64)
     ca, c, n = rc.atom_order["CA"], rc.atom_order["C"], rc.atom_order["N"]
     omega = np.degrees(dihedral(p[:-1, ca], p[:-1, c], p[1:, n], p[1:, ca]))
@@ -396,12 +398,13 @@ def find_violations(protein: Protein, clash_overlap: float = CLASH_OVERLAP,
     """The full violation model (module doc). ``breaks [L-1]``: peptide bonds known to be chain
     breaks (not checked)."""
     bonds, angles = _residue_geometry_violations(protein)
+    peptide = peptide_violations(protein, breaks=breaks)
     return StructureViolations(
         clashes=find_clashes(protein, clash_overlap),
-        peptide=peptide_violations(protein, breaks=breaks),
+        peptide=peptide,
         bonds=bonds,
         angles=angles,
         disulfides=disulfide_violations(protein),
-        cis_peptides=cis_nonproline_peptides(protein, breaks),
+        cis_peptides=cis_nonproline_peptides(protein, peptide=peptide),
         chirality=chirality_inversions(protein),
     )

@@ -197,7 +197,7 @@ def block_sparse_attention(q, k, v, bias, key_mask, block: int, num_global: int)
     attn_bias = attn_bias[:, None, :]  # [nb, 1, W]
     if key_mask is not None:
         km = key_mask[..., cols_c]  # [..., nb, W]
-        attn_bias = attn_bias + ((~km).to(q.dtype) * NEG_INF)[..., None, :, None, :]
+        attn_bias = attn_bias + mask_bias(km, q.dtype)[..., None, :, None, :]
     if bias is not None:
         bp = F.pad(bias, (0, 0, 0, pad_q)).reshape(*lead, h, nb, block, n)
         idx = cols_c[:, None, :].expand(nb, block, cols_c.shape[1])
@@ -209,7 +209,7 @@ def block_sparse_attention(q, k, v, bias, key_mask, block: int, num_global: int)
         if bias is not None:
             gb = bias[..., :g, :]
         if key_mask is not None:
-            mb = ((~key_mask).to(q.dtype) * NEG_INF)[..., None, None, :]
+            mb = mask_bias(key_mask, q.dtype)[..., None, None, :]
             gb = mb if gb is None else gb + mb
         out_g = F.scaled_dot_product_attention(q[..., :g, :], k, v, attn_mask=gb)
         out = torch.cat([out_g, out[..., g:, :]], dim=-2)

@@ -228,8 +228,9 @@ class TriangleAttention(nn.Module):
         outs = []
         # split, not sliced in a loop: one backward node joins the chunks' gradients (a slice's
         # backward writes its gradient into a zero tensor the size of the whole pair, per chunk)
-        masks = [None] * len(range(0, n, rows)) if pair_mask is None else pair_mask.split(rows, dim=1)
-        for xi, mi in zip(x.split(rows, dim=1), masks):
+        xs = x.split(rows, dim=1)
+        masks = [None] * len(xs) if pair_mask is None else pair_mask.split(rows, dim=1)
+        for xi, mi in zip(xs, masks):
             q, k, v = self.attn.project(xi, xi)  # [B, i, H, j, d]
             outs.append(self.attn.finish(xi, attend(q, k, v, bias, key_mask_4d(mi))))
         out = torch.cat(outs, dim=1)

@@ -19,6 +19,25 @@ def reference_attention(q, k, v, bias, mask):
     return torch.softmax(s, -1) @ v
 
 
+def outputs_and_gradients(fn, tensors):
+    """``fn()``'s output and the gradients of ``tensors`` under a fixed non-uniform weighting."""
+    for t in tensors:
+        t.grad = None
+    out = fn()
+    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+    return out.detach(), [t.grad.clone() for t in tensors]
+
+
+def assert_same(fast, reference, tensors, atol=1e-5, grad_atol=1e-5):
+    """``fast()`` and ``reference()`` agree in output and in the gradients of ``tensors``."""
+    out_fast, g_fast = outputs_and_gradients(fast, tensors)
+    out_ref, g_ref = outputs_and_gradients(reference, tensors)
+    torch.testing.assert_close(out_fast, out_ref, atol=atol, rtol=atol)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=grad_atol, rtol=grad_atol)
+    return out_fast
+
+
 def _inputs(dtype, masked_row=True):
     b, n, h, lq, lk, d = 2, 3, 4, 5, 6, 8
     q = torch.randn(b, n, h, lq, d, dtype=dtype, requires_grad=True)
@@ -40,19 +59,9 @@ def test_biased_attention_gradcheck():
 def test_attend_matches_reference_outputs_and_gradients(with_mask):
     q, k, v, bias, mask = _inputs(torch.float32)
     mask = mask if with_mask else None
-    grads = []
-    outs = []
-    for fn in (attend, reference_attention):
-        for t in (q, k, v, bias):
-            t.grad = None
-        out = fn(q, k, v, bias, mask)
-        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
-        outs.append(out.detach())
-        grads.append([t.grad.clone() for t in (q, k, v, bias)])
-    assert torch.isfinite(outs[0]).all()
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
-    for g_fast, g_ref in zip(*grads):
-        torch.testing.assert_close(g_fast, g_ref, atol=1e-5, rtol=1e-5)
+    out = assert_same(lambda: attend(q, k, v, bias, mask), lambda: reference_attention(q, k, v, bias, mask),
+                      [q, k, v, bias])
+    assert torch.isfinite(out).all()
 
 
 def test_attend_without_grad_uses_sdpa_and_agrees():
@@ -88,17 +97,8 @@ def test_outer_product_mean_both_contraction_orders(rows, padded):
     if padded:
         a_mask[1, :, 5:] = False
         a_mask[0, -1, :] = rows == 1  # a missing MSA row (kept when it is the only one)
-    outs, grads = [], []
-    for fn in (lambda: m(a, a_mask if padded else None), lambda: reference_outer_product_mean(m, a, a_mask)):
-        a.grad = None
-        m.zero_grad()
-        out = fn()
-        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
-        outs.append(out.detach())
-        grads.append([a.grad.clone(), m.out.weight.grad.clone(), m.left.weight.grad.clone()])
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
-    for g_fast, g_ref in zip(*grads):
-        torch.testing.assert_close(g_fast, g_ref, atol=1e-4, rtol=1e-4)
+    assert_same(lambda: m(a, a_mask if padded else None), lambda: reference_outer_product_mean(m, a, a_mask),
+                [a, m.out.weight, m.left.weight], grad_atol=1e-4)
 
 
 def test_padding_changes_neither_training_outputs_nor_gradients(tiny):
@@ -143,14 +143,5 @@ def test_triangle_multiplication_matches_einsum(outgoing):
     z = torch.randn(2, 7, 7, 6, requires_grad=True)
     mask = torch.ones(2, 7, 7, dtype=torch.bool)
     mask[1, 5:], mask[1, :, 5:] = False, False
-    outs, grads = [], []
-    for fn in (lambda: m(z, mask), lambda: reference_triangle_multiplication(m, z, mask)):
-        z.grad = None
-        m.zero_grad()
-        out = fn()
-        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
-        outs.append(out.detach())
-        grads.append([z.grad.clone(), m.proj.weight.grad.clone(), m.gate.weight.grad.clone()])
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
-    for g_fast, g_ref in zip(*grads):
-        torch.testing.assert_close(g_fast, g_ref, atol=1e-5, rtol=1e-5)
+    assert_same(lambda: m(z, mask), lambda: reference_triangle_multiplication(m, z, mask),
+                [z, m.proj.weight, m.gate.weight])

@@ -7,7 +7,7 @@ import pytest
 from af2struct import load_structure
 from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import dihedral
-from af2struct.geometry.stereo import find_clashes
+from af2struct.geometry.stereo import find_clashes, find_violations
 from refine import RelaxConfig, relax
 from refine.cleanup import fix_with_pdbfixer
 from refine.openmm_backend import _heavy_protein
@@ -120,8 +120,9 @@ def test_repel_escalates_then_softens_then_releases(t1082):
     backbone = [a.index for a in residue.atoms() if a.name in ("N", "CA", "C", "O", "CB")]
     pair_of_i = None
     ks, side_w, bb_w = [], [], []
+    found = find_violations(model, config.clash_overlap, breaks)
     for _ in range(5):
-        _repel_step(state, top, nat, trapped_pos, model, breaks, config)
+        _repel_step(state, top, nat, trapped_pos, found, config)
         pair_of_i = pair_of_i or next(p for p in state.repel
                                       if any(a.index in p for a in residue.atoms()))
         ks.append(state.repel[pair_of_i][1])
