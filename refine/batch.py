@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from af2struct.common.atomic import atomic_write_text
+from af2struct.common.files import atomic_write_text
 from af2struct.common.io import find_structure_files, load_structure, save_structure, structure_name
 from refine.types import RelaxConfig
 

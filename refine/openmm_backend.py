@@ -453,7 +453,7 @@ def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix
     """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
     import parmed
 
-    from af2struct.common.atomic import atomic_path
+    from af2struct.common.files import atomic_path
 
     system = _build_system(topology, config, constraints=False)
     structure = parmed.openmm.load_topology(topology, system, xyz=positions_nm * 10.0)

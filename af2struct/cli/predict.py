@@ -11,13 +11,14 @@ DESCRIPTION = (
     "Predict structures with af2struct: trunk -> distogram -> MDS -> SE(3) refinement -> side chains -> "
     "Amber relax. Writes DIR/<name>/ (unrelaxed.pdb, relaxed.pdb with pLDDT in the B-factor column, "
     "distogram.npz, confidence.json, pLDDT.png, distogram.png, timings.json) and DIR/summary.csv. Targets "
-    "run shortest first; a rerun skips finished targets. Exit code 1: the run could not start; 3: some "
+    "run shortest first; a rerun skips targets finished with the same input and options and redoes the rest "
+    "(--force: all). One run writes into DIR at a time. Exit code 1: the run could not start; 3: some "
     "targets failed, the others finished."
 )
 
 
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
-    from af2struct.predict.batch import PredictOptions
+    from af2struct.predict.targets import PredictOptions
     from refine.cli import add_relax_arguments
 
     d = PredictOptions()
@@ -40,11 +41,14 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                         "benchmarks/RESULTS.md; the model accepts up to 2048)")
     p.add_argument("--native", help="native structure (one target) or folder of <name>.pdb|cif to score against")
     p.add_argument("--no-plots", action="store_true", help="skip pLDDT.png and distogram.png")
+    p.add_argument("--force", action="store_true",
+                   help="redo every target; by default a rerun skips targets finished with the same sequence, "
+                        "MSA, native, weights and options, and redoes the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     msa = p.add_argument_group("MSA")
     msa.add_argument("--msa", help="an .a3m/.sto for one target, or a folder of <name>.a3m|.sto")
     msa.add_argument("--msa-db", help="protein FASTA database: targets without --msa get an MSA from a jackhmmer "
-                     "search (pyhmmer) of it, kept in DIR/msas/<name>.a3m")
+                     "search (pyhmmer) of it, kept for reruns in DIR/.af2struct/msas and copied to DIR/<name>/msa.a3m")
     msa.add_argument("--msa-iterations", type=int, default=d.msa_iterations, help="jackhmmer iterations")
     msa.add_argument("--msa-cpus", type=int, default=d.msa_cpus, help="jackhmmer threads (0: all cores)")
     rel = p.add_argument_group("relax (every setting of `af2struct relax`, prefixed --relax-)")
@@ -61,7 +65,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    from af2struct.predict.batch import PredictOptions, predict_batch, read_targets
+    from af2struct.predict.batch import predict_batch
+    from af2struct.predict.targets import PredictOptions, read_targets
     from refine.cli import relax_config_from_args
 
     log = logging.getLogger("predict")
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                               msa_iterations=args.msa_iterations, msa_cpus=args.msa_cpus,
                               ray_address=args.ray_address, workers=args.workers, model_workers=args.model_workers,
                               relax_config=relax_cfg, plots=not args.no_plots, progress=not args.quiet)
-        records = predict_batch(targets, args.out, opts)
+        records = predict_batch(targets, args.out, opts, force=args.force)
     except Exception as exc:  # run-level problems (bad input, missing weights): one message, no traceback
         log.error("%s", exc)
         return 1

@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from af2struct.common import residue_constants as rc
-from af2struct.common.atomic import atomic_write_text
+from af2struct.common.files import atomic_write_text
 from af2struct.common.protein import Protein
 
 logger = logging.getLogger(__name__)

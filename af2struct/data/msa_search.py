@@ -138,7 +138,7 @@ def jackhmmer_msa(sequence: str, database, **kwargs) -> Msa:
 
 def search_msa(sequence: str, database: Union[str, Path], out_a3m: Optional[Path] = None, **kwargs) -> Msa:
     """Search and keep the A3M (written atomically to ``out_a3m``, reused if already there)."""
-    from af2struct.common.atomic import atomic_write_text
+    from af2struct.common.files import atomic_write_text
 
     if out_a3m is not None and Path(out_a3m).exists():
         text = Path(out_a3m).read_text()

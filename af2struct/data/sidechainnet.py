@@ -31,7 +31,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from af2struct.common import residue_constants as rc
-from af2struct.common.atomic import atomic_path
+from af2struct.common.files import atomic_path
 from af2struct.common.io import StructureRecord
 from af2struct.common.layouts import atom37_to_scn14, scn14_to_atom37
 from af2struct.common.protein import Protein

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from af2struct.common.atomic import atomic_write_text
+from af2struct.common.files import atomic_write_text
 from af2struct.common.io import is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
 from af2struct.eval.metrics import score_model
@@ -217,7 +217,7 @@ def _plots(rows: List[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from af2struct.common.atomic import atomic_path
+    from af2struct.common.files import atomic_path
 
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from af2struct.common.atomic import atomic_path
+from af2struct.common.files import atomic_path
 
 
 def _plt():

@@ -1,6 +1,6 @@
 """Predict on a Ray cluster: the model on GPU workers, MSA search and relax on CPU workers.
 
-Same outputs and resume semantics as the local loop (:func:`af2struct.predict.batch.predict_batch`):
+Same outputs and resume semantics as the local loop (:mod:`af2struct.predict.batch`):
 the driver alone writes target folders (under a temporary name, renamed when complete) and
 ``summary.csv``, so workers need no shared file system. Each target flows through three stages:
 
@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from af2struct.predict.batch import (InputError, PredictOptions, Target, check_target, error_row, relax_prediction,
-                                     target_msa, write_target)
+from af2struct.common.runner import RunFolder
+from af2struct.predict.targets import (InputError, PredictOptions, Target, check_target, fail_target, msa_cache,
+                                       relax_prediction, target_msa, write_target)
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,9 @@ class _ModelWorker:
         return predict_structure(self.model, sequence, msa, num_recycles, seed, self.device)
 
 
-def _prepare(target: Target, out_dir: str, opts: PredictOptions, n_targets: int):
+def _prepare(target: Target, cache: str, opts: PredictOptions, n_targets: int):
     check_target(target, opts)
-    return target_msa(target, Path(out_dir), opts, n_targets)
+    return target_msa(target, opts, n_targets, Path(cache))
 
 
 def _relax(protein, opts: PredictOptions):
@@ -78,7 +79,8 @@ def _connect(opts: PredictOptions) -> bool:
     return True
 
 
-def predict_on_ray(targets: Sequence[Target], out_dir: Path, opts: PredictOptions, n_targets: int) -> Iterator[Dict]:
+def predict_on_ray(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions, n_targets: int,
+                   fps: Dict[str, str]) -> Iterator[Dict]:
     """Predict ``targets`` on Ray, yielding each summary row as its folder is complete."""
     import ray
 
@@ -101,21 +103,21 @@ def predict_on_ray(targets: Sequence[Target], out_dir: Path, opts: PredictOption
         relax = ray.remote(num_cpus=1)(_relax)
         logger.info("Ray: %d model worker(s) on %s, %d CPUs, %d targets", n_models, "GPU" if use_gpu else "CPU",
                     cpus, len(targets))
-        yield from _pipeline(targets, Path(out_dir), opts, n_targets, actors, prepare, relax)
+        yield from _pipeline(targets, folder, opts, n_targets, fps, actors, prepare, relax)
     finally:
         if started:
             ray.shutdown()
 
 
-def _pipeline(targets, out_dir: Path, opts: PredictOptions, n_targets: int, actors: List, prepare, relax
-              ) -> Iterator[Dict]:
+def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, fps: Dict[str, str], actors: List,
+              prepare, relax) -> Iterator[Dict]:
     import ray
     from tqdm import tqdm
 
     pending: Dict = {}  # object ref -> (stage, target, state)
     load = [0] * len(actors)
     for t in targets:
-        pending[prepare.remote(t, str(out_dir), opts, n_targets)] = ("prepare", t, {"t0": time.perf_counter()})
+        pending[prepare.remote(t, str(msa_cache(folder, t, opts)), opts, n_targets)] = ("prepare", t, {"t0": time.perf_counter()})
     bar = tqdm(total=len(targets), desc="predict (ray)", unit="target", disable=not opts.progress)
     try:
         while pending:
@@ -127,7 +129,7 @@ def _pipeline(targets, out_dir: Path, opts: PredictOptions, n_targets: int, acto
                 value = ray.get(ref)
             except Exception as exc:  # the target fails; the batch goes on
                 bar.update(1)
-                yield error_row(target, _cause(exc), time.perf_counter() - state["t0"])
+                yield fail_target(folder, target, fps[target.name], _cause(exc), time.perf_counter() - state["t0"])
                 continue
             if stage == "prepare":
                 state["msa"], t_msa = value
@@ -142,14 +144,14 @@ def _pipeline(targets, out_dir: Path, opts: PredictOptions, n_targets: int, acto
                 state["timings"].update(value.timings)
                 if opts.relax == "none":
                     bar.update(1)
-                    yield _finish(target, out_dir, opts, state, None, n_targets)
+                    yield _finish(folder, target, opts, state, None, n_targets, fps)
                 else:
                     pending[relax.remote(value.protein, opts)] = ("relax", target, state)
             else:
                 result, t_relax = value
                 state["timings"]["relax"] = t_relax
                 bar.update(1)
-                yield _finish(target, out_dir, opts, state, result, n_targets)
+                yield _finish(folder, target, opts, state, result, n_targets, fps)
     finally:
         bar.close()
         for ref in pending:  # interrupted: stop what is still queued (finished folders are kept)
@@ -159,7 +161,9 @@ def _pipeline(targets, out_dir: Path, opts: PredictOptions, n_targets: int, acto
                 pass
 
 
-def _finish(target: Target, out_dir: Path, opts: PredictOptions, state: Dict, relaxed, n_targets: int) -> Dict:
+def _finish(folder: RunFolder, target: Target, opts: PredictOptions, state: Dict, relaxed, n_targets: int,
+            fps: Dict[str, str]) -> Dict:
     timings = dict(state["timings"])
     timings["total"] = sum(timings.values())  # worker time; queueing between stages is not counted
-    return write_target(target, out_dir, opts, state["pred"], relaxed, timings, n_targets, state.get("msa"))
+    return write_target(folder, target, opts, state["pred"], relaxed, timings, n_targets, fps[target.name],
+                        state.get("msa"))

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from af2struct.common.atomic import atomic_write_bytes
+from af2struct.common.files import atomic_write_bytes
 from af2struct.model.config import ModelConfig
 
 FORMAT = "af2struct-checkpoint"

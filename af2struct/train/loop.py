@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from af2struct.common.atomic import atomic_write_text
+from af2struct.common.files import atomic_write_text
 from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
 from af2struct.data.features import Example, collate
 from af2struct.model.config import ModelConfig, preset
@@ -228,7 +228,7 @@ def _plot_curve(log_path: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from af2struct.common.atomic import atomic_path
+    from af2struct.common.files import atomic_path
 
     train, valid = [], []
     for line in log_path.read_text().splitlines():

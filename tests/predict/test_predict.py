@@ -184,7 +184,7 @@ def test_fasta_headers_as_the_field_writes_them(tmp_path):
     """UniProt headers, headers with spaces, path-like headers: a safe folder name from the
     identifier (the whole header where identifiers repeat), the full header kept; only true
     duplicates are refused, naming them."""
-    from af2struct.predict.batch import InputError, read_targets
+    from af2struct.predict.targets import InputError, read_targets
 
     f = tmp_path / "x.fasta"
     f.write_text(">sp|P69905|HBA_HUMAN Hemoglobin subunit alpha OS=Homo sapiens\nMVLSPADKTN\n"

@@ -1,0 +1,301 @@
+"""The batch runner behind ``predict``, ``relax`` and ``evaluate``: one output folder, many items.
+
+- **Lock.** :class:`RunFolder` holds an exclusive lock on ``OUT/.af2struct/lock`` while a run
+  writes into ``OUT``; a second run into the same folder stops at once with a message naming the
+  process that holds it (the lock dies with its process, so a killed run never blocks the next).
+- **Records.** An item is finished when its record ``OUT/.af2struct/records/<name>.json`` exists,
+  can be read, carries the same *fingerprint* (a hash of the item's input content and of every
+  option that changes its output) and every output file it lists is still there with the size it
+  had. Anything else and a rerun redoes the item, saying why; ``force`` redoes everything; items
+  that failed are always retried. The record is written last and removed first, so a kill at any
+  moment leaves either a finished item or one that will be redone.
+- **Names.** Item outputs are named after the item; the run's own files (``.af2struct/``, reports
+  such as ``summary.csv``) are *reserved*, and an item whose name is reserved gets a ``_item``
+  suffix, so no item can overwrite a run file. Temporary files and folders have names unique to
+  the process (``.<name>.<random>.partial``); leftovers of killed runs are removed under the lock.
+- **Workers.** :func:`run_items` runs items in worker processes (``jobs > 1``): a worker that dies
+  (e.g. killed by the out-of-memory killer) costs only the item it held; the others go on, on a
+  fresh worker. Workers die with the parent (Linux ``PR_SET_PDEATHSIG``) so a killed run leaves no
+  process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from af2struct.common.files import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = ".af2struct"
+RESERVED_SUFFIX = "_item"
+
+
+class RunLockedError(RuntimeError):
+    """Another run is writing into the same output folder."""
+
+
+def fingerprint(value: Any) -> str:
+    """SHA-256 (first 16 hex digits) of ``value`` as canonical JSON (dataclasses via ``repr``)."""
+    text = json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_digest(path: os.PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class RunFolder:
+    """An output folder owned by one run at a time (use as a context manager).
+
+    ``reserved`` are the names of the run's own files in the folder (reports); item outputs never
+    take them (:meth:`item_name`).
+    """
+
+    def __init__(self, out_dir: os.PathLike, reserved: Iterable[str] = ()) -> None:
+        self.out = Path(out_dir)
+        self.state = self.out / STATE_DIR
+        self.records = self.state / "records"
+        self.reserved = {r.lower() for r in reserved} | {STATE_DIR}
+        self._lock_fd: Optional[int] = None
+
+    # -- lock ---------------------------------------------------------------------------------
+    def __enter__(self) -> "RunFolder":
+        if self.out.exists() and not self.out.is_dir():
+            raise NotADirectoryError(f"{self.out}: exists and is not a folder")
+        self.records.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunLockedError(f"{self.out} is in use by another run ({holder}); wait for it to finish "
+                                     "or write into another --out") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        self._lock_fd = fd
+        self._remove_leftovers()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)  # closing releases the lock
+            self._lock_fd = None
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files and folders of killed runs (nothing else writes here while we hold the lock)."""
+        for folder in (self.out, self.state, self.records):
+            for p in folder.glob(".*.partial"):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in folder.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    # -- names --------------------------------------------------------------------------------
+    def item_name(self, name: str) -> str:
+        """The name ``name``'s outputs take in the folder: ``name``, or ``name_item`` if reserved."""
+        return name + RESERVED_SUFFIX if name.lower() in self.reserved else name
+
+    def item_path(self, name: str, suffix: str = "") -> Path:
+        return self.out / (self.item_name(name) + suffix)
+
+    def cache_path(self, *parts: str) -> Path:
+        """A path for the run's caches (e.g. MSAs) under ``.af2struct/``."""
+        return self.state.joinpath(*parts)
+
+    def temp_dir(self, name: str) -> Path:
+        """A new empty folder for one item's outputs, unique to this process."""
+        return Path(tempfile.mkdtemp(prefix=f".{self.item_name(name)}.", suffix=".partial", dir=self.out))
+
+    # -- records ------------------------------------------------------------------------------
+    def _record_path(self, name: str) -> Path:
+        return self.records / f"{name}.json"
+
+    def finished(self, name: str, fp: str, force: bool = False) -> Tuple[Optional[Dict], str]:
+        """``(record, "")`` if ``name`` is finished with fingerprint ``fp``; else ``(None, why)``."""
+        path = self._record_path(name)
+        if not path.exists():
+            return None, ""
+        if force:
+            return None, "--force"
+        try:
+            rec = json.loads(path.read_text())
+            files = rec["files"]
+            status = rec["status"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return None, f"its record {path} cannot be read ({type(exc).__name__})"
+        if status == "error":
+            return None, "it failed before"
+        if rec.get("fingerprint") != fp:
+            return None, "its input or options changed"
+        for rel, size in files.items():
+            f = self.out / rel
+            if not f.is_file() or f.stat().st_size != size:
+                return None, f"{rel} is missing or changed"
+        return rec, ""
+
+    def forget(self, name: str) -> None:
+        """Drop ``name``'s record (before its outputs are replaced)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._record_path(name).unlink()
+
+    def commit(self, name: str, fp: str, record: Dict, files: Sequence[Path] = ()) -> Dict:
+        """Write ``name``'s record last: the item is finished once this returns."""
+        rec = dict(record, fingerprint=fp,
+                   files={str(Path(f).relative_to(self.out)): Path(f).stat().st_size for f in files})
+        atomic_write_text(self._record_path(name), json.dumps(rec, indent=1, default=float))
+        return rec
+
+    def publish_dir(self, tmp: Path, name: str) -> Path:
+        """Move a finished temporary folder into ``name``'s place (replacing an old one)."""
+        final = self.item_path(name)
+        if final.exists():
+            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        tmp.rename(final)
+        return final
+
+
+def plan(folder: RunFolder, items: Sequence[Tuple[str, str]], force: bool = False, what: str = "items"
+         ) -> Tuple[Dict[str, Dict], List[str]]:
+    """Split ``[(name, fingerprint)]`` into finished records and names to (re)do, logging why."""
+    done: Dict[str, Dict] = {}
+    todo: List[str] = []
+    for name, fp in items:
+        rec, why = folder.finished(name, fp, force)
+        if rec is not None:
+            done[name] = rec
+            continue
+        if why:
+            logger.info("%s: redone: %s", name, why)
+        todo.append(name)
+    if done:
+        logger.info("resuming: %d of %d %s already finished (same input and options)", len(done), len(items), what)
+    return done, todo
+
+
+# -- worker processes -------------------------------------------------------------------------
+def _die_with_parent(parent: int) -> None:
+    with contextlib.suppress(Exception):  # Linux only; elsewhere workers end when their pipe closes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker(conn: mpc.Connection, parent: int, log_level: int) -> None:
+    _die_with_parent(parent)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        fn, args = job
+        try:
+            conn.send(("ok", fn(*args)))
+        except Exception as exc:  # noqa: BLE001 - the item fails, the worker goes on
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class WorkerDied(RuntimeError):
+    """The process working on an item died (killed, out of memory, crashed)."""
+
+
+def _death(proc: mp.Process) -> WorkerDied:
+    proc.join(5)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        how = f"killed by signal {-code}" + (" (SIGKILL: e.g. the out-of-memory killer)" if -code == 9 else "")
+    else:
+        how = f"exit code {code}"
+    return WorkerDied(f"the worker process died ({how})")
+
+
+def run_items(fn: Callable, jobs_args: Sequence[Tuple], jobs: int = 1) -> Iterator[Tuple[int, Any]]:
+    """Run ``fn(*args)`` for each ``args``; yields ``(index, result)`` as items finish.
+
+    A result is an exception (``WorkerDied`` or the item's own error, as ``RuntimeError``) when an
+    item failed; nothing is raised for one item. ``jobs > 1`` runs items in that many worker
+    processes (``fn`` must be a module-level function); ``jobs <= 1`` runs them here.
+    """
+    if jobs <= 1 or len(jobs_args) <= 1:
+        for i, args in enumerate(jobs_args):
+            try:
+                yield i, fn(*args)
+            except Exception as exc:  # noqa: BLE001
+                yield i, RuntimeError(f"{type(exc).__name__}: {exc}")
+        return
+    ctx = mp.get_context("spawn")
+    queue = list(range(len(jobs_args)))[::-1]
+    busy: Dict[mpc.Connection, Tuple[mp.Process, int]] = {}
+    idle: List[Tuple[mpc.Connection, mp.Process]] = []
+    level = logging.getLogger().getEffectiveLevel()
+
+    def start() -> Tuple[mpc.Connection, mp.Process]:
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(there, os.getpid(), level), daemon=True)
+        proc.start()
+        there.close()
+        return here, proc
+
+    workers = [start() for _ in range(min(jobs, len(queue)))]
+    idle.extend(workers)
+    try:
+        while queue or busy:
+            while queue and idle:
+                conn, proc = idle.pop()
+                i = queue.pop()
+                try:
+                    conn.send((fn, jobs_args[i]))
+                except OSError:  # the worker died while idle: give the item to a fresh one
+                    queue.append(i)
+                    idle.append(start())
+                    continue
+                busy[conn] = (proc, i)
+            for conn in mpc.wait(list(busy)):
+                proc, i = busy.pop(conn)
+                try:
+                    kind, value = conn.recv()
+                except (EOFError, OSError):
+                    conn.close()
+                    yield i, _death(proc)
+                    if queue:
+                        idle.append(start())
+                    continue
+                idle.append((conn, proc))
+                yield i, (value if kind == "ok" else RuntimeError(value))
+    finally:
+        for conn, proc in idle + [(c, p) for c, (p, _) in busy.items()]:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        for conn, proc in idle + [(c, p) for c, (p, _) in busy.items()]:
+            proc.join(2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            conn.close()

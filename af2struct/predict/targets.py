@@ -1,0 +1,358 @@
+"""One target of a prediction run: its name, options, MSA, model, relax, scores and output folder.
+
+The run over many targets (order, resume, reports) is :mod:`af2struct.predict.batch`; the Ray
+backend (:mod:`af2struct.predict.ray_backend`) runs the same steps on a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import logging
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.files import atomic_write_text
+from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure, save_structure
+from af2struct.common.runner import RunFolder, file_digest, fingerprint
+from af2struct.data.msa import MsaError, read_fasta, read_msa
+
+if TYPE_CHECKING:
+    from refine.types import RelaxConfig
+
+logger = logging.getLogger(__name__)
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "t_msa", "t_features", "t_trunk",
+                   "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score",
+                   "native_error", "error"]
+
+
+class InputError(ValueError):
+    """A problem with the run's input as a whole (no targets, duplicate or unsafe names)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One sequence to fold: ``name`` (safe as a folder name) and the FASTA header it came from."""
+
+    name: str
+    sequence: str
+    description: str = ""
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe for a folder name: runs of other characters become ``_`` (at most 100)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:100].rstrip("._-")
+    return name or "target"
+
+
+def target_names(headers: List[str]) -> List[str]:
+    """Folder names for FASTA headers, as the field reads them: the identifier (first word;
+    ``sp|P69905|HBA_HUMAN`` -> ``sp_P69905_HBA_HUMAN``), or the whole header where identifiers
+    repeat (``>my protein 1``, ``>my protein 2``). Raises :class:`InputError` for true duplicates."""
+    ids = [safe_name(h.split()[0]) if h.split() else "target" for h in headers]
+    names = [i if ids.count(i) == 1 else safe_name(h) for i, h in zip(ids, headers)]
+    seen: Dict[str, List[str]] = {}
+    for n, h in zip(names, headers):
+        seen.setdefault(n, []).append(h)
+    dup = {n: hs for n, hs in seen.items() if len(hs) > 1}
+    if dup:
+        shown = "; ".join(f"{n!r} from headers {hs[:3]}" for n, hs in list(dup.items())[:5])
+        raise InputError(f"duplicate target names: {shown}")
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    weights: Optional[str] = None
+    device: str = "auto"
+    num_recycles: Optional[int] = None
+    seed: int = 0
+    relax: str = "openmm"  # openmm | rosetta | none
+    fmt: str = "pdb"  # pdb | cif (pdb is always written; cif in addition)
+    max_length: int = 800
+    msa: Optional[str] = None  # an .a3m/.sto file (one target) or a folder of <name>.a3m|.sto
+    msa_db: Optional[str] = None  # protein FASTA to search with jackhmmer when a target has no MSA
+    msa_iterations: int = 3
+    msa_cpus: int = 0
+    ray_address: Optional[str] = None  # "auto" or host:port of a running Ray cluster
+    workers: int = 0  # > 0: start a local Ray with this many CPUs
+    model_workers: int = 0  # model replicas on Ray (0: one per GPU, else one)
+    native: Optional[str] = None  # a structure file (one target) or a folder of <name>.pdb|cif
+    relax_config: Optional[RelaxConfig] = None  # relax settings (backend and seed come from relax / seed)
+    plots: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.relax not in ("openmm", "rosetta", "none"):
+            raise ValueError("relax must be openmm, rosetta or none")
+        if self.fmt not in ("pdb", "cif"):
+            raise ValueError("format must be pdb or cif")
+        if self.ray_address and self.workers:
+            raise ValueError("give --ray-address (an existing cluster) or --workers (a local Ray), not both")
+
+    @property
+    def use_ray(self) -> bool:
+        return bool(self.ray_address or self.workers)
+
+
+def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None, name: Optional[str] = None) -> List[Target]:
+    """Targets from a FASTA file, or one ``sequence``/``name``; checks names (sequences are
+    checked per target so one bad sequence does not stop the run)."""
+    if (fasta is None) == (sequence is None):
+        raise InputError("give a FASTA file or --sequence (not both)")
+    if fasta is not None:
+        path = Path(fasta)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty FASTA file")
+        try:
+            records = read_fasta(path, full_headers=True)
+        except MsaError as exc:
+            raise InputError(str(exc)) from None
+        names = target_names([h for h, _ in records])
+        return [Target(n, s, h) for n, (h, s) in zip(names, records)]
+    label = name or "query"
+    if not SAFE_NAME.match(label):
+        raise InputError(f"--name must be a safe file name (letters, digits, . _ -; max 100): {label!r}")
+    return [Target(label, sequence, label)]
+
+
+def _msa_file(target: Target, opts: PredictOptions, n_targets: int) -> Optional[Path]:
+    """The MSA file given for ``target`` (``--msa`` file or ``--msa FOLDER/<name>.a3m|.sto``), if any."""
+    if not opts.msa:
+        return None
+    p = Path(opts.msa)
+    if p.is_file():
+        if n_targets > 1:
+            raise InputError("--msa FILE works with one target; give a folder of <name>.a3m for many")
+        return p
+    if p.is_dir():
+        return next((p / f"{target.name}{ext}" for ext in (".a3m", ".sto", ".stockholm")
+                     if (p / f"{target.name}{ext}").exists()), None)
+    raise InputError(f"{p}: no such MSA file or folder")
+
+
+def _native_file(target: Target, opts: PredictOptions, n_targets: int, warn: bool = True) -> Optional[Path]:
+    """The native structure file to score ``target`` against, or ``None`` (with the reason logged)."""
+    if not opts.native:
+        return None
+    p = Path(opts.native)
+    if p.is_file():
+        if n_targets == 1:
+            return p
+        why = (f"--native FILE scores a single target; give a folder of <name>.pdb|cif for {n_targets} targets")
+    elif not p.is_dir():
+        why = f"--native {p}: no such file or folder; not scored"
+    else:
+        found = next((p / f"{target.name}{ext}" for ext in STRUCTURE_SUFFIXES if (p / f"{target.name}{ext}").exists()),
+                     None)
+        if found is not None:
+            return found
+        why = f"no native {p}/{target.name}.pdb|cif; not scored"
+    if warn:
+        logger.warning("%s: %s", target.name, why)
+    return None
+
+
+def target_fingerprint(target: Target, opts: PredictOptions, n_targets: int) -> str:
+    """What a target's outputs depend on: its sequence and header, the content of its MSA and
+    native files, the weights and every option that changes the result (not device or workers)."""
+    msa = _msa_file(target, opts, n_targets)
+    native = _native_file(target, opts, n_targets, warn=False)
+    db = Path(opts.msa_db) if opts.msa_db else None
+    return fingerprint({
+        "sequence": target.sequence, "description": target.description, "weights": weights_label(opts.weights),
+        "num_recycles": opts.num_recycles, "seed": opts.seed, "relax": opts.relax, "format": opts.fmt,
+        "relax_config": dataclasses.asdict(opts.relax_config) if opts.relax_config else None, "plots": opts.plots,
+        "msa": file_digest(msa) if msa else None,
+        "msa_db": [str(db.resolve()), db.stat().st_size, opts.msa_iterations] if db and db.is_file() else None,
+        "native": file_digest(native) if native else None,
+    })
+
+
+def check_target(target: Target, opts: PredictOptions) -> np.ndarray:
+    """The target's residue types; raises ``SequenceError`` for unknown letters or a sequence
+    longer than ``opts.max_length``."""
+    aatype = rc.sequence_to_aatype(target.sequence)
+    if len(aatype) > opts.max_length:
+        raise rc.SequenceError(f"{len(aatype)} residues exceed the maximum length {opts.max_length} (--max-length)")
+    return aatype
+
+
+def target_msa(target: Target, opts: PredictOptions, n_targets: int, cache: Optional[Path] = None):
+    """The target's MSA: a given file/folder first, else a jackhmmer search of ``--msa-db`` (kept
+    at ``cache`` so a rerun does not search again), else ``None``.
+    Returns ``(msa, seconds spent searching)``."""
+    given = _msa_file(target, opts, n_targets)
+    if given is not None:
+        return read_msa(given), 0.0
+    if not opts.msa_db:
+        return None, 0.0
+    from af2struct.data.msa_search import search_msa
+
+    t0 = time.perf_counter()
+    msa = search_msa(target.sequence, opts.msa_db, cache, name=target.name, iterations=opts.msa_iterations,
+                     cpus=opts.msa_cpus)
+    return msa, time.perf_counter() - t0
+
+
+def msa_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Path:
+    """Where a ``--msa-db`` search for ``target`` is kept between runs (named by what it searched)."""
+    key = fingerprint([target.sequence, str(Path(opts.msa_db or "").resolve()), opts.msa_iterations])
+    return folder.cache_path("msas", f"{target.name}.{key}.a3m")
+
+
+def relax_prediction(protein, opts: PredictOptions):
+    """Relax with the chosen backend; ``None`` when ``opts.relax == "none"``."""
+    if opts.relax == "none":
+        return None
+    from refine import RelaxConfig, relax
+
+    return relax(protein, dataclasses.replace(opts.relax_config or RelaxConfig(), backend=opts.relax, seed=opts.seed))
+
+
+def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, relaxed, timings: Dict[str, float],
+                 n_targets: int, fp: str, msa=None) -> Dict:
+    """Write one target's folder (in a temporary folder moved into place when complete, then its
+    record); returns its summary row. ``pred`` is a :class:`~af2struct.predict.pipeline.Prediction`,
+    ``relaxed`` a ``RelaxResult`` or ``None``."""
+    row: Dict = {"name": target.name, "length": len(pred.plddt)}
+    partial = folder.temp_dir(target.name)
+    try:
+        save_structure(pred.protein, partial / "unrelaxed.pdb", model_remarks(target, opts, None))
+        final_protein = pred.protein
+        if relaxed is not None:
+            final_protein = relaxed.protein
+            save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed))
+            row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
+        if opts.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
+            from af2struct.common.modelcif import to_modelcif_string
+
+            for tag, prot, rel in (("unrelaxed", pred.protein, None), ("relaxed", final_protein, relaxed)):
+                if tag == "relaxed" and relaxed is None:
+                    continue
+                atomic_write_text(partial / f"{tag}.cif", to_modelcif_string(
+                    prot, target.name, pred.plddt, target.description, "; ".join(model_remarks(target, opts, rel)[2:])))
+        buf = io.BytesIO()
+        np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
+                            sequence=np.array(target.sequence))
+        (partial / "distogram.npz").write_bytes(buf.getvalue())
+        if msa is not None:
+            row["msa_depth"] = len(msa)
+            searched = opts.msa_db and _msa_file(target, opts, n_targets) is None
+            if searched and msa_cache(folder, target, opts).is_file():  # the alignment goes with the model
+                shutil.copyfile(msa_cache(folder, target, opts), partial / "msa.a3m")
+        conf = {"name": target.name, "description": target.description, "sequence": final_protein.sequence,
+                "mean_plddt": float(np.mean(pred.plddt)), "plddt": [round(float(x), 2) for x in pred.plddt]}
+        atomic_write_text(partial / "confidence.json", json.dumps(conf))
+        if opts.plots:
+            from af2struct.predict.plots import plot_distogram, plot_plddt
+
+            plot_plddt(pred.plddt, final_protein.residue_index, partial / "pLDDT.png", target.name)
+            plot_distogram(pred.distogram_probs, pred.bin_edges, partial / "distogram.png", target.name,
+                           final_protein.residue_index)
+        row.update(score_against_native(target, final_protein, opts, n_targets))
+        atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
+        row.update(status="ok", mean_plddt=conf["mean_plddt"],
+                   **{f"t_{k}": round(v, 3) for k, v in timings.items()})
+        atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
+        folder.forget(target.name)
+        final = folder.publish_dir(partial, target.name)
+        return folder.commit(target.name, fp, row, sorted(final.iterdir()))
+    except Exception as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        return fail_target(folder, target, fp, exc, timings.get("total", 0.0))
+
+
+def fail_target(folder: RunFolder, target: Target, fp: str, exc: BaseException, seconds: float = 0.0) -> Dict:
+    """Record a failed target (its error row); an older folder of that name, made from other input
+    or options, is removed so it cannot pass for this run's result."""
+    row = error_row(target, exc, seconds)
+    folder.forget(target.name)
+    old = folder.item_path(target.name)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    return folder.commit(target.name, fp, row)
+
+
+@functools.lru_cache(maxsize=8)
+def weights_label(weights: Optional[str]) -> str:
+    """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256."""
+    from af2struct.predict.pipeline import DEFAULT_WEIGHTS
+
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "unknown"
+    return f"{'shipped ' if not weights else ''}{path.name} (sha256 {digest})"
+
+
+def model_remarks(target: Target, opts: PredictOptions, relaxed) -> List[str]:
+    """What a model file says about itself (PDB ``REMARK 999`` lines)."""
+    import af2struct
+
+    out = [f"af2struct {af2struct.__version__} model of {target.name}",
+           "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
+           f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
+    if relaxed is None:
+        out.append("not relaxed")
+    else:
+        out.append(f"relaxed: {relaxed.backend} ({relaxed.violations_after} violations left, heavy-atom RMSD "
+                   f"{relaxed.rmsd_heavy:.2f} A to the unrelaxed model)")
+    return out
+
+
+def score_against_native(target: Target, protein, opts: PredictOptions, n_targets: int) -> Dict:
+    """lDDT-CA, GDT_TS and TM-score against the target's native, if one was given. A native that
+    cannot be read or matched costs only the scores (noted in ``native_error``), never the
+    finished prediction."""
+    try:
+        path = _native_file(target, opts, n_targets)
+        if path is None:
+            return {}
+        from af2struct.eval.metrics import score_model
+
+        s = score_model(protein, load_structure(path), align=True)
+    except Exception as exc:  # noqa: BLE001 - reported in the row; the prediction stands
+        logger.warning("%s: not scored against the native: %s", target.name, exc)
+        return {"native_error": f"{type(exc).__name__}: {exc}"}
+    return {"lddt_ca": s.lddt_ca, "gdt_ts": s.gdt_ts, "tm_score": s.tm_score}
+
+
+def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
+    """The summary row of a failed target (and the error logged)."""
+    msg = f"{type(exc).__name__}: {exc}"
+    logger.error("%s: %s", target.name, msg)
+    return {"name": target.name, "length": len("".join(target.sequence.split())), "status": "error",
+            "error": msg, "t_total": round(seconds, 3)}
+
+
+def predict_target(model, folder: RunFolder, target: Target, opts: PredictOptions, device: str, n_targets: int,
+                   fp: str) -> Dict:
+    """Predict (and relax, score) one target into its folder; returns its summary row."""
+    from af2struct.predict.pipeline import predict_structure
+
+    t0 = time.perf_counter()
+    try:
+        check_target(target, opts)
+        msa, t_msa = target_msa(target, opts, n_targets, msa_cache(folder, target, opts))
+        pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device)
+        timings = ({"msa": t_msa} if opts.msa_db else {}) | dict(pred.timings)
+        tr = time.perf_counter()
+        relaxed = relax_prediction(pred.protein, opts)
+        if relaxed is not None:
+            timings["relax"] = time.perf_counter() - tr
+    except Exception as exc:  # one target's failure never stops the batch
+        return fail_target(folder, target, fp, exc, time.perf_counter() - t0)
+    timings["total"] = time.perf_counter() - t0
+    return write_target(folder, target, opts, pred, relaxed, timings, n_targets, fp, msa)

@@ -1,0 +1,99 @@
+"""The batch runner: run lock, records with fingerprints, reserved names, isolated workers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from af2struct.common.runner import RunFolder, RunLockedError, WorkerDied, fingerprint, plan, run_items
+
+
+def _square_or_die(x):
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+    if x == 5:
+        raise ValueError("bad item")
+    return x * x
+
+
+def test_a_dead_worker_costs_only_its_item():
+    results = dict(run_items(_square_or_die, [(i,) for i in range(8)], jobs=2))
+    assert sorted(results) == list(range(8))
+    assert isinstance(results[3], WorkerDied) and "signal 9" in str(results[3])
+    assert isinstance(results[5], RuntimeError) and "ValueError: bad item" in str(results[5])
+    assert {i: results[i] for i in (0, 1, 2, 4, 6, 7)} == {i: i * i for i in (0, 1, 2, 4, 6, 7)}
+
+
+def test_workers_die_with_their_parent(tmp_path):
+    pids = tmp_path / "pids"
+    script = textwrap.dedent(f"""
+        import os, time
+        from af2struct.common.runner import run_items
+        def slow(i):
+            with open({str(pids)!r}, "a") as fh:
+                fh.write(f"{{os.getpid()}}\\n")
+            time.sleep(60)
+        if __name__ == "__main__":
+            list(run_items(slow, [(0,), (1,)], jobs=2))
+    """)
+    (tmp_path / "parent.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], cwd=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+        time.sleep(0.2)
+    workers = [int(p) for p in pids.read_text().split()]
+    parent.kill()
+    parent.wait()
+    time.sleep(1.0)
+    alive = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
+    assert len(workers) == 2 and not alive
+
+
+def test_one_run_per_folder_and_the_lock_dies_with_its_process(tmp_path):
+    with RunFolder(tmp_path / "out"):
+        with pytest.raises(RunLockedError, match=f"in use by another run \\(pid {os.getpid()}"):
+            RunFolder(tmp_path / "out").__enter__()
+    with RunFolder(tmp_path / "out"):  # released on exit
+        pass
+    # a process killed while holding the lock does not block the next run
+    code = f"from af2struct.common.runner import RunFolder; import os; RunFolder({str(tmp_path / 'out')!r}).__enter__(); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code])
+    with RunFolder(tmp_path / "out"):
+        pass
+
+
+def test_records_fingerprints_and_reserved_names(tmp_path):
+    with RunFolder(tmp_path, reserved=["summary.csv"]) as f:
+        assert f.item_name("summary.csv") == "summary.csv_item" and f.item_name("SUMMARY.CSV") == "SUMMARY.CSV_item"
+        assert f.item_name(".af2struct") != ".af2struct" and f.item_name("T1024") == "T1024"
+        out = f.item_path("a", ".pdb")
+        out.write_text("ATOM")
+        f.commit("a", "fp1", {"name": "a", "status": "ok"}, [out])
+        f.commit("b", "fp1", {"name": "b", "status": "error", "error": "x"})
+        leftover = tmp_path / ".a.123abc.partial"
+        leftover.mkdir()
+    with RunFolder(tmp_path) as f:
+        assert not leftover.exists()  # a killed run's temporary folder is cleared under the lock
+        assert f.finished("a", "fp1")[0]["files"] == {"a.pdb": 4}
+        assert f.finished("a", "fp2") == (None, "its input or options changed")
+        assert f.finished("a", "fp1", force=True) == (None, "--force")
+        assert f.finished("b", "fp1") == (None, "it failed before")
+        assert f.finished("c", "fp1") == (None, "")
+        out.write_text("ATOM  changed")
+        assert f.finished("a", "fp1") == (None, "a.pdb is missing or changed")
+        (f.records / "a.json").write_text("{not json")
+        rec, why = f.finished("a", "fp1")
+        assert rec is None and str(f.records / "a.json") in why and "cannot be read" in why
+        done, todo = plan(f, [("a", "fp1"), ("b", "fp1"), ("c", "fp1")])
+        assert done == {} and todo == ["a", "b", "c"]
+
+
+def test_fingerprint_is_canonical():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    assert json.loads(json.dumps(fingerprint(None)))
