@@ -458,7 +458,7 @@ def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix
     system = _build_system(topology, config, constraints=False)
     structure = parmed.openmm.load_topology(topology, system, xyz=positions_nm * 10.0)
     prefix = Path(prefix)
-    paths = (prefix.with_suffix(".prmtop"), prefix.with_suffix(".inpcrd"))
+    paths = (Path(f"{prefix}.prmtop"), Path(f"{prefix}.inpcrd"))  # not with_suffix: names may hold dots
     for path, fmt in zip(paths, ("amber", "rst7")):
         with atomic_path(path) as tmp:
             structure.save(str(tmp), format=fmt, overwrite=True)

@@ -14,7 +14,8 @@ DESCRIPTION = (
     "held apart and trapped side chains turned to a free rotamer, and a model that still ended far from the "
     "input is pulled back; --violation-policy release is AlphaFold2's rule of releasing those residues) or "
     "PyRosetta FastRelax with coordinate constraints. Writes DIR/<name>_relaxed.pdb and "
-    "DIR/relax_report.csv/.json; a rerun skips structures already done. Status 'ok' means clean; "
+    "DIR/relax_report.csv/.json; a rerun skips structures finished with the same input and settings "
+    "(--force: all); one run writes into DIR at a time. Status 'ok' means clean; "
     "'violations' means the structure was written but violations remain."
 )
 
@@ -30,7 +31,9 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("--format", choices=("pdb", "cif"), default="pdb", help="output structure format")
     p.add_argument("--amber-out", action="store_true", help="also write <name>_relaxed.prmtop/.inpcrd (parmed)")
     p.add_argument("--jobs", type=int, default=1, help="structures relaxed in parallel (processes)")
-    p.add_argument("--retry-failed", action="store_true", help="retry structures that failed in an earlier run")
+    p.add_argument("--force", action="store_true",
+                   help="relax every input again; by default a rerun skips structures finished from the same file "
+                        "content and settings, and redoes the rest (failed ones included)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_relax_arguments(p.add_argument_group("relax settings (refine.RelaxConfig)"))
     return p
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = relax_config_from_args(args)
         records = relax_batch(args.inputs, args.out, config, jobs=args.jobs, fmt=args.format,
-                              amber=args.amber_out, retry_failed=args.retry_failed, progress=not args.quiet)
+                              amber=args.amber_out, force=args.force, progress=not args.quiet)
     except (ValueError, FileNotFoundError, OSError) as exc:
         log.error("%s", exc)
         return 1

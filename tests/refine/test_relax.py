@@ -243,12 +243,60 @@ def test_relax_script_batch_resume_and_amber(tmp_path, data_dir):
 
     s = parmed.load_file(str(out / "T1082_relaxed.prmtop"), str(out / "T1082_relaxed.inpcrd"))
     assert len(s.residues) == 75 and s.coordinates.shape[0] == len(s.atoms)
-    # resume: nothing is redone
+    # resume: what finished with the same input and settings is not redone; the failure is retried
     mtime = (out / "T1082_relaxed.pdb").stat().st_mtime_ns
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert "3 of 3 structures already done" in r.stderr
+    r = subprocess.run(cmd + ["--amber-out"], capture_output=True, text=True, timeout=600)
+    assert "2 of 3 structures already finished" in r.stderr and "broken: redone: it failed before" in r.stderr
     assert (out / "T1082_relaxed.pdb").stat().st_mtime_ns == mtime
     assert "T1082" in (out / "relax_report.csv").read_text()
+    # changed settings, a changed input, a deleted output: redone, and the run says why
+    (inp / "openfold_1psm_A.pdb.gz").write_bytes((data_dir / "biotite_1aki_A.pdb.gz").read_bytes())
+    (out / "T1082_relaxed.prmtop").unlink()
+    r = subprocess.run(cmd + ["--amber-out"], capture_output=True, text=True, timeout=600)
+    assert "openfold_1psm_A: redone: its input or options changed" in r.stderr
+    assert "T1082: redone: T1082_relaxed.prmtop is missing or changed" in r.stderr
+    assert load_structure(out / "openfold_1psm_A_relaxed.pdb").sequence == load_structure(
+        data_dir / "biotite_1aki_A.pdb.gz").sequence
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # no --amber-out: other settings
+    assert "T1082: redone: its input or options changed" in r.stderr
+
+
+def test_relax_worker_killed_costs_only_its_structure(tmp_path, data_dir):
+    """A worker killed as by the out-of-memory killer: its structure is reported failed, the others
+    finish, the report is written; the rerun finishes it."""
+    import os
+    import signal
+    import time
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for n in ("T1082.pdb", "openfold_1psm_A.pdb.gz", "T1031.pdb"):
+        (inp / n).write_bytes((data_dir / n).read_bytes())
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "scripts/relax.py"), str(inp), "--out", str(out), "--quiet", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = []
+    deadline = time.time() + 120
+    while len(workers) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+        workers = []
+        for pid in os.listdir("/proc"):
+            try:
+                stat = open(f"/proc/{pid}/stat").read().split()
+                cmdline = open(f"/proc/{pid}/cmdline").read()
+            except OSError:
+                continue
+            if pid.isdigit() and int(stat[3]) == proc.pid and "spawn_main" in cmdline:
+                workers.append(int(pid))
+    os.kill(min(workers), signal.SIGKILL)  # each worker holds a structure from its start
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 3 and "Traceback" not in err, err
+    report = json.loads((out / "relax_report.json").read_text())
+    failed = [r for r in report if r["status"] == "error"]
+    assert len(failed) == 1 and "worker process died (killed by signal 9" in failed[0]["error"]
+    assert sum(r["status"] == "ok" for r in report) == 2
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "2 of 3 structures already finished" in r.stderr
 
 
 def _force_field_outliers(pdb_with_hydrogens: str):
