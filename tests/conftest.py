@@ -1,10 +1,36 @@
-"""Shared test fixtures: paths to the small real structures kept in tests/data."""
+"""Shared test fixtures: paths to the small real structures kept in tests/data.
 
+The tests run with HOME (and ProDy's USERPROFILE) in a temporary folder, so nothing they or the
+packages they import write (sidechainnet's ProDy writes ``~/.prodyrc`` on import) lands in the
+user's home folder.
+"""
+
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+
+def pytest_configure(config):
+    home = tempfile.mkdtemp(prefix="af2struct-test-home-")
+    config._af2struct_home = (home, os.environ.get("HOME"), os.environ.get("USERPROFILE"))
+    os.environ["HOME"] = os.environ["USERPROFILE"] = home
+
+
+def pytest_unconfigure(config):
+    home, old_home, old_profile = getattr(config, "_af2struct_home", (None, None, None))
+    if home is None:
+        return
+    for key, old in (("HOME", old_home), ("USERPROFILE", old_profile)):
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@
   (e.g. killed by the out-of-memory killer) costs only the item it held; the others go on, on a
   fresh worker. Workers die with the parent (Linux ``PR_SET_PDEATHSIG``) so a killed run leaves no
   process behind.
+- **Home.** Nothing is written to the home folder: matplotlib's cache goes to ``.af2struct/``
+  (unless ``MPLCONFIGDIR`` is set).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ STATE_DIR = ".af2struct"
 RESERVED_SUFFIX = "_item"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(OSError):
     """Another run is writing into the same output folder."""
 
 
@@ -98,6 +100,8 @@ class RunFolder:
         os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         self._lock_fd = fd
         self._remove_leftovers()
+        # matplotlib keeps its font cache here rather than in the user's home folder (unless told)
+        os.environ.setdefault("MPLCONFIGDIR", str(self.state / "matplotlib"))
         return self
 
     def __exit__(self, *exc) -> None:

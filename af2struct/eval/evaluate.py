@@ -10,13 +10,13 @@ import json
 import logging
 import math
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from af2struct.common.files import atomic_write_text
+from af2struct.common.runner import RunFolder, run_items
 from af2struct.common.io import is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
 from af2struct.eval.metrics import score_model
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ["target", "model", "n_residues", "lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score",
            "rmsd_ca", "rmsd_all", "clashscore", "bond_violations"]
+REPORTS = ("scores.csv", "scores.json", "summary.md", "distributions.png", "per_residue_lddt")
 METRICS = ["lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score", "rmsd_ca", "rmsd_all", "clashscore",
            "bond_violations"]
 
@@ -274,26 +275,24 @@ def evaluate(
     if not job_list:
         raise EvaluationError(f"no models in {pred} match a native in {native}")
     rows: List[dict] = []
-    bar = tqdm(total=len(job_list), desc="scoring", unit="model", disable=not progress)
-    if jobs > 1 and len(job_list) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            # biggest models first (file size as the proxy), so a long chain does not start last
-            biggest_first = sorted(job_list, key=lambda j: -_size(j.pred_path))
-            futs = [pool.submit(score_job, j, align) for j in biggest_first]
-            for f in as_completed(futs):
-                rows.append(f.result())
-                bar.update()
-    else:
-        for j in job_list:
-            rows.append(score_job(j, align))
+    # biggest models first (file size as the proxy), so a long chain does not start last
+    biggest_first = sorted(job_list, key=lambda j: -_size(j.pred_path)) if jobs > 1 else job_list
+    with RunFolder(out, reserved=REPORTS) as folder:
+        bar = tqdm(total=len(job_list), desc="scoring", unit="model", disable=not progress)
+        for i, row in run_items(score_job, [(j, align) for j in biggest_first], jobs):
+            if isinstance(row, Exception):  # the worker died with this model
+                j = biggest_first[i]
+                row = {"target": j.target, "model": j.model, "pred_path": j.pred_path, "status": "error",
+                       "error": str(row)}
+            rows.append(row)
             bar.update()
-    bar.close()
-    order = {(j.target, j.model): i for i, j in enumerate(job_list)}
-    rows.sort(key=lambda r: order[(r["target"], r["model"])])
-    for r in rows:
-        if r["status"] != "ok":
-            logger.error("%s / %s: %s", r["target"], r["model"], r["error"])
-    summary = summarize(rows)
-    summary["unmatched_files"] = unmatched
-    write_reports(rows, summary, Path(out), plots=plots)
+        bar.close()
+        order = {(j.target, j.model): i for i, j in enumerate(job_list)}
+        rows.sort(key=lambda r: order[(r["target"], r["model"])])
+        for r in rows:
+            if r["status"] != "ok":
+                logger.error("%s / %s: %s", r["target"], r["model"], r["error"])
+        summary = summarize(rows)
+        summary["unmatched_files"] = unmatched
+        write_reports(rows, summary, folder.out, plots=plots)
     return summary

@@ -15,6 +15,8 @@ and targets are pipelined: while one target is on the model another is being rel
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
@@ -61,22 +63,24 @@ def _cause(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
-def _connect(opts: PredictOptions) -> bool:
-    """Connect to (or start) Ray; returns whether this call started it (and must shut it down)."""
+def _connect(opts: PredictOptions) -> Optional[str]:
+    """Connect to (or start) Ray; returns the temporary folder of a Ray this call started (to shut
+    down and remove), else ``None``."""
     try:
         import ray
     except ImportError:
         raise InputError("the Ray backend needs ray: pip install 'af2struct[ray]' "
                          "(or drop --ray-address/--workers)") from None
     if ray.is_initialized():
-        return False
+        return None
     if opts.ray_address:
         ray.init(address=opts.ray_address, log_to_driver=False)
-        return False
+        return None
     if opts.workers < 2:
         raise InputError("--workers needs at least 2 CPUs (one for the model, one for relax and MSA search)")
-    ray.init(num_cpus=opts.workers, num_gpus=None, include_dashboard=False, log_to_driver=False)
-    return True
+    temp = tempfile.mkdtemp(prefix="af2struct-ray-")  # short: Ray's socket paths must fit 107 characters
+    ray.init(num_cpus=opts.workers, num_gpus=None, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    return temp
 
 
 def predict_on_ray(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions, n_targets: int,
@@ -107,6 +111,7 @@ def predict_on_ray(targets: Sequence[Target], folder: RunFolder, opts: PredictOp
     finally:
         if started:
             ray.shutdown()
+            shutil.rmtree(started, ignore_errors=True)
 
 
 def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, fps: Dict[str, str], actors: List,

@@ -2,8 +2,10 @@
 `relax` and `predict --relax-*`."""
 
 import dataclasses
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,22 @@ def test_relax_settings_reach_both_commands():
     cfg = relax_config_from_args(args)
     assert cfg.soften_factor == 0.5 and cfg.keep_hydrogens and cfg == dataclasses.replace(
         RelaxConfig(), soften_factor=0.5, keep_hydrogens=True)
+
+
+def test_predict_relax_evaluate_write_nothing_into_home(tmp_path, data_dir):
+    """Every command with plots, relax and scoring: the home folder stays empty."""
+    root = Path(__file__).resolve().parents[2]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), USERPROFILE=str(home))
+    env.pop("MPLCONFIGDIR", None)
+    env.pop("XDG_CACHE_HOME", None)
+    env.pop("XDG_CONFIG_HOME", None)
+    runs = [["predict.py", "--sequence", "EAYKKAKQASQDAEQAAKDAE", "--name", "q", "--out", tmp_path / "p"],
+            ["relax.py", data_dir / "T1082.pdb", "--out", tmp_path / "r"],
+            ["evaluate.py", "--pred", data_dir / "T1082.pdb", "--native", data_dir / "T1082.pdb", "--out", tmp_path / "e"]]
+    for script, *args in runs:
+        r = subprocess.run([sys.executable, str(root / "scripts" / script), *map(str, args), "--quiet"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == []

@@ -226,3 +226,63 @@ def test_bad_or_missing_native_costs_only_the_scores(tmp_path, tiny_weights, dat
     assert s["a"]["status"] == "ok" and "no atoms" in s["a"]["native_error"] and (out / "a" / "unrelaxed.pdb").exists()
     assert s["b"]["status"] == "ok" and s["b"]["lddt_ca"] == ""
     assert "b: no native" in r.stderr and "not scored against the native" in r.stderr
+
+
+def test_resume_compares_input_options_and_files(tmp_path, tiny_weights):
+    """A rerun redoes a target whose sequence, options or files changed, and says why; a target
+    named like a run file cannot overwrite it; a second run into the folder is refused."""
+    from af2struct.common.runner import RunFolder
+
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">a\n{SEQ_1PSM[:20]}\n>summary.csv\n{SEQ_1PSM[:22]}\n>c\n{SEQ_1PSM[:24]}\n")
+    out = tmp_path / "o"
+    args = ["--out", out, "--relax", "none", "--weights", tiny_weights, "--no-plots"]
+    assert run(fasta, *args).returncode == 0
+    assert (out / "summary.csv_item" / "unrelaxed.pdb").exists() and set(summary(out)) == {"a", "summary.csv", "c"}
+    first = (out / "a" / "unrelaxed.pdb").read_text()
+    fasta.write_text(f">a\n{SEQ_1PSM[1:20]}\n>summary.csv\n{SEQ_1PSM[:22]}\n>c\n{SEQ_1PSM[:24]}\n")
+    (out / "c" / "distogram.npz").unlink()
+    r = run(fasta, *args)
+    assert "a: redone: its input or options changed" in r.stderr
+    assert "c: redone: c/distogram.npz is missing or changed" in r.stderr
+    assert "1 of 3 targets already finished" in r.stderr
+    assert summary(out)["a"]["length"] == "19" and (out / "c" / "distogram.npz").exists()
+    r = run(fasta, *args, "--seed", "7")
+    assert "0 of 3" not in r.stderr and r.stderr.count("its input or options changed") == 3
+    (out / ".af2struct" / "records" / "c.json").write_text("{")
+    r = run(fasta, *args, "--seed", "7")
+    assert "c: redone: its record" in r.stderr and "c.json cannot be read" in r.stderr
+    r = run(fasta, *args, "--seed", "7", "--force")
+    assert r.stderr.count("redone: --force") == 3
+    with RunFolder(out):  # another run holds the folder
+        r = run(fasta, *args)
+    assert r.returncode == 1 and "is in use by another run (pid" in r.stderr
+    fasta.write_text(f">a\n{SEQ_1PSM[:20]}\n")
+    assert run(fasta, *args).returncode == 0
+    assert (out / "a" / "unrelaxed.pdb").read_text() == first  # same input and options, same model
+
+
+def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path, tiny_weights):
+    import os
+    import signal
+    import time
+
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text("".join(f">t{i}\n{SEQ_1PSM[:18 + 2 * i]}\n" for i in range(4)))
+    args = ["--relax", "none", "--weights", tiny_weights, "--no-plots", "--quiet"]
+    whole = tmp_path / "whole"
+    t0 = time.perf_counter()
+    assert run(fasta, "--out", whole, *args).returncode == 0
+    seconds = time.perf_counter() - t0
+    for delay in (0.5 * seconds, 0.75 * seconds, 0.9 * seconds):  # start-up, then between and inside targets
+        out = tmp_path / f"killed{delay}"
+        p = subprocess.Popen([sys.executable, str(ROOT / "scripts/predict.py"), str(fasta), "--out", str(out), *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        assert run(fasta, "--out", out, *args).returncode == 0
+        for i in range(4):
+            for f in ("unrelaxed.pdb", "confidence.json", "distogram.npz"):
+                assert (out / f"t{i}" / f).read_bytes() == (whole / f"t{i}" / f).read_bytes(), (delay, i, f)
+        assert not list(out.glob(".*.partial"))

@@ -37,14 +37,22 @@ def test_local_ray_two_workers_relax_msa_search_and_resume(tmp_path, data_dir):
         d = out / name
         for f in ("unrelaxed.pdb", "relaxed.pdb", "distogram.npz", "confidence.json", "timings.json"):
             assert (d / f).exists(), f
-        assert (out / "msas" / f"{name}.a3m").exists()
+        assert (d / "msa.a3m").exists()  # the searched alignment goes with the model
     assert not list(out.glob(".*.partial"))
     done = json.loads((out / "psm" / "result.json").read_text())
     # a rerun keeps finished targets (same result.json) and only retries the failed one
-    r2 = run(fasta, "--out", out, "--workers", 2, "--no-plots")
+    r2 = run(fasta, "--out", out, "--workers", 2, "--msa-db", data_dir / "psm_homologs_db.fasta", "--no-plots",
+             "--msa-cpus", 1)
     assert r2.returncode == 3
     assert "2 of 3 targets already finished" in r2.stderr
     assert json.loads((out / "psm" / "result.json").read_text()) == done
+    assert not ray_temp_dirs()  # the local Ray's session folders are removed with it
+
+
+def ray_temp_dirs():
+    import tempfile
+
+    return list(Path(tempfile.gettempdir()).glob("af2struct-ray-*"))
 
 
 def test_ray_needs_two_local_workers(tmp_path):
