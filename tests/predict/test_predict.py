@@ -286,3 +286,20 @@ def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path,
             for f in ("unrelaxed.pdb", "confidence.json", "distogram.npz"):
                 assert (out / f"t{i}" / f).read_bytes() == (whole / f"t{i}" / f).read_bytes(), (delay, i, f)
         assert not list(out.glob(".*.partial"))
+
+
+def test_two_runs_into_one_folder_then_a_rerun_leave_every_target_complete(tmp_path, tiny_weights):
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text("".join(f">t{i}\n{SEQ_1PSM[:18 + 2 * i]}\n" for i in range(3)))
+    out = tmp_path / "o"
+    cmd = [sys.executable, str(ROOT / "scripts/predict.py"), str(fasta), "--out", str(out), "--relax", "none",
+           "--weights", str(tiny_weights), "--no-plots", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    # the second either found the folder in use (if the first still held it) or found everything finished
+    assert 0 in [rc for rc, _ in results], results
+    assert all(rc == 0 or (rc == 1 and "is in use by another run" in err) for rc, err in results), results
+    r = run(fasta, "--out", out, "--relax", "none", "--weights", tiny_weights, "--no-plots")
+    assert r.returncode == 0 and "3 of 3 targets already finished" in r.stderr
+    for i in range(3):
+        assert load_structure(out / f"t{i}" / "unrelaxed.pdb").sequence == SEQ_1PSM[:18 + 2 * i]
