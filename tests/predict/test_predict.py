@@ -171,8 +171,11 @@ def test_msa_search_with_msa_db(tmp_path, tiny_weights, data_dir):
     assert r.returncode == 0, r.stderr[-2000:]
     row = summary(out)["psm"]
     assert int(row["msa_depth"]) > 5 and float(row["t_msa"]) >= 0
-    a3m = out / "msas" / "psm.a3m"
+    a3m = out / "psm" / "msa.a3m"
     assert a3m.read_text().startswith(">psm\n" + SEQ_1PSM)
+    r = run(*args, "--force")  # the kept search is reused, not run again
+    assert r.returncode == 0 and (out / "psm" / "msa.a3m").read_text() == a3m.read_text()
+    assert float(summary(out)["psm"]["t_msa"]) < float(row["t_msa"])
     bad = tmp_path / "bad.fasta"
     bad.write_text("not a fasta file\n")
     r = run("--sequence", SEQ_1PSM, "--name", "x", "--out", out, "--relax", "none", "--weights", tiny_weights,
