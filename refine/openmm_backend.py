@@ -1,44 +1,28 @@
-"""AlphaFold2-style Amber relax with OpenMM: restrained L-BFGS minimisation in rounds.
+"""AlphaFold2-style Amber relax with OpenMM (:class:`AmberRelaxation`).
 
-Each round: harmonic restraints (``stiffness``) on heavy atoms, ``LocalEnergyMinimizer`` to
-``tolerance``; then clashes and peptide-bond violations are checked and the next round starts
-from the minimised coordinates, until no violation remains or ``max_outer_iterations`` rounds ran.
-What a violation changes for the next round is ``violation_policy``:
+The protocol: PDBFixer adds missing atoms and hydrogens; harmonic restraints (``stiffness``) hold
+heavy atoms at the input; L-BFGS minimises amber99sb to ``tolerance``; the violation model
+(:func:`af2struct.geometry.stereo.find_violations`) decides the next round, until nothing is left,
+a round changes nothing, or ``max_outer_iterations`` rounds ran. ``violation_policy`` says what a
+violation changes for the next round:
 
-* ``release`` (AlphaFold2's rule): every residue in a clash or a violated peptide bond loses its
-  positional restraints. Those residues then move freely, often far (side chains swing into
-  vacuum salt bridges), so the model drifts from the input.
-* ``repel`` (default): each clashing heavy-atom pair gets a flat-bottom repulsion (stiffness
-  ``repel_stiffness``) that holds it ``repel_margin`` beyond the clash distance, and positional
-  restraints stay; a pair still clashing after a round is repelled 10x more stiffly (up to
-  ``repel_stiffness_max``), then its side chains' restraints are softened, then (last resort)
-  its residues are released. A side chain trapped in another part of the chain is turned to a
-  free rotamer (``refine.repack``). Residues of a violated peptide bond are released (their
-  restraints hold the broken bond). Clashes left after a restrained minimisation are mostly
-  contacts the vacuum force field itself pulls together (a carbonyl O against a Lys CE); this
-  removes them with the least movement.
+* ``release`` (AlphaFold2's rule): the residues in violation lose their restraints.
+* ``repel`` (default): side chains the input has trapped deep in another part of the chain
+  are turned to a free rotamer before the first round; after a round, residues with broken geometry are released, clashing heavy-atom pairs are held
+  apart by a flat-bottom repulsion that stiffens 10x per round they persist, then softens their
+  side chains' restraints, then releases them; trapped or jammed side chains move to another
+  rotamer once. A model that ends clean but slightly further than ``target_rmsd`` from the
+  input is pulled back with stiffer restraints, each step kept only if it stays clean.
 
-  A model that ends clean but further from the input than ``target_rmsd`` (densely clashing
-  models, a side chain turned out of a trap) is then pulled back: the restraints are made 3x
-  stiffer per step (up to ``pull_back_stiffness_max``) while the input's clashes, the pairs the
-  rounds repelled and every heavy-atom pair within ``NEAR_CONTACT`` of a clash are held apart at
-  the stiffest repulsion (at most ``PULL_BACK_TRIES`` minimisations per step, the clashes of one
-  held apart in the next), so atoms that drifted for the vacuum force field's sake (lost salt
-  bridges and hydrogen bonds, vdW contacts) return without a clash coming back. A step is kept
-  only if it ends with no violation and below the input's energy. Only models within
-  ``PULL_BACK_WINDOW`` of the target are pulled back: one
-  that moved further moved for clashes its input really has (af2struct's own over-packed traces
-  end 0.7-1.0 A away), and stiffer restraints only push it back into them (measured on a
-  400-residue prediction: 0.90 -> 0.80 A for 5000 kcal/mol, still 2 clashes after two
-  minimisations of 40-80 s, so nothing kept). (No pull-back with ``stiffness`` 0: nothing to stiffen.)
-
-A failed minimisation (exception or non-finite energy) is retried up to ``max_attempts`` times from
-coordinates jittered by 0.01 A, and recorded in the result's notes.
+A failed minimisation is retried from coordinates jittered by 0.01 A (``max_attempts``).
+Measurements: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import io
 import logging
 import time
@@ -48,8 +32,7 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import (Clash, StructureViolations, clashscore, find_clashes, find_violations,
-                                       violation_count)
+from af2struct.geometry.stereo import Clash, StructureViolations, clashscore, find_clashes, find_violations
 from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
 from refine.repack import BACKBONE_AND_CB, repackable, rescue_rotamers, trapped_residues
@@ -63,6 +46,11 @@ NEAR_CONTACT = 0.3  # A: pairs this close to a clash are held apart while a mode
 PULL_BACK_FACTOR = 3.0  # restraint stiffness multiplier per pull-back step
 PULL_BACK_TRIES = 2  # minimisations per pull-back step (new clashes held apart after each)
 PULL_BACK_WINDOW = 0.25  # A: only models within target_rmsd + this are pulled back
+THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's centre is threaded through it
+_RINGS = {"PHE": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")], "TYR": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")],
+          "HIS": [("CG", "ND1", "CD2", "CE1", "NE2")],
+          "TRP": [("CG", "CD1", "NE1", "CE2", "CD2"), ("CD2", "CE2", "CZ2", "CH2", "CZ3", "CE3")]}
+UNCHANGED = 0.05  # A: a round whose atoms all moved less than this (same violations) changed nothing
 _FF_FILES = {
     ("amber99sb", "vacuum"): ["amber99sb.xml"],
     ("amber99sb", "obc"): ["amber99sb.xml", "amber99_obc.xml"],
@@ -125,12 +113,19 @@ def _heavy_protein(topology, positions_nm: np.ndarray, template: Protein) -> Pro
     return template.replace(atom_positions=pos, atom_mask=mask, b_factors=b)
 
 
+@functools.lru_cache(maxsize=4)
+def _force_field(forcefield: str, solvent: str):
+    """The OpenMM force field (parsed once per process; ``createSystem`` does not change it)."""
+    from openmm import app
+
+    return app.ForceField(*_FF_FILES[(forcefield, solvent)])
+
+
 def _build_system(topology, config: RelaxConfig, constraints=True):
     from openmm import app
 
-    ff = app.ForceField(*_FF_FILES[(config.forcefield, config.solvent)])
-    return ff.createSystem(topology, nonbondedMethod=app.NoCutoff,
-                           constraints=app.HBonds if constraints else None)
+    return _force_field(config.forcefield, config.solvent).createSystem(
+        topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds if constraints else None)
 
 
 def _add_repulsion(system, pairs: dict[tuple[int, int], tuple[float, float]]) -> None:
@@ -223,102 +218,6 @@ class _Restraints:
         return out
 
 
-def _repel_step(state: _Restraints, topology, protein: Protein, current: np.ndarray, found: StructureViolations,
-                config: RelaxConfig) -> np.ndarray:
-    """``repel`` policy after a round that left violations (``found``, in the round's model);
-    returns the positions to go on from.
-
-    Broken peptide bond, bond length or angle inside a residue, squashed disulfide: the residues'
-    restraints released (the force field restores their geometry). Trapped side chain (overlap > ``rescue_overlap``):
-    turned to its least-clashing rotamer, once. Other clashes: the pair is repelled; a pair
-    still clashing after a round with repulsion is repelled 10x more stiffly, up to
-    ``repel_stiffness_max``; past that it softens its residues' side-chain restraints
-    (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a last
-    resort).
-    """
-    geometry = found.geometry_residues()
-    # side chains still distorted although free since an earlier round are jammed (a ring
-    # threaded through another): they move to their least-clashing other rotamer, once
-    jammed = {i for i in (geometry & state.released) - state.moved_out
-              if repackable(rc.resnames[int(protein.aatype[i])])
-              and any(i in v.residues and set(v.atoms) - BACKBONE_AND_CB for v in found.bonds + found.angles)}
-    logger.debug("repel step: %s; geometry %s; jammed %s", found.counts(), sorted(geometry), sorted(jammed))
-    state.release(topology, geometry)
-    clashes = found.clashes
-    trapped = trapped_residues(clashes, protein.aatype, config.rescue_overlap) - state.rescue_tried - jammed
-    state.rescue_tried |= trapped
-    state.moved_out |= jammed
-    if trapped or jammed:
-        def clash_score(pos_nm: np.ndarray, residue: int) -> float:
-            found = find_clashes(_heavy_protein(topology, pos_nm, protein), config.clash_overlap)
-            return float(sum(c.overlap for c in found if residue in (c.residue_a, c.residue_b)))
-
-        current, turned = rescue_rotamers(topology, current, trapped, clash_score)
-        current, moved_out = rescue_rotamers(topology, current, jammed, clash_score, must_move=True)
-        turned.update(moved_out)
-        moved = [a.index for i, res in enumerate(topology.residues()) if i in turned for a in res.atoms()]
-        state.reference[moved] = current[moved]  # restrain the new rotamer, not the trapped one
-        state.rescued.update(turned)
-        if turned:
-            clashes = find_clashes(_heavy_protein(topology, current, protein), config.clash_overlap)
-    stuck = set()
-    for pair, (d0, residues) in _clash_pairs(topology, clashes, config).items():
-        k = config.repel_stiffness
-        if pair in state.repel:
-            k = min(10.0 * state.repel[pair][1], config.repel_stiffness_max)
-            if state.repel[pair][1] >= config.repel_stiffness_max:
-                stuck.update(residues)
-        state.repel[pair] = (d0, k)
-    state.release(topology, stuck & state.side_chains_released)
-    state.release(topology, stuck - state.side_chains_released, side_chain_factor=config.soften_factor)
-    return current
-
-
-def _pull_back(state: _Restraints, topology, protein: Protein, current: np.ndarray, relaxed: Protein,
-               energy: float, initial_energy: float, kept_breaks: np.ndarray, config: RelaxConfig
-               ) -> tuple[np.ndarray, Protein, float, list[str]]:
-    """Bring a clean model (``current`` nm, its heavy atoms ``relaxed``) that ended further than
-    ``target_rmsd`` from the input back towards it (see the module doc). A step is kept only if it
-    ends with no violation and below ``initial_energy`` (the input's); returns (positions nm, their
-    heavy atoms, energy kcal/mol, notes)."""
-    rmsd0 = rmsd = heavy_atom_rmsd(relaxed, protein)
-    energy0 = energy
-    repel = {pair: (d0, config.repel_stiffness_max) for pair, (d0, _) in state.repel.items()}
-    input_clashes = find_clashes(protein, config.clash_overlap)  # what stiffer restraints pull back into
-    stiffness = config.stiffness
-    kept, notes = None, []
-    while rmsd > config.target_rmsd and stiffness * PULL_BACK_FACTOR <= config.pull_back_stiffness_max + 1e-9:
-        stiffness *= PULL_BACK_FACTOR
-        step_config = dataclasses.replace(config, stiffness=stiffness)
-        trial, trial_model, clean = current, relaxed, False
-        for _ in range(PULL_BACK_TRIES):
-            near = find_clashes(trial_model, config.clash_overlap - NEAR_CONTACT) + input_clashes
-            for pair, (d0, _) in _clash_pairs(topology, near, config).items():
-                repel.setdefault(pair, (d0, config.repel_stiffness_max))
-            try:
-                trial, _, trial_energy, _ = _minimize_round(topology, trial, state.reference, state.weight,
-                                                            step_config, repel)
-            except Exception as exc:  # OpenMM raises plain Exceptions; keep the last clean step
-                logger.warning("pull-back at %g kcal/mol/A^2 failed: %s", stiffness, exc)
-                notes.append(f"pull-back at {stiffness:g} kcal/mol/A^2 failed ({exc}); not used")
-                break
-            trial_model = _heavy_protein(topology, trial, protein)
-            trial_rmsd = heavy_atom_rmsd(trial_model, protein)
-            left = violation_count(trial_model, config.clash_overlap, kept_breaks)
-            logger.debug("pull-back at %g: RMSD %.3f A, E=%.1f kcal/mol, %d violation(s), %d pair(s) held",
-                         stiffness, trial_rmsd, trial_energy, left, len(repel))
-            if left == 0:
-                clean = True
-                break
-        if not clean or trial_energy >= initial_energy:
-            break  # this stiffness costs a violation (or more than the input's energy)
-        current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, trial_rmsd, stiffness
-    if kept is not None:
-        notes.append(f"pulled back towards the input at {kept:g} kcal/mol/A^2: heavy-atom RMSD "
-                     f"{rmsd0:.2f} -> {rmsd:.2f} A, energy {energy0:.0f} -> {energy:.0f} kcal/mol")
-    return current, relaxed, energy, notes
-
-
 def _energy_kcal(ctx) -> float:
     groups = sum(1 << g for g in range(32) if g != RESTRAINT_GROUP)
     e = ctx.getState(getEnergy=True, groups=groups).getPotentialEnergy()
@@ -326,13 +225,14 @@ def _energy_kcal(ctx) -> float:
 
 
 def _minimize_round(topology, start_nm, reference_nm, weight, config,
-                    repel: dict[tuple[int, int], tuple[float, float]] | None = None
+                    repel: dict[tuple[int, int], tuple[float, float]] | None = None, base_system=None
                     ) -> tuple[np.ndarray, float, float, str]:
-    """One restrained minimisation; returns (positions nm, E before, E after, platform)."""
+    """One restrained minimisation; returns (positions nm, E before, E after, platform).
+    ``base_system``: the force field's system of ``topology`` (built once per relax, copied here)."""
     import openmm
     from openmm import unit
 
-    system = _build_system(topology, config)
+    system = copy.deepcopy(base_system) if base_system is not None else _build_system(topology, config)
     _add_restraints(system, topology, reference_nm, weight, config.stiffness)
     _add_repulsion(system, repel or {})
     ctx, platform = _context(system, start_nm * unit.nanometer, config)
@@ -349,95 +249,287 @@ def _minimize_round(topology, start_nm, reference_nm, weight, config,
     return pos, e0, e1, platform
 
 
+def threaded_rings(protein: Protein) -> set[int]:
+    """Residues in a threaded ring: an aromatic ring with a heavy atom of another residue within
+    ``THREADED`` of its centre (never so in a real structure: atoms stay ~3.4 A from a ring's
+    face), and the residues whose side chains pass through it."""
+    from scipy.spatial import cKDTree
+
+    pos, mask = protein.atom_positions, protein.atom_mask > 0
+    res, atom = np.nonzero(mask)
+    tree = cKDTree(pos[res, atom])
+    out: set[int] = set()
+    for i, a in enumerate(protein.aatype):
+        name = rc.resnames[int(a)] if a < len(rc.resnames) else "UNK"
+        for ring in _RINGS.get(name, []):
+            idx = [rc.atom_order[x] for x in ring]
+            if not mask[i, idx].all():
+                continue
+            for k in tree.query_ball_point(pos[i, idx].mean(0), THREADED):
+                j = int(res[k])
+                if j == i:
+                    continue
+                out.add(i)  # the ring moves; a side chain through it moves too
+                if rc.atom_types[atom[k]] not in BACKBONE_AND_CB and repackable(rc.resnames[int(protein.aatype[j])]):
+                    out.add(j)
+    return out
+
+
+class AmberRelaxation:
+    """AlphaFold-style Amber relax with af2struct's violation handling (module doc), the shape
+    AlphaFold's ``AmberRelaxation(...).process(prot=...)`` has::
+
+        result = AmberRelaxation(RelaxConfig()).process(protein)   # -> RelaxResult
+    """
+
+    def __init__(self, config: RelaxConfig | None = None) -> None:
+        self.config = config or RelaxConfig()
+
+    def process(self, protein: Protein, amber_prefix: Path | None = None) -> RelaxResult:
+        """Relax ``protein``; ``amber_prefix`` also writes ``.prmtop``/``.inpcrd``."""
+        return _RelaxRun.start(protein, self.config).run(amber_prefix)
+
+
 def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | None = None) -> RelaxResult:
-    """Relax ``protein`` (see module doc). ``amber_prefix`` also writes ``.prmtop``/``.inpcrd``."""
-    from openmm import unit
+    """``AmberRelaxation(config).process(protein, amber_prefix)``."""
+    return AmberRelaxation(config).process(protein, amber_prefix)
 
-    t0 = time.perf_counter()
-    notes = check_input(protein)
-    seg, breaks = segment_ids(protein)
-    if breaks:
-        notes.append(f"chain break(s) before residue(s) {breaks[:10]}: kept (segments relaxed as separate chains)")
-    segmented = protein.replace(chain_id=seg)
-    kept_breaks = seg[1:] != seg[:-1]  # bonds relax does not make: not violations
-    topology, positions = fix_with_pdbfixer(segmented, seed=config.seed)
-    start = np.asarray(positions.value_in_unit(unit.nanometer))
-    state = _Restraints(reference=start.copy(), weight=np.ones(len(start)))
-    violations_before = find_violations(protein, config.clash_overlap, kept_breaks)
-    clash_before = clashscore(protein)
-    rng = np.random.default_rng(config.seed)
-    attempts = 0
-    initial_energy = None
-    energy = float("nan")
-    platform = "?"
-    current = start
-    rounds = 0
-    for rounds in range(1, config.max_outer_iterations + 1):
+
+class _RelaxRun:
+    """One relax of one structure: its topology, restraint state and the steps of the protocol."""
+
+    def __init__(self, protein: Protein, config: RelaxConfig, topology, positions_nm: np.ndarray,
+                 segments: np.ndarray | None = None, notes: list[str] | None = None) -> None:
+        self.t0 = time.perf_counter()
+        self.protein = protein  # the input (heavy atoms, atom37)
+        self.config = config
+        self.topology = topology  # PDBFixer's, with hydrogens; residues one-to-one with ``protein``
+        self.start_nm = positions_nm
+        self.segments = np.zeros(len(protein), int) if segments is None else segments  # [L] Amber chains
+        self.kept_breaks = self.segments[1:] != self.segments[:-1]  # [L-1] chain breaks: not violations
+        self.notes = list(notes or [])
+        self.state = _Restraints(reference=positions_nm.copy(), weight=np.ones(len(positions_nm)))
+        self.system = _build_system(topology, config)  # the force field's, copied for each minimisation
+        self.rng = np.random.default_rng(config.seed)
+        self.attempts = 0
+        self.platform = "?"
+
+    @classmethod
+    def start(cls, protein: Protein, config: RelaxConfig) -> "_RelaxRun":
+        """Check the input, split it at chain breaks, add missing atoms and hydrogens (PDBFixer)."""
+        from openmm import unit
+
+        t0 = time.perf_counter()
+        notes = check_input(protein)
+        seg, breaks = segment_ids(protein)
+        if breaks:
+            notes.append(f"chain break(s) before residue(s) {breaks[:10]}: kept (segments relaxed as separate chains)")
+        topology, positions = fix_with_pdbfixer(protein.replace(chain_id=seg), seed=config.seed)
+        run = cls(protein, config, topology, np.asarray(positions.value_in_unit(unit.nanometer)), seg, notes)
+        run.t0 = t0
+        return run
+
+    # -- one step each ------------------------------------------------------------------------------
+    def model(self, positions_nm: np.ndarray) -> Protein:
+        """Heavy atoms of ``positions_nm`` on the input's residues."""
+        return _heavy_protein(self.topology, positions_nm, self.protein)
+
+    def violations(self, model: Protein) -> StructureViolations:
+        return find_violations(model, self.config.clash_overlap, self.kept_breaks)
+
+    def minimise(self, start_nm: np.ndarray, config: RelaxConfig | None = None,
+                 repel: dict[tuple[int, int], tuple[float, float]] | None = None) -> tuple[np.ndarray, float, float]:
+        """One restrained minimisation from ``start_nm``, retried from coordinates jittered by
+        0.01 A when OpenMM fails; returns (positions nm, E before, E after kcal/mol)."""
+        config = config or self.config
+        repel = self.state.repel if repel is None else repel
         for attempt in range(1, config.max_attempts + 1):
-            attempts += 1
+            self.attempts += 1
+            trial = start_nm if attempt == 1 else start_nm + self.rng.normal(0, 0.001, start_nm.shape)
             try:
-                trial = current if attempt == 1 else current + rng.normal(0, 0.001, current.shape)
-                current, e0, energy, platform = _minimize_round(topology, trial, state.reference, state.weight, config,
-                                                                state.repel)
-                break
+                pos, e0, e1, self.platform = _minimize_round(self.topology, trial, self.state.reference,
+                                                             self.state.weight, config, repel, self.system)
+                return pos, e0, e1
             except Exception as exc:  # OpenMM raises plain Exceptions
-                notes.append(f"round {rounds} attempt {attempt} failed: {exc}")
-                logger.warning("minimisation round %d attempt %d failed: %s", rounds, attempt, exc)
-        else:
-            raise RelaxError(f"minimisation failed {config.max_attempts} times in round {rounds}: {notes[-1]}")
-        if initial_energy is None:
-            initial_energy = e0
-        relaxed = _heavy_protein(topology, current, protein)
-        found = find_violations(relaxed, config.clash_overlap, kept_breaks)
-        bad = found.residues()
-        logger.info("relax round %d of at most %d: E=%.1f kcal/mol, %d residue(s) in violation", rounds,
-                    config.max_outer_iterations, energy, len(bad))
-        if not bad:
-            break
-        if config.violation_policy == "release":
-            state.release(topology, bad)  # another round even if all were released: may not be done
-        else:
-            current = _repel_step(state, topology, protein, current, found, config)
-    if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
-            and config.target_rmsd < heavy_atom_rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
-        current, relaxed, energy, pulled = _pull_back(state, topology, protein, current, relaxed, energy,
-                                                      initial_energy, kept_breaks, config)
-        notes.extend(pulled)
-    relaxed = relaxed.replace(chain_id=protein.chain_id)
-    rmsd = heavy_atom_rmsd(relaxed, protein)
-    pdb_h = None
-    if config.keep_hydrogens or amber_prefix is not None:
-        for chain, cid in zip(topology.chains(), _chain_ids_per_segment(protein, seg)):
-            chain.id = cid
-    if config.keep_hydrogens:
-        from openmm import app
+                self.notes.append(f"minimisation attempt {attempt} failed: {exc}")
+                logger.warning("minimisation attempt %d failed: %s", attempt, exc)
+        raise RelaxError(f"minimisation failed {config.max_attempts} times: {self.notes[-1]}")
 
-        buf = io.StringIO()
-        app.PDBFile.writeFile(topology, current * 10.0 * unit.angstrom, buf, keepIds=True)
-        pdb_h = buf.getvalue()
-    if amber_prefix is not None:
-        export_amber(topology, current, config, amber_prefix)
-    notes.extend(state.notes(protein))
-    violations_after = find_violations(relaxed, config.clash_overlap, kept_breaks)
-    return RelaxResult(
-        protein=relaxed,
-        initial_energy=float(initial_energy),
-        final_energy=float(energy),
-        rmsd_heavy=rmsd,
-        violations_before=violations_before.actionable,
-        violations_after=violations_after.actionable,
-        violation_counts_before=violations_before.counts(),
-        violation_counts_after=violations_after.counts(),
-        clashscore_before=clash_before,
-        clashscore_after=clashscore(relaxed),
-        outer_iterations=rounds,
-        attempts=attempts,
-        wall_time=time.perf_counter() - t0,
-        backend="openmm",
-        platform=platform,
-        pdb_with_hydrogens=pdb_h,
-        notes=notes,
-    )
+    def prepare(self) -> np.ndarray:
+        """Before the first round (``repel``): an aromatic ring with another residue's atom through it
+        (:func:`threaded_rings`) cannot be untangled by minimisation; those side chains are turned
+        to a free rotamer at once. Everything else is left to the first minimisation, which mends
+        most faults under restraints. Returns the positions to start from."""
+        return self._rescue(self.start_nm, threaded_rings(self.protein), set())
+
+    def repel_step(self, current: np.ndarray, found: StructureViolations) -> np.ndarray:
+        """``repel`` policy after a round that left violations (``found``, in the round's model);
+        returns the positions to go on from.
+
+        Broken peptide bond, bond length or angle inside a residue, squashed disulfide: the
+        residues' restraints released (the force field restores their geometry); a side chain
+        still distorted although released is jammed (a ring threaded through another) and moves
+        to its least-clashing other rotamer, once. Trapped side chain (overlap > ``rescue_overlap``):
+        turned to its least-clashing rotamer, once. Other clashes: the pair is repelled; a pair
+        still clashing after a round with repulsion is repelled 10x more stiffly, up to
+        ``repel_stiffness_max``; past that it softens its residues' side-chain restraints
+        (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a
+        last resort)."""
+        state, config = self.state, self.config
+        geometry = found.geometry_residues()
+        jammed = {i for i in (geometry & state.released) - state.moved_out
+                  if repackable(rc.resnames[int(self.protein.aatype[i])])
+                  and any(i in v.residues and set(v.atoms) - BACKBONE_AND_CB for v in found.bonds + found.angles)}
+        logger.debug("repel step: %s; geometry %s; jammed %s", found.counts(), sorted(geometry), sorted(jammed))
+        state.release(self.topology, geometry)
+        trapped = trapped_residues(found.clashes, self.protein.aatype, config.rescue_overlap) - state.rescue_tried
+        current = self._rescue(current, trapped - jammed, jammed)
+        clashes = found.clashes if not (trapped or jammed) else self.violations(self.model(current)).clashes
+        stuck = set()
+        for pair, (d0, residues) in _clash_pairs(self.topology, clashes, config).items():
+            k = config.repel_stiffness
+            if pair in state.repel:
+                k = min(10.0 * state.repel[pair][1], config.repel_stiffness_max)
+                if state.repel[pair][1] >= config.repel_stiffness_max:
+                    stuck.update(residues)
+            state.repel[pair] = (d0, k)
+        state.release(self.topology, stuck & state.side_chains_released)
+        state.release(self.topology, stuck - state.side_chains_released, side_chain_factor=config.soften_factor)
+        return current
+
+    def _rescue(self, current: np.ndarray, trapped: set[int], jammed: set[int]) -> np.ndarray:
+        """Turn ``trapped`` side chains to their least-clashing rotamer (if better) and ``jammed``
+        ones to their least-clashing other rotamer; each residue once. Restraints then hold the
+        new rotamer, and repulsions of the old one are dropped."""
+        state = self.state
+        state.rescue_tried |= trapped
+        state.moved_out |= jammed
+        if not (trapped or jammed):
+            return current
+
+        def clash_score(pos_nm: np.ndarray, residue: int) -> float:
+            found = find_clashes(self.model(pos_nm), self.config.clash_overlap)
+            return float(sum(c.overlap for c in found if residue in (c.residue_a, c.residue_b)))
+
+        current, turned = rescue_rotamers(self.topology, current, trapped, clash_score)
+        current, moved_out = rescue_rotamers(self.topology, current, jammed, clash_score, must_move=True)
+        turned.update(moved_out)
+        moved = [a.index for i, res in enumerate(self.topology.residues()) if i in turned for a in res.atoms()]
+        state.reference[moved] = current[moved]  # restrain the new rotamer, not the trapped one
+        moved_set = set(moved)
+        state.repel = {pair: v for pair, v in state.repel.items() if not moved_set & set(pair)}
+        state.rescued.update(turned)
+        return current
+
+    def pull_back(self, current: np.ndarray, relaxed: Protein, energy: float, initial_energy: float
+                  ) -> tuple[np.ndarray, Protein, float]:
+        """Bring a clean model (``current`` nm, its heavy atoms ``relaxed``) that ended further
+        than ``target_rmsd`` from the input back towards it (module doc). A step is kept only if
+        it ends with no violation and below ``initial_energy`` (the input's); returns (positions
+        nm, their heavy atoms, energy kcal/mol)."""
+        config, protein = self.config, self.protein
+        rmsd0 = rmsd = heavy_atom_rmsd(relaxed, protein)
+        energy0 = energy
+        repel = {pair: (d0, config.repel_stiffness_max) for pair, (d0, _) in self.state.repel.items()}
+        input_clashes = find_clashes(protein, config.clash_overlap)  # what stiffer restraints pull back into
+        stiffness = config.stiffness
+        kept = None
+        while rmsd > config.target_rmsd and stiffness * PULL_BACK_FACTOR <= config.pull_back_stiffness_max + 1e-9:
+            stiffness *= PULL_BACK_FACTOR
+            step_config = dataclasses.replace(config, stiffness=stiffness, max_attempts=1)
+            trial, trial_model, clean = current, relaxed, False
+            for _ in range(PULL_BACK_TRIES):
+                near = find_clashes(trial_model, config.clash_overlap - NEAR_CONTACT) + input_clashes
+                for pair, (d0, _) in _clash_pairs(self.topology, near, config).items():
+                    repel.setdefault(pair, (d0, config.repel_stiffness_max))
+                try:
+                    trial, _, trial_energy = self.minimise(trial, step_config, repel)
+                except RelaxError as exc:  # keep the last clean step
+                    logger.warning("pull-back at %g kcal/mol/A^2 failed: %s", stiffness, exc)
+                    self.notes.append(f"pull-back at {stiffness:g} kcal/mol/A^2 failed ({exc}); not used")
+                    break
+                trial_model = self.model(trial)
+                trial_rmsd = heavy_atom_rmsd(trial_model, protein)
+                left = self.violations(trial_model).actionable
+                logger.debug("pull-back at %g: RMSD %.3f A, E=%.1f kcal/mol, %d violation(s), %d pair(s) held",
+                             stiffness, trial_rmsd, trial_energy, left, len(repel))
+                if left == 0:
+                    clean = True
+                    break
+            if not clean or trial_energy >= initial_energy:
+                break  # this stiffness costs a violation (or more than the input's energy)
+            current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, trial_rmsd, stiffness
+        if kept is not None:
+            self.notes.append(f"pulled back towards the input at {kept:g} kcal/mol/A^2: heavy-atom RMSD "
+                              f"{rmsd0:.2f} -> {rmsd:.2f} A, energy {energy0:.0f} -> {energy:.0f} kcal/mol")
+        return current, relaxed, energy
+
+    # -- the protocol ---------------------------------------------------------------------------------
+    def run(self, amber_prefix: Path | None = None) -> RelaxResult:
+        """Rounds of minimise -> check -> act until nothing is left, nothing changes or
+        ``max_outer_iterations`` ran; then the pull-back; then the result."""
+        from openmm import unit
+
+        config, protein = self.config, self.protein
+        before = self.violations(protein)
+        current = self.prepare() if config.violation_policy == "repel" else self.start_nm
+        initial_energy, previous = None, None
+        for rounds in range(1, config.max_outer_iterations + 1):
+            current, e0, energy = self.minimise(current)
+            initial_energy = e0 if initial_energy is None else initial_energy
+            moved = np.inf if previous is None else float(np.abs(current - previous[1]).max()) * 10.0  # A
+            relaxed = self.model(current)
+            found = self.violations(relaxed)
+            bad = found.residues()
+            logger.info("relax round %d of at most %d: E=%.1f kcal/mol, %d residue(s) in violation", rounds,
+                        config.max_outer_iterations, energy, len(bad))
+            if not bad:
+                break
+            if previous is not None and previous[0] == bad and moved < UNCHANGED:
+                self.notes.append(f"round {rounds} changed nothing (same residues in violation, no atom moved "
+                                  f"{UNCHANGED} A): stopped")
+                break
+            previous = (bad, current)
+            if config.violation_policy == "release":
+                self.state.release(self.topology, bad)
+            else:
+                current = self.repel_step(current, found)
+        if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
+                and config.target_rmsd < heavy_atom_rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
+            current, relaxed, energy = self.pull_back(current, relaxed, energy, initial_energy)
+        relaxed = relaxed.replace(chain_id=protein.chain_id)
+        pdb_h = None
+        if config.keep_hydrogens or amber_prefix is not None:
+            for chain, cid in zip(self.topology.chains(), _chain_ids_per_segment(protein, self.segments)):
+                chain.id = cid
+        if config.keep_hydrogens:
+            from openmm import app
+
+            buf = io.StringIO()
+            app.PDBFile.writeFile(self.topology, current * 10.0 * unit.angstrom, buf, keepIds=True)
+            pdb_h = buf.getvalue()
+        if amber_prefix is not None:
+            export_amber(self.topology, current, config, amber_prefix)
+        after = self.violations(relaxed)
+        return RelaxResult(
+            protein=relaxed,
+            initial_energy=float(initial_energy),
+            final_energy=float(energy),
+            rmsd_heavy=heavy_atom_rmsd(relaxed, protein),
+            violations_before=before.actionable,
+            violations_after=after.actionable,
+            violation_counts_before=before.counts(),
+            violation_counts_after=after.counts(),
+            clashscore_before=clashscore(protein),
+            clashscore_after=clashscore(relaxed),
+            outer_iterations=rounds,
+            attempts=self.attempts,
+            wall_time=time.perf_counter() - self.t0,
+            backend="openmm",
+            platform=self.platform,
+            pdb_with_hydrogens=pdb_h,
+            notes=self.notes + self.state.notes(protein),
+        )
 
 
 def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:

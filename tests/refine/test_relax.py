@@ -335,9 +335,7 @@ def _force_field_outliers(pdb_with_hydrogens: str):
     return worst_bond, worst_angle, [np.linalg.norm(xyz[a.index] - xyz[b.index]) for a, b in pairs]
 
 
-# with_violations_casp14 is not here yet: relax leaves Trp128's CA-CB-CG 15.1 degrees from the force
-# field's value (its ring was threaded through Tyr48's); see benchmarks/RESULTS.md
-@pytest.mark.parametrize("name", ["with_violations", "multiple_disulfides_target"])
+@pytest.mark.parametrize("name", ["with_violations", "multiple_disulfides_target", "with_violations_casp14"])
 def test_relax_leaves_force_field_geometry_on_alphafold_test_structures(data_dir, name):
     """AlphaFold's relax test structures: after relax no heavy-atom bond is more than 0.1 A and no
     angle more than 15 degrees from the force field's values, no clash over 1.5 A, disulfides at

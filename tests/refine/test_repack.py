@@ -7,7 +7,7 @@ import pytest
 from af2struct import load_structure
 from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import dihedral
-from af2struct.geometry.stereo import find_clashes, find_violations
+from af2struct.geometry.stereo import find_clashes
 from refine import RelaxConfig, relax
 from refine.cleanup import fix_with_pdbfixer
 from refine.openmm_backend import _heavy_protein
@@ -106,7 +106,7 @@ def test_relax_frees_a_side_chain_built_into_its_neighbours(t1082, rescue_overla
 def test_repel_escalates_then_softens_then_releases(t1082):
     """A clash that the minimiser keeps is repelled 10x more stiffly each round up to the cap,
     then its side chains' restraints are softened, then its residues are released."""
-    from refine.openmm_backend import _repel_step, _Restraints
+    from refine.openmm_backend import _RelaxRun
 
     nat, top, pos = t1082
     i = next(k for k, r in enumerate(top.residues()) if r.name == "LEU")
@@ -114,15 +114,15 @@ def test_repel_escalates_then_softens_then_releases(t1082):
     trapped_pos, _ = _worst_rotamer(top, nat, pos, i)
     model = _heavy_protein(top, trapped_pos, nat)
     config = RelaxConfig(rescue_overlap=10.0)  # no rotamer rescue: follow the repulsion ladder
-    state = _Restraints(reference=trapped_pos.copy(), weight=np.ones(len(pos)))
-    breaks = np.zeros(len(nat) - 1, bool)
+    run = _RelaxRun(nat, config, top, trapped_pos)
+    state = run.state
     side = [a.index for a in residue.atoms() if a.name in ("CG", "CD1", "CD2")]
     backbone = [a.index for a in residue.atoms() if a.name in ("N", "CA", "C", "O", "CB")]
     pair_of_i = None
     ks, side_w, bb_w = [], [], []
-    found = find_violations(model, config.clash_overlap, breaks)
+    found = run.violations(model)
     for _ in range(5):
-        _repel_step(state, top, nat, trapped_pos, found, config)
+        run.repel_step(trapped_pos, found)
         pair_of_i = pair_of_i or next(p for p in state.repel
                                       if any(a.index in p for a in residue.atoms()))
         ks.append(state.repel[pair_of_i][1])
@@ -133,3 +133,14 @@ def test_repel_escalates_then_softens_then_releases(t1082):
     assert bb_w == [1.0, 1.0, 1.0, 1.0, 0.0]
     assert i in state.side_chains_released and i in state.released
     assert any("released" in n for n in state.notes(nat))
+
+
+def test_threaded_rings_are_found_where_alphafold_test_structure_has_them(data_dir, real_structures):
+    """with_violations_casp14 has Tyr48's and Trp128's rings threaded by other residues' atoms;
+    real chains have none."""
+    from refine.openmm_backend import threaded_rings
+
+    casp = load_structure(data_dir / "af2_relax" / "with_violations_casp14.pdb.gz")
+    assert sorted(int(casp.residue_index[i]) for i in threaded_rings(casp)) == [48, 128]
+    for path in real_structures:
+        assert threaded_rings(load_structure(path)) == set()
