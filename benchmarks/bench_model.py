@@ -137,7 +137,8 @@ def run_option(name: str, length: int, device: str) -> dict:
     if train:
         model(seq, msa).float().pow(2).mean().backward()
     elif full:
-        model.predict(seq)
+        with torch.no_grad():
+            model.structure(model(seq, return_all=True), torch.ones_like(seq, dtype=torch.bool))
     else:
         with torch.no_grad():
             model(seq, msa)

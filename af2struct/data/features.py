@@ -26,6 +26,7 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
+from af2struct.geometry.angles import chi_angles
 from af2struct.data.msa import Msa, MsaError
 
 Example = Dict[str, np.ndarray]
@@ -67,23 +68,6 @@ def make_example(
         "chi_angles": chi,
         "chi_mask": chi_mask,
     }
-
-
-def chi_angles(protein: Protein):
-    """``[L, 4]`` chi1..chi4 (radians, 0 where undefined) and ``[L, 4]`` mask from atom37."""
-    from af2struct.geometry.angles import dihedral
-
-    n = len(protein)
-    chi = np.zeros((n, 4), np.float32)
-    mask = np.zeros((n, 4), np.float32)
-    pos, m = protein.atom_positions.astype(np.float64), protein.atom_mask
-    for i, a in enumerate(protein.aatype):
-        for k, names in enumerate(rc.chi_angles_atoms.get(rc.resnames[int(a)], [])):
-            idx = [rc.atom_order[x] for x in names]
-            if m[i, idx].min() > 0:
-                chi[i, k] = dihedral(*[pos[i, j] for j in idx])
-                mask[i, k] = 1.0
-    return chi, mask
 
 
 def sequence_example(sequence: str, msa: Optional[Msa] = None) -> Example:
@@ -133,31 +117,3 @@ def to_numpy(tensor) -> np.ndarray:
 
 def batch_lengths(examples: Sequence[Example]) -> List[int]:
     return [len(e["aatype"]) for e in examples]
-
-
-def outputs_to_protein(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray, plddt: np.ndarray,
-                       residue_index: Optional[np.ndarray] = None, chain_id: str = "A",
-                       oxygen: Optional[np.ndarray] = None) -> Protein:
-    """Model outputs (numpy, one chain) -> an all-atom :class:`Protein` with pLDDT as B-factors.
-
-    ``backbone [L, 3, 3]`` (N, CA, C), ``chi [L, 4, 2]`` (sin, cos) or ``[L, 4]`` radians,
-    ``plddt [L]`` (0-100); ``oxygen [L, 3]`` replaces the carbonyl oxygens placed from psi.
-    """
-    from af2struct.geometry.sidechains import build_atom37
-
-    chi = np.asarray(chi, np.float64)
-    if chi.ndim == 3:
-        chi = np.arctan2(chi[..., 0], chi[..., 1])
-    pos, mask = build_atom37(aatype, np.asarray(backbone, np.float64), chi)
-    pos[:, :3] = backbone  # N, CA, C as given (the builder re-idealises them around each frame)
-    if oxygen is not None:
-        pos[:, rc.atom_order["O"]] = oxygen
-    allowed = rc.restype_atom37_mask()[np.asarray(aatype).clip(0, rc.restype_num)].copy()
-    allowed[np.asarray(aatype) >= rc.restype_num, :3] = 1.0  # unknown (X): the backbone, as UNK
-    allowed[np.asarray(aatype) >= rc.restype_num, rc.atom_order["O"]] = 1.0
-    mask = mask * allowed
-    n = len(aatype)
-    ridx = np.arange(1, n + 1, dtype=np.int32) if residue_index is None else np.asarray(residue_index, np.int32)
-    p = Protein(aatype=np.asarray(aatype, np.int32), atom_positions=pos, atom_mask=mask, residue_index=ridx,
-                chain_id=chain_id)
-    return p.with_residue_b_factors(np.asarray(plddt, np.float32))

@@ -1,8 +1,11 @@
-"""Bond angles and dihedral angles (numpy, radians, batched over leading dimensions)."""
+"""Bond angles, dihedral angles and side-chain chi angles (numpy, radians)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.protein import Protein
 
 
 def bond_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -24,3 +27,18 @@ def dihedral(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> 
     x = (v * w).sum(-1)
     y = (np.cross(b1n, v) * w).sum(-1)
     return np.arctan2(y, x)
+
+
+def chi_angles(protein: Protein):
+    """``[L, 4]`` chi1..chi4 (radians, 0 where undefined) and ``[L, 4]`` mask from atom37."""
+    n = len(protein)
+    chi = np.zeros((n, 4), np.float32)
+    mask = np.zeros((n, 4), np.float32)
+    pos, m = protein.atom_positions.astype(np.float64), protein.atom_mask
+    for i, a in enumerate(protein.aatype):
+        for k, names in enumerate(rc.chi_angles_atoms.get(rc.resnames[int(a)], [])):
+            idx = [rc.atom_order[x] for x in names]
+            if m[i, idx].min() > 0:
+                chi[i, k] = dihedral(*[pos[i, j] for j in idx])
+                mask[i, k] = 1.0
+    return chi, mask

@@ -25,7 +25,7 @@ def predicted_quality_model(native: Protein, seed: int = 0, ca_sigma: float = 0.
     Residues without all backbone atoms keep the native's atoms; chain breaks (numbering gaps or
     no peptide bond, C-N > 2 A) are built segment by segment.
     """
-    from af2struct.data.features import chi_angles
+    from af2struct.geometry.angles import chi_angles
     from af2struct.geometry.backbone import peptide_connected
     from af2struct.geometry.ca_trace import backbone_from_trace, regularize_ca_trace
     from af2struct.geometry.sidechains import build_atom37

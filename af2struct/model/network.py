@@ -89,9 +89,15 @@ class Alphafold2(nn.Module):
         return {"single": s, "pair": z, "distogram": logits, "plddt_logits": self.plddt_head(s),
                 "chi": self.torsion_head(s)}
 
-    def forward(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
-                num_recycles: Optional[int] = None, return_all: bool = False):
-        """Distogram logits ``[B, L, L, bins]`` (or every trunk output with ``return_all``)."""
+    def forward(self, seq=None, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
+                num_recycles: Optional[int] = None, return_all: bool = False, batch: Optional[Dict] = None):
+        """Distogram logits ``[B, L, L, bins]`` (or every trunk output with ``return_all``).
+
+        Tensors as in alphafold2-pytorch (``seq [B, L]``, ``msa [B, N, L]``, masks), or ``batch``:
+        the feature dict of :func:`af2struct.data.features.collate` (how predict and train call it).
+        """
+        if batch is not None:
+            seq, msa, mask, msa_mask, residue_index, deletion_value = batch_inputs(batch)
         out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles)
         return out if return_all else out["distogram"]
 
@@ -121,11 +127,10 @@ class Alphafold2(nn.Module):
         out.update(ca=ca, backbone=backbone)
         return out
 
-    @torch.no_grad()
-    def predict(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
-                num_recycles: Optional[int] = None) -> Dict[str, torch.Tensor]:
-        """Everything, in inference mode."""
-        if mask is None:
-            mask = torch.ones_like(seq, dtype=torch.bool)
-        out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles)
-        return self.structure(out, mask)
+
+def batch_inputs(batch: Dict[str, torch.Tensor]) -> tuple:
+    """``(seq, msa, mask, msa_mask, residue_index, deletion_value)`` from a collated feature batch;
+    a single-sequence MSA is passed as none (the trunk then skips the MSA path)."""
+    msa = batch["msa"] if batch["msa"].shape[1] > 1 else None
+    return (batch["aatype"], msa, batch["seq_mask"] > 0, (batch["msa_mask"] > 0) if msa is not None else None,
+            batch["residue_index"], batch["deletion_value"] if msa is not None else None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import nn

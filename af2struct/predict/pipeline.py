@@ -41,7 +41,7 @@ class Prediction:
 
 def load_default_model(weights: Optional[Union[str, Path]] = None, device: str = "cpu"):
     """The shipped checkpoint (or ``weights``), loaded safely (``weights_only=True``)."""
-    from af2struct.train.checkpoint import CheckpointError, load_model
+    from af2struct.model.checkpoint import CheckpointError, load_model
 
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.exists():
@@ -75,7 +75,8 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     """
     import torch
 
-    from af2struct.data.features import collate, make_example, outputs_to_protein, to_numpy
+    from af2struct.data.features import collate, make_example, to_numpy
+    from af2struct.geometry.decode import decode_structure
     from af2struct.model.heads import plddt_from_logits
     from af2struct.model.mds import distogram_edges
 
@@ -90,24 +91,15 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     ex = make_example(Protein.from_sequence(sequence), msa, max_msa_rows, np.random.default_rng(seed))
     batch = {k: v.to(device) for k, v in collate([ex]).items()}
     t1 = time.perf_counter()
-    mask = batch["seq_mask"] > 0
-    msa_t = batch["msa"] if batch["msa"].shape[1] > 1 else None
     with torch.no_grad():
-        out = model.run_trunk(batch["aatype"], msa_t, mask, (batch["msa_mask"] > 0) if msa_t is not None else None,
-                              batch["residue_index"], batch["deletion_value"] if msa_t is not None else None,
-                              num_recycles)
+        out = model(batch=batch, num_recycles=num_recycles, return_all=True)
         t2 = time.perf_counter()
-        out = model.structure(out, mask)
+        out = model.structure(out, batch["seq_mask"] > 0)
     t3 = time.perf_counter()
     plddt = to_numpy(plddt_from_logits(out["plddt_logits"]))[0]
     backbone = to_numpy(out["backbone"])[0]
     chi = to_numpy(out["chi"])[0]
-    oxygen = None
-    if clean_backbone:
-        from af2struct.geometry.ca_trace import clean_backbone as _clean
-
-        backbone, oxygen = _clean(backbone)
-    protein = outputs_to_protein(aatype, backbone, chi, plddt, oxygen=oxygen)
+    protein = decode_structure(aatype, backbone, chi, plddt, clean=clean_backbone)
     h = model.config.heads
     return Prediction(
         protein=protein,

@@ -22,7 +22,7 @@ from af2struct.common.files import atomic_write_text
 from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
 from af2struct.data.features import Example, collate
 from af2struct.model.config import ModelConfig, preset
-from af2struct.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from af2struct.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
 
@@ -182,11 +182,8 @@ def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     """The model's outputs on a batch (the structure path too in stage ``full``)."""
     core = _core(model)
     mask = batch["seq_mask"] > 0
-    msa = batch["msa"] if batch["msa"].shape[1] > 1 else None
     with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.freeze_trunk):
-        out = model(batch["aatype"], msa, mask=mask, msa_mask=(batch["msa_mask"] > 0) if msa is not None else None,
-                    residue_index=batch["residue_index"],
-                    deletion_value=batch["deletion_value"] if msa is not None else None, return_all=True)
+        out = model(batch=batch, return_all=True)
     if cfg.freeze_trunk:  # heads on the frozen trunk's outputs still learn
         out["plddt_logits"] = core.plddt_head(out["single"])
         out["chi"] = core.torsion_head(out["single"])

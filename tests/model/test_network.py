@@ -23,7 +23,8 @@ def test_shapes_and_padding_mask(tiny):
 def test_structure_outputs(tiny):
     model = Alphafold2(config=tiny).eval()
     seq = torch.randint(0, 20, (1, 20))
-    out = model.predict(seq)
+    with torch.no_grad():
+        out = model.structure(model(seq, return_all=True), torch.ones_like(seq, dtype=torch.bool))
     assert out["ca"].shape == (1, 20, 3) and out["backbone"].shape == (1, 20, 3, 3)
     n_ca = (out["backbone"][0, :, 0] - out["backbone"][0, :, 1]).norm(dim=-1)
     assert torch.allclose(n_ca, torch.full_like(n_ca, 1.458), atol=1e-3)

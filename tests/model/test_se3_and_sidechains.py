@@ -4,7 +4,8 @@ from scipy.spatial.transform import Rotation
 
 from af2struct import load_structure
 from af2struct.common import residue_constants as rc
-from af2struct.data.features import chi_angles, outputs_to_protein
+from af2struct.geometry.angles import chi_angles
+from af2struct.geometry.decode import outputs_to_protein
 from af2struct.geometry.sidechains import build_atom37
 from af2struct.model.se3_refine import SE3Refiner
 

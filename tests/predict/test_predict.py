@@ -11,7 +11,7 @@ from af2struct import load_structure
 from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS
-from af2struct.train.checkpoint import save_checkpoint
+from af2struct.model.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_1PSM = "EAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from af2struct.data.backbone_db import BackboneDB
-from af2struct.train.checkpoint import load_checkpoint
+from af2struct.model.checkpoint import load_checkpoint
 from af2struct.train.loop import TrainConfig, load_training_data, train
 from af2struct.train.sampling import TrainingMix, backbone_pool, balanced_weights
 

@@ -11,7 +11,7 @@ from af2struct.data.dataset import proteins_from_folder
 from af2struct.data.features import collate, crop_example, make_example
 from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
-from af2struct.train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from af2struct.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from af2struct.train.loop import TrainConfig, forward_losses, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_checkpoint_cannot_choose_a_path(tmp_path):
     planted = tmp_path / "planted_cache"
     payload["config"]["structure"]["se3_cache_dir"] = str(planted)
     torch.save(payload, tmp_path / "evil.pt")
-    code = ("import os, sys; from af2struct.train.checkpoint import load_model; m, _ = load_model(sys.argv[1]); "
+    code = ("import os, sys; from af2struct.model.checkpoint import load_model; m, _ = load_model(sys.argv[1]); "
             "print(os.environ.get('CACHE_PATH'), 'se3_cache_dir' in m.config.to_dict()['structure'])")
     env = {k: v for k, v in os.environ.items() if k not in ("AF2STRUCT_SE3_CACHE", "CACHE_PATH")}
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "evil.pt")], capture_output=True, text=True,

@@ -1,0 +1,57 @@
+"""Model outputs -> an all-atom :class:`~af2struct.common.protein.Protein` (numpy).
+
+The last step of a prediction: the refined backbone is regularised (:mod:`af2struct.geometry.ca_trace`),
+side chains are built from the predicted chi angles (:mod:`af2struct.geometry.sidechains`), and
+pLDDT goes into the B-factor column.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+from af2struct.common.protein import Protein
+from af2struct.geometry.ca_trace import clean_backbone
+from af2struct.geometry.sidechains import build_atom37
+
+
+def decode_structure(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray, plddt: np.ndarray,
+                     residue_index: Optional[np.ndarray] = None, chain_id: str = "A", clean: bool = True) -> Protein:
+    """One chain's model outputs as an all-atom protein.
+
+    ``backbone [L, 3, 3]`` (N, CA, C), ``chi [L, 4, 2]`` (sin, cos) or ``[L, 4]`` radians,
+    ``plddt [L]`` (0-100). ``clean``: regularise the Calpha trace (3.80 A virtual bonds, no
+    overlapping Calphas) and rebuild the backbone from ideal peptide units on it first.
+    """
+    oxygen = None
+    if clean:
+        backbone, oxygen = clean_backbone(backbone)
+    return outputs_to_protein(aatype, backbone, chi, plddt, residue_index, chain_id, oxygen)
+
+
+def outputs_to_protein(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray, plddt: np.ndarray,
+                       residue_index: Optional[np.ndarray] = None, chain_id: str = "A",
+                       oxygen: Optional[np.ndarray] = None) -> Protein:
+    """Model outputs (numpy, one chain) -> an all-atom :class:`Protein` with pLDDT as B-factors.
+
+    ``backbone [L, 3, 3]`` (N, CA, C), ``chi [L, 4, 2]`` (sin, cos) or ``[L, 4]`` radians,
+    ``plddt [L]`` (0-100); ``oxygen [L, 3]`` replaces the carbonyl oxygens placed from psi.
+    """
+    chi = np.asarray(chi, np.float64)
+    if chi.ndim == 3:
+        chi = np.arctan2(chi[..., 0], chi[..., 1])
+    pos, mask = build_atom37(aatype, np.asarray(backbone, np.float64), chi)
+    pos[:, :3] = backbone  # N, CA, C as given (the builder re-idealises them around each frame)
+    if oxygen is not None:
+        pos[:, rc.atom_order["O"]] = oxygen
+    allowed = rc.restype_atom37_mask()[np.asarray(aatype).clip(0, rc.restype_num)].copy()
+    allowed[np.asarray(aatype) >= rc.restype_num, :3] = 1.0  # unknown (X): the backbone, as UNK
+    allowed[np.asarray(aatype) >= rc.restype_num, rc.atom_order["O"]] = 1.0
+    mask = mask * allowed
+    n = len(aatype)
+    ridx = np.arange(1, n + 1, dtype=np.int32) if residue_index is None else np.asarray(residue_index, np.int32)
+    p = Protein(aatype=np.asarray(aatype, np.int32), atom_positions=pos, atom_mask=mask, residue_index=ridx,
+                chain_id=chain_id)
+    return p.with_residue_b_factors(np.asarray(plddt, np.float32))
