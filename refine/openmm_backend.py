@@ -45,11 +45,14 @@ RESTRAINT_GROUP = 31
 NEAR_CONTACT = 0.3  # A: pairs this close to a clash are held apart while a model is pulled back
 PULL_BACK_FACTOR = 3.0  # restraint stiffness multiplier per pull-back step
 PULL_BACK_TRIES = 2  # minimisations per pull-back step (new clashes held apart after each)
+PULL_BACK_MIN_GAIN = 0.05  # A: a pull-back step must bring the model at least this much closer
 PULL_BACK_WINDOW = 0.25  # A: only models within target_rmsd + this are pulled back
 THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's centre is threaded through it
 _RINGS = {"PHE": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")], "TYR": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")],
           "HIS": [("CG", "ND1", "CD2", "CE1", "NE2")],
           "TRP": [("CG", "CD1", "NE1", "CE2", "CD2"), ("CD2", "CE2", "CZ2", "CH2", "CZ3", "CE3")]}
+CUTOFF_MIN_ATOMS = 2000  # smaller systems (< ~130 residues) are cheap without a nonbonded cutoff
+NEIGHBOURHOOD = 24.0  # A: residues whose Calpha is this close can touch each other's side chains
 UNCHANGED = 0.05  # A: a round whose atoms all moved less than this (same violations) changed nothing
 _FF_FILES = {
     ("amber99sb", "vacuum"): ["amber99sb.xml"],
@@ -94,20 +97,23 @@ def _context(system, topology_positions, config: RelaxConfig):
     raise RelaxError("no OpenMM platform could start: " + "; ".join(errors))
 
 
-def _heavy_protein(topology, positions_nm: np.ndarray, template: Protein) -> Protein:
-    """Heavy atoms of the OpenMM system laid back onto ``template``'s residues (atom37)."""
+def _heavy_index(topology) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(atom index, residue, atom37 slot)`` of every heavy atom of ``topology`` with an atom37 name."""
+    rows = [(atom.index, i, rc.atom_order[atom.name]) for i, res in enumerate(topology.residues())
+            for atom in res.atoms()
+            if atom.element is not None and atom.element.symbol != "H" and atom.name in rc.atom_order]
+    return tuple(np.array(c, dtype=np.int64) for c in zip(*rows))
+
+
+def _heavy_protein(topology, positions_nm: np.ndarray, template: Protein, index=None) -> Protein:
+    """Heavy atoms of the OpenMM system laid back onto ``template``'s residues (atom37);
+    ``index``: :func:`_heavy_index` of ``topology`` (computed if not given)."""
+    atom, res, slot = _heavy_index(topology) if index is None else index
     n = len(template)
     pos = np.zeros((n, rc.atom_type_num, 3), np.float32)
     mask = np.zeros((n, rc.atom_type_num), np.float32)
-    for i, res in enumerate(topology.residues()):
-        for atom in res.atoms():
-            if atom.element is None or atom.element.symbol == "H":
-                continue
-            j = rc.atom_order.get(atom.name)
-            if j is None:
-                continue
-            pos[i, j] = positions_nm[atom.index] * 10.0
-            mask[i, j] = 1.0
+    pos[res, slot] = positions_nm[atom] * 10.0
+    mask[res, slot] = 1.0
     res_b = template.residue_b_factors
     b = np.where(template.atom_mask > 0, template.b_factors, res_b[:, None]).astype(np.float32)
     return template.replace(atom_positions=pos, atom_mask=mask, b_factors=b)
@@ -122,10 +128,19 @@ def _force_field(forcefield: str, solvent: str):
 
 
 def _build_system(topology, config: RelaxConfig, constraints=True):
-    from openmm import app
+    import openmm
+    from openmm import app, unit
 
-    return _force_field(config.forcefield, config.solvent).createSystem(
-        topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds if constraints else None)
+    use_cutoff = config.nonbonded_cutoff > 0 and topology.getNumAtoms() >= CUTOFF_MIN_ATOMS
+    cutoff = ({"nonbondedMethod": app.CutoffNonPeriodic, "nonbondedCutoff": config.nonbonded_cutoff * unit.nanometer}
+              if use_cutoff else {"nonbondedMethod": app.NoCutoff})
+    system = _force_field(config.forcefield, config.solvent).createSystem(
+        topology, constraints=app.HBonds if constraints else None, **cutoff)
+    if use_cutoff:  # vacuum inside and out: forces within the cutoff are Coulomb's own
+        for force in system.getForces():
+            if isinstance(force, openmm.NonbondedForce):
+                force.setReactionFieldDielectric(1.0)
+    return system
 
 
 def _add_repulsion(system, pairs: dict[tuple[int, int], tuple[float, float]]) -> None:
@@ -310,6 +325,7 @@ class _RelaxRun:
         self.notes = list(notes or [])
         self.state = _Restraints(reference=positions_nm.copy(), weight=np.ones(len(positions_nm)))
         self.system = _build_system(topology, config)  # the force field's, copied for each minimisation
+        self.heavy_index = _heavy_index(topology)
         self.rng = np.random.default_rng(config.seed)
         self.attempts = 0
         self.platform = "?"
@@ -332,7 +348,7 @@ class _RelaxRun:
     # -- one step each ------------------------------------------------------------------------------
     def model(self, positions_nm: np.ndarray) -> Protein:
         """Heavy atoms of ``positions_nm`` on the input's residues."""
-        return _heavy_protein(self.topology, positions_nm, self.protein)
+        return _heavy_protein(self.topology, positions_nm, self.protein, self.heavy_index)
 
     def violations(self, model: Protein) -> StructureViolations:
         return find_violations(model, self.config.clash_overlap, self.kept_breaks)
@@ -407,9 +423,14 @@ class _RelaxRun:
         if not (trapped or jammed):
             return current
 
+        ca = self.protein.atom_positions[:, rc.atom_order["CA"]]
+
         def clash_score(pos_nm: np.ndarray, residue: int) -> float:
-            found = find_clashes(self.model(pos_nm), self.config.clash_overlap)
-            return float(sum(c.overlap for c in found if residue in (c.residue_a, c.residue_b)))
+            """Overlap of ``residue``'s clashes, among the residues near it (a side chain reaches < 12 A)."""
+            near = np.nonzero(np.linalg.norm(ca - ca[residue], axis=-1) < NEIGHBOURHOOD)[0]
+            found = find_clashes(self.model(pos_nm).select(near), self.config.clash_overlap)
+            me = int(np.searchsorted(near, residue))
+            return float(sum(c.overlap for c in found if me in (c.residue_a, c.residue_b)))
 
         current, turned = rescue_rotamers(self.topology, current, trapped, clash_score)
         current, moved_out = rescue_rotamers(self.topology, current, jammed, clash_score, must_move=True)
@@ -425,8 +446,9 @@ class _RelaxRun:
                   ) -> tuple[np.ndarray, Protein, float]:
         """Bring a clean model (``current`` nm, its heavy atoms ``relaxed``) that ended further
         than ``target_rmsd`` from the input back towards it (module doc). A step is kept only if
-        it ends with no violation and below ``initial_energy`` (the input's); returns (positions
-        nm, their heavy atoms, energy kcal/mol)."""
+        it ends with no violation, below ``initial_energy`` (the input's) and at least
+        ``PULL_BACK_MIN_GAIN`` closer (stiffer restraints strain the model: a marginal gain is not
+        worth it); returns (positions nm, their heavy atoms, energy kcal/mol)."""
         config, protein = self.config, self.protein
         rmsd0 = rmsd = heavy_atom_rmsd(relaxed, protein)
         energy0 = energy
@@ -456,8 +478,8 @@ class _RelaxRun:
                 if left == 0:
                     clean = True
                     break
-            if not clean or trial_energy >= initial_energy:
-                break  # this stiffness costs a violation (or more than the input's energy)
+            if not clean or trial_energy >= initial_energy or trial_rmsd > rmsd - PULL_BACK_MIN_GAIN:
+                break  # this stiffness costs a violation or more than the input's energy, or gains too little
             current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, trial_rmsd, stiffness
         if kept is not None:
             self.notes.append(f"pulled back towards the input at {kept:g} kcal/mol/A^2: heavy-atom RMSD "

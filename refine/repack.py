@@ -43,14 +43,26 @@ def trapped_residues(clashes: Sequence[Clash], aatype: np.ndarray, min_overlap: 
     return out
 
 
-def _moving_atoms(residue, axis_from: str, axis_to: str) -> list[int]:
+def bond_graph(topology) -> dict[int, set[int]]:
+    """Bonded neighbours of every atom, within its residue (one pass over the topology's bonds:
+    ``Residue.bonds()`` scans them all on every call)."""
+    nbrs: dict[int, set[int]] = {a.index: set() for a in topology.atoms()}
+    for a, b in topology.bonds():
+        if a.residue.index == b.residue.index:
+            nbrs[a.index].add(b.index)
+            nbrs[b.index].add(a.index)
+    return nbrs
+
+
+def _moving_atoms(residue, axis_from: str, axis_to: str, nbrs: dict[int, set[int]] | None = None) -> list[int]:
     """Atom indices of ``residue`` on the ``axis_to`` side of the bond axis_from-axis_to."""
     atoms = {a.name: a for a in residue.atoms()}
-    nbrs: dict[int, set[int]] = {a.index: set() for a in atoms.values()}
-    for b in residue.bonds():
-        if b[0].index in nbrs and b[1].index in nbrs:
-            nbrs[b[0].index].add(b[1].index)
-            nbrs[b[1].index].add(b[0].index)
+    if nbrs is None:
+        nbrs = {a.index: set() for a in atoms.values()}
+        for b in residue.bonds():
+            if b[0].index in nbrs and b[1].index in nbrs:
+                nbrs[b[0].index].add(b[1].index)
+                nbrs[b[1].index].add(b[0].index)
     start, stop = atoms[axis_to].index, atoms[axis_from].index
     seen, todo = {start}, [start]
     while todo:
@@ -70,13 +82,15 @@ def _rotate(pos: np.ndarray, idx: list[int], origin: np.ndarray, axis: np.ndarra
     pos[idx] = origin + v * c + np.cross(k, v) * s + np.outer(v @ k, k) * (1 - c)
 
 
-def set_chi(pos: np.ndarray, residue, chi_atoms: Sequence[Sequence[str]], targets: Sequence[float]) -> None:
-    """Set the first ``len(targets)`` chi angles (radians) of ``residue`` in ``pos`` (in place)."""
+def set_chi(pos: np.ndarray, residue, chi_atoms: Sequence[Sequence[str]], targets: Sequence[float],
+            nbrs: dict[int, set[int]] | None = None) -> None:
+    """Set the first ``len(targets)`` chi angles (radians) of ``residue`` in ``pos`` (in place);
+    ``nbrs``: :func:`bond_graph` of the topology (computed here if not given)."""
     atoms = {a.name: a.index for a in residue.atoms()}
     for quad, target in zip(chi_atoms, targets):
         i0, i1, i2, i3 = (atoms[a] for a in quad)
         now = float(dihedral(pos[i0], pos[i1], pos[i2], pos[i3]))
-        _rotate(pos, _moving_atoms(residue, quad[1], quad[2]), pos[i1], pos[i2] - pos[i1], target - now)
+        _rotate(pos, _moving_atoms(residue, quad[1], quad[2], nbrs), pos[i1], pos[i2] - pos[i1], target - now)
 
 
 def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
@@ -90,6 +104,7 @@ def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
     residue changed, its new chi angles in degrees."""
     pos = positions.copy()
     res_list = list(topology.residues())
+    nbrs = bond_graph(topology) if residues else {}
     changed: dict[int, tuple[float, ...]] = {}
     for i in sorted(residues):
         residue = res_list[i]
@@ -104,7 +119,7 @@ def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
             if must_move and list(combo) == current[:len(combo)]:
                 continue
             trial = pos.copy()
-            set_chi(trial, residue, chis, combo)
+            set_chi(trial, residue, chis, combo, nbrs)
             score = clashes_of(trial, i)
             if score < best_score - 1e-6:
                 best, best_score = trial, score
