@@ -10,13 +10,11 @@ from typing import Optional, Sequence
 DESCRIPTION = (
     "Relax protein structures to remove clashes and broken geometry without moving them away from the "
     "input: Amber minimisation after AlphaFold2's protocol (PDBFixer cleanup, harmonic restraints on heavy "
-    "atoms, L-BFGS, rounds that deal with what is still in violation: by default clashing atom pairs are "
-    "held apart and trapped side chains turned to a free rotamer, and a model that still ended far from the "
-    "input is pulled back; --violation-policy release is AlphaFold2's rule of releasing those residues) or "
-    "PyRosetta FastRelax with coordinate constraints. Writes DIR/<name>_relaxed.pdb and "
-    "DIR/relax_report.csv/.json; a rerun skips structures finished with the same input and settings "
-    "(--force: all); one run writes into DIR at a time. Status 'ok' means clean; "
-    "'violations' means the structure was written but violations remain."
+    "atoms, L-BFGS, rounds that act on what is still in violation; --violation-policy release is AlphaFold2's "
+    "rule, the default repel holds clashing pairs apart instead) or PyRosetta FastRelax with coordinate "
+    "constraints. Writes DIR/<name>_relaxed.pdb and DIR/relax_report.csv/.json; a rerun skips structures "
+    "finished with the same input and settings (--force: all); one run writes into DIR at a time. Status "
+    "'ok' means clean; 'violations' means the structure was written but violations remain."
 )
 
 
