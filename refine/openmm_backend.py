@@ -51,7 +51,7 @@ THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's cen
 _RINGS = {"PHE": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")], "TYR": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")],
           "HIS": [("CG", "ND1", "CD2", "CE1", "NE2")],
           "TRP": [("CG", "CD1", "NE1", "CE2", "CD2"), ("CD2", "CE2", "CZ2", "CH2", "CZ3", "CE3")]}
-CUTOFF_MIN_ATOMS = 2000  # smaller systems (< ~130 residues) are cheap without a nonbonded cutoff
+CUTOFF_MIN_ATOMS = 1000  # smaller systems (< ~65 residues) are cheap without a nonbonded cutoff
 NEIGHBOURHOOD = 24.0  # A: residues whose Calpha is this close can touch each other's side chains
 UNCHANGED = 0.05  # A: a round whose atoms all moved less than this (same violations) changed nothing
 _FF_FILES = {

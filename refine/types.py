@@ -63,8 +63,8 @@ class RelaxConfig:
             (``relax.py --jobs``). 0 = OpenMM's default (all cores).
         clash_overlap: vdW overlap (A) that counts as a violation in the outer loop
             (AlphaFold uses 1.5; 0.4 is the stricter MolProbity-style clash).
-        nonbonded_cutoff: nonbonded cutoff, nm, for systems of 2000 atoms or more (about 130
-            residues; smaller ones are cheap without): Coulomb and Lennard-Jones as they are
+        nonbonded_cutoff: nonbonded cutoff, nm, for systems of 1000 atoms or more (about 65
+            residues with hydrogens; smaller ones are cheap without): Coulomb and Lennard-Jones as they are
             within it, nothing beyond (OpenMM's ``CutoffNonPeriodic``, dielectric 1); 0 = none
             (AlphaFold2's ``NoCutoff``). Each minimiser step costs O(N) instead of O(N^2).
         keep_hydrogens: also return the relaxed all-atom (with H) PDB text.
