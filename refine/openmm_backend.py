@@ -217,6 +217,10 @@ class _Restraints:
                         self.weight[a.index] = min(self.weight[a.index], side_chain_factor)
         (self.released if side_chain_factor is None else self.side_chains_released).update(residues)
 
+    def signature(self) -> tuple:
+        """What the next round restrains (equal signatures: a round with nothing new to act on)."""
+        return (tuple(sorted(self.repel.items())), self.weight.tobytes(), self.reference.tobytes())
+
     def notes(self, protein: Protein) -> list[str]:
         out = []
         if self.released:
@@ -509,13 +513,16 @@ class _RelaxRun:
                 break
             if previous is not None and previous[0] == bad and moved < UNCHANGED:
                 self.notes.append(f"round {rounds} changed nothing (same residues in violation, no atom moved "
-                                  f"{UNCHANGED} A): stopped")
+                                  f"{UNCHANGED} A, nothing new to act on): stopped")
                 break
-            previous = (bad, current)
+            before_step = self.state.signature()
             if config.violation_policy == "release":
                 self.state.release(self.topology, bad)
             else:
                 current = self.repel_step(current, found)
+            # a round that acted on something new (stiffer repulsion, softened or released
+            # residues, a new rotamer) is never the last for lack of movement
+            previous = (bad, current) if self.state.signature() == before_step else None
         if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
                 and config.target_rmsd < heavy_atom_rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
             current, relaxed, energy = self.pull_back(current, relaxed, energy, initial_energy)
