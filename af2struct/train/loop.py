@@ -341,77 +341,103 @@ def train(cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> Dict[
 
     Step ``s`` trains on samples drawn from ``(seed, s)``, so a resumed run repeats exactly what
     an uninterrupted one does."""
-    from tqdm import tqdm
+    return TrainingRun(cfg, model_config).run()
 
-    world, rank = _dist_info()
-    device = _device(cfg, world)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    state: Dict[str, Any] = {"step": 0, "best": None, "elapsed": 0.0, "last_valid": None}
-    model, model_config, opt = _model_and_optimizer(cfg, model_config, device, state)
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    data, valid_examples = load_training_data(cfg)
-    log_path = out / "metrics.jsonl"
-    is_main = rank == 0
-    if is_main:
-        _trim_log(log_path, state["step"])
-        atomic_write_text(out / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
-        logger.info("%d training chains, %d validation crops, %d parameters, device %s",
-                    len(data), len(valid_examples), sum(p.numel() for p in model.parameters()), device)
-        if not valid_examples:
-            logger.warning("no validation chains: best.pt will not be written (give --valid-data, --clusters "
-                           "or --manifest with --valid-fraction > 0)")
-    t_start = time.perf_counter() - state["elapsed"]
-    last_metrics: Dict[str, Any] = {}
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step", disable=not (cfg.progress and is_main))
-    use_amp = cfg.amp and device.type == "cuda"
 
-    def checkpoint(name: str, metrics=None):
-        if is_main:
-            state["elapsed"] = time.perf_counter() - t_start
-            save_checkpoint(out / name, model, model_config, dict(state), opt, metrics)
+class TrainingRun:
+    """One training run: set up (device, DDP, resume, data), then step, validate, checkpoint."""
 
-    def validate() -> Dict[str, Any]:
-        metrics = evaluate_model(model, valid_examples, cfg, device)
+    def __init__(self, cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> None:
+        self.cfg = cfg
+        self.world, self.rank = _dist_info()
+        self.is_main = self.rank == 0
+        self.device = _device(cfg, self.world)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.state: Dict[str, Any] = {"step": 0, "best": None, "elapsed": 0.0, "last_valid": None}
+        self.model, self.model_config, self.opt = _model_and_optimizer(cfg, model_config, self.device, self.state)
+        self.ddp_model = self.model
+        if self.world > 1:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+        self.data, self.valid_examples = load_training_data(cfg)
+        self.log_path = self.out / "metrics.jsonl"
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        if self.is_main:
+            _trim_log(self.log_path, self.state["step"])
+            atomic_write_text(self.out / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+            logger.info("%d training chains, %d validation crops, %d parameters, device %s", len(self.data),
+                        len(self.valid_examples), sum(p.numel() for p in self.model.parameters()), self.device)
+            if not self.valid_examples:
+                logger.warning("no validation chains: best.pt will not be written (give --valid-data, --clusters "
+                               "or --manifest with --valid-fraction > 0)")
+        self.t_start = time.perf_counter() - self.state["elapsed"]
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def checkpoint(self, name: str, metrics: Optional[Dict[str, Any]] = None) -> None:
+        if self.is_main:
+            self.state["elapsed"] = self.elapsed()
+            save_checkpoint(self.out / name, self.model, self.model_config, dict(self.state), self.opt, metrics)
+
+    def step(self) -> Dict[str, float]:
+        """One optimisation step (logged every ``log_every``); returns its loss terms."""
+        cfg, state = self.cfg, self.state
+        terms = _train_step(self.model, self.ddp_model, self.opt, self.data, cfg, state["step"], self.rank,
+                            self.world, self.device, self.use_amp)
+        state["step"] += 1
+        if self.is_main and state["step"] % cfg.log_every == 0:
+            rec = {"step": state["step"], "time_s": round(self.elapsed(), 1), "lr": _lr_at(state["step"], cfg),
+                   **{k: round(v, 5) for k, v in terms.items()}}
+            with open(self.log_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        return terms
+
+    def validate(self) -> Dict[str, Any]:
+        """Validation metrics (logged); ``best.pt`` when they beat the best so far."""
+        state = self.state
+        metrics = evaluate_model(self.model, self.valid_examples, self.cfg, self.device)
         score = metrics.get("valid_lddt_ca", -metrics["valid_distogram"])
-        metrics.update(step=state["step"], time_s=round(time.perf_counter() - t_start, 1))
-        with open(log_path, "a") as fh:
+        metrics.update(step=state["step"], time_s=round(self.elapsed(), 1))
+        with open(self.log_path, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
         logger.info("step %d: %s", state["step"], {k: round(v, 4) for k, v in metrics.items()})
         state["last_valid"] = state["step"]
         if state["best"] is None or score > state["best"]:
             state["best"] = score
-            checkpoint("best.pt", metrics)
-        _plot_curve(log_path, out / "loss.png")
+            self.checkpoint("best.pt", metrics)
+        _plot_curve(self.log_path, self.out / "loss.png")
         return metrics
 
-    while state["step"] < cfg.steps:
-        terms = _train_step(model, ddp_model, opt, data, cfg, state["step"], rank, world, device, use_amp)
-        state["step"] += 1
-        bar.update()
-        elapsed = time.perf_counter() - t_start
-        if is_main and state["step"] % cfg.log_every == 0:
-            rec = {"step": state["step"], "time_s": round(elapsed, 1), "lr": _lr_at(state["step"], cfg),
-                   **{k: round(v, 5) for k, v in terms.items()}}
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            bar.set_postfix(loss=f"{terms['loss']:.3f}", dgram=f"{terms['distogram']:.3f}")
-        if is_main and valid_examples and state["step"] % cfg.eval_every == 0:
-            last_metrics = validate()
-        if state["step"] % cfg.ckpt_every == 0:
-            checkpoint("last.pt")
-        if cfg.time_limit_min and elapsed > cfg.time_limit_min * 60:
-            logger.info("time limit reached at step %d", state["step"])
-            break
-    bar.close()
-    if is_main and valid_examples and state["last_valid"] != state["step"]:
-        last_metrics = validate()  # a short or stopped run still ends validated, with best.pt
-    checkpoint("last.pt")
-    if is_main and log_path.exists():
-        _plot_curve(log_path, out / "loss.png")
-    if world > 1:
-        torch.distributed.barrier()
-    return {"step": state["step"], **last_metrics}
+    def run(self) -> Dict[str, Any]:
+        """Steps until ``cfg.steps`` or the time limit; validation and checkpoints on schedule; a
+        short or stopped run still ends validated, with ``best.pt`` and ``last.pt``."""
+        from tqdm import tqdm
+
+        cfg, state = self.cfg, self.state
+        validating = self.is_main and bool(self.valid_examples)
+        last_metrics: Dict[str, Any] = {}
+        bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step",
+                   disable=not (cfg.progress and self.is_main))
+        while state["step"] < cfg.steps:
+            terms = self.step()
+            bar.update()
+            if self.is_main and state["step"] % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{terms['loss']:.3f}", dgram=f"{terms['distogram']:.3f}")
+            if validating and state["step"] % cfg.eval_every == 0:
+                last_metrics = self.validate()
+            if state["step"] % cfg.ckpt_every == 0:
+                self.checkpoint("last.pt")
+            if cfg.time_limit_min and self.elapsed() > cfg.time_limit_min * 60:
+                logger.info("time limit reached at step %d", state["step"])
+                break
+        bar.close()
+        if validating and state["last_valid"] != state["step"]:
+            last_metrics = self.validate()
+        self.checkpoint("last.pt")
+        if self.is_main and self.log_path.exists():
+            _plot_curve(self.log_path, self.out / "loss.png")
+        if self.world > 1:
+            torch.distributed.barrier()
+        return {"step": state["step"], **last_metrics}
