@@ -404,7 +404,7 @@ class _RelaxRun:
         state.release(self.topology, geometry)
         trapped = trapped_residues(found.clashes, self.protein.aatype, config.rescue_overlap) - state.rescue_tried
         current = self._rescue(current, trapped - jammed, jammed)
-        clashes = found.clashes if not (trapped or jammed) else self.violations(self.model(current)).clashes
+        clashes = found.clashes if not (trapped or jammed) else find_clashes(self.model(current), config.clash_overlap)
         stuck = set()
         for pair, (d0, residues) in _clash_pairs(self.topology, clashes, config).items():
             k = config.repel_stiffness

@@ -39,7 +39,8 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
     with RunFolder(out_dir, reserved=[SUMMARY]) as folder:
         fps = {t.name: target_fingerprint(t, opts, len(order)) for t in order}
         rows, todo_names = plan(folder, [(t.name, fps[t.name]) for t in order], force, "targets")
-        todo = [t for t in order if t.name in set(todo_names)]
+        redo = set(todo_names)
+        todo = [t for t in order if t.name in redo]
         try:
             if todo and opts.use_ray:
                 for row in predict_on_ray(todo, folder, opts, len(order), fps):
