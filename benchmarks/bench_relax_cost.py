@@ -10,7 +10,7 @@ next round, until none is left or 3 rounds ran. Here it runs on OpenMM's CPU pla
 thread and deterministic forces, as af2struct's relax does, and uses af2struct's violation model
 for its check with AlphaFold's clash tolerance (1.5 A overlap; af2struct counts 0.4 A).
 
-Inputs: AlphaFold's three relax test structures (``tests/data/af2_relax``) and af2struct's own
+Inputs: AlphaFold's three relax test structures (``tests/fixtures/af2_relax``) and af2struct's own
 unrelaxed predictions of 100/200/400 residues (first N residues of the shortest CASP14 target with
 at least N, as ``bench_predict.py``; predicted once with ``--relax none`` into ``--preds``).
 
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="*", default=[100, 200, 400])
     ap.add_argument("--only", nargs="*", help="only inputs whose label contains one of these")
     args = ap.parse_args()
-    inputs = [(p.name.split(".")[0], p) for p in sorted((ROOT / "tests/data/af2_relax").glob("*.pdb.gz"))]
+    inputs = [(p.name.split(".")[0], p) for p in sorted((ROOT / "tests/fixtures/af2_relax").glob("*.pdb.gz"))]
     inputs += predictions(args.preds, args.lengths)
     if args.only:
         inputs = [(k, p) for k, p in inputs if any(o in k for o in args.only)]

@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the small real structures kept in tests/data.
+"""Shared test fixtures: paths to the small real structures kept in tests/fixtures.
 
 The tests run with HOME (and ProDy's USERPROFILE) in a temporary folder, so nothing they or the
 packages they import write (sidechainnet's ProDy writes ``~/.prodyrc`` on import) lands in the
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "fixtures"
 
 
 def pytest_configure(config):

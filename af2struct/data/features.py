@@ -20,7 +20,7 @@ A *batch* (from :func:`collate`) is the same keys as torch tensors padded to ``[
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -70,11 +70,6 @@ def make_example(
     }
 
 
-def sequence_example(sequence: str, msa: Optional[Msa] = None) -> Example:
-    """Features for a bare sequence (no structure; targets are zeros)."""
-    return make_example(Protein.from_sequence(sequence), msa)
-
-
 def crop_example(example: Example, start: int, size: int) -> Example:
     """Contiguous crop ``[start, start + size)`` along the residue axis of every feature."""
     out = {}
@@ -114,6 +109,3 @@ def to_numpy(tensor) -> np.ndarray:
     """A torch tensor (any device, any grad state) as a numpy array."""
     return tensor.detach().float().cpu().numpy() if tensor.is_floating_point() else tensor.detach().cpu().numpy()
 
-
-def batch_lengths(examples: Sequence[Example]) -> List[int]:
-    return [len(e["aatype"]) for e in examples]

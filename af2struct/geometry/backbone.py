@@ -23,11 +23,6 @@ def peptide_connected(protein: Protein) -> np.ndarray:
     return (m[1:, _N] > 0) & (m[:-1, _C] > 0) & (d <= PEPTIDE_BOND_MAX) & same_chain
 
 
-def chain_breaks(protein: Protein) -> np.ndarray:
-    """Indices i where residue i+1 does not follow residue i (a gap, a missing atom, a new chain)."""
-    return np.nonzero(~peptide_connected(protein))[0]
-
-
 def _atoms(protein: Protein, names) -> np.ndarray:
     """[L, 3] positions of per-residue atom names (NaN where absent)."""
     out = np.full((len(protein), 3), np.nan, np.float64)

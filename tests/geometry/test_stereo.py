@@ -10,7 +10,7 @@ from af2struct.common.io import load_structure
 from af2struct.geometry.stereo import (ANGLE_TOLERANCE, BOND_TOLERANCE, find_violations, ideal_residue_geometry,
                                        stereo_report)
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _load(name):

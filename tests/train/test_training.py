@@ -72,9 +72,9 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(data=str(ROOT / "tests" / "data"), out=str(tmp_path / "run"), preset="tiny", steps=4, crop_size=32,
+    base = dict(data=str(ROOT / "tests" / "fixtures"), out=str(tmp_path / "run"), preset="tiny", steps=4, crop_size=32,
                 batch_size=2, eval_every=2, ckpt_every=1, log_every=1, max_valid=2, warmup=2, progress=False,
-                valid_data=str(ROOT / "tests" / "data"))
+                valid_data=str(ROOT / "tests" / "fixtures"))
     base.update(kw)
     return TrainConfig(**base)
 
@@ -97,7 +97,7 @@ def test_resume_is_exact(tmp_path):
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "scripts" / "train.py"), "--data", str(ROOT / "tests" / "data"), "--out", str(out),
+           str(ROOT / "scripts" / "train.py"), "--data", str(ROOT / "tests" / "fixtures"), "--out", str(out),
            "--preset", "tiny", "--steps", "2", "--crop-size", "24", "--batch-size", "1", "--eval-every", "100",
            "--ckpt-every", "1", "--quiet"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
