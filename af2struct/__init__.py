@@ -8,8 +8,8 @@ sub-packages when they are used.
 from af2struct.common.io import StructureError, load_structure, save_structure
 from af2struct.common.protein import Protein, ProteinError
 from af2struct.common.residue_constants import SequenceError
+from af2struct.version import __version__
 
-__version__ = "0.1.0"
 
 
 

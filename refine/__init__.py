@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Optional
 
 from af2struct.common.protein import Protein
+from refine.openmm_backend import relax_openmm
+from refine.rosetta_backend import relax_rosetta
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
 __all__ = ["relax", "RelaxConfig", "RelaxError", "RelaxResult"]
@@ -21,11 +23,7 @@ def relax(protein: Protein, config: Optional[RelaxConfig] = None) -> RelaxResult
     """Relax ``protein`` with the backend named in ``config`` (default OpenMM)."""
     config = config or RelaxConfig()
     if config.backend == "openmm":
-        from refine.openmm_backend import relax_openmm
-
         return relax_openmm(protein, config)
     if config.backend == "rosetta":
-        from refine.rosetta_backend import relax_rosetta
-
         return relax_rosetta(protein, config)
     raise RelaxError(f"unknown backend {config.backend!r}")

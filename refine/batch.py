@@ -21,6 +21,8 @@ from typing import Dict, List, Sequence
 from af2struct.common.files import atomic_write_text
 from af2struct.common.io import find_structure_files, load_structure, save_structure, structure_name
 from af2struct.common.runner import RunFolder, file_digest, fingerprint, plan, run_items
+from refine import relax
+from refine.openmm_backend import relax_openmm
 from refine.types import RelaxConfig
 
 logger = logging.getLogger(__name__)
@@ -35,9 +37,6 @@ REPORT_COLUMNS = ["name", "status", "n_residues", "initial_energy", "final_energ
 def relax_file(path: str, prefix: str, config: RelaxConfig, fmt: str = "pdb", amber: bool = False) -> Dict:
     """Relax one file into ``<prefix>_relaxed.<fmt>`` (and Amber files); returns its record with
     the output ``files`` (never raises for bad input)."""
-    from refine import relax
-    from refine.openmm_backend import relax_openmm
-
     record: Dict = {"name": structure_name(path), "input": str(path)}
     try:
         protein = load_structure(path)

@@ -74,7 +74,7 @@ def input_breaks(protein: Protein) -> Tuple[np.ndarray, np.ndarray]:
     p, m = protein.atom_positions, protein.atom_mask
     d = np.linalg.norm(p[1:, n_] - p[:-1, c_], axis=-1)
     long_bond = (m[1:, n_] > 0) & (m[:-1, c_] > 0) & (d > CHAIN_BREAK_DISTANCE)
-    hard = (np.diff(protein.residue_index) != 1) | (protein.chain_ids[1:] != protein.chain_ids[:-1])
+    hard = (np.diff(protein.residue_index) != 1) | (protein.chain_id[1:] != protein.chain_id[:-1])
     return hard, long_bond
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from af2struct.common import residue_constants as rc
+from af2struct.common.files import atomic_path
 from af2struct.common.protein import Protein
 from af2struct.geometry.stereo import Clash, StructureViolations, clashscore, find_clashes, find_violations
 from af2struct.geometry.superposition import heavy_atom_rmsd
@@ -563,7 +564,7 @@ class _RelaxRun:
 
 def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:
     out, seen = [], set()
-    for s, c in zip(seg, protein.chain_ids):
+    for s, c in zip(seg, protein.chain_id):
         if s not in seen:
             seen.add(s)
             out.append(str(c))
@@ -573,8 +574,6 @@ def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:
 def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix: Path) -> tuple[Path, Path]:
     """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
     import parmed
-
-    from af2struct.common.files import atomic_path
 
     system = _build_system(topology, config, constraints=False)
     structure = parmed.openmm.load_topology(topology, system, xyz=positions_nm * 10.0)

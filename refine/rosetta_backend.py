@@ -16,6 +16,7 @@ import numpy as np
 
 from af2struct.common.io import load_structure, to_pdb_string
 from af2struct.common.protein import Protein
+from af2struct.eval.metrics import match_residues
 from af2struct.geometry.stereo import clashscore, find_violations
 from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, input_breaks
@@ -46,8 +47,6 @@ def _import_pyrosetta():
 def relax_rosetta(protein: Protein, config: RelaxConfig) -> RelaxResult:
     """FastRelax (``config.rosetta_scorefxn``, ``config.rosetta_rounds`` rounds) constrained to
     the starting coordinates; energies in Rosetta energy units."""
-    from af2struct.eval.metrics import match_residues  # numpy only
-
     pyrosetta = _import_pyrosetta()
     from pyrosetta.rosetta.protocols.relax import FastRelax
 

@@ -3,7 +3,7 @@
 
 import sys
 
-from af2struct.data.make_dataset import main
+from af2struct.cli.make_dataset import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,27 +11,27 @@ definition with the matching scripts/*.py.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from typing import Optional, Sequence
+
+from af2struct.version import __version__
 
 COMMANDS = {
     "predict": ("af2struct.cli.predict", "fold sequences: structure, confidence and relax"),
     "relax": ("af2struct.cli.relax", "refinement-only reruns: Amber (OpenMM) or PyRosetta"),
     "evaluate": ("af2struct.cli.evaluate", "CASP-style scores against natives"),
     "train": ("af2struct.cli.train", "train the network (resumable, DDP with torchrun)"),
-    "make-dataset": ("af2struct.data.make_dataset", "structure folder -> SidechainNet-format pickle"),
+    "make-dataset": ("af2struct.cli.make_dataset", "structure folder -> SidechainNet-format pickle"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
-    import af2struct
-
+    """The whole command with every subcommand's options (imports every subcommand's module)."""
     p = argparse.ArgumentParser(prog="af2struct", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"af2struct {af2struct.__version__}")
+    p.add_argument("--version", action="version", version=f"af2struct {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, summary) in COMMANDS.items():
         mod = importlib.import_module(module)
@@ -49,8 +49,6 @@ def configure_logging(command: str) -> None:
 
 def run_command(command: str, argv: Optional[Sequence[str]] = None) -> int:
     """Run one subcommand as its own program (what ``scripts/<command>.py`` does)."""
-    import importlib
-
     mod = importlib.import_module(COMMANDS[command][0])
     args = mod.build_parser().parse_args(argv)
     configure_logging(command)
@@ -58,7 +56,10 @@ def run_command(command: str, argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:  # import only what this command needs (relax and evaluate: no torch)
+        return run_command(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)  # --help, --version, errors
     configure_logging(args.command)
     return args._run(args)
 

@@ -7,6 +7,9 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
+from af2struct.cli import run_command
+from af2struct.eval.evaluate import EvaluationError, evaluate
+
 DESCRIPTION = (
     "Score predicted structures against native structures the way CASP does: lDDT-CA and all-atom lDDT, "
     "GDT_TS/GDT_HA and TM-score (maximised over superpositions), CA and all-atom RMSD, clashscore and "
@@ -33,8 +36,6 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    from af2struct.eval.evaluate import EvaluationError, evaluate
-
     log = logging.getLogger("evaluate")
     try:
         s = evaluate(args.pred, args.native, args.out, align=args.align, jobs=args.jobs,
@@ -50,6 +51,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from af2struct.cli import run_command
-
     return run_command("evaluate", argv)

@@ -7,6 +7,11 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
+from af2struct.cli import run_command
+from af2struct.predict.batch import predict_batch
+from af2struct.predict.targets import PredictOptions, read_targets
+from refine.cli import add_relax_arguments, relax_config_from_args
+
 DESCRIPTION = (
     "Predict structures with af2struct: trunk -> distogram -> MDS -> SE(3) refinement -> side chains -> "
     "Amber relax. Writes DIR/<name>/ (unrelaxed.pdb, relaxed.pdb with pLDDT in the B-factor column, "
@@ -18,9 +23,6 @@ DESCRIPTION = (
 
 
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
-    from af2struct.predict.targets import PredictOptions
-    from refine.cli import add_relax_arguments
-
     d = PredictOptions()
     p = p or argparse.ArgumentParser(prog="af2struct predict")
     p.description = DESCRIPTION
@@ -65,10 +67,6 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    from af2struct.predict.batch import predict_batch
-    from af2struct.predict.targets import PredictOptions, read_targets
-    from refine.cli import relax_config_from_args
-
     log = logging.getLogger("predict")
     try:
         targets = read_targets(args.input, args.sequence, args.name)
@@ -111,6 +109,4 @@ def score_table(records) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from af2struct.cli import run_command
-
     return run_command("predict", argv)

@@ -7,6 +7,10 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
+from af2struct.cli import run_command
+from refine.batch import relax_batch
+from refine.cli import add_relax_arguments, relax_config_from_args
+
 DESCRIPTION = (
     "Relax protein structures to remove clashes and broken geometry without moving them away from the "
     "input: Amber minimisation after AlphaFold2's protocol (PDBFixer cleanup, harmonic restraints on heavy "
@@ -19,8 +23,6 @@ DESCRIPTION = (
 
 
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
-    from refine.cli import add_relax_arguments
-
     p = p or argparse.ArgumentParser(prog="af2struct relax")
     p.description = DESCRIPTION
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
@@ -38,9 +40,6 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    from refine.batch import relax_batch
-    from refine.cli import relax_config_from_args
-
     log = logging.getLogger("relax")
     try:
         config = relax_config_from_args(args)
@@ -57,6 +56,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from af2struct.cli import run_command
-
     return run_command("relax", argv)

@@ -12,11 +12,14 @@ import logging
 import os
 from typing import Optional, Sequence
 
+import torch
+
+from af2struct.cli import run_command
+from af2struct.model.config import PRESETS
+from af2struct.train.loop import TrainConfig, train
+
 
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
-    from af2struct.model.config import PRESETS
-    from af2struct.train.loop import TrainConfig
-
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     p = p or argparse.ArgumentParser(prog="af2struct train")
     p.description = (
@@ -90,8 +93,6 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
 
 
 def _set_threads(threads: Optional[int]) -> int:
-    import torch
-
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         threads = int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
@@ -100,8 +101,6 @@ def _set_threads(threads: Optional[int]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from af2struct.train.loop import TrainConfig, train
-
     logging.getLogger("train").info("%d CPU thread(s) for torch", _set_threads(args.threads))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kw = {k: getattr(args, k) for k in fields
@@ -118,6 +117,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from af2struct.cli import run_command
-
     return run_command("train", argv)

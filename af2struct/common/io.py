@@ -16,11 +16,13 @@ import dataclasses
 import gzip
 import logging
 import os
+import textwrap
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import gemmi
 import numpy as np
 
 from af2struct.common import residue_constants as rc
@@ -83,8 +85,6 @@ def structure_name(path: PathLike) -> str:
 
 
 def _read_gemmi(path: Path):
-    import gemmi
-
     if not path.exists():
         raise StructureError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -144,6 +144,23 @@ def load_structure(path: PathLike, chain: Optional[str] = None) -> Protein:
     return read_structure(path, chain).protein
 
 
+def _residue_atoms(res: gemmi.Residue, renames: Dict[str, str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """atom37 ``(positions [37, 3], mask [37], b-factors [37])`` of one residue (the first
+    alternate location of each atom; modified residues' atoms renamed to the standard ones)."""
+    pos = np.zeros((rc.atom_type_num, 3), np.float32)
+    mask = np.zeros((rc.atom_type_num,), np.float32)
+    bf = np.zeros((rc.atom_type_num,), np.float32)
+    for atom in res:
+        aname = renames.get(atom.name.strip().upper(), atom.name.strip().upper())
+        idx = rc.atom_order.get(aname)
+        if idx is None or mask[idx]:
+            continue
+        pos[idx] = (atom.pos.x, atom.pos.y, atom.pos.z)
+        mask[idx] = 1.0
+        bf[idx] = atom.b_iso
+    return pos, mask, bf
+
+
 def read_structure(path: PathLike, chain: Optional[str] = None) -> StructureRecord:
     """Like :func:`load_structure`, returning a :class:`StructureRecord` with file details."""
     path = Path(path)
@@ -181,18 +198,7 @@ def read_structure(path: PathLike, chain: Optional[str] = None) -> StructureReco
                 else:
                     skipped.append(f"{name} {ch.name}{res.seqid.num}{res.seqid.icode.strip()}")
                 continue
-            renames = rc.modified_atom_renames.get(name, {})
-            pos = np.zeros((rc.atom_type_num, 3), np.float32)
-            mask = np.zeros((rc.atom_type_num,), np.float32)
-            bf = np.zeros((rc.atom_type_num,), np.float32)
-            for atom in res:
-                aname = renames.get(atom.name.strip().upper(), atom.name.strip().upper())
-                idx = rc.atom_order.get(aname)
-                if idx is None or mask[idx]:
-                    continue
-                pos[idx] = (atom.pos.x, atom.pos.y, atom.pos.z)
-                mask[idx] = 1.0
-                bf[idx] = atom.b_iso
+            pos, mask, bf = _residue_atoms(res, rc.modified_atom_renames.get(name, {}))
             if not mask.any():
                 continue
             aatype.append(rc.unk_restype_index if std == "UNK" else rc.restype_order[rc.restype_3to1[std]])
@@ -213,14 +219,12 @@ def read_structure(path: PathLike, chain: Optional[str] = None) -> StructureReco
         where = f" in chain {chain!r}" if chain is not None else ""
         raise StructureError(f"{path}: no protein residues found{where}")
 
-    unique_chains = list(dict.fromkeys(chains))
-    chain_id: object = unique_chains[0] if len(unique_chains) == 1 else np.array(chains)
     protein = Protein(
         aatype=np.array(aatype, np.int32),
         atom_positions=np.stack(positions),
         atom_mask=np.stack(masks),
         residue_index=np.array(resnums, np.int32),
-        chain_id=chain_id,
+        chain_id=np.array(chains),
         b_factors=np.stack(bfacs),
         insertion_code=np.array(icodes, dtype="<U1"),
     )
@@ -235,13 +239,12 @@ def _looks_like_polymer(res) -> bool:
 
 
 def _to_gemmi(protein: Protein, name: str = "af2struct"):
-    import gemmi
 
     st = gemmi.Structure()
     st.name = name
     model = gemmi.Model("1")
     current = None
-    chain_ids = protein.chain_ids
+    chain_ids = protein.chain_id
     for i in range(len(protein)):
         cid = str(chain_ids[i])
         if current is None or current.name != cid:
@@ -281,10 +284,6 @@ def _to_gemmi(protein: Protein, name: str = "af2struct"):
 def to_pdb_string(protein: Protein, remarks: Sequence[str] = ()) -> str:
     """PDB text of ``protein`` (``REMARK 999`` lines from ``remarks``, ATOM records, TER per
     chain, END)."""
-    import textwrap
-
-    import gemmi
-
     st = _to_gemmi(protein)
     opts = gemmi.PdbWriteOptions()
     opts.minimal_file = True

@@ -14,20 +14,19 @@ import numpy as np
 
 from af2struct.common.io import _to_gemmi
 from af2struct.common.protein import Protein
+from af2struct.version import __version__
 
 
 def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[float]] = None,
                        description: str = "", model_details: str = "") -> str:
     """ModelCIF text of a predicted ``protein``; ``plddt [L]`` (0-100) defaults to its B-factors."""
-    import af2struct
-
     st = _to_gemmi(protein, name)
     doc = st.make_mmcif_document()
     block = doc[0]
     plddt = np.asarray(protein.residue_b_factors if plddt is None else plddt, np.float64)
     if plddt.shape != (len(protein),):
         raise ValueError(f"plddt has shape {plddt.shape} for {len(protein)} residues")
-    version = af2struct.__version__
+    version = __version__
 
     def cat(category: str, rows: Dict[str, List]) -> None:
         block.set_mmcif_category(category, {k: [str(v) for v in vals] for k, vals in rows.items()})

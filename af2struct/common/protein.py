@@ -7,7 +7,7 @@ Modelled on AlphaFold's ``common/protein.py``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -27,8 +27,8 @@ class Protein:
         atom_positions: ``[L, 37, 3]`` float32 Cartesian coordinates in Angstrom.
         atom_mask: ``[L, 37]`` float32, 1 where an atom is present (observed or built).
         residue_index: ``[L]`` int32 residue numbers as in the source file (CASP/PDB numbering).
-        chain_id: the chain identifier, one string for a single-chain protein; or ``[L]`` array
-            of per-residue chain ids for a multi-chain protein.
+        chain_id: ``[L]`` str per-residue chain ids (a single string given to the constructor
+            is taken for every residue).
         b_factors: ``[L, 37]`` float32 B-factors; model outputs store per-residue pLDDT here.
         insertion_code: ``[L]`` str insertion codes ('' when none); optional.
 
@@ -39,7 +39,7 @@ class Protein:
     atom_positions: np.ndarray
     atom_mask: np.ndarray
     residue_index: np.ndarray
-    chain_id: object = "A"
+    chain_id: np.ndarray = "A"  # type: ignore[assignment]  (a str is broadcast to [L])
     b_factors: Optional[np.ndarray] = None
     insertion_code: Optional[np.ndarray] = None
 
@@ -83,14 +83,13 @@ class Protein:
             raise ProteinError(f"residue_index must be int [L={n}], got {ridx.dtype} {ridx.shape}")
         freeze("residue_index", ridx.astype(np.int32))
 
-        if isinstance(self.chain_id, str):
-            if not self.chain_id:
-                raise ProteinError("chain_id must be a non-empty string")
-        else:
-            cid = np.asarray(self.chain_id, dtype=str)
-            if cid.shape != (n,):
-                raise ProteinError(f"per-residue chain_id must be [L={n}], got {cid.shape}")
-            freeze("chain_id", cid)
+        single = isinstance(self.chain_id, str)
+        cid = np.full((n,), self.chain_id, dtype=str) if single else np.asarray(self.chain_id, dtype=str)
+        if cid.shape != (n,):
+            raise ProteinError(f"chain_id must be one string or [L={n}] strings, got shape {cid.shape}")
+        if (single and not self.chain_id) or (cid == "").any():
+            raise ProteinError("chain_id must be non-empty")
+        freeze("chain_id", cid)
 
         if self.b_factors is None:
             b = np.zeros((n, rc.atom_type_num), dtype=np.float32)
@@ -118,11 +117,9 @@ class Protein:
         return rc.aatype_to_sequence(self.aatype)
 
     @property
-    def chain_ids(self) -> np.ndarray:
-        """``[L]`` per-residue chain ids."""
-        if isinstance(self.chain_id, str):
-            return np.full((len(self),), self.chain_id)
-        return self.chain_id
+    def chains(self) -> Tuple[str, ...]:
+        """The chain ids in order of first appearance (one for a single chain)."""
+        return tuple(dict.fromkeys(self.chain_id.tolist()))
 
     @property
     def ca_positions(self) -> np.ndarray:
@@ -155,13 +152,12 @@ class Protein:
 
     def select(self, index: np.ndarray) -> "Protein":
         """A copy restricted to residues ``index`` (boolean mask or integer positions)."""
-        cid = self.chain_id if isinstance(self.chain_id, str) else self.chain_id[index]
         return Protein(
             aatype=self.aatype[index],
             atom_positions=self.atom_positions[index],
             atom_mask=self.atom_mask[index],
             residue_index=self.residue_index[index],
-            chain_id=cid,
+            chain_id=self.chain_id[index],
             b_factors=self.b_factors[index],
             insertion_code=self.insertion_code[index],
         )

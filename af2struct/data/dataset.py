@@ -14,6 +14,7 @@ import numpy as np
 from af2struct.common.io import StructureError, load_structure, structure_name
 from af2struct.common.protein import Protein
 from af2struct.data.features import Example, collate, make_example, random_crop
+from af2struct.data.make_dataset import find_structures
 from af2struct.data.msa import Msa
 from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
 
@@ -36,8 +37,6 @@ def proteins_from_sidechainnet(path: Union[str, Path], split: str = "train") -> 
 
 def proteins_from_folder(folder: Union[str, Path], names: Optional[Sequence[str]] = None) -> Dict[str, Protein]:
     """``{name: Protein}`` for the structure files in ``folder`` (unreadable ones are logged and skipped)."""
-    from af2struct.data.make_dataset import find_structures
-
     out = {}
     for f in find_structures([str(folder)]):
         name = structure_name(f)

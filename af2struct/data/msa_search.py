@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+from af2struct.common.files import atomic_write_text
 from af2struct.data.msa import Msa, MsaError, parse_a3m
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,6 @@ def jackhmmer_msa(sequence: str, database, **kwargs) -> Msa:
 
 def search_msa(sequence: str, database: Union[str, Path], out_a3m: Optional[Path] = None, **kwargs) -> Msa:
     """Search and keep the A3M (written atomically to ``out_a3m``, reused if already there)."""
-    from af2struct.common.files import atomic_write_text
-
     if out_a3m is not None and Path(out_a3m).exists():
         text = Path(out_a3m).read_text()
     else:

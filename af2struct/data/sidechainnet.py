@@ -84,8 +84,8 @@ def make_entry(
         profile: optional ``[L_full, 21]`` MSA profile for ``evo``.
     """
     protein = record.protein
-    if not isinstance(protein.chain_id, str):
-        raise DatasetError(f"{name}: one chain per entry; got chains {sorted(set(protein.chain_ids))}")
+    if len(protein.chains) > 1:
+        raise DatasetError(f"{name}: one chain per entry; got chains {sorted(protein.chains)}")
     if full_sequence is not None:
         rc.sequence_to_aatype(full_sequence)  # validates letters
         full_sequence = "".join(full_sequence.split()).upper()

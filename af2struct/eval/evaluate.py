@@ -15,10 +15,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from af2struct.common.files import atomic_write_text
+from af2struct.common.files import atomic_path, atomic_write_text
 from af2struct.common.runner import RunFolder, run_items
 from af2struct.common.io import is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
+from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
 from af2struct.eval.metrics import score_model
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ def discover_natives(native: Union[str, Path], split: Optional[str] = None) -> D
     if native.is_dir():
         out = {structure_name(p): str(p) for p in sorted(native.iterdir()) if p.is_file() and is_structure_file(p)}
     elif native.is_file() and native.suffix == ".pkl":
-        from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
-
         data = load_dataset(native)
         splits = [split] if split else split_names(data)
         out = {}
@@ -217,8 +216,6 @@ def _plots(rows: List[dict], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from af2struct.common.files import atomic_path
 
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:

@@ -38,7 +38,7 @@ class CorrespondenceError(ValueError):
 
 
 def _keys(p: Protein) -> List[Tuple[str, int, str]]:
-    return list(zip(p.chain_ids.tolist(), p.residue_index.tolist(), p.insertion_code.tolist()))
+    return list(zip(p.chain_id.tolist(), p.residue_index.tolist(), p.insertion_code.tolist()))
 
 
 def match_residues(model: Protein, native: Protein, align: bool = False) -> Tuple[np.ndarray, np.ndarray]:
@@ -53,8 +53,8 @@ def match_residues(model: Protein, native: Protein, align: bool = False) -> Tupl
     if align:
         return _align_sequences(model.sequence, native.sequence)
     mk, nk = _keys(model), _keys(native)
-    if isinstance(model.chain_id, str) and isinstance(native.chain_id, str):
-        mk = [(native.chain_id, r, i) for _, r, i in mk]
+    if len(model.chains) == 1 and len(native.chains) == 1:
+        mk = [(native.chains[0], r, i) for _, r, i in mk]
     where = {k: i for i, k in enumerate(mk)}
     mi, ni, bad = [], [], []
     for j, k in enumerate(nk):

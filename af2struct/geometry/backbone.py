@@ -19,7 +19,7 @@ def peptide_connected(protein: Protein) -> np.ndarray:
     """``[L-1]`` bool: residue i+1 is peptide-bonded to residue i (C-N <= 2.0 A, same chain)."""
     p, m = protein.atom_positions, protein.atom_mask
     d = np.linalg.norm(p[1:, _N] - p[:-1, _C], axis=-1)
-    same_chain = protein.chain_ids[1:] == protein.chain_ids[:-1]
+    same_chain = protein.chain_id[1:] == protein.chain_id[:-1]
     return (m[1:, _N] > 0) & (m[:-1, _C] > 0) & (d <= PEPTIDE_BOND_MAX) & same_chain
 
 

@@ -16,6 +16,10 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
+from af2struct.geometry.angles import chi_angles
+from af2struct.geometry.backbone import peptide_connected
+from af2struct.geometry.ca_trace import backbone_from_trace, regularize_ca_trace
+from af2struct.geometry.sidechains import build_atom37
 
 
 def predicted_quality_model(native: Protein, seed: int = 0, ca_sigma: float = 0.5, chi_sigma_deg: float = 20.0
@@ -25,11 +29,6 @@ def predicted_quality_model(native: Protein, seed: int = 0, ca_sigma: float = 0.
     Residues without all backbone atoms keep the native's atoms; chain breaks (numbering gaps or
     no peptide bond, C-N > 2 A) are built segment by segment.
     """
-    from af2struct.geometry.angles import chi_angles
-    from af2struct.geometry.backbone import peptide_connected
-    from af2struct.geometry.ca_trace import backbone_from_trace, regularize_ca_trace
-    from af2struct.geometry.sidechains import build_atom37
-
     rng = np.random.default_rng(seed)
     pos = native.atom_positions.astype(np.float64)
     bb = pos[:, :3]  # N, CA, C

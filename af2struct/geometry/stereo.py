@@ -157,7 +157,7 @@ def peptide_violations(protein: Protein, tolerance: float = VIOLATION_TOLERANCE_
     """
     p, m = protein.atom_positions.astype(np.float64), protein.atom_mask
     n_, ca, c = rc.atom_order["N"], rc.atom_order["CA"], rc.atom_order["C"]
-    same_chain = protein.chain_ids[1:] == protein.chain_ids[:-1]
+    same_chain = protein.chain_id[1:] == protein.chain_id[:-1]
     consecutive = (np.diff(protein.residue_index) == 1) & same_chain
     present = (m[:-1, ca] > 0) & (m[:-1, c] > 0) & (m[1:, n_] > 0) & (m[1:, ca] > 0)
     v_c_n = p[1:, n_] - p[:-1, c]

@@ -11,6 +11,8 @@ import torch
 
 from af2struct.common.files import atomic_write_bytes
 from af2struct.model.config import ModelConfig
+from af2struct.model.network import Alphafold2
+from af2struct.version import __version__
 
 FORMAT = "af2struct-checkpoint"
 VERSION = 1
@@ -23,12 +25,10 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: Union[str, Path], model, config: ModelConfig, train_state: Optional[Dict[str, Any]] = None,
                     optimizer=None, metrics: Optional[Dict[str, float]] = None) -> Path:
     """Write ``path`` atomically (weights, config dict, optional optimizer and training state)."""
-    import af2struct
-
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "af2struct_version": af2struct.__version__,
+        "af2struct_version": __version__,
         "config": config.to_dict(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "train_state": train_state or {},
@@ -60,8 +60,6 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
 
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"):
     """The model stored in a checkpoint, in eval mode, with its config."""
-    from af2struct.model.network import Alphafold2
-
     payload = load_checkpoint(path)
     for key in ("config", "model"):
         if not isinstance(payload.get(key), dict):

@@ -18,6 +18,7 @@ from torch import nn
 from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
 from af2struct.model.heads import DistogramHead, PLDDTHead, TorsionHead
 from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
+from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.trunk import Trunk
 
 
@@ -65,8 +66,6 @@ class Alphafold2(nn.Module):
         self.torsion_head = TorsionHead(t.dim)
         self._refiner = None
         if config.structure.use_se3:
-            from af2struct.model.se3_refine import SE3Refiner
-
             self._refiner = SE3Refiner(config.structure, t.dim, t.z_dim)
 
     # ------------------------------------------------------------------ trunk + heads
@@ -116,8 +115,6 @@ class Alphafold2(nn.Module):
         ca_mds = ca_mds - (ca_mds * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
         out = dict(out, ca_mds=ca_mds)
         if self._refiner is None:
-            from af2struct.model.se3_refine import ideal_backbone
-
             # without SE(3): N and C directions from the neighbours along the trace
             prev = torch.cat([ca_mds[:, :1], ca_mds[:, :-1]], 1)
             nxt = torch.cat([ca_mds[:, 1:], ca_mds[:, -1:]], 1)

@@ -17,6 +17,7 @@ from typing import Dict, List, Sequence
 
 from af2struct.common.files import atomic_write_text
 from af2struct.common.runner import RunFolder, plan
+from af2struct.predict.pipeline import best_device, load_default_model
 from af2struct.predict.ray_backend import predict_on_ray
 from af2struct.predict.targets import PredictOptions, Target, predict_target, target_fingerprint
 
@@ -32,8 +33,6 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
     """Predict every target not already finished (shortest first) into ``out_dir``; writes
     ``summary.csv`` after each target and at the end, also when interrupted. Returns the rows."""
     from tqdm import tqdm
-
-    from af2struct.predict.pipeline import best_device, load_default_model
 
     order = sorted(targets, key=lambda t: (len(t.sequence), t.name))
     with RunFolder(out_dir, reserved=[SUMMARY]) as folder:

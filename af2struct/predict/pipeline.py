@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 import numpy as np
+import torch
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
+from af2struct.data.features import collate, make_example, to_numpy
 from af2struct.data.msa import Msa
+from af2struct.geometry.decode import decode_structure
+from af2struct.model.checkpoint import CheckpointError, load_model
+from af2struct.model.heads import plddt_from_logits
+from af2struct.model.mds import distogram_edges
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.pt"
 
@@ -41,8 +47,6 @@ class Prediction:
 
 def load_default_model(weights: Optional[Union[str, Path]] = None, device: str = "cpu"):
     """The shipped checkpoint (or ``weights``), loaded safely (``weights_only=True``)."""
-    from af2struct.model.checkpoint import CheckpointError, load_model
-
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.exists():
         raise WeightsError(f"model weights not found at {path}" + ("" if weights else
@@ -55,8 +59,6 @@ def load_default_model(weights: Optional[Union[str, Path]] = None, device: str =
 
 
 def best_device(requested: str = "auto") -> str:
-    import torch
-
     if requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("--device cuda requested but no CUDA device is available")
@@ -73,13 +75,6 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     overlapping Calphas) and rebuild the backbone from ideal peptide units on it
     (:mod:`af2struct.geometry.ca_trace`), so the model is physically sound before relax.
     """
-    import torch
-
-    from af2struct.data.features import collate, make_example, to_numpy
-    from af2struct.geometry.decode import decode_structure
-    from af2struct.model.heads import plddt_from_logits
-    from af2struct.model.mds import distogram_edges
-
     t0 = time.perf_counter()
     aatype = rc.sequence_to_aatype(sequence)
     max_len = model.config.trunk.max_seq_len

@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
+import torch
+
 from af2struct.common.runner import RunFolder
+from af2struct.predict.pipeline import load_default_model, predict_structure
 from af2struct.predict.targets import (InputError, PredictOptions, Target, check_target, fail_target, msa_cache,
                                        relax_prediction, target_msa, write_target)
 
@@ -32,18 +35,12 @@ class _ModelWorker:
     """Holds one copy of the model (loaded once) on its device."""
 
     def __init__(self, weights: Optional[str], device: str, threads: int) -> None:
-        import torch
-
-        from af2struct.predict.pipeline import load_default_model
-
         if device == "cpu" and threads > 0:
             torch.set_num_threads(threads)
         self.device = device
         self.model, _ = load_default_model(weights, device)
 
     def predict(self, sequence: str, msa, num_recycles: Optional[int], seed: int):
-        from af2struct.predict.pipeline import predict_structure
-
         return predict_structure(self.model, sequence, msa, num_recycles, seed, self.device)
 
 

@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -24,10 +24,14 @@ from af2struct.common import residue_constants as rc
 from af2struct.common.files import atomic_write_text
 from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure, save_structure
 from af2struct.common.runner import RunFolder, file_digest, fingerprint
+from af2struct.common.modelcif import to_modelcif_string
 from af2struct.data.msa import MsaError, read_fasta, read_msa
-
-if TYPE_CHECKING:
-    from refine.types import RelaxConfig
+from af2struct.data.msa_search import search_msa
+from af2struct.eval.metrics import score_model
+from af2struct.predict.pipeline import DEFAULT_WEIGHTS, predict_structure
+from af2struct.predict.plots import plot_distogram, plot_plddt
+from af2struct.version import __version__
+from refine import RelaxConfig, relax
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +204,6 @@ def target_msa(target: Target, opts: PredictOptions, n_targets: int, cache: Opti
         return read_msa(given), 0.0
     if not opts.msa_db:
         return None, 0.0
-    from af2struct.data.msa_search import search_msa
-
     t0 = time.perf_counter()
     msa = search_msa(target.sequence, opts.msa_db, cache, name=target.name, iterations=opts.msa_iterations,
                      cpus=opts.msa_cpus)
@@ -218,8 +220,6 @@ def relax_prediction(protein, opts: PredictOptions):
     """Relax with the chosen backend; ``None`` when ``opts.relax == "none"``."""
     if opts.relax == "none":
         return None
-    from refine import RelaxConfig, relax
-
     return relax(protein, dataclasses.replace(opts.relax_config or RelaxConfig(), backend=opts.relax, seed=opts.seed))
 
 
@@ -238,8 +238,6 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
             save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed))
             row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
         if opts.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
-            from af2struct.common.modelcif import to_modelcif_string
-
             for tag, prot, rel in (("unrelaxed", pred.protein, None), ("relaxed", final_protein, relaxed)):
                 if tag == "relaxed" and relaxed is None:
                     continue
@@ -258,8 +256,6 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
                 "mean_plddt": float(np.mean(pred.plddt)), "plddt": [round(float(x), 2) for x in pred.plddt]}
         atomic_write_text(partial / "confidence.json", json.dumps(conf))
         if opts.plots:
-            from af2struct.predict.plots import plot_distogram, plot_plddt
-
             plot_plddt(pred.plddt, final_protein.residue_index, partial / "pLDDT.png", target.name)
             plot_distogram(pred.distogram_probs, pred.bin_edges, partial / "distogram.png", target.name,
                            final_protein.residue_index)
@@ -290,8 +286,6 @@ def fail_target(folder: RunFolder, target: Target, fp: str, exc: BaseException, 
 @functools.lru_cache(maxsize=8)
 def weights_label(weights: Optional[str]) -> str:
     """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256."""
-    from af2struct.predict.pipeline import DEFAULT_WEIGHTS
-
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "unknown"
     return f"{'shipped ' if not weights else ''}{path.name} (sha256 {digest})"
@@ -299,9 +293,7 @@ def weights_label(weights: Optional[str]) -> str:
 
 def model_remarks(target: Target, opts: PredictOptions, relaxed) -> List[str]:
     """What a model file says about itself (PDB ``REMARK 999`` lines)."""
-    import af2struct
-
-    out = [f"af2struct {af2struct.__version__} model of {target.name}",
+    out = [f"af2struct {__version__} model of {target.name}",
            "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
            f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
     if relaxed is None:
@@ -320,8 +312,6 @@ def score_against_native(target: Target, protein, opts: PredictOptions, n_target
         path = _native_file(target, opts, n_targets)
         if path is None:
             return {}
-        from af2struct.eval.metrics import score_model
-
         s = score_model(protein, load_structure(path), align=True)
     except Exception as exc:  # noqa: BLE001 - reported in the row; the prediction stands
         logger.warning("%s: not scored against the native: %s", target.name, exc)
@@ -340,8 +330,6 @@ def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
 def predict_target(model, folder: RunFolder, target: Target, opts: PredictOptions, device: str, n_targets: int,
                    fp: str) -> Dict:
     """Predict (and relax, score) one target into its folder; returns its summary row."""
-    from af2struct.predict.pipeline import predict_structure
-
     t0 = time.perf_counter()
     try:
         check_target(target, opts)

@@ -18,11 +18,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from af2struct.common.files import atomic_write_text
+from af2struct.common.files import atomic_path, atomic_write_text
+from af2struct.data.backbone_db import BackboneDB
 from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
 from af2struct.data.features import Example, collate
+from af2struct.data.make_dataset import read_clusters, split_by_cluster
 from af2struct.model.config import ModelConfig, preset
 from af2struct.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from af2struct.model.network import Alphafold2
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
 
@@ -97,8 +100,6 @@ def _dist_info():
 
 
 def _clusters(cfg: TrainConfig) -> Optional[Dict[str, str]]:
-    from af2struct.data.make_dataset import read_clusters
-
     if cfg.clusters:
         return read_clusters(Path(cfg.clusters), "cluster")
     if cfg.manifest:
@@ -127,9 +128,6 @@ def load_training_data(cfg: TrainConfig) -> Tuple[TrainingMix, List[Example]]:
 
     Whole sequence clusters are held out across both kinds of data, so an all-atom chain never
     trains while a member of its cluster validates."""
-    from af2struct.data.backbone_db import BackboneDB
-    from af2struct.data.make_dataset import split_by_cluster
-
     clusters = _clusters(cfg)
     db = BackboneDB(cfg.backbone_db) if cfg.backbone_db else None
     train_p, valid_p = load_proteins(cfg) if cfg.data else ({}, {})
@@ -225,8 +223,6 @@ def _plot_curve(log_path: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from af2struct.common.files import atomic_path
-
     train, valid = [], []
     for line in log_path.read_text().splitlines():
         r = json.loads(line)
@@ -264,8 +260,6 @@ def _device(cfg: TrainConfig, world: int) -> torch.device:
 def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], device, state: Dict[str, Any]):
     """The model and AdamW, resumed from ``out/last.pt`` when it exists (updating ``state``),
     else initialised from ``init_from`` or at random."""
-    from af2struct.model.network import Alphafold2
-
     out = Path(cfg.out)
     model_config = model_config or preset(cfg.preset)
     payload = None

@@ -7,7 +7,8 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from af2struct.model.mds import distances_to_bins
+from af2struct.common import residue_constants as rc
+from af2struct.model.mds import distances_to_bins, distogram_edges
 
 CA = 1
 BACKBONE = (0, 1, 2)  # N, CA, C in atom37
@@ -66,8 +67,6 @@ def plddt_loss(plddt_logits: torch.Tensor, ca_pred: torch.Tensor, pos37: torch.T
 def chi_loss(chi_pred: torch.Tensor, chi_true: torch.Tensor, chi_mask: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
     """Squared error of unit (sin, cos) vectors, with pi-periodic chis (ASP, GLU, PHE, TYR)
     scored against the closer of the two equivalent angles."""
-    from af2struct.common import residue_constants as rc
-
     true = torch.stack([torch.sin(chi_true), torch.cos(chi_true)], -1)
     err = ((chi_pred - true) ** 2).sum(-1)
     err_alt = ((chi_pred + true) ** 2).sum(-1)
@@ -86,8 +85,6 @@ def long_range_contact_precision(logits: torch.Tensor, pos37: torch.Tensor, mask
     sequence separation >= ``min_sep``, ranked by the distogram's P(d < contact).
 
     ``logits [B, L, L, K]``; ``heads`` is the model's :class:`HeadsConfig` (bin edges)."""
-    from af2struct.model.mds import distogram_edges
-
     edges = distogram_edges(logits.shape[-1], heads.distogram_min, heads.distogram_max)
     k = int(torch.searchsorted(edges, torch.tensor(contact)))
     p_contact = torch.softmax(logits.float(), -1)[..., :k].sum(-1)

@@ -87,10 +87,10 @@ def test_chain_selection(real_structures, tmp_path):
     )
     path = save_structure(two, tmp_path / "ab.cif")
     both = load_structure(path)
-    assert len(both) == 2 * len(p) and list(np.unique(both.chain_ids)) == ["A", "B"]
+    assert len(both) == 2 * len(p) and list(np.unique(both.chain_id)) == ["A", "B"]
     b = load_structure(path, chain="B")
     m = p.atom_mask[..., None]
-    assert b.chain_id == "B" and np.allclose(b.atom_positions, (p.atom_positions + 30) * m, atol=1e-3)
+    assert b.chains == ("B",) and np.allclose(b.atom_positions, (p.atom_positions + 30) * m, atol=1e-3)
     with pytest.raises(StructureError, match=r"chain 'Z' not found; chains present: A, B"):
         load_structure(path, chain="Z")
 

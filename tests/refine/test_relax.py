@@ -45,7 +45,7 @@ def test_relax_keeps_sequence_numbering_and_confidence(relaxed_set):
         p = r.protein
         assert p.sequence == noisy.sequence
         assert np.array_equal(p.residue_index, noisy.residue_index)
-        assert p.chain_id == noisy.chain_id
+        assert np.array_equal(p.chain_id, noisy.chain_id)
         assert np.allclose(p.residue_b_factors, noisy.residue_b_factors)
         assert (p.atom_mask >= noisy.atom_mask).all()  # atoms may be added, never dropped
 
