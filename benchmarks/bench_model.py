@@ -189,12 +189,12 @@ def _worktree(commit: str, tmp: Path) -> Path:
 def step_table(args) -> None:
     with tempfile.TemporaryDirectory(prefix="af2s-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        cases = [("af2struct", "default", [str(ROOT)]), ("af2struct", "matched", [str(ROOT)])]
+        cases = [("af2struct", m, [str(ROOT)]) for m in args.models]
         base = None
         if args.baseline:
             base = _worktree(args.baseline, tmp)
-            cases += [("baseline", "default", [str(base)]), ("baseline", "matched", [str(base)])]
-        if args.peer:
+            cases += [("baseline", m, [str(base)]) for m in args.models]
+        if args.peer and "matched" in args.models:
             cases.append(("peer", "matched", _peer_path(Path(args.peer), tmp) + [str(ROOT)]))
         try:
             print(f"machine: {platform.machine()} {platform.processor() or ''} {args.device}, {args.threads} threads; "
@@ -289,6 +289,8 @@ def main() -> None:
     ap.add_argument("--peer", help="folder where alphafold2-pytorch 0.4.32 is installed (pip --target)")
     ap.add_argument("--rounds", type=int, default=1, help="step: interleaved rounds per length")
     ap.add_argument("--steps", type=int, default=2, help="step: timed steps per process (one fewer at L >= 384)")
+    ap.add_argument("--models", nargs="+", choices=("default", "matched"), default=["default", "matched"],
+                    help="step: which models")
     ap.add_argument("--cases", nargs="*", default=list(OPTION_CASES), help="options: which cases")
     ap.add_argument("--model", default="default", choices=["default", "matched"], help="profile: which model")
     ap.add_argument("--rows", type=int, default=12, help="profile: operators listed")

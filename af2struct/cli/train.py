@@ -70,6 +70,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--w-distogram", type=float, default=d["w_distogram"], help="weight of the distogram cross-entropy")
     g.add_argument("--w-structure", type=float, default=d["w_structure"], help="weight of the backbone distance loss")
     g.add_argument("--w-plddt", type=float, default=d["w_plddt"], help="weight of the pLDDT cross-entropy")
+    g.add_argument("--w-pae", type=float, default=d["w_pae"],
+                   help="weight of the predicted-aligned-error cross-entropy (stage full)")
     g.add_argument("--w-chi", type=float, default=d["w_chi"], help="weight of the chi-angle loss (all-atom chains)")
     g.add_argument("--mds-iters", type=int, default=d["mds_iters"], help="SMACOF iterations while training (stage full)")
     g.add_argument("--mds-lbfgs-iters", type=int, default=d["mds_lbfgs_iters"],

@@ -58,6 +58,15 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     return payload
 
 
+def config_from_checkpoint(payload: Dict[str, Any]) -> ModelConfig:
+    """The model config a checkpoint was written with. Checkpoints written before the PAE head
+    have no ``heads.pae_bins``: their models have no PAE head (``pae_bins=0``)."""
+    d = dict(payload["config"])
+    if isinstance(d.get("heads"), dict) and "pae_bins" not in d["heads"]:
+        d["heads"] = dict(d["heads"], pae_bins=0)
+    return ModelConfig.from_dict(d)
+
+
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"):
     """The model stored in a checkpoint, in eval mode, with its config."""
     payload = load_checkpoint(path)
@@ -65,7 +74,7 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{path}: checkpoint has no model {key} (not a model checkpoint?)")
     try:
-        config = ModelConfig.from_dict(payload["config"])
+        config = config_from_checkpoint(payload)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: bad config in checkpoint ({str(exc)[:300]})") from None
     model = Alphafold2(config=config)

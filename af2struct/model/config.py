@@ -124,6 +124,10 @@ class HeadsConfig:
     distogram_min: float = 2.0
     distogram_max: float = 20.0
     plddt_bins: int = 50
+    # predicted aligned error (AlphaFold's PAE): bins of 0.5 A up to pae_max, one more beyond;
+    # 0 = no PAE head (checkpoints written before it)
+    pae_bins: int = 64
+    pae_max: float = 31.0
 
 
 @dataclasses.dataclass(frozen=True)

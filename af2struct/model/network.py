@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
-from af2struct.model.heads import DistogramHead, PLDDTHead, TorsionHead
+from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead
 from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.trunk import Trunk
@@ -64,6 +64,7 @@ class Alphafold2(nn.Module):
         self.distogram_head = DistogramHead(t.z_dim, h)
         self.plddt_head = PLDDTHead(t.dim, h)
         self.torsion_head = TorsionHead(t.dim)
+        self.pae_head = PAEHead(t.z_dim, h) if h.pae_bins else None
         self._refiner = None
         if config.structure.use_se3:
             self._refiner = SE3Refiner(config.structure, t.dim, t.z_dim)
@@ -72,7 +73,7 @@ class Alphafold2(nn.Module):
     def run_trunk(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
                   num_recycles: Optional[int] = None) -> Dict[str, torch.Tensor]:
         """Trunk with recycling; returns ``single [B, L, C]``, ``pair``, ``distogram`` logits,
-        ``plddt_logits [B, L, bins]`` and ``chi [B, L, 4, 2]``."""
+        ``plddt_logits [B, L, bins]``, ``chi [B, L, 4, 2]`` and (with a PAE head) ``pae_logits [B, L, L, bins]``."""
         cycles = self.config.trunk.num_recycles if num_recycles is None else num_recycles
         h = self.config.heads
         prev_z = prev_bins = None
@@ -85,8 +86,11 @@ class Alphafold2(nn.Module):
                 prev_z = z.detach()
                 d, _ = center_distogram(logits.detach(), h.distogram_min, h.distogram_max)
                 prev_bins = distances_to_bins(d, h.distogram_bins, h.distogram_min, h.distogram_max)
-        return {"single": s, "pair": z, "distogram": logits, "plddt_logits": self.plddt_head(s),
-                "chi": self.torsion_head(s)}
+        out = {"single": s, "pair": z, "distogram": logits, "plddt_logits": self.plddt_head(s),
+               "chi": self.torsion_head(s)}
+        if self.pae_head is not None:
+            out["pae_logits"] = self.pae_head(z)
+        return out
 
     def forward(self, seq=None, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
                 num_recycles: Optional[int] = None, return_all: bool = False, batch: Optional[Dict] = None):

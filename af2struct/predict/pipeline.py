@@ -16,7 +16,7 @@ from af2struct.data.features import collate, make_example, to_numpy
 from af2struct.data.msa import Msa
 from af2struct.geometry.decode import decode_structure
 from af2struct.model.checkpoint import CheckpointError, load_model
-from af2struct.model.heads import plddt_from_logits
+from af2struct.model.heads import pae_bin_centers, pae_from_logits, plddt_from_logits
 from af2struct.model.mds import distogram_edges
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.pt"
@@ -37,6 +37,8 @@ class Prediction:
     ca_mds: np.ndarray  # [L, 3] the MDS Calpha trace before SE(3) refinement
     ca_se3: np.ndarray  # [L, 3] the SE(3)-refined trace before the backbone cleanup
     timings: Dict[str, float]
+    pae: Optional[np.ndarray] = None  # [L, L] predicted aligned error, A (row: frame residue); None without a PAE head
+    max_pae: Optional[float] = None  # the largest value the PAE head can report (31.75 A)
 
     @property
     def distogram_probs(self) -> np.ndarray:
@@ -96,6 +98,7 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     chi = to_numpy(out["chi"])[0]
     protein = decode_structure(aatype, backbone, chi, plddt, clean=clean_backbone)
     h = model.config.heads
+    pae = to_numpy(pae_from_logits(out["pae_logits"], h.pae_max))[0] if "pae_logits" in out else None
     return Prediction(
         protein=protein,
         plddt=plddt,
@@ -104,4 +107,6 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
         ca_mds=to_numpy(out["ca_mds"])[0],
         ca_se3=to_numpy(out["ca"])[0],
         timings={"features": t1 - t0, "trunk": t2 - t1, "structure": t3 - t2 + (time.perf_counter() - t3)},
+        pae=pae,
+        max_pae=float(pae_bin_centers(h.pae_bins, h.pae_max)[-1]) if pae is not None else None,
     )

@@ -1,4 +1,5 @@
-"""Plots people look at: per-residue pLDDT, the distogram (expected distance and contacts)."""
+"""Plots people look at: per-residue pLDDT, predicted aligned error, the distogram (expected
+distance and contacts)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,24 @@ def plot_plddt(plddt: np.ndarray, residue_index: np.ndarray, path: Path, title: 
     ax.set(xlabel="residue number", ylabel="pLDDT", ylim=(0, 100),
            title=f"{title} (mean pLDDT {np.mean(plddt):.1f})")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_pae(pae: np.ndarray, max_pae: float, path: Path, title: str = "",
+             residue_index: np.ndarray = None) -> None:
+    """The predicted aligned error map as AlphaFold's pages draw it: green, dark = confident;
+    row = the residue whose frame aligns, column = the residue scored."""
+    plt = _plt()
+    n = pae.shape[0]
+    ridx = np.arange(1, n + 1) if residue_index is None else np.asarray(residue_index)
+    extent = (ridx[0] - 0.5, ridx[-1] + 0.5, ridx[-1] + 0.5, ridx[0] - 0.5)
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    im = ax.imshow(pae, cmap="Greens_r", vmin=0, vmax=max_pae, extent=extent, interpolation="nearest")
+    ax.set(xlabel="scored residue", ylabel="aligned residue", title=f"{title} (mean PAE {np.mean(pae):.1f} A)")
+    fig.colorbar(im, ax=ax, label="expected position error (A)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

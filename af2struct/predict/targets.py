@@ -29,7 +29,7 @@ from af2struct.data.msa import MsaError, read_fasta, read_msa
 from af2struct.data.msa_search import search_msa
 from af2struct.eval.metrics import score_model
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS, predict_structure
-from af2struct.predict.plots import plot_distogram, plot_plddt
+from af2struct.predict.plots import plot_distogram, plot_pae, plot_plddt
 from af2struct.version import __version__
 from refine import RelaxConfig, relax
 
@@ -252,13 +252,7 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
             searched = opts.msa_db and _msa_file(target, opts, n_targets) is None
             if searched and msa_cache(folder, target, opts).is_file():  # the alignment goes with the model
                 shutil.copyfile(msa_cache(folder, target, opts), partial / "msa.a3m")
-        conf = {"name": target.name, "description": target.description, "sequence": final_protein.sequence,
-                "mean_plddt": float(np.mean(pred.plddt)), "plddt": [round(float(x), 2) for x in pred.plddt]}
-        atomic_write_text(partial / "confidence.json", json.dumps(conf))
-        if opts.plots:
-            plot_plddt(pred.plddt, final_protein.residue_index, partial / "pLDDT.png", target.name)
-            plot_distogram(pred.distogram_probs, pred.bin_edges, partial / "distogram.png", target.name,
-                           final_protein.residue_index)
+        conf = write_confidence(partial, target, pred, final_protein, opts.plots)
         row.update(score_against_native(target, final_protein, opts, n_targets))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
         row.update(status="ok", mean_plddt=conf["mean_plddt"],
@@ -270,6 +264,27 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
         return fail_target(folder, target, fp, exc, timings.get("total", 0.0))
+
+
+def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -> Dict:
+    """``confidence.json`` (per-residue pLDDT), ``pae.json`` (predicted aligned error in the
+    AlphaFold database's layout: ``[{"predicted_aligned_error": [[...]],
+    "max_predicted_aligned_error": 31.75}]``, row = the residue whose frame aligns) and, with
+    ``plots``, ``pLDDT.png``, ``pae.png`` and ``distogram.png``. Returns the confidence dict."""
+    conf = {"name": target.name, "description": target.description, "sequence": protein.sequence,
+            "mean_plddt": float(np.mean(pred.plddt)), "plddt": [round(float(x), 2) for x in pred.plddt]}
+    if pred.pae is not None:
+        conf["mean_pae"] = round(float(np.mean(pred.pae)), 3)
+        pae = [{"predicted_aligned_error": np.round(pred.pae, 2).tolist(), "max_predicted_aligned_error": pred.max_pae}]
+        atomic_write_text(folder / "pae.json", json.dumps(pae, separators=(",", ":")))
+    atomic_write_text(folder / "confidence.json", json.dumps(conf))
+    if plots:
+        plot_plddt(pred.plddt, protein.residue_index, folder / "pLDDT.png", target.name)
+        plot_distogram(pred.distogram_probs, pred.bin_edges, folder / "distogram.png", target.name,
+                       protein.residue_index)
+        if pred.pae is not None:
+            plot_pae(pred.pae, pred.max_pae, folder / "pae.png", target.name, protein.residue_index)
+    return conf
 
 
 def fail_target(folder: RunFolder, target: Target, fp: str, exc: BaseException, seconds: float = 0.0) -> Dict:

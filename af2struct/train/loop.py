@@ -24,7 +24,7 @@ from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechain
 from af2struct.data.features import Example, collate
 from af2struct.data.make_dataset import read_clusters, split_by_cluster
 from af2struct.model.config import ModelConfig, preset
-from af2struct.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.network import Alphafold2
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
@@ -67,6 +67,7 @@ class TrainConfig:
     w_structure: float = 0.1
     w_plddt: float = 0.01
     w_chi: float = 0.1
+    w_pae: float = 0.1
     eval_every: int = 200
     ckpt_every: int = 100
     log_every: int = 10
@@ -168,7 +169,8 @@ def _to(batch, device):
 
 
 def _loss_weights(cfg: TrainConfig) -> Dict[str, float]:
-    return {"distogram": cfg.w_distogram, "structure": cfg.w_structure, "plddt": cfg.w_plddt, "chi": cfg.w_chi}
+    return {"distogram": cfg.w_distogram, "structure": cfg.w_structure, "plddt": cfg.w_plddt, "chi": cfg.w_chi,
+            "pae": cfg.w_pae}
 
 
 def _core(model):
@@ -185,6 +187,8 @@ def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     if cfg.freeze_trunk:  # heads on the frozen trunk's outputs still learn
         out["plddt_logits"] = core.plddt_head(out["single"])
         out["chi"] = core.torsion_head(out["single"])
+        if core.pae_head is not None:
+            out["pae_logits"] = core.pae_head(out["pair"])
     if cfg.stage == "full":
         # a cheaper MDS while training (the SE(3) refiner learns to finish the job)
         out = core.structure(out, mask, mds_iters=cfg.mds_iters, lbfgs_iters=cfg.mds_lbfgs_iters)
@@ -193,7 +197,8 @@ def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
 
 def forward_losses(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     """Every loss term of a batch; ``loss`` is their weighted sum."""
-    return total_loss(forward_outputs(model, batch, cfg), batch, _loss_weights(cfg))
+    return total_loss(forward_outputs(model, batch, cfg), batch, _loss_weights(cfg),
+                      _core(model).config.heads.pae_max)
 
 
 @torch.no_grad()
@@ -206,7 +211,7 @@ def evaluate_model(model, examples: List[Example], cfg: TrainConfig, device) -> 
     for ex in examples:
         batch = _to(collate([ex]), device)
         out = forward_outputs(model, batch, cfg)
-        terms = total_loss(out, batch, _loss_weights(cfg))
+        terms = total_loss(out, batch, _loss_weights(cfg), _core(model).config.heads.pae_max)
         terms["contact_lr_l5"] = long_range_contact_precision(out["distogram"], batch["all_atom_positions"],
                                                               batch["all_atom_mask"], _core(model).config.heads)
         for k, v in terms.items():
@@ -269,7 +274,7 @@ def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], 
         except CheckpointError as exc:
             raise CheckpointError(f"{exc}; to start this run over use --no-resume (or move {out / 'last.pt'} "
                                   "away, e.g. to resume from best.pt by copying it to last.pt)") from None
-        model_config = ModelConfig.from_dict(payload["config"])
+        model_config = config_from_checkpoint(payload)
         state.update(payload["train_state"])
     model = Alphafold2(config=model_config).to(device)
     if payload is not None:

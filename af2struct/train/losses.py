@@ -1,4 +1,4 @@
-"""Losses (all masked): distogram cross-entropy, backbone distance loss, pLDDT, chi torsions."""
+"""Losses (all masked): distogram cross-entropy, backbone distance loss, pLDDT, PAE, chi torsions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from af2struct.common import residue_constants as rc
+from af2struct.model.frames import aligned_error
+from af2struct.model.heads import pae_breaks
 from af2struct.model.mds import distances_to_bins, distogram_edges
 
 CA = 1
@@ -64,6 +66,21 @@ def plddt_loss(plddt_logits: torch.Tensor, ca_pred: torch.Tensor, pos37: torch.T
     return (ce * m).sum() / m.sum().clamp(min=1)
 
 
+def pae_loss(pae_logits: torch.Tensor, backbone: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor,
+             pae_max: float) -> torch.Tensor:
+    """Cross-entropy of the PAE head ``[B, L, L, bins]`` against the binned true aligned error
+    of the predicted ``backbone [B, L, 3, 3]`` (no gradient into the structure), over pairs
+    whose frame residue has N, CA and C and whose aligned residue has CA."""
+    true_bb = pos37[:, :, list(BACKBONE)]
+    with torch.no_grad():
+        err = aligned_error(backbone.detach().float(), true_bb.float())
+        target = (err[..., None] > pae_breaks(pae_logits.shape[-1], pae_max, err.device)).sum(-1)
+    has_frame = (mask37[:, :, list(BACKBONE)] > 0).all(-1)
+    pair = has_frame[:, :, None] & (mask37[:, None, :, CA] > 0)
+    ce = F.cross_entropy(pae_logits.permute(0, 3, 1, 2).float(), target, reduction="none")
+    return (ce * pair).sum() / pair.sum().clamp(min=1)
+
+
 def chi_loss(chi_pred: torch.Tensor, chi_true: torch.Tensor, chi_mask: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
     """Squared error of unit (sin, cos) vectors, with pi-periodic chis (ASP, GLU, PHE, TYR)
     scored against the closer of the two equivalent angles."""
@@ -106,14 +123,18 @@ def long_range_contact_precision(logits: torch.Tensor, pos37: torch.Tensor, mask
     return torch.stack(out).mean() if out else torch.tensor(float("nan"))
 
 
-def total_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
-    """All losses for a batch; ``loss`` is their weighted sum."""
+def total_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float],
+               pae_max: float = 31.0) -> Dict[str, torch.Tensor]:
+    """All losses for a batch; ``loss`` is their weighted sum (``pae_max``: the model's
+    ``HeadsConfig.pae_max``)."""
     pos, m = batch["all_atom_positions"], batch["all_atom_mask"]
     terms = {"distogram": distogram_loss(out["distogram"], pos, m),
              "chi": chi_loss(out["chi"], batch["chi_angles"], batch["chi_mask"], batch["aatype"])}
     if "backbone" in out:
         terms["structure"] = backbone_distance_loss(out["backbone"], pos, m)
         terms["plddt"] = plddt_loss(out["plddt_logits"], out["ca"], pos, m)
+        if "pae_logits" in out:
+            terms["pae"] = pae_loss(out["pae_logits"], out["backbone"], pos, m, pae_max)
         with torch.no_grad():
             ca_m = m[:, :, CA]
             terms["lddt_ca"] = (lddt_ca_per_residue(out["ca"], pos, m) * ca_m).sum() / ca_m.sum().clamp(min=1)

@@ -134,14 +134,18 @@ def reference_triangle_multiplication(m, z, pair_mask):
 
 
 @pytest.mark.parametrize("outgoing", [True, False])
-def test_triangle_multiplication_matches_einsum(outgoing):
+@pytest.mark.parametrize("batch,masked", [(2, True), (1, False), (2, False)])
+def test_triangle_multiplication_matches_einsum(outgoing, batch, masked):
     from af2struct.model.evoformer import TriangleMultiplication
 
+    torch.manual_seed(0)
     m = TriangleMultiplication(6, 5, outgoing)
     for p in m.parameters():
         torch.nn.init.normal_(p, std=0.5)
-    z = torch.randn(2, 7, 7, 6, requires_grad=True)
-    mask = torch.ones(2, 7, 7, dtype=torch.bool)
-    mask[1, 5:], mask[1, :, 5:] = False, False
-    assert_same(lambda: m(z, mask), lambda: reference_triangle_multiplication(m, z, mask),
-                [z, m.proj.weight, m.gate.weight])
+    z = torch.randn(batch, 7, 7, 6, requires_grad=True)
+    mask = torch.ones(batch, 7, 7, dtype=torch.bool)
+    if masked:
+        mask[-1, 5:], mask[-1, :, 5:] = False, False
+    params = [z, m.proj.weight, m.gate.weight, m.proj.bias, m.gate.bias, m.norm.weight, m.out.weight]
+    assert_same(lambda: m(z, mask if masked else None), lambda: reference_triangle_multiplication(m, z, mask),
+                params)

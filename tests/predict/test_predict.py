@@ -94,6 +94,12 @@ def test_no_relax_and_cif(tmp_path, tiny_weights):
     bio = MMCIFParser(QUIET=True).get_structure("x", str(cif))
     assert len(list(bio.get_residues())) == 20
     assert MMCIF2Dict(str(cif))["_ma_qa_metric_local.metric_value"][0] == f"{plddt[0]:.2f}"
+    # PAE in the AlphaFold database's layout: one record, an L x L matrix (row: aligned residue)
+    pae = json.loads((out / "x" / "pae.json").read_text())
+    assert isinstance(pae, list) and len(pae) == 1 and pae[0]["max_predicted_aligned_error"] == 31.75
+    matrix = np.array(pae[0]["predicted_aligned_error"])
+    assert matrix.shape == (20, 20) and 0 < matrix.min() and matrix.max() <= 31.75
+    assert json.loads((out / "x" / "confidence.json").read_text())["mean_pae"] == pytest.approx(matrix.mean(), abs=0.01)
 
 
 def test_batch_resume_and_per_target_failures(tmp_path, tiny_weights):

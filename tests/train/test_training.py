@@ -42,11 +42,12 @@ def test_few_steps_lower_the_loss(real_batch):
 def test_full_stage_has_structure_losses(real_batch):
     model = Alphafold2(config=preset("tiny"))
     terms = forward_losses(model, real_batch, TrainConfig(data="-", out="-", stage="full"))
-    for k in ("distogram", "structure", "plddt", "chi", "lddt_ca"):
+    for k in ("distogram", "structure", "plddt", "pae", "chi", "lddt_ca"):
         assert torch.isfinite(terms[k]), k
     terms["loss"].backward()
     se3_grads = [p.grad for n, p in model.named_parameters() if n.startswith("_refiner") and p.grad is not None]
     assert se3_grads and any(g.abs().sum() > 0 for g in se3_grads)
+    assert model.pae_head.proj.weight.grad.abs().sum() > 0
 
 
 def test_checkpoint_round_trip(tmp_path):
