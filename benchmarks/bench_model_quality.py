@@ -5,7 +5,10 @@ model's own distogram without SE(3) refinement.
 
 Full target sequences are predicted (CASP numbering: residue i is sequence[i-1]) and scored over
 the observed residues by residue number. Contact precision: top-L/5 long-range (|i-j| >= 24)
-Calpha-Calpha contacts (< 8 A) ranked by the distogram's P(d < 8 A).
+Calpha-Calpha contacts (< 8 A) ranked by the distogram's P(d < 8 A). Confidence: Pearson r of
+per-residue pLDDT against the true per-residue lDDT-CA (all residues of all targets pooled, and
+the mean of the within-target r), and of PAE against the true aligned error of the written
+model's backbone (:func:`af2struct.model.frames.aligned_error`; pairs pooled per target).
 
     python benchmarks/bench_model_quality.py [--weights af2struct/weights/default.pt] [--out DIR]
 """
@@ -18,11 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from af2struct import Protein, load_structure
 from af2struct.common import residue_constants as rc
 from af2struct.data.msa import read_fasta
 from af2struct.eval.metrics import score_model
+from af2struct.model.frames import aligned_error
 from af2struct.predict.pipeline import load_default_model, predict_structure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +63,23 @@ def contact_precision(probs, edges, native: Protein, min_sep: int = 24) -> float
     return float((d[i[top], j[top]] < 8.0).mean())
 
 
+def true_aligned_error(model: Protein, native: Protein):
+    """``(positions i, positions j, error [n, n])`` over the native residues with N, CA and C,
+    model indexed by residue number - 1."""
+    ok = native.atom_mask[:, :3].all(-1) > 0
+    idx = native.residue_index[ok] - 1
+    pred_bb = torch.tensor(model.atom_positions[idx, :3], dtype=torch.float64)
+    true_bb = torch.tensor(native.atom_positions[ok, :3], dtype=torch.float64)
+    return idx, aligned_error(pred_bb, true_bb).numpy()
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--weights", default=None)
@@ -67,7 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     model, payload = load_default_model(args.weights)
     seqs = dict(read_fasta(args.casp_dir / "casp14_target_sequences.fasta"))
-    rows = []
+    rows, res_plddt, res_lddt = [], [], []
     t_all = time.perf_counter()
     for t in args.targets:
         native = load_structure(args.casp_dir / "casp14" / f"{t}.pdb")
@@ -85,6 +107,16 @@ def main() -> None:
         row = {"target": t, "length": len(seq), "observed": len(native), "seconds": round(dt, 1),
                "mean_plddt": float(np.mean(pred.plddt)),
                "contact_p_L5": contact_precision(pred.distogram_probs, pred.bin_edges, native)}
+        plddt_r = pred.plddt[s_model.residue_index - 1]
+        res_plddt.append(plddt_r)
+        res_lddt.append(s_model.per_residue_lddt_ca)
+        row["plddt_r_within"] = pearson(plddt_r, s_model.per_residue_lddt_ca)
+        if pred.pae is not None:
+            idx, err = true_aligned_error(model_p, native)
+            pae = pred.pae[np.ix_(idx, idx)]
+            row["mean_pae"] = float(pae.mean())
+            row["true_aligned_error"] = float(err.mean())
+            row["pae_r"] = pearson(pae.ravel(), err.ravel())
         for tag, s in (("model", s_model), ("se3", s_se3), ("mds", s_mds), ("helix", s_helix)):
             row.update({f"{tag}_lddt_ca": s.lddt_ca, f"{tag}_tm": s.tm_score, f"{tag}_gdt_ts": s.gdt_ts})
         rows.append(row)
@@ -94,7 +126,7 @@ def main() -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    mean = lambda k: float(np.mean([r[k] for r in rows]))
+    mean = lambda k: float(np.nanmean([r[k] for r in rows]))
     print(f"\nmachine: {platform.machine()} CPU; checkpoint step {payload['train_state'].get('step')}; "
           f"{len(rows)} targets; {time.perf_counter() - t_all:.0f} s")
     print("| method | lDDT-CA | TM-score | GDT_TS | top-L/5 long-range contact precision |")
@@ -108,6 +140,14 @@ def main() -> None:
     r = np.corrcoef([x["mean_plddt"] for x in rows], [x["model_lddt_ca"] for x in rows])[0, 1]
     print(f"mean pLDDT {mean('mean_plddt'):.1f} vs true lDDT-CA x100 {100 * mean('model_lddt_ca'):.1f}; "
           f"Pearson r across targets {r:.2f}")
+    pooled = pearson(np.concatenate(res_plddt), np.concatenate(res_lddt))
+    print(f"per-residue pLDDT vs true lDDT-CA: Pearson r {pooled:.2f} over {sum(map(len, res_plddt))} residues "
+          f"pooled; mean within-target r {mean('plddt_r_within'):.2f}")
+    if "pae_r" in rows[0]:
+        print(f"PAE vs true aligned error: mean within-target Pearson r {mean('pae_r'):.2f}; mean PAE "
+              f"{mean('mean_pae'):.1f} A vs true {mean('true_aligned_error'):.1f} A")
+    else:
+        print("PAE: this checkpoint has no PAE head")
 
 
 if __name__ == "__main__":

@@ -59,11 +59,12 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def config_from_checkpoint(payload: Dict[str, Any]) -> ModelConfig:
-    """The model config a checkpoint was written with. Checkpoints written before the PAE head
-    have no ``heads.pae_bins``: their models have no PAE head (``pae_bins=0``)."""
+    """The model config a checkpoint was written with. Heads added later default to off for
+    checkpoints written before them: no ``heads.pae_bins`` means no PAE head (``pae_bins=0``), no
+    ``heads.plddt_context`` a pLDDT head on the sequence row only."""
     d = dict(payload["config"])
-    if isinstance(d.get("heads"), dict) and "pae_bins" not in d["heads"]:
-        d["heads"] = dict(d["heads"], pae_bins=0)
+    if isinstance(d.get("heads"), dict):
+        d["heads"] = {"pae_bins": 0, "plddt_context": False, **d["heads"]}
     return ModelConfig.from_dict(d)
 
 

@@ -124,6 +124,9 @@ class HeadsConfig:
     distogram_min: float = 2.0
     distogram_max: float = 20.0
     plddt_bins: int = 50
+    # pLDDT also from the pair row (pooled) and from how well the predicted structure agrees with
+    # the distogram (False: from the sequence row only, as checkpoints written before it)
+    plddt_context: bool = True
     # predicted aligned error (AlphaFold's PAE): bins of 0.5 A up to pae_max, one more beyond;
     # 0 = no PAE head (checkpoints written before it)
     pae_bins: int = 64

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from af2struct.model.config import HeadsConfig
+from af2struct.model.mds import distances_to_bins
 
 
 class DistogramHead(nn.Module):
@@ -21,14 +22,65 @@ class DistogramHead(nn.Module):
         return (logits + logits.transpose(1, 2)) / 2
 
 
-class PLDDTHead(nn.Module):
-    """Sequence row ``[B, L, C]`` -> ``[B, L, bins]`` logits over lDDT-CA bins (0..1)."""
+AGREEMENT_FEATURES = 6
 
-    def __init__(self, dim: int, cfg: HeadsConfig) -> None:
+
+@torch.no_grad()
+def structure_agreement(logits: torch.Tensor, ca: torch.Tensor, mask: torch.Tensor, cfg: HeadsConfig,
+                        radius: float = 15.0) -> torch.Tensor:
+    """``[B, L, 6]`` per-residue features of how the predicted ``ca [B, L, 3]`` agrees with the
+    distogram ``logits [B, L, L, K]``, over the residue's neighbours (< ``radius`` in the
+    structure): mean probability and log-probability of the realised distance bin, mean
+    distogram entropy, mean probability of the realised bin +-1 bin; and the neighbour count of
+    the structure and the distogram's expected count (both / 20). Where a structure satisfies a
+    confident distogram the residue's local geometry tends to be right; where it contradicts
+    it, not."""
+    p = torch.softmax(logits.float(), -1)
+    d = torch.cdist(ca.float(), ca.float())
+    k = distances_to_bins(d, logits.shape[-1], cfg.distogram_min, cfg.distogram_max)
+    m = mask.bool()
+    eye = torch.eye(ca.shape[1], dtype=torch.bool, device=ca.device)
+    valid = m[:, :, None] & m[:, None, :] & ~eye
+    near = valid & (d < radius)
+    p_real = p.gather(-1, k[..., None])[..., 0]
+    p_band = sum(p.gather(-1, (k + s).clamp(0, p.shape[-1] - 1)[..., None])[..., 0] for s in (-1, 0, 1))
+    entropy = -(p * p.clamp(min=1e-9).log()).sum(-1)
+    n = near.sum(-1).clamp(min=1).float()
+
+    def mean(x):
+        return (x * near).sum(-1) / n
+
+    k_r = int(distances_to_bins(torch.tensor(radius), logits.shape[-1], cfg.distogram_min, cfg.distogram_max))
+    expected = (p[..., :k_r].sum(-1) * valid).sum(-1)
+    feats = [mean(p_real), mean(p_real.clamp(min=1e-6).log()) / 10, mean(entropy) / 4, mean(p_band),
+             near.sum(-1) / 20.0, expected / 20.0]
+    return torch.stack(feats, -1) * m[..., None]
+
+
+class PLDDTHead(nn.Module):
+    """Per-residue logits ``[B, L, bins]`` over lDDT-CA bins (0..1) from the sequence row
+    ``s [B, L, C]``; with ``cfg.plddt_context`` also from the pair row ``z [B, L, L, Cz]``
+    (masked mean over partners) and the structure's :func:`structure_agreement` with the
+    distogram, both added to ``s`` through zero-initialised projections (a head trained on
+    ``s`` alone starts where it was)."""
+
+    def __init__(self, dim: int, cfg: HeadsConfig, z_dim: int = 0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, cfg.plddt_bins))
+        self.context = cfg.plddt_context
+        if self.context:
+            self.pair = nn.Sequential(nn.LayerNorm(z_dim), nn.Linear(z_dim, dim))
+            self.agree = nn.Sequential(nn.Linear(AGREEMENT_FEATURES, dim), nn.ReLU(), nn.Linear(dim, dim))
+            for last in (self.pair[-1], self.agree[-1]):
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
 
-    def forward(self, s):
+    def forward(self, s, z=None, mask=None, agreement=None):
+        """``s [B, L, C]``; with context also ``z``, ``mask [B, L]`` and ``agreement [B, L, 6]``."""
+        if self.context:
+            m = mask.to(z.dtype)
+            pooled = (self.pair(z) * m[:, None, :, None]).sum(2) / m.sum(1).clamp(min=1)[:, None, None]
+            s = s + pooled + self.agree(agreement)
         return self.net(s)
 
 

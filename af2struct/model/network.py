@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
-from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead
+from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead, structure_agreement
 from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.trunk import Trunk
@@ -62,7 +62,7 @@ class Alphafold2(nn.Module):
         t, h = config.trunk, config.heads
         self.trunk = Trunk(t, h.distogram_bins)
         self.distogram_head = DistogramHead(t.z_dim, h)
-        self.plddt_head = PLDDTHead(t.dim, h)
+        self.plddt_head = PLDDTHead(t.dim, h, t.z_dim)
         self.torsion_head = TorsionHead(t.dim)
         self.pae_head = PAEHead(t.z_dim, h) if h.pae_bins else None
         self._refiner = None
@@ -73,7 +73,8 @@ class Alphafold2(nn.Module):
     def run_trunk(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
                   num_recycles: Optional[int] = None) -> Dict[str, torch.Tensor]:
         """Trunk with recycling; returns ``single [B, L, C]``, ``pair``, ``distogram`` logits,
-        ``plddt_logits [B, L, bins]``, ``chi [B, L, 4, 2]`` and (with a PAE head) ``pae_logits [B, L, L, bins]``."""
+        ``chi [B, L, 4, 2]``, with a PAE head ``pae_logits [B, L, L, bins]``, and ``plddt_logits [B, L, bins]``
+        unless the pLDDT head needs the structure (``heads.plddt_context``: then :meth:`structure` adds it)."""
         cycles = self.config.trunk.num_recycles if num_recycles is None else num_recycles
         h = self.config.heads
         prev_z = prev_bins = None
@@ -86,8 +87,9 @@ class Alphafold2(nn.Module):
                 prev_z = z.detach()
                 d, _ = center_distogram(logits.detach(), h.distogram_min, h.distogram_max)
                 prev_bins = distances_to_bins(d, h.distogram_bins, h.distogram_min, h.distogram_max)
-        out = {"single": s, "pair": z, "distogram": logits, "plddt_logits": self.plddt_head(s),
-               "chi": self.torsion_head(s)}
+        out = {"single": s, "pair": z, "distogram": logits, "chi": self.torsion_head(s)}
+        if not h.plddt_context:  # else pLDDT comes with the structure (:meth:`structure`)
+            out["plddt_logits"] = self.plddt_head(s)
         if self.pae_head is not None:
             out["pae_logits"] = self.pae_head(z)
         return out
@@ -107,8 +109,8 @@ class Alphafold2(nn.Module):
     # ------------------------------------------------------------------ structure
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,
                   mds_iters: Optional[int] = None, lbfgs_iters: int = 300) -> Dict[str, torch.Tensor]:
-        """MDS on the distogram, then SE(3) refinement. Adds ``ca_mds [B, L, 3]``, ``ca`` and
-        ``backbone [B, L, 3, 3]`` (N, CA, C) to ``out``."""
+        """MDS on the distogram, then SE(3) refinement. Adds ``ca_mds [B, L, 3]``, ``ca``,
+        ``backbone [B, L, 3, 3]`` (N, CA, C) and (``heads.plddt_context``) ``plddt_logits`` to ``out``."""
         h = self.config.heads
         iters = self.config.structure.mds_iters if mds_iters is None else mds_iters
         logits = out["distogram"] if mds_grad else out["distogram"].detach()
@@ -123,9 +125,12 @@ class Alphafold2(nn.Module):
             prev = torch.cat([ca_mds[:, :1], ca_mds[:, :-1]], 1)
             nxt = torch.cat([ca_mds[:, 1:], ca_mds[:, -1:]], 1)
             out.update(ca=ca_mds, backbone=ideal_backbone(ca_mds, prev - ca_mds, nxt - ca_mds))
-            return out
-        ca, backbone = self._refiner(ca_mds, out["single"], out["pair"], mask.bool())
-        out.update(ca=ca, backbone=backbone)
+        else:
+            ca, backbone = self._refiner(ca_mds, out["single"], out["pair"], mask.bool())
+            out.update(ca=ca, backbone=backbone)
+        if h.plddt_context:
+            agreement = structure_agreement(out["distogram"].detach(), out["ca"].detach(), mask, h)
+            out["plddt_logits"] = self.plddt_head(out["single"], out["pair"], mask, agreement)
         return out
 
 

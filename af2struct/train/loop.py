@@ -185,7 +185,8 @@ def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.freeze_trunk):
         out = model(batch=batch, return_all=True)
     if cfg.freeze_trunk:  # heads on the frozen trunk's outputs still learn
-        out["plddt_logits"] = core.plddt_head(out["single"])
+        if not core.config.heads.plddt_context:  # else made with the structure, below
+            out["plddt_logits"] = core.plddt_head(out["single"])
         out["chi"] = core.torsion_head(out["single"])
         if core.pae_head is not None:
             out["pae_logits"] = core.pae_head(out["pair"])

@@ -74,19 +74,21 @@ def test_pae_loss_is_lowest_for_the_true_error(backbone):
     assert math.isfinite(float(l_wrong))
 
 
-def test_checkpoints_without_a_pae_head_still_load(tmp_path):
+def test_checkpoints_without_the_pae_and_context_plddt_heads_still_load(tmp_path):
     cfg = preset("tiny")
-    old = Alphafold2(config=cfg.replace(heads={"pae_bins": 0}))
+    old = Alphafold2(config=cfg.replace(heads={"pae_bins": 0, "plddt_context": False}))
     payload_cfg = old.config
     path = save_checkpoint(tmp_path / "old.pt", old, payload_cfg)
     # what a checkpoint written before the PAE head holds: no pae_bins in its config
     ckpt = torch.load(path, weights_only=True)
-    del ckpt["config"]["heads"]["pae_bins"], ckpt["config"]["heads"]["pae_max"]
+    for key in ("pae_bins", "pae_max", "plddt_context"):
+        del ckpt["config"]["heads"][key]
     torch.save(ckpt, path)
     model, _ = load_model(path)
-    assert model.pae_head is None
+    assert model.pae_head is None and not model.plddt_head.context
     seq = torch.randint(0, 20, (1, 12))
-    assert "pae_logits" not in model(seq, return_all=True)
+    out = model(seq, return_all=True)
+    assert "pae_logits" not in out and out["plddt_logits"].shape == (1, 12, 50)
     new = Alphafold2(config=cfg)
     model, _ = load_model(save_checkpoint(tmp_path / "new.pt", new, new.config))
     out = model(seq, return_all=True)

@@ -14,7 +14,8 @@ def test_shapes_and_padding_mask(tiny):
     with torch.no_grad():
         out = model(seq, mask=mask, return_all=True)
         assert out["distogram"].shape == (2, 24, 24, 37)
-        assert out["plddt_logits"].shape == (2, 24, 50) and out["chi"].shape == (2, 24, 4, 2)
+        assert out["pae_logits"].shape == (2, 24, 24, 64) and out["chi"].shape == (2, 24, 4, 2)
+        assert "plddt_logits" not in out  # with the structure (heads.plddt_context)
         # padding does not change the real residues' outputs
         alone = model(seq[1:, :18], return_all=True)
     assert torch.allclose(out["distogram"][1, :18, :18], alone["distogram"][0], atol=1e-4)
@@ -26,6 +27,7 @@ def test_structure_outputs(tiny):
     with torch.no_grad():
         out = model.structure(model(seq, return_all=True), torch.ones_like(seq, dtype=torch.bool))
     assert out["ca"].shape == (1, 20, 3) and out["backbone"].shape == (1, 20, 3, 3)
+    assert out["plddt_logits"].shape == (1, 20, 50)
     n_ca = (out["backbone"][0, :, 0] - out["backbone"][0, :, 1]).norm(dim=-1)
     assert torch.allclose(n_ca, torch.full_like(n_ca, 1.458), atol=1e-3)
 
@@ -70,3 +72,27 @@ def test_aligned_msa_changes_prediction(tiny):
         a = model(seq)
         b = model(seq, msa)
     assert a.shape == b.shape and not torch.allclose(a, b)
+
+
+def test_plddt_context_sees_the_structure_and_starts_as_the_sequence_head(tiny):
+    """The context pLDDT head's new inputs start at zero (a head trained on the sequence row
+    alone starts where it was) and, once trained, read the structure's agreement with the
+    distogram: a structure that contradicts it changes the pLDDT."""
+    from af2struct.model.heads import structure_agreement
+
+    torch.manual_seed(0)
+    model = Alphafold2(config=tiny).eval()
+    seq = torch.randint(0, 20, (1, 20))
+    mask = torch.ones_like(seq, dtype=torch.bool)
+    with torch.no_grad():
+        out = model.structure(model(seq, return_all=True), mask)
+        head = model.plddt_head
+        torch.testing.assert_close(out["plddt_logits"], head.net(out["single"]))
+        for p in list(head.pair.parameters()) + list(head.agree.parameters()):
+            torch.nn.init.normal_(p, std=0.3)
+        agree = structure_agreement(out["distogram"], out["ca"], mask, model.config.heads)
+        scrambled = structure_agreement(out["distogram"], out["ca"][:, torch.randperm(20)], mask, model.config.heads)
+        assert agree.shape == (1, 20, 6) and not torch.allclose(agree, scrambled)
+        a = head(out["single"], out["pair"], mask, agree)
+        b = head(out["single"], out["pair"], mask, scrambled)
+    assert not torch.allclose(a, b)
