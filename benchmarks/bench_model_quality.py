@@ -73,6 +73,12 @@ def true_aligned_error(model: Protein, native: Protein):
     return idx, aligned_error(pred_bb, true_bb).numpy()
 
 
+def ca_neighbours(ca: np.ndarray, cutoff: float = 8.0) -> float:
+    """Mean number of other Calphas within ``cutoff`` (packing: a native chain's count)."""
+    d = np.linalg.norm(ca[:, None] - ca[None], axis=-1)
+    return float(((d < cutoff).sum(1) - 1).mean())
+
+
 def pearson(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if len(a) < 3 or a.std() == 0 or b.std() == 0:
@@ -107,6 +113,9 @@ def main() -> None:
         row = {"target": t, "length": len(seq), "observed": len(native), "seconds": round(dt, 1),
                "mean_plddt": float(np.mean(pred.plddt)),
                "contact_p_L5": contact_precision(pred.distogram_probs, pred.bin_edges, native)}
+        observed = native.select(native.ca_mask > 0)
+        row["packing_ratio"] = (ca_neighbours(model_p.ca_positions[observed.residue_index - 1])
+                                / ca_neighbours(observed.ca_positions))
         plddt_r = pred.plddt[s_model.residue_index - 1]
         res_plddt.append(plddt_r)
         res_lddt.append(s_model.per_residue_lddt_ca)
@@ -140,6 +149,7 @@ def main() -> None:
     r = np.corrcoef([x["mean_plddt"] for x in rows], [x["model_lddt_ca"] for x in rows])[0, 1]
     print(f"mean pLDDT {mean('mean_plddt'):.1f} vs true lDDT-CA x100 {100 * mean('model_lddt_ca'):.1f}; "
           f"Pearson r across targets {r:.2f}")
+    print(f"packing: Calpha neighbours within 8 A, model / native, mean {mean('packing_ratio'):.2f}")
     pooled = pearson(np.concatenate(res_plddt), np.concatenate(res_lddt))
     print(f"per-residue pLDDT vs true lDDT-CA: Pearson r {pooled:.2f} over {sum(map(len, res_plddt))} residues "
           f"pooled; mean within-target r {mean('plddt_r_within'):.2f}")
