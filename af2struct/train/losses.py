@@ -31,16 +31,14 @@ def distogram_loss(logits: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tens
 def backbone_distance_loss(backbone: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor,
                            radius: float = 15.0, clamp: float = 10.0) -> torch.Tensor:
     """Mean |d_pred - d_true| (clamped) over backbone atom pairs (N, CA, C) closer than
-    ``radius`` in the truth or in the prediction: a superposition-free structure loss. (Pairs
-    close in the truth only, as lDDT scores, leave a prediction free to pack parts together
-    that are far apart in the truth: over-packed traces cost nothing.)"""
+    ``radius`` in the truth: an lDDT-like, superposition-free structure loss."""
     b, n = backbone.shape[:2]
     pred = backbone.reshape(b, n * 3, 3)
     true = pos37[:, :, list(BACKBONE)].reshape(b, n * 3, 3)
     m = (mask37[:, :, list(BACKBONE)] > 0).reshape(b, n * 3)
     dt = torch.cdist(true, true)
     dp = torch.cdist(pred, pred)
-    pair = m[:, :, None] & m[:, None, :] & ((dt < radius) | (dp.detach() < radius))
+    pair = m[:, :, None] & m[:, None, :] & (dt < radius)
     err = (dp - dt).abs().clamp(max=clamp)
     return (err * pair).sum() / pair.sum().clamp(min=1)
 

@@ -146,22 +146,3 @@ def test_bad_checkpoints_are_one_clear_line(tmp_path):
         with pytest.raises(CheckpointError, match=re.escape(msg)) as exc:
             load_model(tmp_path / f"{name}.pt")
         assert len(str(exc.value)) < 400, name
-
-
-def test_structure_loss_sees_over_packing():
-    """Two segments far apart in the truth, packed side by side in the prediction, each segment
-    exact: the structure loss charges it (pairs close in the prediction count, not only those
-    close in the truth, which alone would score this 0)."""
-    from af2struct.train.losses import backbone_distance_loss
-
-    t = torch.arange(10, dtype=torch.float32)
-    line = torch.stack([3.8 * t, torch.zeros(10), torch.zeros(10)], -1)  # CA every 3.8 A
-    segment = torch.stack([line, line + 1.0, line + 2.0], 1)  # [10, 3 (N, CA, C), 3]
-    true_bb = torch.cat([segment, segment + torch.tensor([200.0, 0.0, 0.0])])
-    packed = torch.cat([segment, segment + torch.tensor([0.0, 6.0, 0.0])])
-    pos37 = torch.zeros(1, 20, 37, 3)
-    pos37[0, :, :3] = true_bb
-    mask37 = torch.zeros(1, 20, 37)
-    mask37[0, :, :3] = 1
-    assert float(backbone_distance_loss(true_bb[None], pos37, mask37)) == 0.0
-    assert float(backbone_distance_loss(packed[None], pos37, mask37)) > 1.0
