@@ -398,13 +398,17 @@ class TrainingRun:
         """Validation metrics (logged); ``best.pt`` when they beat the best so far."""
         state = self.state
         metrics = evaluate_model(self.model, self.valid_examples, self.cfg, self.device)
-        score = metrics.get("valid_lddt_ca", -metrics["valid_distogram"])
+        # stage full: best lDDT-CA, ties (structure frozen, heads training) to the lower total loss
+        score = [metrics.get("valid_lddt_ca", -metrics["valid_distogram"]), -metrics["valid_loss"]]
         metrics.update(step=state["step"], time_s=round(self.elapsed(), 1))
         with open(self.log_path, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
         logger.info("step %d: %s", state["step"], {k: round(v, 4) for k, v in metrics.items()})
         state["last_valid"] = state["step"]
-        if state["best"] is None or score > state["best"]:
+        best = state["best"]
+        if isinstance(best, (int, float)):  # written before ties were broken
+            best = [best, -math.inf]
+        if best is None or score > best:
             state["best"] = score
             self.checkpoint("best.pt", metrics)
         _plot_curve(self.log_path, self.out / "loss.png")
