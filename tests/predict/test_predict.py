@@ -42,7 +42,7 @@ def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     assert r.returncode == 0, r.stderr[-2000:]
     d = out / "1psm"
     for f in ("unrelaxed.pdb", "relaxed.pdb", "distogram.npz", "confidence.json", "pLDDT.png", "distogram.png",
-              "timings.json", "result.json"):
+              "pae.json", "pae.png", "timings.json", "result.json"):
         assert (d / f).exists(), f
     conf = json.loads((d / "confidence.json").read_text())
     relaxed = load_structure(d / "relaxed.pdb")
