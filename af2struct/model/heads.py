@@ -43,7 +43,7 @@ def structure_agreement(logits: torch.Tensor, ca: torch.Tensor, mask: torch.Tens
     valid = m[:, :, None] & m[:, None, :] & ~eye
     near = valid & (d < radius)
     p_real = p.gather(-1, k[..., None])[..., 0]
-    p_band = sum(p.gather(-1, (k + s).clamp(0, p.shape[-1] - 1)[..., None])[..., 0] for s in (-1, 0, 1))
+    p_band = p_real + sum(p.gather(-1, (k + s).clamp(0, p.shape[-1] - 1)[..., None])[..., 0] for s in (-1, 1))
     entropy = -(p * p.clamp(min=1e-9).log()).sum(-1)
     n = near.sum(-1).clamp(min=1).float()
 

@@ -19,6 +19,19 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically and free it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _pair_map_extent(n: int, residue_index: np.ndarray = None) -> tuple:
+    """``imshow`` extent putting residue numbers (default 1..n) on both axes of an ``[n, n]`` map."""
+    ridx = np.arange(1, n + 1) if residue_index is None else np.asarray(residue_index)
+    return (ridx[0] - 0.5, ridx[-1] + 0.5, ridx[-1] + 0.5, ridx[0] - 0.5)
+
+
 PLDDT_BANDS = ((90, 100, "#0053d6", "very high (> 90)"), (70, 90, "#65cbf3", "confident (70-90)"),
                (50, 70, "#ffdb13", "low (50-70)"), (0, 50, "#ff7d45", "very low (< 50)"))
 
@@ -34,9 +47,7 @@ def plot_plddt(plddt: np.ndarray, residue_index: np.ndarray, path: Path, title: 
            title=f"{title} (mean pLDDT {np.mean(plddt):.1f})")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_pae(pae: np.ndarray, max_pae: float, path: Path, title: str = "",
@@ -44,17 +55,13 @@ def plot_pae(pae: np.ndarray, max_pae: float, path: Path, title: str = "",
     """The predicted aligned error map as AlphaFold's pages draw it: green, dark = confident;
     row = the residue whose frame aligns, column = the residue scored."""
     plt = _plt()
-    n = pae.shape[0]
-    ridx = np.arange(1, n + 1) if residue_index is None else np.asarray(residue_index)
-    extent = (ridx[0] - 0.5, ridx[-1] + 0.5, ridx[-1] + 0.5, ridx[0] - 0.5)
+    extent = _pair_map_extent(pae.shape[0], residue_index)
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     im = ax.imshow(pae, cmap="Greens_r", vmin=0, vmax=max_pae, extent=extent, interpolation="nearest")
     ax.set(xlabel="scored residue", ylabel="aligned residue", title=f"{title} (mean PAE {np.mean(pae):.1f} A)")
     fig.colorbar(im, ax=ax, label="expected position error (A)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str = "",
@@ -63,14 +70,13 @@ def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str 
     both axes, self-pairs masked."""
     plt = _plt()
     n = probs.shape[0]
-    ridx = np.arange(1, n + 1) if residue_index is None else np.asarray(residue_index)
     centers = (edges[:-1] + edges[1:]) / 2
     near = probs[..., :-1]
     expected = (near * centers).sum(-1) / np.maximum(near.sum(-1), 1e-6)
     expected = np.where(probs[..., -1] > 0.5, edges[-1], expected)
     contact = probs[..., : int(np.searchsorted(edges, 8.0))].sum(-1)
     eye = np.eye(n, dtype=bool)
-    extent = (ridx[0] - 0.5, ridx[-1] + 0.5, ridx[-1] + 0.5, ridx[0] - 0.5)
+    extent = _pair_map_extent(n, residue_index)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     panels = ((np.ma.masked_where(eye, expected), "viridis_r", (edges[0], edges[-1]),
                "expected C$\\alpha$-C$\\alpha$ distance", "A"),
@@ -82,6 +88,4 @@ def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str 
         fig.colorbar(im, ax=ax, fraction=0.046, label=unit)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from af2struct.common import residue_constants as rc
+from af2struct.model.config import HeadsConfig
 from af2struct.model.frames import aligned_error
 from af2struct.model.heads import pae_breaks
 from af2struct.model.mds import distances_to_bins, distogram_edges
@@ -74,7 +75,7 @@ def pae_loss(pae_logits: torch.Tensor, backbone: torch.Tensor, pos37: torch.Tens
     true_bb = pos37[:, :, list(BACKBONE)]
     with torch.no_grad():
         err = aligned_error(backbone.detach().float(), true_bb.float())
-        target = (err[..., None] > pae_breaks(pae_logits.shape[-1], pae_max, err.device)).sum(-1)
+        target = torch.bucketize(err, pae_breaks(pae_logits.shape[-1], pae_max, err.device))  # breaks below err
     has_frame = (mask37[:, :, list(BACKBONE)] > 0).all(-1)
     pair = has_frame[:, :, None] & (mask37[:, None, :, CA] > 0)
     ce = F.cross_entropy(pae_logits.permute(0, 3, 1, 2).float(), target, reduction="none")
@@ -124,7 +125,7 @@ def long_range_contact_precision(logits: torch.Tensor, pos37: torch.Tensor, mask
 
 
 def total_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float],
-               pae_max: float = 31.0) -> Dict[str, torch.Tensor]:
+               pae_max: float = HeadsConfig.pae_max) -> Dict[str, torch.Tensor]:
     """All losses for a batch; ``loss`` is their weighted sum (``pae_max``: the model's
     ``HeadsConfig.pae_max``)."""
     pos, m = batch["all_atom_positions"], batch["all_atom_mask"]
