@@ -57,6 +57,10 @@ class TrunkConfig:
         inter_msa_self_attn: column attention across MSA sequences (False: each sequence only
             attends within itself).
         attn_chunk_size: attention is evaluated this many rows at a time (memory O(L^2)).
+        attn_saved_probs_mib: in training on a CPU, triangle attention keeps its probabilities
+            for backward (``pair_heads * L^3`` floats per module) up to this many MiB per module;
+            beyond, it keeps two numbers per query and recomputes them in backward (memory
+            O(L^2) instead of O(L^3), ~40 % more attention time). 0 = always recompute.
         triangle_mult: triangle multiplicative updates in each block.
         triangle_attn: triangle (axial) attention on the pair in each block.
         num_recycles: extra passes feeding the pair and CA distances back (0 = single pass).
@@ -78,6 +82,7 @@ class TrunkConfig:
     cross_attn_compress_ratio: int = 1
     inter_msa_self_attn: bool = True
     attn_chunk_size: int = 64
+    attn_saved_probs_mib: int = 1024
     triangle_mult: bool = True
     triangle_attn: bool = True
     transition_factor: int = 2

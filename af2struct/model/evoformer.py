@@ -214,6 +214,7 @@ class TriangleAttention(nn.Module):
         self.to_bias = nn.Linear(cfg.z_dim, cfg.pair_heads, bias=False)
         self.attn = Attention(cfg.z_dim, cfg.pair_heads, cfg.pair_dim_head)
         self.chunk = cfg.attn_chunk_size
+        self.saved_probs_max = cfg.attn_saved_probs_mib * 2**20
 
     def forward(self, z, pair_mask):
         if not self.starting:
@@ -225,6 +226,8 @@ class TriangleAttention(nn.Module):
         # rows i, chunked: memory O(rows * L^2); also at most LOGITS_BLOCK_BYTES of logits per
         # chunk (larger blocks come fresh from the OS each time: measured 2-3x slower on a CPU)
         rows = max(1, min(self.chunk, LOGITS_BLOCK_BYTES // (b * bias.shape[2] * n * n * x.element_size())))
+        # probabilities kept for backward, or (beyond the budget) recomputed there: [B, L, H, L, L]
+        recompute = b * bias.shape[2] * n * n * n * x.element_size() > self.saved_probs_max
         outs = []
         # split, not sliced in a loop: one backward node joins the chunks' gradients (a slice's
         # backward writes its gradient into a zero tensor the size of the whole pair, per chunk)
@@ -232,7 +235,7 @@ class TriangleAttention(nn.Module):
         masks = [None] * len(xs) if pair_mask is None else pair_mask.split(rows, dim=1)
         for xi, mi in zip(xs, masks):
             q, k, v = self.attn.project(xi, xi)  # [B, i, H, j, d]
-            outs.append(self.attn.finish(xi, attend(q, k, v, bias, key_mask_4d(mi))))
+            outs.append(self.attn.finish(xi, attend(q, k, v, bias, key_mask_4d(mi), recompute=recompute)))
         out = torch.cat(outs, dim=1)
         return out if self.starting else out.transpose(1, 2)
 

@@ -50,17 +50,58 @@ def _inputs(dtype, masked_row=True):
     return q, k, v, bias, mask
 
 
-def test_biased_attention_gradcheck():
+@pytest.mark.parametrize("recompute", [False, True])
+def test_biased_attention_gradcheck(recompute):
     q, k, v, bias, mask = _inputs(torch.float64)
-    assert torch.autograd.gradcheck(lambda *t: _BiasedAttention.apply(*t, mask), (q, k, v, bias))
+    assert torch.autograd.gradcheck(lambda *t: _BiasedAttention.apply(*t, mask, recompute), (q, k, v, bias))
 
 
+@pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("with_mask", [True, False])
-def test_attend_matches_reference_outputs_and_gradients(with_mask):
+def test_attend_matches_reference_outputs_and_gradients(with_mask, recompute):
     q, k, v, bias, mask = _inputs(torch.float32)
     mask = mask if with_mask else None
-    out = assert_same(lambda: attend(q, k, v, bias, mask), lambda: reference_attention(q, k, v, bias, mask),
-                      [q, k, v, bias])
+    out = assert_same(lambda: attend(q, k, v, bias, mask, recompute=recompute),
+                      lambda: reference_attention(q, k, v, bias, mask), [q, k, v, bias])
+    assert torch.isfinite(out).all()
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd keeps for backward while ``fn()`` runs (each storage once)."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def test_triangle_attention_recomputes_probabilities_beyond_its_budget():
+    """Over ``attn_saved_probs_mib`` the module keeps no ``[B, L, H, L, L]`` probabilities for
+    backward (memory O(L^2)), with the same outputs and gradients as when it keeps them."""
+    from af2struct.model.config import TrunkConfig
+    from af2struct.model.evoformer import TriangleAttention
+
+    torch.manual_seed(0)
+    length, heads = 24, 4
+    m = TriangleAttention(TrunkConfig(dim=16, pair_heads=heads, pair_dim_head=8), starting=False)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    z = torch.randn(1, length, length, 16, requires_grad=True)
+    mask = torch.ones(1, length, length, dtype=torch.bool)
+    mask[:, 20:], mask[:, :, 20:] = False, False
+
+    def run(budget_bytes):
+        m.saved_probs_max = budget_bytes
+        return m(z, mask)
+
+    probs = heads * length**3 * 4  # [B, L, H, L, L] float32
+    pair_sized = heads * length**2 * 4  # what recompute keeps instead: O(L^2) (statistics, bias, mask)
+    out = assert_same(lambda: run(0), lambda: run(probs), [z, *m.parameters()])
+    assert _saved_bytes(lambda: run(probs)) - _saved_bytes(lambda: run(probs - 1)) >= probs - 4 * pair_sized
     assert torch.isfinite(out).all()
 
 
