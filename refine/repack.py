@@ -20,8 +20,6 @@ from af2struct.geometry.angles import dihedral
 from af2struct.geometry.stereo import Clash
 
 BACKBONE_AND_CB = frozenset(("N", "CA", "C", "O", "OXT", "CB"))
-CHI1_ROTAMERS_DEG = (-65.0, 180.0, 60.0)
-CHI2_ROTAMERS_DEG = (-90.0, -60.0, 60.0, 90.0, 180.0)
 _NO_REPACK = frozenset(("PRO",))  # ring closes on the backbone N
 
 
@@ -112,9 +110,9 @@ def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
         atoms = {a.name: a.index for a in residue.atoms()}
         current = [float(dihedral(*(pos[atoms[a]] for a in quad))) for quad in chis]
         best, best_score = None, np.inf if must_move else clashes_of(pos, i)
-        options = [[np.radians(a) for a in CHI1_ROTAMERS_DEG] + [current[0]]]
+        options = [[np.radians(a) for a in rc.staggered_chi1_deg] + [current[0]]]
         if len(chis) > 1:
-            options.append([np.radians(a) for a in CHI2_ROTAMERS_DEG] + [current[1]])
+            options.append([np.radians(a) for a in rc.staggered_chi2_deg] + [current[1]])
         for combo in itertools.product(*options):
             if must_move and list(combo) == current[:len(combo)]:
                 continue

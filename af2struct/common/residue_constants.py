@@ -238,6 +238,11 @@ ideal_bond_angle_deg: Dict[Tuple[str, str, str], float] = {
 }
 disulfide_bond_length = 2.03
 
+# Staggered rotamers (degrees) tried when a side chain has to be turned out of a clash
+# (gauche+, trans, gauche- for chi1; the common chi2 values of the rotamer libraries).
+staggered_chi1_deg: Tuple[float, ...] = (-65.0, 180.0, 60.0)
+staggered_chi2_deg: Tuple[float, ...] = (-90.0, -60.0, 60.0, 90.0, 180.0)
+
 # Side-chain torsions (chi1..chi4) by the four atoms that define each.
 chi_angles_atoms: Dict[str, List[List[str]]] = {
     "ALA": [],
