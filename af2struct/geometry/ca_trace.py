@@ -23,7 +23,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from af2struct.common import residue_constants as rc
-from af2struct.geometry.angles import bond_angle
+from af2struct.geometry.angles import bond_angle, dihedral
 
 CA_CA = 3.80  # trans peptide virtual bond
 CA_CA_13_MIN = 5.0  # Calpha(i)-Calpha(i+2): 5.2-5.5 A in helices, up to 7.3 A in strands
@@ -94,8 +94,28 @@ def regularize_ca_trace(ca: np.ndarray, restraint: float = 0.05, max_iter: int =
     return res.x.reshape(-1, 3)
 
 
+# Ramachandran basins (phi, psi in degrees; weight): right-handed helix, beta, polyproline II,
+# left-handed helix; glycine (no side chain) has the mirror basins as well
+_RAMA_BASINS = ((-63.0, -43.0, 0.40), (-120.0, 130.0, 0.25), (-65.0, 145.0, 0.20), (57.0, 47.0, 0.05))
+_RAMA_BASINS_GLY = _RAMA_BASINS + ((63.0, 43.0, 0.20), (120.0, -130.0, 0.10), (80.0, 180.0, 0.15))
+_RAMA_KAPPA = 3.0  # von Mises concentration of each basin (about 35 degrees wide)
+
+
+def ramachandran_energy(phi: np.ndarray, psi: np.ndarray, glycine: np.ndarray) -> np.ndarray:
+    """A smooth backbone-torsion prior (radians in, ~0 in the favoured basins up to ~6 far
+    from any): ``-log`` of a mixture of von Mises basins, glycine with its mirror basins."""
+    def mixture(basins):
+        total = np.full(np.broadcast(phi, psi).shape, 1e-3)
+        for p0, s0, w in basins:
+            total = total + w * np.exp(_RAMA_KAPPA * (np.cos(phi - math.radians(p0)) + np.cos(psi - math.radians(s0)) - 2))
+        return -np.log(total) + math.log(max(w for *_, w in basins) + 1e-3)
+
+    return np.where(glycine, mixture(_RAMA_BASINS_GLY), mixture(_RAMA_BASINS))
+
+
 def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_dir: Optional[np.ndarray] = None,
-                        n_angles: int = 72, sweeps: int = 4, prior: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
+                        n_angles: int = 72, sweeps: int = 4, prior: float = 0.3, glycine: Optional[np.ndarray] = None,
+                        rama: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
     """Ideal backbone on a Calpha trace.
 
     Args:
@@ -104,6 +124,8 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
             peptide planes where geometry alone does not decide, and give the first N and last C.
         n_angles, sweeps: grid and coordinate-descent sweeps over the peptide-plane rotations.
         prior: weight of agreement with ``c_dir`` against N-CA-C angle ideality.
+        glycine: ``[L]`` bool, residues with glycine's torsion basins (default none).
+        rama: weight of :func:`ramachandran_energy` of the phi/psi each plane sets.
 
     Returns:
         ``backbone [L, 3, 3]`` (N, CA, C) and ``oxygen [L, 3]``.
@@ -146,6 +168,7 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
             cdir = pts[:, 0] - ca[k]
             theta[k] = thetas[np.argmax(cdir @ c_dir[k])]
     units = np.stack([place(k, theta[k:k + 1])[0] for k in range(L - 1)])  # [L-1, 3, 3]
+    gly = np.zeros(L, bool) if glycine is None else np.asarray(glycine, bool)
     for _ in range(sweeps):
         for k in range(L - 1):
             pts = place(k, thetas)  # candidates for C_k, O_k, N_k+1
@@ -157,6 +180,8 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
             if c_dir is not None:
                 cdir = (pts[:, 0] - ca[k]) / _CA_C
                 cost += prior * (1.0 - cdir @ c_dir[k])
+            if rama > 0:
+                cost += rama * _plane_torsion_cost(k, pts, ca, units, gly)
             units[k] = pts[np.argmin(cost)]
     backbone[:-1, 2] = units[:, 0]
     oxygen[:-1] = units[:, 1]
@@ -168,6 +193,25 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
     bis = (c_last - ca[-1]) / _CA_C + (c_last - n_last) / np.linalg.norm(c_last - n_last)
     oxygen[-1] = c_last + _C_O * bis / max(np.linalg.norm(bis), 1e-6)
     return backbone, oxygen
+
+
+def _plane_torsion_cost(k: int, pts: np.ndarray, ca: np.ndarray, units: np.ndarray, gly: np.ndarray) -> np.ndarray:
+    """Ramachandran energy of residues k and k+1 for each candidate peptide unit ``pts [T, 3, 3]``
+    (C_k, O_k, N_k+1) between them; the other atoms from the current ``units``."""
+    n_units = len(units)
+    c_k, n_k1 = pts[:, 0], pts[:, 2]
+    cost = np.zeros(len(pts))
+    if k > 0:  # residue k: phi from C_k-1, N_k (unit k-1); psi to N_k+1 (this unit)
+        c_prev, n_k = units[k - 1, 0][None], units[k - 1, 2][None]
+        phi = dihedral(c_prev, n_k, ca[k][None], c_k)
+        psi = dihedral(n_k, ca[k][None], c_k, n_k1)
+        cost += ramachandran_energy(phi, psi, gly[k])
+    if k + 1 < n_units:  # residue k+1: phi from C_k (this unit); psi to N_k+2 (unit k+1)
+        c_k1, n_k2 = units[k + 1, 0][None], units[k + 1, 2][None]
+        phi = dihedral(c_k, n_k1, ca[k + 1][None], c_k1)
+        psi = dihedral(n_k1, ca[k + 1][None], c_k1, n_k2)
+        cost += ramachandran_energy(phi, psi, gly[k + 1])
+    return cost
 
 
 def _end_atom(ca: np.ndarray, other: np.ndarray, ca_nb: np.ndarray, hint: Optional[np.ndarray],
@@ -200,8 +244,11 @@ def expand_to_globular_size(ca: np.ndarray) -> np.ndarray:
     return ca if rg >= target or rg < 1e-6 else c + (ca - c) * (target / rg)
 
 
-def clean_backbone(backbone: np.ndarray, restraint: float = 0.5, expand: bool = False
-                   ) -> Tuple[np.ndarray, np.ndarray]:
+RAMA_WEIGHT = 0.1  # chosen on held-out validation chains (relax RMSD of own predictions)
+
+
+def clean_backbone(backbone: np.ndarray, restraint: float = 0.5, expand: bool = False,
+                   aatype: Optional[np.ndarray] = None, rama: float = RAMA_WEIGHT) -> Tuple[np.ndarray, np.ndarray]:
     """``backbone [L, 3, 3]`` (N, CA, C) as predicted -> (regularized backbone, oxygen ``[L, 3]``):
     :func:`expand_to_globular_size` (``expand``), :func:`regularize_ca_trace`, then
     :func:`backbone_from_trace` with the predicted N and C directions.
@@ -210,10 +257,18 @@ def clean_backbone(backbone: np.ndarray, restraint: float = 0.5, expand: bool = 
     restraint 0.5 without expansion keeps lDDT-CA/TM/GDT_TS at 0.296/0.199/14.2 against
     0.287/0.204/14.5 for the raw trace; expanding to the globular Rg first gives 0.288/0.197/13.9
     (fewer side-chain clashes, not enough to keep relax within 0.5 A), so it is off by default.
+
+    ``rama``: weight of the Ramachandran prior when the peptide planes are turned (``aatype``
+    gives glycine its own basins). On 6 held-out validation chains (92-195 residues, shipped
+    checkpoint) 0.1 halves the residues with positive phi (46 -> 23 %), cuts backbone clashes
+    by a quarter and relax's heavy-atom RMSD from 0.68 to 0.57 A (0.3: 0.62 A), while N-CA-C
+    angles bend further from ideal (3.6 -> 7.9 degrees on average); Calphas do not move.
     """
     backbone = np.asarray(backbone, np.float64)
     ca = backbone[:, 1]
     if expand and len(ca) > 2:
         ca = expand_to_globular_size(ca)
     ca = regularize_ca_trace(ca, restraint)
-    return backbone_from_trace(ca, backbone[:, 2] - backbone[:, 1], backbone[:, 0] - backbone[:, 1])
+    glycine = None if aatype is None else np.asarray(aatype) == rc.restype_order["G"]
+    return backbone_from_trace(ca, backbone[:, 2] - backbone[:, 1], backbone[:, 0] - backbone[:, 1],
+                               glycine=glycine, rama=rama)

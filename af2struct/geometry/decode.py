@@ -26,12 +26,13 @@ def decode_structure(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray, 
 
     ``backbone [L, 3, 3]`` (N, CA, C), ``chi [L, 4, 2]`` (sin, cos) or ``[L, 4]`` radians,
     ``plddt [L]`` (0-100). ``clean``: regularise the Calpha trace (3.80 A virtual bonds, no
-    overlapping Calphas) and rebuild the backbone from ideal peptide units on it first.
+    overlapping Calphas) and rebuild the backbone from ideal peptide units on it first (turned
+    towards favoured backbone torsions).
     ``pack``: turn side chains that clash to the staggered rotamer that clashes least.
     """
     oxygen = None
     if clean:
-        backbone, oxygen = clean_backbone(backbone)
+        backbone, oxygen = clean_backbone(backbone, aatype=aatype)
     if pack:
         chi = pack_side_chains(aatype, backbone, _chi_radians(chi), oxygen)
     return outputs_to_protein(aatype, backbone, chi, plddt, residue_index, chain_id, oxygen)

@@ -48,3 +48,40 @@ def test_regularize_is_rigid_motion_equivariant(native):
     a = regularize_ca_trace(ca) @ q.T + 3.0
     b = regularize_ca_trace(ca @ q.T + 3.0)
     assert rms(a, b) < 1e-2
+
+
+def _phi_psi(bb):
+    from af2struct.geometry.angles import dihedral
+
+    phi = dihedral(bb[:-2, 2], bb[1:-1, 0], bb[1:-1, 1], bb[1:-1, 2])
+    psi = dihedral(bb[1:-1, 0], bb[1:-1, 1], bb[1:-1, 2], bb[2:, 0])
+    return phi, psi
+
+
+def test_ramachandran_energy_favours_the_basins():
+    from af2struct.geometry.ca_trace import ramachandran_energy
+
+    deg = np.radians
+    helix, strand = ramachandran_energy(deg(-63.0), deg(-43.0), False), ramachandran_energy(deg(-120.0), deg(130.0), False)
+    forbidden = ramachandran_energy(deg(60.0), deg(-120.0), False)
+    assert helix < 0.1 and strand < 1.5 and forbidden > 4.0
+    # glycine may sit in the mirror basin, other residues may not
+    assert ramachandran_energy(deg(63.0), deg(43.0), True) < 1.0 < ramachandran_energy(deg(63.0), deg(43.0), False)
+
+
+def test_ramachandran_prior_turns_peptide_planes_towards_favoured_torsions(native):
+    """A noisy, regularised trace with uninformative C directions: the prior puts fewer non-glycine
+    residues at positive phi and more in the favoured basins; the Calphas stay where they are."""
+    from af2struct.geometry.ca_trace import ramachandran_energy
+
+    rng = np.random.default_rng(3)
+    ca = regularize_ca_trace(native.atom_positions[:, 1] + rng.normal(scale=0.7, size=(len(native), 3)))
+    c_dir = rng.normal(size=ca.shape)
+    gly = native.aatype == rc.restype_order["G"]
+    plain, _ = backbone_from_trace(ca, c_dir, prior=0.1)
+    ruled, _ = backbone_from_trace(ca, c_dir, prior=0.1, glycine=gly, rama=0.1)
+    assert np.allclose(ruled[:, 1], ca)
+    res = ~gly[1:-1]
+    (phi0, psi0), (phi1, psi1) = _phi_psi(plain), _phi_psi(ruled)
+    assert (phi1[res] > 0).mean() < 0.6 * (phi0[res] > 0).mean()
+    assert ramachandran_energy(phi1, psi1, gly[1:-1]).mean() < ramachandran_energy(phi0, psi0, gly[1:-1]).mean() - 0.5
