@@ -20,12 +20,11 @@ from af2struct.geometry.angles import dihedral
 from af2struct.geometry.stereo import Clash
 
 BACKBONE_AND_CB = frozenset(("N", "CA", "C", "O", "OXT", "CB"))
-_NO_REPACK = frozenset(("PRO",))  # ring closes on the backbone N
 
 
 def repackable(resname: str) -> bool:
     """Whether rotamers can be set for this residue type (it has chi angles and no ring onto N)."""
-    return resname not in _NO_REPACK and bool(rc.chi_angles_atoms.get(resname))
+    return rc.rotamers_settable(resname)
 
 
 def trapped_residues(clashes: Sequence[Clash], aatype: np.ndarray, min_overlap: float) -> set[int]:

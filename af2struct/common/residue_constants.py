@@ -243,6 +243,12 @@ disulfide_bond_length = 2.03
 staggered_chi1_deg: Tuple[float, ...] = (-65.0, 180.0, 60.0)
 staggered_chi2_deg: Tuple[float, ...] = (-90.0, -60.0, 60.0, 90.0, 180.0)
 
+
+def rotamers_settable(resname: str) -> bool:
+    """Whether a side chain can be turned to other rotamers: it has chi angles and no ring
+    closing onto the backbone N (proline)."""
+    return resname != "PRO" and bool(chi_angles_atoms.get(resname))
+
 # Side-chain torsions (chi1..chi4) by the four atoms that define each.
 chi_angles_atoms: Dict[str, List[List[str]]] = {
     "ALA": [],

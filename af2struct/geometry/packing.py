@@ -27,7 +27,7 @@ from af2struct.geometry.stereo import CLASH_OVERLAP, HBOND_MIN_DISTANCE
 
 PRIOR_WEIGHT = 0.05  # A of clash overlap per unit of (1 - cos) away from the predicted chi
 _FIXED = frozenset(("N", "CA", "C", "O", "CB"))
-_PRO, _CYS = rc.restype_order["P"], rc.restype_order["C"]
+_CYS = rc.restype_order["C"]
 _RADIUS = np.array([rc.van_der_waals_radius[a[0]] for a in rc.atom_types])
 _POLAR = np.array([a[0] in "NO" for a in rc.atom_types])
 _SG = rc.atom_order["SG"]
@@ -101,7 +101,7 @@ def pack_side_chains(aatype: np.ndarray, backbone: np.ndarray, chi: np.ndarray,
     cys_sg = (aatype[env_res] == _CYS) & (env_atom == _SG)
     n_chi = np.array([len(rc.chi_angles_atoms[rc.restype_1to3[rc.restypes[a]]]) if a < rc.restype_num else 0
                       for a in aatype])
-    packable = [i for i in range(len(aatype)) if n_chi[i] > 0 and aatype[i] != _PRO]
+    packable = [i for i in range(len(aatype)) if rc.rotamers_settable(rc.resnames[int(aatype[i])])]
     moving = {i: _moving_atoms(aatype[i]) for i in packable}
     for _ in range(sweeps):
         tree = cKDTree(env)
