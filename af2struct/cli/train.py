@@ -16,7 +16,7 @@ import torch
 
 from af2struct.cli import run_command
 from af2struct.model.config import PRESETS
-from af2struct.train.loop import TrainConfig, train
+from af2struct.train.loop import STAGES, TrainConfig, train
 
 
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
@@ -27,7 +27,9 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
         "train/valid-*, or a folder of PDB/mmCIF chains) and/or a backbone-only chain database "
         "(--backbone-db). Writes OUT/last.pt (resume point; a rerun resumes exactly), OUT/best.pt (best "
         "validation), OUT/metrics.jsonl and OUT/loss.png. Stage 'distogram' trains trunk and heads; stage "
-        "'full' adds MDS + SE(3) refinement with structure and pLDDT losses."
+        "'full' adds MDS + SE(3) refinement with structure and pLDDT losses; stage 'plddt' refits only the "
+        "pLDDT head of a trained model (--init-from) on whole chains of up to --crop-size residues, predicted "
+        "once as predict does (cached in OUT/plddt_inputs.pt), selected on --max-valid validation chains."
     )
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     d = {name: f.default for name, f in fields.items()}
@@ -51,8 +53,12 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g = p.add_argument_group("model and run")
     g.add_argument("--out", required=True, help="run folder (last.pt, best.pt, metrics.jsonl, loss.png)")
     g.add_argument("--preset", choices=sorted(PRESETS), default="default", help="model size (af2struct.model.config)")
-    g.add_argument("--stage", choices=("distogram", "full"), default="distogram",
-                   help="distogram: trunk + heads; full: adds MDS + SE(3) refinement with structure and pLDDT losses")
+    g.add_argument("--stage", choices=STAGES, default="distogram",
+                   help="distogram: trunk + heads; full: adds MDS + SE(3) refinement with structure and pLDDT "
+                        "losses; plddt: the pLDDT head alone, on whole chains (e.g. --crop-size 400 "
+                        "--plddt-chains 600 --steps 6000 --lr 1e-3)")
+    g.add_argument("--plddt-chains", type=int, default=d["plddt_chains"],
+                   help="stage plddt: distinct training chains predicted (each once, ~3 s at 200 residues on a CPU core)")
     g.add_argument("--init-from", default=None, help="checkpoint to start from (weights only; new tensors stay random)")
     g.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps in all (the LR schedule spans them)")
     g.add_argument("--time-limit-min", type=float, default=d["time_limit_min"],

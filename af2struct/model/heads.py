@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -75,13 +77,30 @@ class PLDDTHead(nn.Module):
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
 
+    def pool_pair(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, L, Cz]``: the masked mean over partners ``j`` of the layer-normalised pair
+        ``z [B, L, L, Cz]`` (``mask [B, L]``), before the norm's affine and the projection, which
+        are linear and so commute with the mean (:meth:`from_pooled` applies them). The head's
+        input from the pair in ``L x Cz`` numbers, so it can be cached per chain."""
+        norm = self.pair[0]
+        m = mask.to(z.dtype)
+        zn = nn.functional.layer_norm(z, norm.normalized_shape, eps=norm.eps)
+        return (zn * m[:, None, :, None]).sum(2) / m.sum(1).clamp(min=1)[:, None, None]
+
+    def from_pooled(self, s: torch.Tensor, pair_mean: Optional[torch.Tensor] = None,
+                    agreement: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits ``[B, L, bins]`` from ``s [B, L, C]`` and (with context) :meth:`pool_pair`'s
+        ``pair_mean [B, L, Cz]`` and ``agreement [B, L, 6]``."""
+        if self.context:
+            norm = self.pair[0]
+            s = s + self.pair[1](pair_mean * norm.weight + norm.bias) + self.agree(agreement)
+        return self.net(s)
+
     def forward(self, s, z=None, mask=None, agreement=None):
         """``s [B, L, C]``; with context also ``z``, ``mask [B, L]`` and ``agreement [B, L, 6]``."""
-        if self.context:
-            m = mask.to(z.dtype)
-            pooled = (self.pair(z) * m[:, None, :, None]).sum(2) / m.sum(1).clamp(min=1)[:, None, None]
-            s = s + pooled + self.agree(agreement)
-        return self.net(s)
+        if not self.context:
+            return self.net(s)
+        return self.from_pooled(s, self.pool_pair(z, mask), agreement)
 
 
 class TorsionHead(nn.Module):

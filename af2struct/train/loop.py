@@ -1,7 +1,8 @@
 """The training loop: seeded, resumable, single process or torchrun DDP (gloo/nccl).
 
 Stages: ``distogram`` trains the trunk and heads on distogram + chi losses; ``full`` adds the
-structure path (MDS -> SE(3) refinement) with the backbone distance loss and the pLDDT loss.
+structure path (MDS -> SE(3) refinement) with the backbone distance loss and the pLDDT loss;
+``plddt`` fits the pLDDT head alone on whole chains of a trained model (:mod:`af2struct.train.confidence`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ from af2struct.data.make_dataset import read_clusters, split_by_cluster
 from af2struct.model.config import ModelConfig, preset
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.network import Alphafold2
+from af2struct.train.confidence import calibrate_plddt
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
 
 logger = logging.getLogger(__name__)
+
+
+STAGES = ("distogram", "full", "plddt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +80,7 @@ class TrainConfig:
     mds_iters: int = 20
     freeze_trunk: bool = False
     mds_lbfgs_iters: int = 60
+    plddt_chains: int = 600
     init_from: Optional[str] = None
     resume: bool = True
     device: str = "auto"
@@ -82,8 +88,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.stage not in ("distogram", "full"):
-            raise ValueError("stage must be 'distogram' or 'full'")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}")
+        if self.stage == "plddt" and (not self.init_from or self.plddt_chains < 1):
+            raise ValueError("stage plddt calibrates a trained model: give init_from and plddt_chains >= 1")
         if self.batch_size < 1 or self.accum < 1 or self.steps < 0:
             raise ValueError("batch_size and accum must be >= 1, steps >= 0")
         if not self.data and not self.backbone_db:
@@ -340,7 +348,10 @@ def train(cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> Dict[
     ``last.pt`` (resume point), ``best.pt`` (best validation), ``metrics.jsonl``, ``loss.png``.
 
     Step ``s`` trains on samples drawn from ``(seed, s)``, so a resumed run repeats exactly what
-    an uninterrupted one does."""
+    an uninterrupted one does. Stage ``plddt`` (:mod:`af2struct.train.confidence`) fits only the
+    pLDDT head, on whole chains, and writes ``best.pt`` and ``metrics.jsonl``."""
+    if cfg.stage == "plddt":
+        return calibrate_plddt(cfg, load_training_data(cfg), lambda step: _lr_at(step, cfg))
     return TrainingRun(cfg, model_config).run()
 
 
