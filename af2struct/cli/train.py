@@ -72,18 +72,7 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--warmup", type=int, default=d["warmup"], help="linear warm-up steps")
     g.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="AdamW weight decay")
     g.add_argument("--clip", type=float, default=d["clip"], help="gradient-norm clipping")
-    g = p.add_argument_group("losses")
-    g.add_argument("--w-distogram", type=float, default=d["w_distogram"], help="weight of the distogram cross-entropy")
-    g.add_argument("--w-structure", type=float, default=d["w_structure"], help="weight of the backbone distance loss")
-    g.add_argument("--w-plddt", type=float, default=d["w_plddt"], help="weight of the pLDDT cross-entropy")
-    g.add_argument("--w-pae", type=float, default=d["w_pae"],
-                   help="weight of the predicted-aligned-error cross-entropy (stage full)")
-    g.add_argument("--w-chi", type=float, default=d["w_chi"], help="weight of the chi-angle loss (all-atom chains)")
-    g.add_argument("--mds-iters", type=int, default=d["mds_iters"], help="SMACOF iterations while training (stage full)")
-    g.add_argument("--mds-lbfgs-iters", type=int, default=d["mds_lbfgs_iters"],
-                   help="L-BFGS stress iterations while training (stage full)")
-    g.add_argument("--freeze-trunk", action="store_true",
-                   help="train only the structure module and heads on a frozen trunk (fast second stage)")
+    _add_loss_options(p, d)
     g = p.add_argument_group("logging")
     g.add_argument("--eval-every", type=int, default=d["eval_every"], help="validate (and maybe write best.pt) every N steps")
     g.add_argument("--ckpt-every", type=int, default=d["ckpt_every"], help="write last.pt every N steps")
@@ -98,6 +87,25 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                         "that has to share its core stalls the others (measured 30x slower steps)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _add_loss_options(p: argparse.ArgumentParser, d: dict) -> None:
+    """Loss weights and the structure path's settings while training."""
+    g = p.add_argument_group("losses")
+    g.add_argument("--w-distogram", type=float, default=d["w_distogram"], help="weight of the distogram cross-entropy")
+    g.add_argument("--w-structure", type=float, default=d["w_structure"], help="weight of the backbone distance loss")
+    g.add_argument("--w-plddt", type=float, default=d["w_plddt"], help="weight of the pLDDT cross-entropy")
+    g.add_argument("--w-pae", type=float, default=d["w_pae"],
+                   help="weight of the predicted-aligned-error cross-entropy (stage full)")
+    g.add_argument("--w-chi", type=float, default=d["w_chi"], help="weight of the chi-angle loss (all-atom chains)")
+    g.add_argument("--mds-iters", type=int, default=d["mds_iters"], help="SMACOF iterations while training (stage full)")
+    g.add_argument("--mds-lbfgs-iters", type=int, default=d["mds_lbfgs_iters"],
+                   help="L-BFGS stress iterations while training (stage full)")
+    g.add_argument("--potential-iters", type=int, default=d["potential_iters"],
+                   help="stage full: L-BFGS iterations on the distogram's likelihood between MDS and SE(3) "
+                        "while training (predict and stage plddt use the model's own setting, 500)")
+    g.add_argument("--freeze-trunk", action="store_true",
+                   help="train only the structure module and heads on a frozen trunk (fast second stage)")
 
 
 def _set_threads(threads: Optional[int]) -> int:

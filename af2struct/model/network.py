@@ -18,6 +18,7 @@ from torch import nn
 from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
 from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead, structure_agreement
 from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
+from af2struct.model.potential import refine_on_distogram
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.trunk import Trunk
 
@@ -108,25 +109,36 @@ class Alphafold2(nn.Module):
 
     # ------------------------------------------------------------------ structure
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,
-                  mds_iters: Optional[int] = None, lbfgs_iters: int = 300) -> Dict[str, torch.Tensor]:
-        """MDS on the distogram, then SE(3) refinement. Adds ``ca_mds [B, L, 3]``, ``ca``,
+                  mds_iters: Optional[int] = None, lbfgs_iters: int = 300,
+                  potential_iters: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """MDS on the distogram, then (``structure.potential_iters`` > 0) the trace refined on the
+        distogram's likelihood (:mod:`af2struct.model.potential`), then SE(3) refinement. Adds
+        ``ca_mds [B, L, 3]`` (the MDS trace), ``ca_init`` (what SE(3) starts from), ``ca``,
         ``backbone [B, L, 3, 3]`` (N, CA, C) and (``heads.plddt_context``) ``plddt_logits`` to ``out``."""
         h = self.config.heads
-        iters = self.config.structure.mds_iters if mds_iters is None else mds_iters
+        sc = self.config.structure
+        iters = sc.mds_iters if mds_iters is None else mds_iters
+        p_iters = sc.potential_iters if potential_iters is None else potential_iters
         logits = out["distogram"] if mds_grad else out["distogram"].detach()
         d, w = center_distogram(logits, h.distogram_min, h.distogram_max, mask=mask.bool())
         with torch.set_grad_enabled(torch.is_grad_enabled() and mds_grad):
             ca_mds, _ = weighted_mds(d, w, iters=iters, d_max=h.distogram_max, mask=mask.bool(), fix_mirror=True,
                                      lbfgs_iters=lbfgs_iters)
         ca_mds = ca_mds - (ca_mds * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
-        out = dict(out, ca_mds=ca_mds)
+        ca_init = ca_mds
+        if p_iters > 0:
+            ca_init = refine_on_distogram(ca_mds, out["distogram"], mask, iters=p_iters,
+                                          far_width=sc.potential_far_width, d_min=h.distogram_min,
+                                          d_max=h.distogram_max)
+            ca_init = ca_init - (ca_init * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
+        out = dict(out, ca_mds=ca_mds, ca_init=ca_init)
         if self._refiner is None:
             # without SE(3): N and C directions from the neighbours along the trace
-            prev = torch.cat([ca_mds[:, :1], ca_mds[:, :-1]], 1)
-            nxt = torch.cat([ca_mds[:, 1:], ca_mds[:, -1:]], 1)
-            out.update(ca=ca_mds, backbone=ideal_backbone(ca_mds, prev - ca_mds, nxt - ca_mds))
+            prev = torch.cat([ca_init[:, :1], ca_init[:, :-1]], 1)
+            nxt = torch.cat([ca_init[:, 1:], ca_init[:, -1:]], 1)
+            out.update(ca=ca_init, backbone=ideal_backbone(ca_init, prev - ca_init, nxt - ca_init))
         else:
-            ca, backbone = self._refiner(ca_mds, out["single"], out["pair"], mask.bool())
+            ca, backbone = self._refiner(ca_init, out["single"], out["pair"], mask.bool())
             out.update(ca=ca, backbone=backbone)
         if h.plddt_context:
             agreement = structure_agreement(out["distogram"].detach(), out["ca"].detach(), mask, h)

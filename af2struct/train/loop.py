@@ -81,6 +81,7 @@ class TrainConfig:
     freeze_trunk: bool = False
     mds_lbfgs_iters: int = 60
     plddt_chains: int = 600
+    potential_iters: int = 0
     init_from: Optional[str] = None
     resume: bool = True
     device: str = "auto"
@@ -200,7 +201,8 @@ def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
             out["pae_logits"] = core.pae_head(out["pair"])
     if cfg.stage == "full":
         # a cheaper MDS while training (the SE(3) refiner learns to finish the job)
-        out = core.structure(out, mask, mds_iters=cfg.mds_iters, lbfgs_iters=cfg.mds_lbfgs_iters)
+        out = core.structure(out, mask, mds_iters=cfg.mds_iters, lbfgs_iters=cfg.mds_lbfgs_iters,
+                             potential_iters=cfg.potential_iters)
     return out
 
 

@@ -1,0 +1,88 @@
+"""Refine a Calpha trace on the distogram itself: minimise its negative log-likelihood.
+
+MDS fits each pair's *expected* distance. Where the distogram is unsure (two modes, or mass
+spread over many bins) the expectation is a distance the model does not predict, and fitting
+it compresses the fold. Like AlphaFold 1 and trRosetta, this stage instead maximises the
+likelihood of the whole distogram: each pair's distance is scored by the log probability
+density of its bin (linear between bin centres), starting from the MDS trace and minimised
+with L-BFGS. The far bin (beyond ``d_max``) holds the mass of a wide range of distances; it is
+read as a density over ``far_width`` Angstrom, which sets how hard pairs the model calls far
+push apart (chosen on 20 held-out validation chains of the training split, 200 iterations:
+8 / 20 / 50 / 100 / 200 / 1000 A gave lDDT-CA 0.350 / 0.363 / 0.396 / 0.403 / 0.395 / 0.351,
+against 0.353 for the MDS trace and 0.359 after SE(3) refinement).
+Distances below the first bin centre get a steep quadratic wall.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from af2struct.model.mds import distogram_edges
+
+WALL = 10.0  # kcal-free units per A^2 below the first bin centre
+
+
+def bin_log_density(logits: torch.Tensor, d_min: float, d_max: float, far_width: float,
+                    floor: float = 1e-4) -> tuple:
+    """``(centres [K], log density [..., K])`` of distogram ``logits [..., K]``: ``log(p_k + floor)``
+    less the log of the bin's width (``far_width`` for the last, far, bin, centred 1.5 A
+    beyond ``d_max``)."""
+    k = logits.shape[-1]
+    edges = distogram_edges(k, d_min, d_max).to(logits.device)
+    centres = torch.cat([(edges[:-1] + edges[1:]) / 2, edges[-1:] + 1.5])
+    width = torch.cat([edges[1:] - edges[:-1], edges.new_tensor([far_width])])
+    p = torch.softmax(logits.float(), -1)
+    return centres, torch.log(p + floor) - torch.log(width)
+
+
+def pair_nll(ca: torch.Tensor, i: torch.Tensor, j: torch.Tensor, centres: torch.Tensor,
+             log_density: torch.Tensor) -> torch.Tensor:
+    """Sum over pairs ``(i, j)`` of minus the interpolated log density of their distance in
+    ``ca [L, 3]`` (``log_density [P, K]``), plus the wall below the first centre; beyond the
+    far bin's centre the density is flat."""
+    d = (ca[i] - ca[j]).norm(dim=-1).clamp(min=1e-3)
+    dc = d.clamp(max=float(centres[-1]))
+    k = centres.shape[0]
+    t = torch.bucketize(dc.detach(), centres).clamp(1, k - 1)
+    c0, c1 = centres[t - 1], centres[t]
+    a = ((dc - c0) / (c1 - c0)).clamp(0, 1)
+    lo = log_density.gather(1, (t - 1)[:, None])[:, 0]
+    hi = log_density.gather(1, t[:, None])[:, 0]
+    wall = (centres[0] - d).clamp(min=0) ** 2 * WALL
+    return (-((1 - a) * lo + a * hi) + wall).sum()
+
+
+def refine_on_distogram(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                        iters: int = 500, far_width: float = 100.0, d_min: float = 2.0,
+                        d_max: float = 20.0) -> torch.Tensor:
+    """``ca [B, L, 3]`` moved to a local minimum of the distogram's negative log-likelihood
+    (``logits [B, L, L, K]``, ``mask [B, L]``: masked residues stay where they are). Each chain
+    is minimised on its own (L-BFGS, strong Wolfe line search, ``iters`` iterations at most);
+    no gradient flows back. Deterministic for a given input and thread count."""
+    out = ca.detach().clone()
+    if iters <= 0:
+        return out
+    b, n, _ = ca.shape
+    m = torch.ones(b, n, dtype=torch.bool, device=ca.device) if mask is None else mask.bool()
+    for k in range(b):
+        idx = m[k].nonzero()[:, 0]
+        if len(idx) < 3:
+            continue
+        i, j = torch.triu_indices(len(idx), len(idx), 1, device=ca.device)
+        lg = logits[k].detach()[idx][:, idx]
+        centres, logd = bin_log_density(lg[i, j], d_min, d_max, far_width)
+        x = out[k, idx].float().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([x], max_iter=iters, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            e = pair_nll(x, i, j, centres, logd)
+            e.backward()
+            return e
+
+        with torch.enable_grad():
+            opt.step(closure)
+        out[k, idx] = x.detach().to(out.dtype)
+    return out

@@ -1,0 +1,69 @@
+"""The distogram likelihood refinement on a real CASP14 Calpha trace (T1082)."""
+
+import numpy as np
+import pytest
+import torch
+
+from af2struct.eval.metrics import lddt
+from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
+from af2struct.model.potential import bin_log_density, pair_nll, refine_on_distogram
+
+
+@pytest.fixture(scope="module")
+def native(data_dir):
+    return torch.tensor(np.load(data_dir / "casp14_monomers_ca.npz")["T1082"], dtype=torch.float32)
+
+
+def _two_mode_logits(ca: torch.Tensor, shift: int = 8, p_true: float = 0.6) -> torch.Tensor:
+    """``[1, L, L, 37]``: every pair's true bin with probability ``p_true``, a decoy ``shift``
+    bins (4 A) further out with the rest: the expected distance is biased, the mode is not."""
+    d = torch.cdist(ca[None], ca[None])
+    k = distances_to_bins(d)
+    p = torch.full(k.shape + (37,), 1e-4)
+    p.scatter_(-1, k[..., None], p_true)
+    decoy = (k + shift).clamp(max=36)
+    p.scatter_add_(-1, decoy[..., None], torch.full(k.shape + (1,), 1 - p_true))
+    return torch.log(p / p.sum(-1, keepdim=True))
+
+
+def _lddt(x, ref):
+    return lddt(x.numpy().astype(np.float64), ref.numpy().astype(np.float64), np.ones(len(ref)))[0]
+
+
+def test_likelihood_finds_the_mode_mds_averages_away(native):
+    logits = _two_mode_logits(native)
+    dist, w = center_distogram(logits)
+    mds, _ = weighted_mds(dist, w, iters=100, fix_mirror=True)
+    refined = refine_on_distogram(mds, logits, iters=300)
+    before, after = _lddt(mds[0], native), _lddt(refined[0], native)
+    assert before < 0.8 and after > 0.95, (before, after)  # measured 0.77 -> 1.00
+
+
+def test_energy_goes_down_and_runs_repeat(native):
+    logits = _two_mode_logits(native)
+    start = native[None] + torch.randn(1, len(native), 3, generator=torch.Generator().manual_seed(0)) * 2.0
+    n = len(native)
+    i, j = torch.triu_indices(n, n, 1)
+    centres, logd = bin_log_density(logits[0][i, j], 2.0, 20.0, 100.0)
+    a = refine_on_distogram(start, logits, iters=50)
+    b = refine_on_distogram(start, logits, iters=50)
+    assert torch.equal(a, b)
+    assert pair_nll(a[0], i, j, centres, logd) < pair_nll(start[0], i, j, centres, logd)
+
+
+def test_masked_residues_stay_and_zero_iterations_is_identity(native):
+    logits = _two_mode_logits(native)
+    start = native[None] + 1.0
+    mask = torch.ones(1, len(native), dtype=torch.bool)
+    mask[0, -10:] = False
+    out = refine_on_distogram(start, logits, mask, iters=20)
+    assert torch.equal(out[0, -10:], start[0, -10:]) and not torch.equal(out[0, :-10], start[0, :-10])
+    assert torch.equal(refine_on_distogram(start, logits, iters=0), start)
+
+
+def test_far_bin_is_a_density_over_its_width():
+    logits = torch.zeros(37)
+    centres, logd = bin_log_density(logits, 2.0, 20.0, far_width=100.0)
+    assert torch.allclose(centres[-1], torch.tensor(21.5)) and torch.allclose(centres[0], torch.tensor(2.25))
+    # equal probabilities: the far bin's density is 200x lower than a 0.5 A bin's
+    assert torch.allclose(logd[0] - logd[-1], torch.log(torch.tensor(200.0)), atol=1e-4)
