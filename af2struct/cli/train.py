@@ -103,7 +103,7 @@ def _add_loss_options(p: argparse.ArgumentParser, d: dict) -> None:
                    help="L-BFGS stress iterations while training (stage full)")
     g.add_argument("--potential-iters", type=int, default=d["potential_iters"],
                    help="stage full: L-BFGS iterations on the distogram's likelihood between MDS and SE(3) "
-                        "while training (predict and stage plddt use the model's own setting, 500)")
+                        "while training (predict and stage plddt use the model's own structure.potential_iters)")
     g.add_argument("--freeze-trunk", action="store_true",
                    help="train only the structure module and heads on a frozen trunk (fast second stage)")
 

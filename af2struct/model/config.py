@@ -112,10 +112,10 @@ class StructureConfig:
     """Distogram -> MDS -> SE(3) refinement -> full atom."""
 
     mds_iters: int = 200
-    # L-BFGS iterations on the distogram's negative log-likelihood after MDS (0 = off) and the
-    # width (A) the far bin's probability is spread over (af2struct.model.potential)
-    potential_iters: int = 500
-    potential_far_width: float = 100.0
+    # L-BFGS iterations on the distogram's negative log-likelihood after MDS (0 = off: see
+    # af2struct.model.potential for why) and the width (A) the far bin's probability is spread over
+    potential_iters: int = 0
+    potential_far_width: float = 20.0
     use_se3: bool = True
     se3_dim: int = 16
     se3_depth: int = 2

@@ -67,3 +67,20 @@ def test_far_bin_is_a_density_over_its_width():
     assert torch.allclose(centres[-1], torch.tensor(21.5)) and torch.allclose(centres[0], torch.tensor(2.25))
     # equal probabilities: the far bin's density is 200x lower than a 0.5 A bin's
     assert torch.allclose(logd[0] - logd[-1], torch.log(torch.tensor(200.0)), atol=1e-4)
+
+
+def test_structure_path_runs_it_only_when_asked():
+    from af2struct.model.config import preset
+    from af2struct.model.network import Alphafold2
+
+    torch.manual_seed(0)
+    model = Alphafold2(config=preset("tiny")).eval()
+    seq = torch.randint(0, 20, (1, 24))
+    mask = torch.ones(1, 24, dtype=torch.bool)
+    with torch.no_grad():
+        out = model(seq, mask=mask, return_all=True)
+        off = model.structure(out, mask)
+        on = model.structure(out, mask, potential_iters=10)
+    assert model.config.structure.potential_iters == 0 and torch.equal(off["ca_init"], off["ca_mds"])
+    assert torch.equal(on["ca_mds"], off["ca_mds"]) and not torch.allclose(on["ca_init"], on["ca_mds"])
+    assert on["ca"].shape == (1, 24, 3) and torch.isfinite(on["ca"]).all()
