@@ -166,7 +166,7 @@ def _fill(cache: _Cache, split: str, examples, count: int, model: Alphafold2, pr
             cache.save()
     bar.close()
     cache.save()
-    return records
+    return records[:count]  # a cache filled by a run that asked for more
 
 
 def calibrate_plddt(cfg, training_data, lr_at: Callable[[int], float]) -> Dict[str, Any]:
