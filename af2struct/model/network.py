@@ -124,13 +124,13 @@ class Alphafold2(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and mds_grad):
             ca_mds, _ = weighted_mds(d, w, iters=iters, d_max=h.distogram_max, mask=mask.bool(), fix_mirror=True,
                                      lbfgs_iters=lbfgs_iters)
-        ca_mds = ca_mds - (ca_mds * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
+        ca_mds = _centered(ca_mds, mask)
         ca_init = ca_mds
         if p_iters > 0:
             ca_init = refine_on_distogram(ca_mds, out["distogram"], mask, iters=p_iters,
                                           far_width=sc.potential_far_width, d_min=h.distogram_min,
                                           d_max=h.distogram_max)
-            ca_init = ca_init - (ca_init * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
+            ca_init = _centered(ca_init, mask)
         out = dict(out, ca_mds=ca_mds, ca_init=ca_init)
         if self._refiner is None:
             # without SE(3): N and C directions from the neighbours along the trace
@@ -144,6 +144,11 @@ class Alphafold2(nn.Module):
             agreement = structure_agreement(out["distogram"].detach(), out["ca"].detach(), mask, h)
             out["plddt_logits"] = self.plddt_head(out["single"], out["pair"], mask, agreement)
         return out
+
+
+def _centered(ca: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``ca [B, L, 3]`` moved so the centroid of its ``mask [B, L]`` residues is the origin."""
+    return ca - (ca * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
 
 
 def batch_inputs(batch: Dict[str, torch.Tensor]) -> tuple:

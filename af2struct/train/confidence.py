@@ -23,18 +23,17 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from af2struct.common.files import atomic_path
+from af2struct.common.runner import file_digest
 from af2struct.data.features import Example, collate
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.heads import plddt_from_logits, structure_agreement
 from af2struct.model.network import Alphafold2
-from af2struct.train.losses import lddt_ca_per_residue
+from af2struct.train.losses import CA, lddt_ca_per_residue, plddt_cross_entropy
 
 logger = logging.getLogger(__name__)
 
-CA = 1
 CACHE_VERSION = 1
 
 Inputs = Dict[str, torch.Tensor]  # single [L, C], pair_mean [L, Cz], agreement [L, 6], target [L], mask [L]
@@ -67,10 +66,7 @@ def _logits(model: Alphafold2, rec: Inputs) -> torch.Tensor:
 
 
 def _loss(logits: torch.Tensor, rec: Inputs) -> torch.Tensor:
-    bins = logits.shape[-1]
-    target = (rec["target"] * bins).long().clamp(max=bins - 1)
-    m = rec["mask"]
-    return F.cross_entropy(logits[m], target[m])
+    return plddt_cross_entropy(logits[None], rec["target"][None], rec["mask"][None])
 
 
 @torch.no_grad()
@@ -106,25 +102,17 @@ def confidence_metrics(model: Alphafold2, records: List[Inputs]) -> Dict[str, fl
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _example_key(ex: Example) -> str:
     """Identity of a chain window (a chain drawn twice is predicted once)."""
     return hashlib.sha1(ex["aatype"].tobytes() + ex["residue_index"][:1].tobytes()).hexdigest()
 
 
 class _Cache:
-    """``OUT/plddt_inputs.pt``: the records so far, tied to the initial checkpoint's hash."""
+    """``OUT/plddt_inputs.pt``: the records so far, tied to the initial checkpoint's digest."""
 
     def __init__(self, path: Path, checkpoint_sha: str) -> None:
         self.path, self.sha = path, checkpoint_sha
-        self.data: Dict[str, Any] = {"version": CACHE_VERSION, "checkpoint_sha256": checkpoint_sha,
+        self.data: Dict[str, Any] = {"version": CACHE_VERSION, "checkpoint_digest": checkpoint_sha,
                                      "train": [], "valid": []}
         if path.exists():
             try:
@@ -132,7 +120,7 @@ class _Cache:
             except Exception as exc:  # noqa: BLE001 - an unreadable cache is rebuilt, not trusted
                 logger.warning("%s unreadable (%s); predicting the chains again", path, exc)
                 return
-            if old.get("version") == CACHE_VERSION and old.get("checkpoint_sha256") == checkpoint_sha:
+            if old.get("version") == CACHE_VERSION and old.get("checkpoint_digest") == checkpoint_sha:
                 self.data = old
                 logger.info("%s: %d training and %d validation chains already predicted", path,
                             len(old["train"]), len(old["valid"]))
@@ -192,7 +180,7 @@ def calibrate_plddt(cfg, training_data, lr_at: Callable[[int], float]) -> Dict[s
     if not valid_examples:
         raise ValueError("stage plddt selects on validation chains: give --clusters/--manifest with "
                          "--valid-fraction > 0, or --valid-data")
-    cache = _Cache(out / "plddt_inputs.pt", _sha256(Path(cfg.init_from)))
+    cache = _Cache(out / "plddt_inputs.pt", file_digest(cfg.init_from))
     valid = _fill(cache, "valid", iter(valid_examples), len(valid_examples), model, cfg.progress)
     draws = (mix.sample(k, 0) for k in range(100 * cfg.plddt_chains))
     train = _fill(cache, "train", draws, cfg.plddt_chains, model, cfg.progress)

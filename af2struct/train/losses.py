@@ -58,13 +58,20 @@ def lddt_ca_per_residue(ca_pred: torch.Tensor, pos37: torch.Tensor, mask37: torc
     return (score * pair).sum(-1) / pair.sum(-1).clamp(min=1)
 
 
-def plddt_loss(plddt_logits: torch.Tensor, ca_pred: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the pLDDT head against the binned true lDDT-CA of ``ca_pred``."""
+def plddt_cross_entropy(plddt_logits: torch.Tensor, lddt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over ``mask [B, L]`` of the cross-entropy of ``plddt_logits [B, L, bins]`` against the
+    true per-residue lDDT ``[B, L]`` (0..1) in equal bins."""
     bins = plddt_logits.shape[-1]
-    target = (lddt_ca_per_residue(ca_pred.detach(), pos37, mask37) * bins).long().clamp(max=bins - 1)
-    m = mask37[:, :, CA] > 0
+    target = (lddt * bins).long().clamp(max=bins - 1)
+    m = mask.bool()
     ce = F.cross_entropy(plddt_logits.permute(0, 2, 1).float(), target, reduction="none")
     return (ce * m).sum() / m.sum().clamp(min=1)
+
+
+def plddt_loss(plddt_logits: torch.Tensor, ca_pred: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the pLDDT head against the binned true lDDT-CA of ``ca_pred``."""
+    return plddt_cross_entropy(plddt_logits, lddt_ca_per_residue(ca_pred.detach(), pos37, mask37),
+                               mask37[:, :, CA] > 0)
 
 
 def pae_loss(pae_logits: torch.Tensor, backbone: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor,

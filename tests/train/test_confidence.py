@@ -1,10 +1,12 @@
 """Stage plddt: the pLDDT head refitted on whole chains from cached inputs."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from af2struct.common.runner import file_digest
 from af2struct.data.dataset import proteins_from_folder
 from af2struct.data.features import collate, make_example
 from af2struct.model.checkpoint import load_checkpoint, save_checkpoint
@@ -52,7 +54,7 @@ def test_cached_inputs_give_the_heads_own_logits(tiny_checkpoint):
 
 def test_fit_changes_only_the_head_and_lowers_the_validation_loss(tmp_path, tiny_checkpoint):
     best = train(_cfg(tmp_path / "run", tiny_checkpoint))
-    rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and best["step"] > 0
     # validation chains are the training chains here: fitting them must lower their loss
     assert best["valid_plddt"] < rows[0]["valid_plddt"] - 0.3
@@ -81,7 +83,7 @@ def test_cache_of_another_checkpoint_is_not_used(tmp_path, tiny_checkpoint):
     train(_cfg(tmp_path / "run", tiny_checkpoint, steps=2))
     torch.manual_seed(5)
     other = save_checkpoint(tmp_path / "other.pt", Alphafold2(config=preset("tiny")), preset("tiny"))
-    cache = confidence._Cache(tmp_path / "run" / "plddt_inputs.pt", confidence._sha256(other))
+    cache = confidence._Cache(tmp_path / "run" / "plddt_inputs.pt", file_digest(other))
     assert cache.data["train"] == [] and cache.data["valid"] == []
 
 
