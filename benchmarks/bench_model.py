@@ -9,7 +9,11 @@ constructor arguments) and against an older af2struct commit (``--baseline``, ch
 temporary git worktree). The cases of one length run interleaved, ``--rounds`` times; a row
 gives the median over rounds of each process's fastest timed step, and the ratios.
 
-    python benchmarks/bench_model.py step --baseline 7d0c4dd --peer benchmarks/.peer
+    python benchmarks/bench_model.py step --baseline 7d0c4dd --peer benchmarks/.peer --bf16
+
+``--bf16`` adds af2struct with its trunk under bf16 autocast, which is how training runs where
+the hardware multiplies bf16 natively (a GPU; a CPU with AVX512-BF16 or AMX); the peer and the
+baseline run float32, as their training does on a CPU.
 
 The peer is installed beside the project, not into it:
 ``pip install --no-deps --target benchmarks/.peer alphafold2-pytorch==0.4.32
@@ -74,6 +78,7 @@ def run_step(impl: str, model_name: str, length: int, steps: int, device: str, t
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    amp = impl.endswith("-bf16")  # the trunk under bf16 autocast, as training runs where bf16 is native
     if impl == "peer":
         from alphafold2_pytorch import Alphafold2 as Peer
 
@@ -94,7 +99,8 @@ def run_step(impl: str, model_name: str, length: int, steps: int, device: str, t
 
     def step() -> float:
         t0 = time.perf_counter()
-        out = model(seq, mask=mask)
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+            out = model(seq, mask=mask)
         logits = out.distance if hasattr(out, "distance") else out
         loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
         loss.backward()
@@ -190,6 +196,8 @@ def step_table(args) -> None:
     with tempfile.TemporaryDirectory(prefix="af2s-bench-") as tmpdir:
         tmp = Path(tmpdir)
         cases = [("af2struct", m, [str(ROOT)]) for m in args.models]
+        if args.bf16:
+            cases += [("af2struct-bf16", m, [str(ROOT)]) for m in args.models]
         base = None
         if args.baseline:
             base = _worktree(args.baseline, tmp)
@@ -212,9 +220,10 @@ def step_table(args) -> None:
                                     str(args.threads)], pythonpath=path, threads=args.threads)
                         results.setdefault((impl, model_name), []).append(r)
                 for model_name, ref_impl in (("default", "baseline"), ("matched", "peer"), ("matched", "baseline")):
-                    rows = {impl: results.get((impl, model_name)) for impl in (ref_impl, "af2struct")}
+                    rows = {impl: results.get((impl, model_name)) for impl in (ref_impl, "af2struct", "af2struct-bf16")}
                     if rows[ref_impl] is None:
                         continue
+                    rows = {impl: rs for impl, rs in rows.items() if rs is not None}
                     summary = {}
                     for impl, rs in rows.items():
                         ok = [r for r in rs if "error" not in r]
@@ -224,12 +233,14 @@ def step_table(args) -> None:
                             continue
                         summary[impl] = (statistics.median(r["step_s"] for r in ok),
                                          statistics.median(r["peak_MiB"] for r in ok))
-                    ref, new = summary.get(ref_impl), summary.get("af2struct")
+                    ref = summary.get(ref_impl)
                     if ref:
                         print(f"| {model_name} | {length} | {ref_impl} | {ref[0]:.2f} | {ref[1]:.0f} | 1.00x | 1.00 |")
-                    if ref and new:
-                        print(f"| {model_name} | {length} | af2struct vs {ref_impl} | {new[0]:.2f} | {new[1]:.0f} | "
-                              f"{ref[0] / new[0]:.2f}x | {new[1] / ref[1]:.2f} |", flush=True)
+                    for impl in ("af2struct", "af2struct-bf16"):
+                        new = summary.get(impl)
+                        if ref and new:
+                            print(f"| {model_name} | {length} | {impl.replace('-', ' ')} vs {ref_impl} | {new[0]:.2f} | "
+                                  f"{new[1]:.0f} | {ref[0] / new[0]:.2f}x | {new[1] / ref[1]:.2f} |", flush=True)
         finally:
             if base is not None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
@@ -289,6 +300,9 @@ def main() -> None:
     ap.add_argument("--peer", help="folder where alphafold2-pytorch 0.4.32 is installed (pip --target)")
     ap.add_argument("--rounds", type=int, default=1, help="step: interleaved rounds per length")
     ap.add_argument("--steps", type=int, default=2, help="step: timed steps per process (one fewer at L >= 384)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="step: also af2struct with its trunk under bf16 autocast (what training uses on a GPU or "
+                         "a CPU with AVX512-BF16/AMX; on other CPUs bf16 is emulated and slow)")
     ap.add_argument("--models", nargs="+", choices=("default", "matched"), default=["default", "matched"],
                     help="step: which models")
     ap.add_argument("--cases", nargs="*", default=list(OPTION_CASES), help="options: which cases")

@@ -79,8 +79,10 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--log-every", type=int, default=d["log_every"], help="append a metrics.jsonl row every N steps")
     g.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     g.add_argument("--no-amp", action="store_true",
-                   help="no bf16 autocast on GPU (on a CPU training is always float32: CPUs without bf16 "
-                        "instructions run bf16 autocast ~8x slower)")
+                   help="train in float32 everywhere. By default a step autocasts the trunk to bf16 where the "
+                        "hardware multiplies bf16 natively (a CUDA GPU; a CPU with AVX512-BF16 or AMX: 1.4-1.6x "
+                        "faster there, see benchmarks/RESULTS.md); other CPUs, which would emulate bf16 several "
+                        "times slower, train in float32. The structure module and the losses are always float32")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch, set once at start (default: OMP_NUM_THREADS if set, else every "
                         "core this process may use). Leave a core free for anything else you run: a thread "

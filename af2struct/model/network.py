@@ -114,7 +114,16 @@ class Alphafold2(nn.Module):
         """MDS on the distogram, then (``structure.potential_iters`` > 0) the trace refined on the
         distogram's likelihood (:mod:`af2struct.model.potential`), then SE(3) refinement. Adds
         ``ca_mds [B, L, 3]`` (the MDS trace), ``ca_init`` (what SE(3) starts from), ``ca``,
-        ``backbone [B, L, 3, 3]`` (N, CA, C) and (``heads.plddt_context``) ``plddt_logits`` to ``out``."""
+        ``backbone [B, L, 3, 3]`` (N, CA, C) and (``heads.plddt_context``) ``plddt_logits`` to ``out``.
+
+        Runs in float32 whatever autocast is active around it (a bf16 trunk's outputs are cast up):
+        MDS, the likelihood refinement and the SE(3) coordinates need float32 precision."""
+        out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
+        with torch.autocast(out["distogram"].device.type, enabled=False):
+            return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters)
+
+    def _structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool,
+                   mds_iters: Optional[int], lbfgs_iters: int, potential_iters: Optional[int]) -> Dict[str, torch.Tensor]:
         h = self.config.heads
         sc = self.config.structure
         iters = sc.mds_iters if mds_iters is None else mds_iters

@@ -29,6 +29,7 @@ from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, 
 from af2struct.model.network import Alphafold2
 from af2struct.train.confidence import calibrate_plddt
 from af2struct.train.losses import long_range_contact_precision, total_loss
+from af2struct.train.precision import use_bf16_autocast
 from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
 
 logger = logging.getLogger(__name__)
@@ -375,12 +376,13 @@ class TrainingRun:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
         self.data, self.valid_examples = load_training_data(cfg)
         self.log_path = self.out / "metrics.jsonl"
-        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.use_amp = use_bf16_autocast(cfg.amp, self.device)
         if self.is_main:
             _trim_log(self.log_path, self.state["step"])
             atomic_write_text(self.out / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
-            logger.info("%d training chains, %d validation crops, %d parameters, device %s", len(self.data),
-                        len(self.valid_examples), sum(p.numel() for p in self.model.parameters()), self.device)
+            logger.info("%d training chains, %d validation crops, %d parameters, device %s, %s steps",
+                        len(self.data), len(self.valid_examples), sum(p.numel() for p in self.model.parameters()),
+                        self.device, "bf16 autocast" if self.use_amp else "float32")
             if not self.valid_examples:
                 logger.warning("no validation chains: best.pt will not be written (give --valid-data, --clusters "
                                "or --manifest with --valid-fraction > 0)")
