@@ -253,6 +253,8 @@ def profile_table(args) -> None:
         tmp = Path(tmpdir)
         cases = [("baseline", _worktree(args.baseline, tmp))] if args.baseline else []
         cases.append(("af2struct", ROOT))
+        if args.bf16:
+            cases.append(("af2struct-bf16", ROOT))
         try:
             for length in args.lengths:
                 for impl, root in cases:
@@ -261,7 +263,8 @@ def profile_table(args) -> None:
                     if "error" in r:
                         print(f"{impl}: failed: {r['error']}")
                         continue
-                    print(f"\n{impl} ({'commit ' + args.baseline if impl == 'baseline' else 'this checkout'}), "
+                    what = {"baseline": f"commit {args.baseline}", "af2struct-bf16": "this checkout, bf16 autocast"}
+                    print(f"\n{impl} ({what.get(impl, 'this checkout')}), "
                           f"model {args.model}, L={length}, {args.threads} threads: {r['total_ms']:.0f} ms self CPU "
                           "in one step (profiler overhead included)\n")
                     print("| operator | calls | ms | input shapes |")
@@ -301,7 +304,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="step: interleaved rounds per length")
     ap.add_argument("--steps", type=int, default=2, help="step: timed steps per process (one fewer at L >= 384)")
     ap.add_argument("--bf16", action="store_true",
-                    help="step: also af2struct with its trunk under bf16 autocast (what training uses on a GPU or "
+                    help="step, profile: also af2struct with its trunk under bf16 autocast (what training uses on a GPU or "
                          "a CPU with AVX512-BF16/AMX; on other CPUs bf16 is emulated and slow)")
     ap.add_argument("--models", nargs="+", choices=("default", "matched"), default=["default", "matched"],
                     help="step: which models")
