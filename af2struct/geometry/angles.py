@@ -9,10 +9,12 @@ from af2struct.common.protein import Protein
 
 
 def bond_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Angle a-b-c in radians; inputs ``[..., 3]``; NaN where an input is NaN."""
+    """Angle a-b-c in radians; inputs ``[..., 3]``; NaN where an input is NaN or ``b`` coincides
+    with ``a`` or ``c`` (the angle is undefined there)."""
     u = a - b
     v = c - b
-    cos = (u * v).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (u * v).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
     return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
