@@ -220,10 +220,10 @@ def step_table(args) -> None:
                                     str(args.threads)], pythonpath=path, threads=args.threads)
                         results.setdefault((impl, model_name), []).append(r)
                 for model_name, ref_impl in (("default", "baseline"), ("matched", "peer"), ("matched", "baseline")):
-                    rows = {impl: results.get((impl, model_name)) for impl in (ref_impl, "af2struct", "af2struct-bf16")}
-                    if rows[ref_impl] is None:
+                    rows = {impl: results[(impl, model_name)] for impl in (ref_impl, "af2struct", "af2struct-bf16")
+                            if (impl, model_name) in results}
+                    if ref_impl not in rows:
                         continue
-                    rows = {impl: rs for impl, rs in rows.items() if rs is not None}
                     summary = {}
                     for impl, rs in rows.items():
                         ok = [r for r in rs if "error" not in r]

@@ -80,7 +80,7 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     g.add_argument("--no-amp", action="store_true",
                    help="train in float32 everywhere. By default a step autocasts the trunk to bf16 where the "
-                        "hardware multiplies bf16 natively (a CUDA GPU; a CPU with AVX512-BF16 or AMX: 1.4-1.6x "
+                        "hardware multiplies bf16 natively (a CUDA GPU; a CPU with AVX512-BF16 or AMX: 1.4-2.2x "
                         "faster there, see benchmarks/RESULTS.md); other CPUs, which would emulate bf16 several "
                         "times slower, train in float32. The structure module and the losses are always float32")
     g.add_argument("--threads", type=int, default=None,

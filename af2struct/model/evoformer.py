@@ -170,7 +170,7 @@ class _TriangleContraction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dt):
         a_cf, b_cf = ctx.saved_tensors
-        dt = dt.permute(0, 3, 1, 2).to(a_cf.dtype).contiguous()  # bf16 autocast (GPU): grads in the inputs' dtype
+        dt = dt.permute(0, 3, 1, 2).to(a_cf.dtype).contiguous()  # under bf16 autocast: grads in the inputs' dtype
         if ctx.outgoing:  # t = a b^T
             da, db = dt @ b_cf, dt.transpose(-1, -2) @ a_cf
         else:  # t = a^T b

@@ -7,18 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from af2struct.data.dataset import proteins_from_folder
-from af2struct.data.features import collate, crop_example, make_example
 from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
 from af2struct.train.loop import TrainConfig, forward_losses, forward_outputs
 from af2struct.train.precision import native_bf16, use_bf16_autocast
-
-
-@pytest.fixture(scope="module")
-def real_batch(data_dir):
-    prots = proteins_from_folder(data_dir, names=["openfold_1psm_A", "T1082"])
-    return collate([crop_example(make_example(p), 0, 32) for p in prots.values()])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not Path("/proc/cpuinfo").exists(),

@@ -7,21 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from af2struct.data.dataset import proteins_from_folder
-from af2struct.data.features import collate, crop_example, make_example
 from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
 from af2struct.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from af2struct.train.loop import TrainConfig, forward_losses, train
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def real_batch(data_dir):
-    prots = proteins_from_folder(data_dir, names=["openfold_1psm_A", "T1082"])
-    exs = [crop_example(make_example(p), 0, 32) for p in prots.values()]
-    return collate(exs)
 
 
 def test_few_steps_lower_the_loss(real_batch):
