@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import torch
 
 from af2struct.cli import run_command
-from af2struct.model.config import PRESETS
+from af2struct.model.config import PRESETS, preset
 from af2struct.train.loop import STAGES, TrainConfig, train
 
 
@@ -53,6 +53,10 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g = p.add_argument_group("model and run")
     g.add_argument("--out", required=True, help="run folder (last.pt, best.pt, metrics.jsonl, loss.png)")
     g.add_argument("--preset", choices=sorted(PRESETS), default="default", help="model size (af2struct.model.config)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="change one field of the preset's model config, repeatable: e.g. --set trunk.depth=6 "
+                        "--set trunk.triangle_attn=true (values are JSON; unknown keys are errors; a resumed "
+                        "run keeps its checkpoint's config)")
     g.add_argument("--stage", choices=STAGES, default="distogram",
                    help="distogram: trunk + heads; full: adds MDS + SE(3) refinement with structure and pLDDT "
                         "losses; plddt: the pLDDT head alone, on whole chains (e.g. --crop-size 400 "
@@ -126,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet,
                           freeze_trunk=args.freeze_trunk)
-        result = train(cfg)
+        model_config = preset(args.preset).with_overrides(args.overrides) if args.overrides else None
+        result = train(cfg, model_config)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         logging.getLogger("train").error("%s", exc)
         return 1

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -161,6 +162,40 @@ class ModelConfig:
         for name, changes in sections.items():
             out[name] = dataclasses.replace(getattr(self, name), **changes)
         return dataclasses.replace(self, **out)
+
+    def with_overrides(self, items: Sequence[str]) -> "ModelConfig":
+        """This config with ``SECTION.KEY=VALUE`` overrides (``trunk.depth=6``,
+        ``trunk.triangle_attn=true``); values are JSON (numbers, ``true``/``false``, ``null``).
+        Unknown sections or keys, or a value of the wrong type, are errors."""
+        d = self.to_dict()
+        for item in items:
+            key, sep, raw = item.partition("=")
+            section, dot, name = key.strip().partition(".")
+            if not sep or not dot or section not in d:
+                raise ValueError(f"model override {item!r}: expected SECTION.KEY=VALUE with SECTION one of {sorted(d)}")
+            if name not in d[section]:
+                raise ValueError(f"model override {item!r}: unknown key {name!r}; known: {sorted(d[section])}")
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ValueError(f"model override {item!r}: {raw!r} is not a JSON value (e.g. 6, 0.5, true)") from None
+            old = d[section][name]
+            if old is not None and value is not None and not _same_kind(old, value):
+                raise ValueError(f"model override {item!r}: expected a value like {old!r}")
+            d[section][name] = value
+        return ModelConfig.from_dict(d)
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    """Whether ``new`` may replace ``old``: a bool only a bool (or, for a :data:`SparseSpec`, a
+    list of them), an int an int, a float any number."""
+    if isinstance(old, (tuple, list)) or isinstance(new, list):
+        return isinstance(new, list) and all(isinstance(v, bool) for v in new) and isinstance(old, (bool, tuple, list))
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, (int, float))
+    return type(old) is type(new)
 
 
 _NESTED = {

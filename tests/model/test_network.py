@@ -1,3 +1,4 @@
+import re
 
 import pytest
 import torch
@@ -45,6 +46,22 @@ def test_config_unknown_keys():
         Alphafold2(config=preset("tiny"), not_an_option=1)
     cfg = ModelConfig.from_dict(preset("tiny").to_dict())
     assert cfg == preset("tiny")
+
+
+def test_config_overrides():
+    cfg = preset("default").with_overrides(["trunk.depth=6", "trunk.triangle_attn=true", "structure.mds_iters=50",
+                                           "trunk.pair_dim=null", "heads.pae_max=25"])
+    assert (cfg.trunk.depth, cfg.trunk.triangle_attn, cfg.structure.mds_iters) == (6, True, 50)
+    assert cfg.trunk.z_dim == cfg.trunk.dim and cfg.heads.pae_max == 25
+    assert cfg.trunk.dim_head == preset("default").trunk.dim_head  # the rest is the preset's
+    sparse = preset("tiny").with_overrides(["trunk.sparse_self_attn=[true, false]"]).trunk.sparse_self_attn
+    assert sparse == (True, False)
+    for bad, why in [("trunk.dimm=3", "unknown key 'dimm'"), ("body.depth=3", "SECTION one of"),
+                     ("trunk.depth", "SECTION.KEY=VALUE"), ("trunk.depth=six", "not a JSON value"),
+                     ("trunk.depth=6.5", "expected a value like 4"), ("trunk.triangle_attn=1", "like False"),
+                     ("trunk.sparse_self_attn=[true]", "1 entries for depth 4")]:
+        with pytest.raises(ValueError, match=re.escape(why)):
+            preset("default").with_overrides([bad])
 
 
 def test_unaligned_msa_and_compression(tiny):

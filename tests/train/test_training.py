@@ -137,3 +137,18 @@ def test_bad_checkpoints_are_one_clear_line(tmp_path):
         with pytest.raises(CheckpointError, match=re.escape(msg)) as exc:
             load_model(tmp_path / f"{name}.pt")
         assert len(str(exc.value)) < 400, name
+
+
+def test_cli_set_changes_the_model_config(tmp_path, caplog):
+    """``train --set trunk.depth=1`` trains (and saves) that model; a bad override is one clear
+    error line and exit code 1, before any data is read."""
+    from af2struct.cli.train import main
+
+    out = tmp_path / "run"
+    args = ["--data", str(ROOT / "tests" / "fixtures"), "--out", str(out), "--preset", "tiny", "--steps", "1",
+            "--crop-size", "24", "--batch-size", "1", "--eval-every", "100", "--quiet", "--threads", "1"]
+    assert main(args + ["--set", "trunk.depth=1", "--set", "trunk.triangle_attn=false"]) == 0
+    config = load_checkpoint(out / "last.pt")["config"]["trunk"]
+    assert (config["depth"], config["triangle_attn"], config["dim"]) == (1, False, preset("tiny").trunk.dim)
+    assert main(args[:3] + [str(tmp_path / "bad")] + args[4:] + ["--set", "trunk.depht=2"]) == 1
+    assert "unknown key 'depht'" in caplog.text and not (tmp_path / "bad").exists()
