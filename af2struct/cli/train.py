@@ -69,7 +69,10 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                    help="stop (resumably) after this many minutes of this run, 0 = no limit")
     g.add_argument("--batch-size", type=int, default=d["batch_size"], help="crops per micro-batch per process")
     g.add_argument("--accum", type=int, default=d["accum"], help="micro-batches per optimiser step")
-    g.add_argument("--seed", type=int, default=d["seed"], help="seeds model init, sampling and the split")
+    g.add_argument("--seed", type=int, default=d["seed"], help="seeds model init and the training samples and crops")
+    g.add_argument("--split-seed", type=int, default=d["split_seed"],
+                   help="seeds which clusters are held out for validation and the validation crops: keep it "
+                        "when a run continues from another's checkpoint, or validation holds chains it trained on")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     g = p.add_argument_group("optimiser")
     g.add_argument("--lr", type=float, default=d["lr"], help="peak AdamW learning rate (cosine decay to 10%%)")

@@ -69,6 +69,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip: float = 1.0
     seed: int = 0
+    split_seed: int = 0
     w_distogram: float = 1.0
     w_structure: float = 0.1
     w_plddt: float = 0.01
@@ -147,7 +148,7 @@ def load_training_data(cfg: TrainConfig) -> Tuple[TrainingMix, List[Example]]:
     split: Dict[str, str] = {}
     if not cfg.valid_data and (clusters is not None or db is not None):
         names = (list(db.names) if db is not None else []) + (list(train_p) if split_folder else [])
-        split = split_by_cluster(sorted(set(names)), clusters or {}, cfg.valid_fraction, cfg.seed)
+        split = split_by_cluster(sorted(set(names)), clusters or {}, cfg.valid_fraction, cfg.split_seed)
     if split_folder and split:
         valid_p = {k: v for k, v in train_p.items() if split.get(k, "train") != "train"}
         train_p = {k: v for k, v in train_p.items() if split.get(k, "train") == "train"}
@@ -158,12 +159,13 @@ def load_training_data(cfg: TrainConfig) -> Tuple[TrainingMix, List[Example]]:
         valid_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train"]
         pools.append(backbone_pool(db, train_idx, clusters, cfg.crop_size))
         fractions.append(cfg.backbone_fraction if cfg.data else 1.0)
-        valid += center_crops(backbone_pool(db, valid_idx, None, cfg.crop_size), cfg.crop_size, n_bb_valid, cfg.seed)
+        valid += center_crops(backbone_pool(db, valid_idx, None, cfg.crop_size), cfg.crop_size, n_bb_valid,
+                               cfg.split_seed)
     if cfg.data:
         pools.append(protein_pool(train_p, clusters, cfg.crop_size))
         fractions.append(1.0 - cfg.backbone_fraction if db is not None else 1.0)
         valid += center_crops(protein_pool(valid_p, None, cfg.crop_size), cfg.crop_size,
-                              cfg.max_valid - len(valid), cfg.seed)
+                              cfg.max_valid - len(valid), cfg.split_seed)
     return TrainingMix(pools, fractions, cfg.crop_size, cfg.seed), valid
 
 

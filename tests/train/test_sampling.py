@@ -71,6 +71,21 @@ def test_validation_holds_out_whole_clusters_across_both_kinds(tmp_path, db, dat
     assert valid and all(len(e["aatype"]) <= 24 for e in valid)
 
 
+def test_split_seed_alone_chooses_the_validation(tmp_path, db, data_dir):
+    """A run continuing another with a new --seed (new samples) keeps the held-out clusters and
+    validation crops of --split-seed; only a different split seed changes them."""
+    def held_and_crops(**kw):
+        mix, valid = load_training_data(_cfg(tmp_path, db, data_dir, **kw))
+        return set(db.names) - {n for p in mix.pools for n in p.names}, [e["aatype"].tobytes() for e in valid], mix
+
+    held0, crops0, mix0 = held_and_crops(seed=0)
+    held1, crops1, mix1 = held_and_crops(seed=1)
+    assert held0 == held1 and crops0 == crops1
+    assert mix0.batch(0, 2)[0]["aatype"].tobytes() != mix1.batch(0, 2)[0]["aatype"].tobytes() or \
+        mix0.batch(1, 2)[0]["aatype"].tobytes() != mix1.batch(1, 2)[0]["aatype"].tobytes()
+    assert any(held_and_crops(split_seed=k)[0] != held0 for k in range(1, 8))
+
+
 def test_training_on_the_backbone_db_resumes_exactly(tmp_path, db, data_dir):
     torch.manual_seed(0)
     full = train(_cfg(tmp_path / "a", db, data_dir))
