@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import torch
 
 from af2struct.cli import run_command
-from af2struct.model.config import PRESETS, preset
+from af2struct.model.config import PRESETS
 from af2struct.train.loop import STAGES, TrainConfig, train
 
 
@@ -56,7 +56,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="change one field of the preset's model config, repeatable: e.g. --set trunk.depth=6 "
                         "--set trunk.triangle_attn=true (values are JSON; unknown keys are errors; a resumed "
-                        "run keeps its checkpoint's config)")
+                        "run keeps its checkpoint's config; in stage plddt they change the --init-from "
+                        "checkpoint's config, e.g. --set heads.plddt_expected_lddt=true)")
     g.add_argument("--stage", choices=STAGES, default="distogram",
                    help="distogram: trunk + heads; full: adds MDS + SE(3) refinement with structure and pLDDT "
                         "losses; plddt: the pLDDT head alone, on whole chains (e.g. --crop-size 400 "
@@ -132,9 +133,8 @@ def run(args: argparse.Namespace) -> int:
           if hasattr(args, k) and k not in ("resume", "amp", "progress", "freeze_trunk")}
     try:
         cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet,
-                          freeze_trunk=args.freeze_trunk)
-        model_config = preset(args.preset).with_overrides(args.overrides) if args.overrides else None
-        result = train(cfg, model_config)
+                          freeze_trunk=args.freeze_trunk, model_overrides=tuple(args.overrides))
+        result = train(cfg)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         logging.getLogger("train").error("%s", exc)
         return 1

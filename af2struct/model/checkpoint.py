@@ -61,10 +61,11 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
 def config_from_checkpoint(payload: Dict[str, Any]) -> ModelConfig:
     """The model config a checkpoint was written with. Heads added later default to off for
     checkpoints written before them: no ``heads.pae_bins`` means no PAE head (``pae_bins=0``), no
-    ``heads.plddt_context`` a pLDDT head on the sequence row only."""
+    ``heads.plddt_context`` a pLDDT head on the sequence row only, no
+    ``heads.plddt_expected_lddt`` a context head without the expected-lDDT features."""
     d = dict(payload["config"])
     if isinstance(d.get("heads"), dict):
-        d["heads"] = {"pae_bins": 0, "plddt_context": False, **d["heads"]}
+        d["heads"] = {"pae_bins": 0, "plddt_context": False, "plddt_expected_lddt": False, **d["heads"]}
     return ModelConfig.from_dict(d)
 
 

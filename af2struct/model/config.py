@@ -137,6 +137,9 @@ class HeadsConfig:
     # pLDDT also from the pair row (pooled) and from how well the predicted structure agrees with
     # the distogram (False: from the sequence row only, as checkpoints written before it)
     plddt_context: bool = True
+    # with context: also the distogram's expected lDDT of the structure and 6 related features
+    # (af2struct.model.heads.expected_lddt_features; False: the 6 features of checkpoints before it)
+    plddt_expected_lddt: bool = True
     # predicted aligned error (AlphaFold's PAE): bins of 0.5 A up to pae_max, one more beyond;
     # 0 = no PAE head (checkpoints written before it)
     pae_bins: int = 64

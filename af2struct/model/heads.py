@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from af2struct.model.config import HeadsConfig
-from af2struct.model.mds import distances_to_bins
+from af2struct.model.mds import distances_to_bins, distogram_centers, distogram_edges
 
 
 class DistogramHead(nn.Module):
@@ -24,19 +24,63 @@ class DistogramHead(nn.Module):
         return (logits + logits.transpose(1, 2)) / 2
 
 
-AGREEMENT_FEATURES = 6
+BASE_AGREEMENT_FEATURES = 6
+AGREEMENT_FEATURES = 13
+LOCAL_SEPARATION = 6  # |i - j| below this: a sequence-local pair
+
+
+def _cdf(p: torch.Tensor, x: torch.Tensor, cfg: HeadsConfig, below: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``P(D < x)`` ``[B, L, L]`` under the distogram ``p [B, L, L, K]`` at distances ``x [B, L, L]``,
+    linear within a bin (the far bin's mass lies beyond ``distogram_max``). ``below``:
+    ``cumsum(p) - p``, the mass below each bin, when the caller has it."""
+    edges = distogram_edges(p.shape[-1], cfg.distogram_min, cfg.distogram_max).to(p)
+    width = edges[1] - edges[0]
+    below = torch.cumsum(p, -1) - p if below is None else below
+    k = ((x - edges[0]) / width).floor().clamp(0, p.shape[-1] - 2).long()
+    frac = ((x - edges[0]) / width - k).clamp(0, 1)
+    return (below.gather(-1, k[..., None]) + p.gather(-1, k[..., None]) * frac[..., None])[..., 0]
+
+
+def expected_lddt_features(p: torch.Tensor, d: torch.Tensor, valid: torch.Tensor, cfg: HeadsConfig,
+                           radius: float = 15.0) -> torch.Tensor:
+    """``[B, L, 7]``: the lDDT-CA a structure with Calpha distances ``d [B, L, L]`` would score
+    if the true distances were drawn from the distogram ``p [B, L, L, K]``, per residue: pairs
+    weighted by ``P(D < radius)`` (the chance they count in lDDT), each scoring the mean over
+    0.5/1/2/4 A of ``P(|D - d| < t)``; the same over sequence-local (``|i-j| < 6``) and
+    non-local pairs; the non-local share of the expected neighbours; the weighted mean
+    ``|d - E[D]| / 10 A`` (capped at 1); ``log(1 + distance to a terminus) / 5``; the non-local
+    share of the structure's own neighbours. ``valid [B, L, L]``: pairs to use."""
+    below = torch.cumsum(p, -1) - p
+    w = _cdf(p, torch.full_like(d, radius), cfg, below) * valid
+    score = sum(_cdf(p, d + t, cfg, below) - _cdf(p, d - t, cfg, below) for t in (0.5, 1.0, 2.0, 4.0)) / 4
+    idx = torch.arange(d.shape[-1], device=d.device)
+    local = (idx[:, None] - idx[None]).abs() < LOCAL_SEPARATION
+
+    def wmean(x, weight):
+        return (x * weight).sum(-1) / weight.sum(-1).clamp(min=1e-6)
+
+    centers = torch.cat([distogram_centers(p.shape[-1], cfg.distogram_min, cfg.distogram_max),
+                         torch.tensor([cfg.distogram_max + 1.0])]).to(p)
+    deviation = ((d - (p * centers).sum(-1)).abs() / 10).clamp(max=1)
+    n = valid.shape[-1]
+    pos = idx.to(p.dtype)
+    terminus = torch.log1p(torch.minimum(pos, n - 1 - pos)) / 5
+    near = valid & (d < radius)
+    return torch.stack([wmean(score, w), wmean(score, w * local), wmean(score, w * ~local),
+                        (w * ~local).sum(-1) / w.sum(-1).clamp(min=1e-6), wmean(deviation, w),
+                        terminus.expand_as(w[..., 0]), (near & ~local).sum(-1) / near.sum(-1).clamp(min=1)], -1)
 
 
 @torch.no_grad()
 def structure_agreement(logits: torch.Tensor, ca: torch.Tensor, mask: torch.Tensor, cfg: HeadsConfig,
                         radius: float = 15.0) -> torch.Tensor:
-    """``[B, L, 6]`` per-residue features of how the predicted ``ca [B, L, 3]`` agrees with the
-    distogram ``logits [B, L, L, K]``, over the residue's neighbours (< ``radius`` in the
-    structure): mean probability and log-probability of the realised distance bin, mean
+    """``[B, L, 13]`` per-residue features of how the predicted ``ca [B, L, 3]`` agrees with the
+    distogram ``logits [B, L, L, K]``. The first 6, over the residue's neighbours (< ``radius``
+    in the structure): mean probability and log-probability of the realised distance bin, mean
     distogram entropy, mean probability of the realised bin +-1 bin; and the neighbour count of
-    the structure and the distogram's expected count (both / 20). Where a structure satisfies a
-    confident distogram the residue's local geometry tends to be right; where it contradicts
-    it, not."""
+    the structure and the distogram's expected count (both / 20). Then
+    :func:`expected_lddt_features` (7). Where a structure satisfies a confident distogram the
+    residue's local geometry tends to be right; where it contradicts it, not."""
     p = torch.softmax(logits.float(), -1)
     d = torch.cdist(ca.float(), ca.float())
     k = distances_to_bins(d, logits.shape[-1], cfg.distogram_min, cfg.distogram_max)
@@ -56,24 +100,32 @@ def structure_agreement(logits: torch.Tensor, ca: torch.Tensor, mask: torch.Tens
     expected = (p[..., :k_r].sum(-1) * valid).sum(-1)
     feats = [mean(p_real), mean(p_real.clamp(min=1e-6).log()) / 10, mean(entropy) / 4, mean(p_band),
              near.sum(-1) / 20.0, expected / 20.0]
-    return torch.stack(feats, -1) * m[..., None]
+    out = torch.cat([torch.stack(feats, -1), expected_lddt_features(p, d, valid, cfg, radius)], -1)
+    return out * m[..., None]
 
 
 class PLDDTHead(nn.Module):
     """Per-residue logits ``[B, L, bins]`` over lDDT-CA bins (0..1) from the sequence row
     ``s [B, L, C]``; with ``cfg.plddt_context`` also from the pair row ``z [B, L, L, Cz]``
     (masked mean over partners) and the structure's :func:`structure_agreement` with the
-    distogram, both added to ``s`` through zero-initialised projections (a head trained on
-    ``s`` alone starts where it was)."""
+    distogram (its first 6 features; with ``cfg.plddt_expected_lddt`` all 13), each added to
+    ``s`` through a zero-initialised projection (a head trained without them starts where it
+    was)."""
 
     def __init__(self, dim: int, cfg: HeadsConfig, z_dim: int = 0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, cfg.plddt_bins))
         self.context = cfg.plddt_context
+        self.expected_lddt = cfg.plddt_context and cfg.plddt_expected_lddt
         if self.context:
             self.pair = nn.Sequential(nn.LayerNorm(z_dim), nn.Linear(z_dim, dim))
-            self.agree = nn.Sequential(nn.Linear(AGREEMENT_FEATURES, dim), nn.ReLU(), nn.Linear(dim, dim))
-            for last in (self.pair[-1], self.agree[-1]):
+            self.agree = nn.Sequential(nn.Linear(BASE_AGREEMENT_FEATURES, dim), nn.ReLU(), nn.Linear(dim, dim))
+            new = [self.pair[-1], self.agree[-1]]
+            if self.expected_lddt:
+                extra = AGREEMENT_FEATURES - BASE_AGREEMENT_FEATURES
+                self.agree_expected = nn.Sequential(nn.Linear(extra, dim), nn.ReLU(), nn.Linear(dim, dim))
+                new.append(self.agree_expected[-1])
+            for last in new:
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
 
@@ -90,14 +142,17 @@ class PLDDTHead(nn.Module):
     def from_pooled(self, s: torch.Tensor, pair_mean: Optional[torch.Tensor] = None,
                     agreement: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits ``[B, L, bins]`` from ``s [B, L, C]`` and (with context) :meth:`pool_pair`'s
-        ``pair_mean [B, L, Cz]`` and ``agreement [B, L, 6]``."""
+        ``pair_mean [B, L, Cz]`` and :func:`structure_agreement`'s ``agreement [B, L, 13]``."""
         if self.context:
             norm = self.pair[0]
-            s = s + self.pair[1](pair_mean * norm.weight + norm.bias) + self.agree(agreement)
+            s = s + self.pair[1](pair_mean * norm.weight + norm.bias)
+            s = s + self.agree(agreement[..., :BASE_AGREEMENT_FEATURES])
+            if self.expected_lddt:
+                s = s + self.agree_expected(agreement[..., BASE_AGREEMENT_FEATURES:])
         return self.net(s)
 
     def forward(self, s, z=None, mask=None, agreement=None):
-        """``s [B, L, C]``; with context also ``z``, ``mask [B, L]`` and ``agreement [B, L, 6]``."""
+        """``s [B, L, C]``; with context also ``z``, ``mask [B, L]`` and ``agreement [B, L, 13]``."""
         if not self.context:
             return self.net(s)
         return self.from_pooled(s, self.pool_pair(z, mask), agreement)

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -28,15 +28,16 @@ from af2struct.common.files import atomic_path
 from af2struct.common.runner import file_digest
 from af2struct.data.features import Example, collate
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
+from af2struct.model.config import ModelConfig
 from af2struct.model.heads import plddt_from_logits, structure_agreement
 from af2struct.model.network import Alphafold2
 from af2struct.train.losses import CA, lddt_ca_per_residue, plddt_cross_entropy
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: agreement has the 13 features of structure_agreement (was 6)
 
-Inputs = Dict[str, torch.Tensor]  # single [L, C], pair_mean [L, Cz], agreement [L, 6], target [L], mask [L]
+Inputs = Dict[str, torch.Tensor]  # single [L, C], pair_mean [L, Cz], agreement [L, 13], target [L], mask [L]
 
 
 @torch.no_grad()
@@ -157,6 +158,25 @@ def _fill(cache: _Cache, split: str, examples, count: int, model: Alphafold2, pr
     return records[:count]  # a cache filled by a run that asked for more
 
 
+def _initial_model(path: str, overrides) -> Tuple[Alphafold2, ModelConfig]:
+    """The checkpoint's model in eval mode, its config changed by ``overrides``; only tensors of
+    the pLDDT head may be new (e.g. ``heads.plddt_expected_lddt=true`` on an older checkpoint:
+    they start at zero, so the head starts where it was)."""
+    payload = load_checkpoint(path)
+    model_config = config_from_checkpoint(payload).with_overrides(overrides)
+    model = Alphafold2(config=model_config)
+    try:
+        missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model ({exc})") from None
+    foreign = [k for k in missing if not k.startswith("plddt_head.")] + list(unexpected)
+    if foreign:
+        raise CheckpointError(f"{path}: weights do not fit the model ({len(foreign)} tensors, e.g. {foreign[:2]})")
+    if missing:
+        logger.info("new pLDDT head tensors (zero-initialised where they add in): %s", missing)
+    return model.eval(), model_config
+
+
 def calibrate_plddt(cfg, training_data, lr_at: Callable[[int], float]) -> Dict[str, Any]:
     """Run stage ``plddt`` for a :class:`~af2struct.train.loop.TrainConfig` ``cfg`` (``init_from``
     required; ``plddt_chains`` training chains, ``max_valid`` validation chains, each at most
@@ -168,14 +188,7 @@ def calibrate_plddt(cfg, training_data, lr_at: Callable[[int], float]) -> Dict[s
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    payload = load_checkpoint(cfg.init_from)
-    model_config = config_from_checkpoint(payload)
-    model = Alphafold2(config=model_config)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{cfg.init_from}: weights do not fit the model ({exc})") from None
-    model.eval()
+    model, model_config = _initial_model(cfg.init_from, cfg.model_overrides)
     mix, valid_examples = training_data
     if not valid_examples:
         raise ValueError("stage plddt selects on validation chains: give --clusters/--manifest with "

@@ -85,6 +85,9 @@ class TrainConfig:
     plddt_chains: int = 600
     potential_iters: int = 0
     init_from: Optional[str] = None
+    # SECTION.KEY=VALUE changes to the model config (ModelConfig.with_overrides): of the preset
+    # for a new run, of the --init-from checkpoint's config in stage plddt
+    model_overrides: Tuple[str, ...] = ()
     resume: bool = True
     device: str = "auto"
     amp: bool = True
@@ -103,6 +106,7 @@ class TrainConfig:
             raise ValueError("backbone_fraction must be in [0, 1]")
         if self.crop_size < 8:
             raise ValueError("crop_size must be >= 8")
+        preset(self.preset).with_overrides(self.model_overrides)  # bad keys or values: an error now
 
 
 def _dist_info():
@@ -280,7 +284,7 @@ def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], 
     """The model and AdamW, resumed from ``out/last.pt`` when it exists (updating ``state``),
     else initialised from ``init_from`` or at random."""
     out = Path(cfg.out)
-    model_config = model_config or preset(cfg.preset)
+    model_config = model_config or preset(cfg.preset).with_overrides(cfg.model_overrides)
     payload = None
     if cfg.resume and (out / "last.pt").exists():
         try:

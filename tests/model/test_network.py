@@ -105,11 +105,50 @@ def test_plddt_context_sees_the_structure_and_starts_as_the_sequence_head(tiny):
         out = model.structure(model(seq, return_all=True), mask)
         head = model.plddt_head
         torch.testing.assert_close(out["plddt_logits"], head.net(out["single"]))
-        for p in list(head.pair.parameters()) + list(head.agree.parameters()):
+        for p in list(head.pair.parameters()) + list(head.agree.parameters()) + list(head.agree_expected.parameters()):
             torch.nn.init.normal_(p, std=0.3)
         agree = structure_agreement(out["distogram"], out["ca"], mask, model.config.heads)
         scrambled = structure_agreement(out["distogram"], out["ca"][:, torch.randperm(20)], mask, model.config.heads)
-        assert agree.shape == (1, 20, 6) and not torch.allclose(agree, scrambled)
+        assert agree.shape == (1, 20, 13) and not torch.allclose(agree, scrambled)
         a = head(out["single"], out["pair"], mask, agree)
         b = head(out["single"], out["pair"], mask, scrambled)
     assert not torch.allclose(a, b)
+
+
+def test_expected_lddt_of_a_structure_under_its_own_distogram(data_dir):
+    """A distogram that puts each real Calpha distance in its bin gives the real structure an
+    expected lDDT near 1 and a shuffled one far less; P(D < x) is 0 below the first bin, rises
+    through the bins, and stops at 1 - P(far) beyond the last."""
+    from af2struct import load_structure
+    from af2struct.model.heads import _cdf, structure_agreement
+    from af2struct.model.mds import distances_to_bins
+
+    cfg = preset("default").heads
+    ca = torch.tensor(load_structure(data_dir / "T1031.pdb").ca_positions, dtype=torch.float32)[None]
+    n = ca.shape[1]
+    bins = distances_to_bins(torch.cdist(ca, ca), cfg.distogram_bins, cfg.distogram_min, cfg.distogram_max)
+    logits = 20.0 * torch.nn.functional.one_hot(bins, cfg.distogram_bins).float()
+    mask = torch.ones(1, n)
+    own = structure_agreement(logits, ca, mask, cfg)[0]
+    other = structure_agreement(logits, ca[:, torch.randperm(n, generator=torch.Generator().manual_seed(0))], mask, cfg)[0]
+    assert own.shape == (n, 13)
+    assert own[:, 6].mean() > 0.9 and other[:, 6].mean() < 0.3  # expected lDDT
+    assert own[:, 8].mean() > 0.9  # its non-local part
+    assert own[:, 10].mean() < 0.05 < other[:, 10].mean()  # |d - E[D]| / 10 A
+    p = torch.softmax(torch.randn(1, 1, 1, cfg.distogram_bins), -1)
+    xs = torch.linspace(0.0, 30.0, 61)
+    cdf = torch.stack([_cdf(p, torch.full((1, 1, 1), float(x)), cfg)[0, 0, 0] for x in xs])
+    assert cdf[0] == 0 and (cdf[1:] >= cdf[:-1] - 1e-6).all()
+    torch.testing.assert_close(cdf[-1], 1 - p[0, 0, 0, -1])
+
+
+def test_old_checkpoints_keep_their_plddt_head(tiny):
+    """A checkpoint written before the expected-lDDT features loads without them."""
+    from af2struct.model.checkpoint import config_from_checkpoint
+
+    d = tiny.to_dict()
+    del d["heads"]["plddt_expected_lddt"]
+    assert config_from_checkpoint({"config": d}).heads.plddt_expected_lddt is False
+    assert tiny.heads.plddt_expected_lddt is True
+    model = Alphafold2(config=config_from_checkpoint({"config": d}))
+    assert not hasattr(model.plddt_head, "agree_expected")

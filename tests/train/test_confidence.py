@@ -90,3 +90,24 @@ def test_cache_of_another_checkpoint_is_not_used(tmp_path, tiny_checkpoint):
 def test_stage_needs_a_trained_model():
     with pytest.raises(ValueError, match="init_from"):
         TrainConfig(data=FIXTURES, out="x", stage="plddt")
+
+
+def test_fit_can_add_the_expected_lddt_features_to_an_older_head(tmp_path):
+    """Stage plddt with ``heads.plddt_expected_lddt=true`` on a checkpoint without them: the head
+    gains the new inputs (starting at zero, so step 0 is the old head) and trains them; the
+    rest of the model is untouched."""
+    torch.manual_seed(0)
+    old_config = preset("tiny").with_overrides(["heads.plddt_expected_lddt=false"])
+    old = save_checkpoint(tmp_path / "old.pt", Alphafold2(config=old_config), old_config)
+    best = train(_cfg(tmp_path / "run", old, model_overrides=("heads.plddt_expected_lddt=true",)))
+    assert best["step"] > 0
+    before = load_checkpoint(old)["model"]
+    after = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert after["config"]["heads"]["plddt_expected_lddt"] is True
+    added = {k for k in after["model"] if k not in before}
+    assert added and all(k.startswith("plddt_head.agree_expected.") for k in added)
+    assert after["model"]["plddt_head.agree_expected.2.weight"].abs().sum() > 0
+    assert all(torch.equal(before[k], after["model"][k]) for k in before if not k.startswith("plddt_head."))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    plain = train(_cfg(tmp_path / "plain", old, steps=0))  # the old head, scored the same way
+    assert rows[0]["valid_plddt"] == pytest.approx(plain["valid_plddt"])
