@@ -41,7 +41,7 @@ def _cdf(p: torch.Tensor, x: torch.Tensor, cfg: HeadsConfig, below: Optional[tor
     return (below.gather(-1, k[..., None]) + p.gather(-1, k[..., None]) * frac[..., None])[..., 0]
 
 
-def expected_lddt_features(p: torch.Tensor, d: torch.Tensor, valid: torch.Tensor, cfg: HeadsConfig,
+def expected_lddt_features(p: torch.Tensor, d: torch.Tensor, mask: torch.Tensor, cfg: HeadsConfig,
                            radius: float = 15.0) -> torch.Tensor:
     """``[B, L, 7]``: the lDDT-CA a structure with Calpha distances ``d [B, L, L]`` would score
     if the true distances were drawn from the distogram ``p [B, L, L, K]``, per residue: pairs
@@ -49,7 +49,9 @@ def expected_lddt_features(p: torch.Tensor, d: torch.Tensor, valid: torch.Tensor
     0.5/1/2/4 A of ``P(|D - d| < t)``; the same over sequence-local (``|i-j| < 6``) and
     non-local pairs; the non-local share of the expected neighbours; the weighted mean
     ``|d - E[D]| / 10 A`` (capped at 1); ``log(1 + distance to a terminus) / 5``; the non-local
-    share of the structure's own neighbours. ``valid [B, L, L]``: pairs to use."""
+    share of the structure's own neighbours. ``mask [B, L]``: the chain's residues (padding last)."""
+    m = mask.bool()
+    valid = m[:, :, None] & m[:, None, :] & ~torch.eye(d.shape[-1], dtype=torch.bool, device=d.device)
     below = torch.cumsum(p, -1) - p
     w = _cdf(p, torch.full_like(d, radius), cfg, below) * valid
     score = sum(_cdf(p, d + t, cfg, below) - _cdf(p, d - t, cfg, below) for t in (0.5, 1.0, 2.0, 4.0)) / 4
@@ -62,13 +64,13 @@ def expected_lddt_features(p: torch.Tensor, d: torch.Tensor, valid: torch.Tensor
     centers = torch.cat([distogram_centers(p.shape[-1], cfg.distogram_min, cfg.distogram_max),
                          torch.tensor([cfg.distogram_max + 1.0])]).to(p)
     deviation = ((d - (p * centers).sum(-1)).abs() / 10).clamp(max=1)
-    n = valid.shape[-1]
-    pos = idx.to(p.dtype)
-    terminus = torch.log1p(torch.minimum(pos, n - 1 - pos)) / 5
+    pos = idx.to(p.dtype)[None]
+    last = m.sum(-1, keepdim=True).to(p.dtype) - 1  # [B, 1]
+    terminus = torch.log1p(torch.minimum(pos, last - pos).clamp(min=0)) / 5
     near = valid & (d < radius)
     return torch.stack([wmean(score, w), wmean(score, w * local), wmean(score, w * ~local),
                         (w * ~local).sum(-1) / w.sum(-1).clamp(min=1e-6), wmean(deviation, w),
-                        terminus.expand_as(w[..., 0]), (near & ~local).sum(-1) / near.sum(-1).clamp(min=1)], -1)
+                        terminus, (near & ~local).sum(-1) / near.sum(-1).clamp(min=1)], -1)
 
 
 @torch.no_grad()
@@ -100,7 +102,7 @@ def structure_agreement(logits: torch.Tensor, ca: torch.Tensor, mask: torch.Tens
     expected = (p[..., :k_r].sum(-1) * valid).sum(-1)
     feats = [mean(p_real), mean(p_real.clamp(min=1e-6).log()) / 10, mean(entropy) / 4, mean(p_band),
              near.sum(-1) / 20.0, expected / 20.0]
-    out = torch.cat([torch.stack(feats, -1), expected_lddt_features(p, d, valid, cfg, radius)], -1)
+    out = torch.cat([torch.stack(feats, -1), expected_lddt_features(p, d, mask, cfg, radius)], -1)
     return out * m[..., None]
 
 

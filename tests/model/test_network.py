@@ -152,3 +152,19 @@ def test_old_checkpoints_keep_their_plddt_head(tiny):
     assert tiny.heads.plddt_expected_lddt is True
     model = Alphafold2(config=config_from_checkpoint({"config": d}))
     assert not hasattr(model.plddt_head, "agree_expected")
+
+
+def test_agreement_of_a_padded_chain_is_that_of_the_chain():
+    """In a padded batch a chain's 13 features are those it has alone (the terminus feature
+    counts from its own last residue, not the padding's)."""
+    from af2struct.model.heads import structure_agreement
+
+    cfg = preset("default").heads
+    g = torch.Generator().manual_seed(0)
+    logits, ca = torch.randn(1, 30, 30, cfg.distogram_bins, generator=g), 8 * torch.randn(1, 30, 3, generator=g)
+    alone = structure_agreement(logits[:, :20, :20], ca[:, :20], torch.ones(1, 20), cfg)
+    mask = torch.zeros(1, 30)
+    mask[:, :20] = 1
+    padded = structure_agreement(logits, ca, mask, cfg)
+    torch.testing.assert_close(padded[:, :20], alone)
+    assert (padded[:, 20:] == 0).all()
