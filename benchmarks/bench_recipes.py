@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from af2struct.model.config import preset
 from af2struct.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +42,7 @@ RECIPES = {
 
 def curve(run_dir: Path):
     """``(time_s, valid CE, contacts)`` rows and the mean training step time of one run."""
-    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     valid = [(r["time_s"], r["valid_distogram"], r.get("valid_contact_lr_l5", float("nan")))
              for r in rows if "valid_distogram" in r]
     train_rows = [r for r in rows if "loss" in r and "valid_loss" not in r]
@@ -65,8 +64,9 @@ def run_recipe(name: str, args, out: Path) -> Path:
     cfg = TrainConfig(backbone_db=str(args.backbone_db), data=str(args.data), clusters=str(args.clusters),
                       valid_fraction=0.02, out=str(run_dir), steps=args.steps, warmup=args.warmup, lr=args.lr,
                       time_limit_min=args.minutes, eval_every=args.eval_every, ckpt_every=10 ** 6,
-                      max_valid=args.max_valid, log_every=10, seed=args.seed, resume=False, progress=False)
-    train(cfg, preset("default").with_overrides(RECIPES[name]))
+                      max_valid=args.max_valid, log_every=10, seed=args.seed, resume=False, progress=False,
+                      model_overrides=tuple(RECIPES[name]))
+    train(cfg)
     return run_dir
 
 

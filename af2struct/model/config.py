@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import typing
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 T = TypeVar("T")
@@ -183,17 +184,18 @@ class ModelConfig:
             except json.JSONDecodeError:
                 raise ValueError(f"model override {item!r}: {raw!r} is not a JSON value (e.g. 6, 0.5, true)") from None
             old = d[section][name]
-            if old is not None and value is not None and not _same_kind(old, value):
+            sparse = typing.get_type_hints(type(getattr(self, section)))[name] == SparseSpec
+            if old is not None and value is not None and not _same_kind(old, value, sparse):
                 raise ValueError(f"model override {item!r}: expected a value like {old!r}")
             d[section][name] = value
         return ModelConfig.from_dict(d)
 
 
-def _same_kind(old: Any, new: Any) -> bool:
-    """Whether ``new`` may replace ``old``: a bool only a bool (or, for a :data:`SparseSpec`, a
-    list of them), an int an int, a float any number."""
-    if isinstance(old, (tuple, list)) or isinstance(new, list):
-        return isinstance(new, list) and all(isinstance(v, bool) for v in new) and isinstance(old, (bool, tuple, list))
+def _same_kind(old: Any, new: Any, sparse: bool = False) -> bool:
+    """Whether ``new`` may replace ``old``: a bool only a bool (a :data:`SparseSpec` field also
+    a list of bools), an int an int, a float any number."""
+    if sparse and isinstance(new, list):
+        return all(isinstance(v, bool) for v in new)
     if isinstance(old, bool) or isinstance(new, bool):
         return isinstance(old, bool) and isinstance(new, bool)
     if isinstance(old, float):
