@@ -53,6 +53,20 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                      "search (pyhmmer) of it, kept for reruns in DIR/.af2struct/msas and copied to DIR/<name>/msa.a3m")
     msa.add_argument("--msa-iterations", type=int, default=d.msa_iterations, help="jackhmmer iterations")
     msa.add_argument("--msa-cpus", type=int, default=d.msa_cpus, help="jackhmmer threads (0: all cores)")
+    tpl = p.add_argument_group("templates (AlphaFold2-style: structures of homologues from a template database)")
+    tpl.add_argument("--templates", metavar="DB",
+                     help="template database: a chains_backbone.npz (e.g. ../shared/data/pdb2018_backbone/"
+                          "chains_backbone.npz, or one made by `af2struct templates build`). Each target is searched "
+                          "against it (jackhmmer; with an MSA, hmmsearch with its profile), the search kept for "
+                          "reruns in DIR/.af2struct/templates; every hit and the ones used go to "
+                          "DIR/<name>/templates.json, the used ones to the models' REMARK lines and ModelCIF")
+    tpl.add_argument("--max-templates", type=int, default=d.max_templates, help="templates used per target at most")
+    tpl.add_argument("--max-template-date", metavar="YYYY-MM-DD",
+                     help="use no template released after this date (needs release dates in the database)")
+    tpl.add_argument("--template-max-identity", type=float, metavar="FRACTION",
+                     help="use no template above this sequence identity to the target (benchmarks: e.g. 0.95)")
+    tpl.add_argument("--template-search", choices=("jackhmmer", "phmmer"), default=d.template_search,
+                     help="search from a single sequence: jackhmmer (3 iterations) or phmmer (one round, faster)")
     rel = p.add_argument_group("relax (every setting of `af2struct relax`, prefixed --relax-)")
     rel.add_argument("--relax", choices=("openmm", "rosetta", "none"), default=d.relax,
                      help="openmm: Amber restrained minimisation (AlphaFold2's protocol, improved); rosetta: "
@@ -76,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
                               msa=args.msa, native=args.native, msa_db=args.msa_db,
                               msa_iterations=args.msa_iterations, msa_cpus=args.msa_cpus,
                               ray_address=args.ray_address, workers=args.workers, model_workers=args.model_workers,
-                              relax_config=relax_cfg, plots=not args.no_plots, progress=not args.quiet)
+                              relax_config=relax_cfg, plots=not args.no_plots, progress=not args.quiet,
+                              templates=args.templates, max_templates=args.max_templates,
+                              max_template_date=args.max_template_date,
+                              template_max_identity=args.template_max_identity,
+                              template_search=args.template_search)
         records = predict_batch(targets, args.out, opts, force=args.force)
     except Exception as exc:  # run-level problems (bad input, missing weights): one message, no traceback
         log.error("%s", exc)

@@ -45,6 +45,16 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                         "validation split by whole clusters (af2struct/data/splits/pdb2018_train_clusters30.tsv.gz "
                         "covers pdb2018_backbone + train/chains at 30%% identity)")
     g.add_argument("--manifest", default=None, help="alternatively, a TSV with name and cluster40/cluster columns")
+    g.add_argument("--template-hits", default=None,
+                   help="templates for --backbone-db chains: the database searched against itself (e.g. "
+                        "../shared/data/pdb2018_backbone/self_hits_phmmer.tsv.gz); each crop gets 0 to "
+                        "--max-templates of its chain's hits, never itself, its PDB entry, a near-identical "
+                        "sequence or a held-out chain; held-out chains get templates only from other clusters. "
+                        "Needs a model with templates (--set templates.enabled=true)")
+    g.add_argument("--max-templates", type=int, default=d["max_templates"], help="templates per crop at most")
+    g.add_argument("--min-templates", type=int, default=d["min_templates"],
+                   help="templates per training crop at least; > 0 draws only chains that have a template (use 1 "
+                        "with --train-only trunk.template.: a crop without one teaches a frozen model nothing)")
     g.add_argument("--valid-data", default=None, help="validation chains (pickle or folder) instead of a cluster split")
     g.add_argument("--valid-fraction", type=float, default=d["valid_fraction"],
                    help="fraction of chains held out for validation, as whole clusters")
@@ -64,7 +74,13 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                         "--plddt-chains 600 --steps 6000 --lr 1e-3)")
     g.add_argument("--plddt-chains", type=int, default=d["plddt_chains"],
                    help="stage plddt: distinct training chains predicted (each once, ~3 s at 200 residues on a CPU core)")
-    g.add_argument("--init-from", default=None, help="checkpoint to start from (weights only; new tensors stay random)")
+    g.add_argument("--init-from", default=None,
+                   help="checkpoint to start from: its weights and config (changed by --set; new tensors start "
+                        "at their initial values)")
+    g.add_argument("--train-only", action="append", default=[], metavar="PREFIX",
+                   help="train only parameters whose names start with PREFIX (repeatable), the rest frozen: "
+                        "e.g. --train-only trunk.template. fits template modules to a trained model, which then "
+                        "predicts exactly as before for a target without templates")
     g.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps in all (the LR schedule spans them)")
     g.add_argument("--time-limit-min", type=float, default=d["time_limit_min"],
                    help="stop (resumably) after this many minutes of this run, 0 = no limit")
@@ -132,8 +148,10 @@ def run(args: argparse.Namespace) -> int:
     kw = {k: getattr(args, k) for k in fields
           if hasattr(args, k) and k not in ("resume", "amp", "progress", "freeze_trunk")}
     try:
+        kw.pop("train_only", None)
         cfg = TrainConfig(**kw, resume=not args.no_resume, amp=not args.no_amp, progress=not args.quiet,
-                          freeze_trunk=args.freeze_trunk, model_overrides=tuple(args.overrides))
+                          freeze_trunk=args.freeze_trunk, model_overrides=tuple(args.overrides),
+                          train_only=tuple(args.train_only))
         result = train(cfg)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         logging.getLogger("train").error("%s", exc)

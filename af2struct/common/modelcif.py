@@ -3,7 +3,9 @@
 On top of the mmCIF of :func:`af2struct.common.io.to_mmcif_string` (entry named after the target,
 entities with their sequences, numeric ``label_seq_id``): the software and its version, the model
 list, and pLDDT as a quality metric, per residue (``_ma_qa_metric_local``) and for the whole model
-(``_ma_qa_metric_global``).
+(``_ma_qa_metric_global``); with templates, ModelCIF's template categories (``_ma_template_*``,
+``_ma_target_template_poly_mapping``, the alignment in ``_ma_alignment*``) and the model type
+"Homology model".
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from af2struct.version import __version__
 
 
 def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[float]] = None,
-                       description: str = "", model_details: str = "") -> str:
-    """ModelCIF text of a predicted ``protein``; ``plddt [L]`` (0-100) defaults to its B-factors."""
+                       description: str = "", model_details: str = "",
+                       templates: Optional[Sequence[Dict]] = None) -> str:
+    """ModelCIF text of a predicted ``protein``; ``plddt [L]`` (0-100) defaults to its B-factors.
+    ``templates``: the templates used, each a dict with ``pdb_id``, ``chain``, ``sequence`` (the
+    template chain), ``template_begin``/``template_end`` (its residue numbers aligned),
+    ``target_begin``/``target_end`` (1-based target positions), ``identity``, ``evalue``,
+    ``query_aln``/``template_aln``."""
     st = _to_gemmi(protein, name)
     doc = st.make_mmcif_document()
     block = doc[0]
@@ -37,10 +44,15 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
                       "classification": ["model building"], "type": ["package"],
                       "description": ["PyTorch re-implementation of the AlphaFold2 idea"]})
     cat("_ma_software_group", {"ordinal_id": [1], "group_id": [1], "software_id": [1]})
-    cat("_ma_data", {"id": [1], "name": ["Model"], "content_type": ["model coordinates"]})
+    templates = list(templates or [])
+    n_t = len(templates)
+    cat("_ma_data", {"id": list(range(1, n_t + 2)), "name": ["Model"] + [f"{t['pdb_id']}_{t['chain']}" for t in templates],
+                     "content_type": ["model coordinates"] + ["template structure"] * n_t})
     cat("_ma_model_list", {"ordinal_id": [1], "model_id": [1], "model_group_id": [1],
                            "model_name": ["Top ranked model"], "model_group_name": [f"af2struct {version}"],
-                           "data_id": [1], "model_type": ["Ab initio model"]})
+                           "data_id": [1], "model_type": ["Homology model" if n_t else "Ab initio model"]})
+    if n_t:
+        _template_categories(cat, st, templates)
     cat("_ma_qa_metric", {"id": [1, 2], "name": ["pLDDT", "pLDDT"], "description": [
         "Predicted accuracy according to the CA-only lDDT in [0,100]"] * 2, "type": ["pLDDT", "pLDDT"],
         "mode": ["global", "local"], "software_group_id": [1, 1]})
@@ -65,3 +77,43 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
         cat("_entity_poly_seq", {"entity_id": ent_id, "num": num, "mon_id": mon, "hetero": ["n"] * len(num)})
     return doc.as_string()
 
+
+
+def _template_categories(cat, st, templates: Sequence[Dict]) -> None:
+    """ModelCIF's template description: where each template comes from (the PDB), its sequence,
+    the segment used, how it maps onto the target, and the alignment."""
+    ids = list(range(1, len(templates) + 1))
+    target_asym = st[0][0][0].subchain if len(st[0]) else "A"
+    cat("_ma_template_details", {
+        "ordinal_id": ids, "template_id": ids, "template_origin": ["reference database"] * len(ids),
+        "template_entity_type": ["polymer"] * len(ids), "template_trans_matrix_id": [1] * len(ids),
+        "template_data_id": [i + 1 for i in ids], "target_asym_id": [target_asym] * len(ids),
+        "template_label_asym_id": [t["chain"] for t in templates], "template_label_entity_id": [1] * len(ids),
+        "template_model_num": [1] * len(ids), "template_auth_asym_id": [t["chain"] for t in templates]})
+    cat("_ma_template_ref_db_details", {
+        "template_id": ids, "db_name": ["PDB"] * len(ids), "db_accession_code": [t["pdb_id"] for t in templates]})
+    cat("_ma_template_poly", {"template_id": ids, "seq_one_letter_code": [t["sequence"] for t in templates],
+                              "seq_one_letter_code_can": [t["sequence"] for t in templates]})
+    cat("_ma_template_poly_segment", {"id": ids, "template_id": ids,
+                                      "residue_number_begin": [t["template_begin"] for t in templates],
+                                      "residue_number_end": [t["template_end"] for t in templates]})
+    rot = {f"rot_matrix[{i}][{j}]": [1.0 if i == j else 0.0] for i in (1, 2, 3) for j in (1, 2, 3)}
+    cat("_ma_template_trans_matrix", {"id": [1], **rot, **{f"tr_vector[{i}]": [0.0] for i in (1, 2, 3)}})
+    cat("_ma_target_template_poly_mapping", {
+        "id": ids, "template_segment_id": ids, "target_asym_id": [target_asym] * len(ids),
+        "target_seq_id_begin": [t["target_begin"] for t in templates],
+        "target_seq_id_end": [t["target_end"] for t in templates]})
+    cat("_ma_alignment_info", {"alignment_id": ids, "data_id": [i + 1 for i in ids],
+                               "software_group_id": [1] * len(ids), "alignment_length":
+                                   [len(t["query_aln"]) for t in templates],
+                               "alignment_type": ["target-template pairwise alignment"] * len(ids),
+                               "alignment_mode": ["local"] * len(ids)})
+    cat("_ma_alignment_details", {
+        "ordinal_id": ids, "alignment_id": ids, "template_segment_id": ids, "target_asym_id": [target_asym] * len(ids),
+        "score_type": ["Other"] * len(ids), "score_value": [f"{t['evalue']:.3g}" for t in templates],
+        "percent_sequence_identity": [f"{100 * t['identity']:.1f}" for t in templates],
+        "sequence_identity_denominator": ["Number of aligned residue pairs (not including the gaps)"] * len(ids)})
+    cat("_ma_alignment", {
+        "ordinal_id": list(range(1, 2 * len(ids) + 1)), "alignment_id": [i for i in ids for _ in (0, 1)],
+        "target_template_flag": ["1", "2"] * len(ids),
+        "sequence": [x for t in templates for x in (t["query_aln"], t["template_aln"])]})

@@ -63,6 +63,8 @@ class BackboneDB:
         self.start_resnum = arrays["start_resnum"].astype(np.int64)
         self._sequence = arrays["sequence"]
         self._dssp = arrays.get("dssp")
+        # arrays beyond the layout (e.g. a template library's release_dates), per chain
+        self.extra = {k: v for k, v in arrays.items() if k not in _REQUIRED + ("dssp", "atom_order")}
         order = arrays.get("atom_order")
         if order is not None and tuple(x.decode() for x in order) != BACKBONE_ATOMS:
             raise BackboneDBError(f"{path}: atom order {order} is not {BACKBONE_ATOMS}")

@@ -13,6 +13,7 @@ all_atom_positions [L, 37, 3] float32  targets (zeros when unknown)
 all_atom_mask      [L, 37] float32
 chi_angles         [L, 4] float32      chi1..chi4 of the structure (radians)
 chi_mask           [L, 4] float32      1 where the chi exists and its atoms are present
+template_*         [T, L, ...]         optional: template features (af2struct.data.templates)
 =================  ==================  ==========================================
 
 A *batch* (from :func:`collate`) is the same keys as torch tensors padded to ``[B, ...]``.
@@ -28,6 +29,7 @@ from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
 from af2struct.geometry.angles import chi_angles
 from af2struct.data.msa import Msa, MsaError
+from af2struct.data.templates import empty_template_features
 
 Example = Dict[str, np.ndarray]
 
@@ -74,7 +76,12 @@ def crop_example(example: Example, start: int, size: int) -> Example:
     """Contiguous crop ``[start, start + size)`` along the residue axis of every feature."""
     out = {}
     for k, v in example.items():
-        out[k] = v[:, start:start + size] if k in ("msa", "msa_mask", "deletion_value") else v[start:start + size]
+        if k == "template_mask":
+            out[k] = v
+        elif k in ("msa", "msa_mask", "deletion_value") or k.startswith("template_"):
+            out[k] = v[:, start:start + size]
+        else:
+            out[k] = v[start:start + size]
     return out
 
 
@@ -93,11 +100,14 @@ def collate(examples: Sequence[Example]):
 
     if not examples:
         raise ValueError("collate: empty batch")
+    if any(k.startswith("template_") for e in examples for k in e):  # some have templates: all get the keys
+        examples = [e if "template_mask" in e else {**e, **empty_template_features(len(e["aatype"]))}
+                    for e in examples]
     batch = {}
     for key in examples[0]:
         arrays = [e[key] for e in examples]
         shape = np.max([a.shape for a in arrays], axis=0)
-        fill = rc.gap_index if key == "msa" else 0
+        fill = rc.gap_index if key in ("msa", "template_aatype") else 0
         out = np.full((len(arrays),) + tuple(shape), fill, dtype=arrays[0].dtype)
         for i, a in enumerate(arrays):
             out[(i,) + tuple(slice(0, s) for s in a.shape)] = a

@@ -148,10 +148,52 @@ class HeadsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TemplateConfig:
+    """Template modules (:mod:`af2struct.model.templates`; AlphaFold2 supplement 1.7.1).
+
+    Attributes:
+        enabled: build the template modules (False: a model without them, as checkpoints
+            written before templates).
+        pair_dim: template pair channels (c_t).
+        blocks: template pair stack blocks (the seed's ``templates_embed_layers``).
+        heads, dim_head: pointwise attention over the templates.
+        dgram_bins, dgram_min, dgram_max: the pseudo-beta distogram (AlphaFold: 39 bins,
+            3.25-50.75 A).
+        ca_dgram_bins, ca_dgram_min, ca_dgram_max: the template's Calpha-Calpha distogram (this
+            model predicts Calpha distances, AlphaFold pseudo-beta ones: the template feature
+            that matches the target; 0 bins = left out).
+        raw_feat_dim: width of precomputed pair features ``templates_feats [B, T, L, L, F]``
+            (the seed's ``templates_dim``; 0 = only the model's own featurisation).
+        angle_feat_dim: per-residue template features that become extra MSA rows (31 for the
+            model's own: residue type, backbone torsions, masks; the seed's
+            ``templates_angles_feats_dim``); 0 = no template rows.
+    """
+
+    enabled: bool = False
+    pair_dim: int = 16
+    blocks: int = 2
+    heads: int = 4
+    dim_head: int = 8
+    dgram_bins: int = 39
+    dgram_min: float = 3.25
+    dgram_max: float = 50.75
+    ca_dgram_bins: int = 37
+    ca_dgram_min: float = 2.0
+    ca_dgram_max: float = 20.0
+    raw_feat_dim: int = 0
+    angle_feat_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.pair_dim, self.heads, self.dim_head, self.dgram_bins - 1) < 1 or self.blocks < 0:
+            raise ValueError("TemplateConfig: pair_dim, heads, dim_head >= 1, dgram_bins >= 2, blocks >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
     structure: StructureConfig = dataclasses.field(default_factory=StructureConfig)
     heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
+    templates: TemplateConfig = dataclasses.field(default_factory=TemplateConfig)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
@@ -207,6 +249,7 @@ _NESTED = {
     ("ModelConfig", "trunk"): TrunkConfig,
     ("ModelConfig", "structure"): StructureConfig,
     ("ModelConfig", "heads"): HeadsConfig,
+    ("ModelConfig", "templates"): TemplateConfig,
 }
 
 PRESETS: Dict[str, ModelConfig] = {

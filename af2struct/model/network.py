@@ -3,8 +3,10 @@
 ``Alphafold2`` keeps the constructor and call of the original alphafold2-pytorch README
 (``Alphafold2(dim, depth, heads, dim_head, reversible, max_seq_len, sparse_self_attn,
 cross_attn_compress_ratio, inter_msa_self_attn)``; ``model(seq, msa, mask=, msa_mask=)`` returns
-distogram logits ``[B, L, L, 37]``) on top of the project's typed config; ``predict`` runs the
-structure stages as well.
+distogram logits ``[B, L, L, 37]``) and its later template arguments (0.4: ``templates_dim``,
+``templates_embed_layers``, ``templates_angles_feats_dim``; ``model(..., templates_feats=,
+templates_mask=, templates_angles=)``) on top of the project's typed config; ``predict`` runs
+the structure stages as well.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
+from af2struct.model.config import ModelConfig, SparseSpec, TemplateConfig, TrunkConfig
 from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead, structure_agreement
 from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
 from af2struct.model.potential import refine_on_distogram
@@ -41,6 +43,9 @@ class Alphafold2(nn.Module):
         sparse_self_attn: Optional[SparseSpec] = None,
         cross_attn_compress_ratio: Optional[int] = None,
         inter_msa_self_attn: Optional[bool] = None,
+        templates_dim: Optional[int] = None,
+        templates_embed_layers: Optional[int] = None,
+        templates_angles_feats_dim: Optional[int] = None,
         *,
         config: Optional[ModelConfig] = None,
         **trunk_overrides,
@@ -59,9 +64,15 @@ class Alphafold2(nn.Module):
             changes["pair_dim"] = None
         if changes:
             config = dataclasses.replace(config, trunk=dataclasses.replace(config.trunk, **changes))
+        seed_templates = dict(raw_feat_dim=templates_dim, blocks=templates_embed_layers,
+                              angle_feat_dim=templates_angles_feats_dim)
+        seed_templates = {k: v for k, v in seed_templates.items() if v is not None}
+        if seed_templates:
+            config = dataclasses.replace(config, templates=dataclasses.replace(config.templates, enabled=True,
+                                                                               **seed_templates))
         self.config = config
         t, h = config.trunk, config.heads
-        self.trunk = Trunk(t, h.distogram_bins)
+        self.trunk = Trunk(t, h.distogram_bins, config.templates)
         self.distogram_head = DistogramHead(t.z_dim, h)
         self.plddt_head = PLDDTHead(t.dim, h, t.z_dim)
         self.torsion_head = TorsionHead(t.dim)
@@ -72,7 +83,8 @@ class Alphafold2(nn.Module):
 
     # ------------------------------------------------------------------ trunk + heads
     def run_trunk(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
-                  num_recycles: Optional[int] = None) -> Dict[str, torch.Tensor]:
+                  num_recycles: Optional[int] = None,
+                  templates: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         """Trunk with recycling; returns ``single [B, L, C]``, ``pair``, ``distogram`` logits,
         ``chi [B, L, 4, 2]``, with a PAE head ``pae_logits [B, L, L, bins]``, and ``plddt_logits [B, L, bins]``
         unless the pLDDT head needs the structure (``heads.plddt_context``: then :meth:`structure` adds it)."""
@@ -82,7 +94,8 @@ class Alphafold2(nn.Module):
         for c in range(cycles + 1):
             last = c == cycles
             with torch.set_grad_enabled(torch.is_grad_enabled() and last):
-                s, z = self.trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, prev_z, prev_bins)
+                s, z = self.trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, prev_z, prev_bins,
+                                  templates)
                 logits = self.distogram_head(z)
             if not last:
                 prev_z = z.detach()
@@ -96,15 +109,29 @@ class Alphafold2(nn.Module):
         return out
 
     def forward(self, seq=None, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
-                num_recycles: Optional[int] = None, return_all: bool = False, batch: Optional[Dict] = None):
+                num_recycles: Optional[int] = None, return_all: bool = False, batch: Optional[Dict] = None,
+                templates_feats=None, templates_mask=None, templates_angles=None):
         """Distogram logits ``[B, L, L, bins]`` (or every trunk output with ``return_all``).
 
-        Tensors as in alphafold2-pytorch (``seq [B, L]``, ``msa [B, N, L]``, masks), or ``batch``:
-        the feature dict of :func:`af2struct.data.features.collate` (how predict and train call it).
+        Tensors as in alphafold2-pytorch (``seq [B, L]``, ``msa [B, N, L]``, masks; templates as
+        its 0.4 took them: ``templates_feats [B, T, L, L, templates_dim]``, ``templates_mask
+        [B, T, L]``, ``templates_angles [B, T, L, templates_angles_feats_dim]``), or ``batch``:
+        the feature dict of :func:`af2struct.data.features.collate` (how predict and train call
+        it; its ``template_*`` features are used when the model has template modules).
         """
+        templates = None
         if batch is not None:
             seq, msa, mask, msa_mask, residue_index, deletion_value = batch_inputs(batch)
-        out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles)
+            templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
+        elif templates_feats is not None:
+            if templates_mask is None:
+                templates_mask = torch.ones(templates_feats.shape[:3], dtype=torch.bool, device=templates_feats.device)
+            templates = {"templates_feats": templates_feats, "templates_mask": templates_mask}
+            if templates_angles is not None:
+                templates["templates_angles"] = templates_angles
+        if templates is not None and self.trunk.template is None and templates_feats is not None:
+            raise ValueError("templates_feats given to a model built without templates (pass templates_dim=...)")
+        out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles, templates)
         return out if return_all else out["distogram"]
 
     # ------------------------------------------------------------------ structure

@@ -1,30 +1,46 @@
-"""The trunk: embeddings + a stack of Evoformer-style blocks (plain or reversible)."""
+"""The trunk: embeddings (+ templates) + a stack of Evoformer-style blocks (plain or reversible)."""
 
 from __future__ import annotations
 
+from typing import Dict, Optional
 
 import torch
 from torch import nn
 
-from af2struct.model.config import TrunkConfig
+from af2struct.model.config import TemplateConfig, TrunkConfig
 from af2struct.model.embeddings import InputEmbedder
 from af2struct.model.evoformer import EvoformerBlock
 from af2struct.model.reversible import PlainStack, ReversibleStack
+from af2struct.model.templates import TemplateEmbedder
+
+
+def has_templates(templates: Optional[Dict[str, torch.Tensor]]) -> bool:
+    """Whether a template feature dict holds at least one template slot (``T > 0``)."""
+    if not templates:
+        return False
+    key = "templates_feats" if "templates_feats" in templates else "template_mask"
+    return key in templates and templates[key].shape[1] > 0
 
 
 class Trunk(nn.Module):
-    def __init__(self, cfg: TrunkConfig, bins: int) -> None:
+    def __init__(self, cfg: TrunkConfig, bins: int, templates: Optional[TemplateConfig] = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = InputEmbedder(cfg, bins)
+        self.template = None
+        if templates is not None and templates.enabled:
+            self.template = TemplateEmbedder(templates, cfg.dim, cfg.z_dim, cfg.attn_chunk_size)
         blocks = [EvoformerBlock(cfg, i, has_unaligned=True) for i in range(cfg.depth)]
         self.stack = ReversibleStack(blocks) if cfg.reversible else PlainStack(blocks)
         self.norm_s = nn.LayerNorm(cfg.dim)
         self.norm_z = nn.LayerNorm(cfg.z_dim)
 
     def forward(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
-                prev_z=None, prev_bins=None):
-        """Returns the sequence row ``s [B, L, C]`` and the pair ``z [B, L, L, Cz]``."""
+                prev_z=None, prev_bins=None, templates: Optional[Dict[str, torch.Tensor]] = None):
+        """Returns the sequence row ``s [B, L, C]`` and the pair ``z [B, L, L, Cz]``.
+        ``templates``: template features (:mod:`af2struct.data.templates`, ``[B, T, ...]``) or the
+        seed's ``templates_feats``/``templates_mask``/``templates_angles``; ignored by a model
+        built without template modules, skipped when ``T = 0``."""
         b, n = seq.shape
         if n > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {n} exceeds max_seq_len={self.cfg.max_seq_len}")
@@ -41,6 +57,12 @@ class Trunk(nn.Module):
                 a_mask = torch.cat([a_mask, msa_mask.bool() & mask[:, None]], dim=1)
             else:
                 u_mask = msa_mask.bool()
+        if self.template is not None and has_templates(templates):
+            update, rows, row_mask = self.template(z, templates, mask)
+            z = z + update
+            if rows is not None:  # template torsions: extra MSA rows (aligned with the query)
+                a = torch.cat([a, rows.to(a.dtype)], dim=1)
+                a_mask = torch.cat([a_mask, row_mask], dim=1)
         pair_mask = mask[:, :, None] & mask[:, None, :]
         # nothing padded (the usual case): no mask is applied anywhere (same result, less work)
         if bool(a_mask.all()):

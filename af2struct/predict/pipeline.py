@@ -70,7 +70,7 @@ def best_device(requested: str = "auto") -> str:
 
 def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recycles: Optional[int] = None,
                       seed: int = 0, device: str = "cpu", max_msa_rows: int = 128,
-                      clean_backbone: bool = True) -> Prediction:
+                      clean_backbone: bool = True, templates: Optional[Dict[str, np.ndarray]] = None) -> Prediction:
     """Run the model on one sequence; raises ``SequenceError``/``MsaError`` for bad input.
 
     ``clean_backbone``: regularize the predicted Calpha trace (3.80 A virtual bonds, no
@@ -86,6 +86,11 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
         msa.check_query(sequence)
     torch.manual_seed(seed)
     ex = make_example(Protein.from_sequence(sequence), msa, max_msa_rows, np.random.default_rng(seed))
+    if templates is not None and len(templates["template_mask"]):
+        if model.trunk.template is None:
+            raise WeightsError("these weights have no template modules: predict without --templates, or with "
+                               "weights trained with templates (the shipped ones are)")
+        ex.update(templates)
     batch = {k: v.to(device) for k, v in collate([ex]).items()}
     t1 = time.perf_counter()
     with torch.no_grad():

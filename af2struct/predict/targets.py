@@ -27,6 +27,8 @@ from af2struct.common.runner import RunFolder, file_digest, fingerprint
 from af2struct.common.modelcif import to_modelcif_string
 from af2struct.data.msa import MsaError, read_fasta, read_msa
 from af2struct.data.msa_search import search_msa
+from af2struct.data.template_search import SEARCH_METHODS, TemplateDB, cached_search, usable_hits
+from af2struct.data.templates import template_features
 from af2struct.eval.metrics import score_model
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS, predict_structure
 from af2struct.predict.plots import plot_distogram, plot_pae, plot_plddt
@@ -96,8 +98,21 @@ class PredictOptions:
     relax_config: Optional[RelaxConfig] = None  # relax settings (backend and seed come from relax / seed)
     plots: bool = True
     progress: bool = True
+    templates: Optional[str] = None  # template database (chains_backbone.npz layout) to search
+    max_templates: int = 4  # featurised per target (AlphaFold: 4)
+    max_template_date: Optional[str] = None  # YYYY-MM-DD: templates released after it are not used
+    template_max_identity: Optional[float] = None  # benchmarks: no template above this identity
+    template_search: str = "jackhmmer"  # or phmmer; with an MSA: hmmsearch with its profile
 
     def __post_init__(self) -> None:
+        if not 0 <= self.max_templates <= 20:
+            raise ValueError("--max-templates must be between 0 and 20")
+        if self.max_template_date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.max_template_date):
+            raise ValueError(f"--max-template-date must be YYYY-MM-DD, not {self.max_template_date!r}")
+        if self.template_max_identity is not None and not 0 < self.template_max_identity <= 1:
+            raise ValueError("--template-max-identity must be in (0, 1]")
+        if self.template_search not in SEARCH_METHODS:
+            raise ValueError(f"--template-search must be one of {SEARCH_METHODS}")
         if self.relax not in ("openmm", "rosetta", "none"):
             raise ValueError("relax must be openmm, rosetta or none")
         if self.fmt not in ("pdb", "cif"):
@@ -183,7 +198,58 @@ def target_fingerprint(target: Target, opts: PredictOptions, n_targets: int) -> 
         "msa": file_digest(msa) if msa else None,
         "msa_db": [str(db.resolve()), db.stat().st_size, opts.msa_iterations] if db and db.is_file() else None,
         "native": file_digest(native) if native else None,
+        "templates": template_db(opts.templates).content_key() if opts.templates else None,
+        "template_options": [opts.max_templates, opts.max_template_date, opts.template_max_identity,
+                             opts.template_search] if opts.templates else None,
     })
+
+
+@functools.lru_cache(maxsize=2)
+def _template_db(path: str, key: str) -> TemplateDB:
+    return TemplateDB(path)
+
+
+def template_db(path: str) -> TemplateDB:
+    """The template database at ``path``, read once per process (again when the file changes)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--templates {p}: no such template database file")
+    st = p.stat()
+    return _template_db(str(p.resolve()), f"{st.st_size}:{st.st_mtime_ns}")
+
+
+@dataclasses.dataclass
+class TemplateResult:
+    """A target's template search: every hit kept, the ones used, their features, seconds spent."""
+
+    hits: List
+    used: List
+    features: Optional[Dict[str, np.ndarray]]
+    seconds: float
+
+    def report(self, length: int) -> Dict:
+        used = {h.name for h in self.used}
+        return {"hits": [dict(h.to_dict(length), used=h.name in used) for h in self.hits],
+                "used": [h.name for h in self.used]}
+
+
+def target_templates(folder: RunFolder, target: Target, opts: PredictOptions, msa) -> Optional[TemplateResult]:
+    """Search ``--templates`` for ``target`` (cached in the run folder), filter the hits as
+    AlphaFold does and featurise the best ``max_templates``; ``None`` without ``--templates``."""
+    if not opts.templates:
+        return None
+    t0 = time.perf_counter()
+    db = template_db(opts.templates)
+    key = fingerprint([target.sequence, db.content_key(), opts.template_search])
+    hits = cached_search(target.sequence, db, folder.cache_path("templates", f"{target.name}.{key}.json"),
+                         msa=msa, method=opts.template_search, name=target.name)
+    seq = "".join(target.sequence.split()).upper()
+    used = usable_hits(hits, seq, db, max_template_date=opts.max_template_date,
+                       max_identity=opts.template_max_identity)[:opts.max_templates]
+    feats = template_features(used, db, len(seq), opts.max_templates)
+    logger.info("%s: %d template hit(s), %d used%s", target.name, len(hits), len(used),
+                (": " + ", ".join(h.name for h in used)) if used else "")
+    return TemplateResult(hits, used, feats, time.perf_counter() - t0)
 
 
 def check_target(target: Target, opts: PredictOptions) -> np.ndarray:
@@ -224,25 +290,28 @@ def relax_prediction(protein, opts: PredictOptions):
 
 
 def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, relaxed, timings: Dict[str, float],
-                 n_targets: int, fp: str, msa=None) -> Dict:
+                 n_targets: int, fp: str, msa=None, templates: Optional[TemplateResult] = None) -> Dict:
     """Write one target's folder (in a temporary folder moved into place when complete, then its
     record); returns its summary row. ``pred`` is a :class:`~af2struct.predict.pipeline.Prediction`,
     ``relaxed`` a ``RelaxResult`` or ``None``."""
     row: Dict = {"name": target.name, "length": len(pred.plddt)}
     partial = folder.temp_dir(target.name)
+    used = templates.used if templates else None
     try:
-        save_structure(pred.protein, partial / "unrelaxed.pdb", model_remarks(target, opts, None))
+        save_structure(pred.protein, partial / "unrelaxed.pdb", model_remarks(target, opts, None, used))
         final_protein = pred.protein
         if relaxed is not None:
             final_protein = relaxed.protein
-            save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed))
+            save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed, used))
             row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
         if opts.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
             for tag, prot, rel in (("unrelaxed", pred.protein, None), ("relaxed", final_protein, relaxed)):
                 if tag == "relaxed" and relaxed is None:
                     continue
                 atomic_write_text(partial / f"{tag}.cif", to_modelcif_string(
-                    prot, target.name, pred.plddt, target.description, "; ".join(model_remarks(target, opts, rel)[2:])))
+                    prot, target.name, pred.plddt, target.description,
+                    "; ".join(model_remarks(target, opts, rel, used)[2:]),
+                    templates=template_records(used, templates_db_or_none(opts))))
         buf = io.BytesIO()
         np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
                             sequence=np.array(target.sequence))
@@ -252,6 +321,10 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
             searched = opts.msa_db and _msa_file(target, opts, n_targets) is None
             if searched and msa_cache(folder, target, opts).is_file():  # the alignment goes with the model
                 shutil.copyfile(msa_cache(folder, target, opts), partial / "msa.a3m")
+        if templates is not None:
+            row["n_templates"] = len(templates.used)
+            atomic_write_text(partial / "templates.json",
+                              json.dumps(templates.report(len(pred.plddt)), indent=1))
         conf = write_confidence(partial, target, pred, final_protein, opts.plots)
         row.update(score_against_native(target, final_protein, opts, n_targets))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
@@ -306,16 +379,40 @@ def weights_label(weights: Optional[str]) -> str:
     return f"{'shipped ' if not weights else ''}{path.name} (sha256 {digest})"
 
 
-def model_remarks(target: Target, opts: PredictOptions, relaxed) -> List[str]:
+def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None) -> List[str]:
     """What a model file says about itself (PDB ``REMARK 999`` lines)."""
     out = [f"af2struct {__version__} model of {target.name}",
            "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
            f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
+    if templates is not None:
+        n = len("".join(target.sequence.split()))
+        out.append("templates: " + ("; ".join(
+            f"{h.name} (E {h.evalue:.2g}, identity {h.identity:.2f}, coverage {h.coverage(n):.2f})"
+            for h in templates) if templates else f"none used from {Path(opts.templates).name} (templates.json lists the hits)"))
     if relaxed is None:
         out.append("not relaxed")
     else:
         out.append(f"relaxed: {relaxed.backend} ({relaxed.violations_after} violations left, heavy-atom RMSD "
                    f"{relaxed.rmsd_heavy:.2f} A to the unrelaxed model)")
+    return out
+
+
+def templates_db_or_none(opts: PredictOptions) -> Optional[TemplateDB]:
+    return template_db(opts.templates) if opts.templates else None
+
+
+def template_records(used, db: Optional[TemplateDB]) -> Optional[List[Dict]]:
+    """The used templates as ModelCIF needs them (:func:`af2struct.common.modelcif.to_modelcif_string`)."""
+    if used is None or db is None:
+        return None
+    out = []
+    for h in used:
+        qi, ti = h.mapping()
+        out.append({"pdb_id": h.pdb_id, "chain": h.name.split("_", 1)[-1], "sequence": db.sequence(h.index),
+                    "template_begin": int(db.start_resnum[h.index]) + h.hit_from - 1,
+                    "template_end": int(db.start_resnum[h.index]) + h.hit_to - 1,
+                    "target_begin": h.query_from, "target_end": h.query_to, "identity": h.identity,
+                    "evalue": h.evalue, "query_aln": h.query_aln, "template_aln": h.hit_aln})
     return out
 
 
@@ -349,8 +446,11 @@ def predict_target(model, folder: RunFolder, target: Target, opts: PredictOption
     try:
         check_target(target, opts)
         msa, t_msa = target_msa(target, opts, n_targets, msa_cache(folder, target, opts))
-        pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device)
-        timings = ({"msa": t_msa} if opts.msa_db else {}) | dict(pred.timings)
+        templates = target_templates(folder, target, opts, msa)
+        pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device,
+                                 templates=templates.features if templates else None)
+        timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
+            | dict(pred.timings)
         tr = time.perf_counter()
         relaxed = relax_prediction(pred.protein, opts)
         if relaxed is not None:
@@ -358,4 +458,4 @@ def predict_target(model, folder: RunFolder, target: Target, opts: PredictOption
     except Exception as exc:  # one target's failure never stops the batch
         return fail_target(folder, target, fp, exc, time.perf_counter() - t0)
     timings["total"] = time.perf_counter() - t0
-    return write_target(folder, target, opts, pred, relaxed, timings, n_targets, fp, msa)
+    return write_target(folder, target, opts, pred, relaxed, timings, n_targets, fp, msa, templates)

@@ -24,13 +24,14 @@ from af2struct.data.backbone_db import BackboneDB
 from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
 from af2struct.data.features import Example, collate
 from af2struct.data.make_dataset import read_clusters, split_by_cluster
+from af2struct.data.templates import read_hits_table
 from af2struct.model.config import ModelConfig, preset
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.network import Alphafold2
 from af2struct.train.confidence import calibrate_plddt
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.precision import use_bf16_autocast
-from af2struct.train.sampling import TrainingMix, backbone_pool, center_crops, protein_pool
+from af2struct.train.sampling import TemplateSource, TrainingMix, backbone_pool, center_crops, protein_pool
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,17 @@ class TrainConfig:
     plddt_chains: int = 600
     potential_iters: int = 0
     init_from: Optional[str] = None
+    # templates (backbone database chains only): the database searched against itself
+    # (self_hits_phmmer.tsv.gz); 0-max_templates hits per crop
+    template_hits: Optional[str] = None
+    max_templates: int = 4
+    # at least this many per training crop (only chains with a hit are drawn then): 1 suits
+    # --train-only trunk.template. (a crop without templates teaches a frozen model nothing)
+    min_templates: int = 0
+    # train only parameters whose names start with one of these (empty: all), e.g.
+    # ("trunk.template.",): a template stack on a frozen model, which then predicts exactly as
+    # before wherever there is no template
+    train_only: Tuple[str, ...] = ()
     # SECTION.KEY=VALUE changes to the model config (ModelConfig.with_overrides): of the preset
     # for a new run, of the --init-from checkpoint's config in stage plddt
     model_overrides: Tuple[str, ...] = ()
@@ -106,6 +118,10 @@ class TrainConfig:
             raise ValueError("backbone_fraction must be in [0, 1]")
         if self.crop_size < 8:
             raise ValueError("crop_size must be >= 8")
+        if self.template_hits and not self.backbone_db:
+            raise ValueError("template_hits are hits of backbone_db chains: give backbone_db too")
+        if not 0 <= self.min_templates <= self.max_templates <= 16:
+            raise ValueError("need 0 <= min_templates <= max_templates <= 16")
         preset(self.preset).with_overrides(self.model_overrides)  # bad keys or values: an error now
 
 
@@ -161,10 +177,17 @@ def load_training_data(cfg: TrainConfig) -> Tuple[TrainingMix, List[Example]]:
     if db is not None:
         train_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") == "train"]
         valid_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train"]
-        pools.append(backbone_pool(db, train_idx, clusters, cfg.crop_size))
+        train_t = valid_t = None
+        if cfg.template_hits:
+            # held-out chains are never a template; a held-out chain's templates come from other clusters
+            hits = read_hits_table(cfg.template_hits)
+            held_out = frozenset(valid_idx)
+            train_t = TemplateSource(db, hits, held_out, None, cfg.max_templates, min_templates=cfg.min_templates)
+            valid_t = TemplateSource(db, hits, held_out, clusters or {}, cfg.max_templates)
+        pools.append(backbone_pool(db, train_idx, clusters, cfg.crop_size, templates=train_t))
         fractions.append(cfg.backbone_fraction if cfg.data else 1.0)
-        valid += center_crops(backbone_pool(db, valid_idx, None, cfg.crop_size), cfg.crop_size, n_bb_valid,
-                               cfg.split_seed)
+        valid += center_crops(backbone_pool(db, valid_idx, None, cfg.crop_size, templates=valid_t), cfg.crop_size,
+                              n_bb_valid, cfg.split_seed)
     if cfg.data:
         pools.append(protein_pool(train_p, clusters, cfg.crop_size))
         fractions.append(1.0 - cfg.backbone_fraction if db is not None else 1.0)
@@ -284,7 +307,11 @@ def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], 
     """The model and AdamW, resumed from ``out/last.pt`` when it exists (updating ``state``),
     else initialised from ``init_from`` or at random."""
     out = Path(cfg.out)
-    model_config = model_config or preset(cfg.preset).with_overrides(cfg.model_overrides)
+    init = load_checkpoint(cfg.init_from) if cfg.init_from else None
+    if model_config is None:
+        # a run that starts from a checkpoint keeps that checkpoint's config (changed by --set)
+        base = config_from_checkpoint(init) if init is not None else preset(cfg.preset)
+        model_config = base.with_overrides(cfg.model_overrides)
     payload = None
     if cfg.resume and (out / "last.pt").exists():
         try:
@@ -298,17 +325,34 @@ def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], 
     if payload is not None:
         model.load_state_dict(payload["model"])
         logger.info("resumed from %s at step %d", out / "last.pt", state["step"])
-    elif cfg.init_from:
-        init = load_checkpoint(cfg.init_from)
+    elif init is not None:
         missing, unexpected = model.load_state_dict(init["model"], strict=False)
         logger.info("initialised from %s (%d new, %d unused tensors)", cfg.init_from, len(missing), len(unexpected))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = trainable_parameters(model, cfg.train_only)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if payload is not None and "optimizer" in payload:
         try:
             opt.load_state_dict(payload["optimizer"])
         except ValueError:
             logger.warning("optimizer state does not fit (stage changed?); starting it fresh")
     return model, model_config, opt
+
+
+def trainable_parameters(model, prefixes: Tuple[str, ...]) -> List[torch.nn.Parameter]:
+    """The parameters to train: all, or (``prefixes``) those whose names start with one of them;
+    the others are frozen (``requires_grad`` off). An empty selection is an error."""
+    if not prefixes:
+        return list(model.parameters())
+    keep = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(tuple(prefixes)))
+        if p.requires_grad:
+            keep.append(p)
+    if not keep:
+        raise ValueError(f"--train-only {list(prefixes)} selects no parameter of this model")
+    logger.info("training %d of %d parameters (%s); the rest frozen", sum(p.numel() for p in keep),
+                sum(p.numel() for p in model.parameters()), ", ".join(prefixes))
+    return keep
 
 
 def _train_step(model, ddp_model, opt, data: TrainingMix, cfg: TrainConfig, step: int, rank: int, world: int,
@@ -324,11 +368,15 @@ def _train_step(model, ddp_model, opt, data: TrainingMix, cfg: TrainConfig, step
         batch = _to(collate(examples), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             terms = forward_losses(ddp_model, batch, cfg)
-        (terms["loss"] / cfg.accum).backward()
+        if terms["loss"].requires_grad:  # else nothing trainable took part (no template in this batch)
+            (terms["loss"] / cfg.accum).backward()
         for k, v in terms.items():
             terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / cfg.accum
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
-    if not math.isfinite(grad_norm):
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
+    if all(p.grad is None for p in params):
+        opt.zero_grad(set_to_none=True)  # no update at all (AdamW's moments and weight decay would still move)
+    elif not math.isfinite(grad_norm):
         logger.warning("step %d: non-finite gradient; update skipped", step)
         opt.zero_grad(set_to_none=True)
     else:

@@ -1,0 +1,180 @@
+"""Template search: the query against a template database's sequences with pyhmmer.
+
+As AlphaFold: from a single sequence, jackhmmer (iterated profile search; ``phmmer``, one
+round, is the cheaper option), or with the query's MSA, ``hmmsearch`` with a profile HMM built
+from that MSA. Each hit's best domain becomes a :class:`~af2struct.data.templates.TemplateHit`
+(query and template rows aligned on the query's columns); up to 20 are kept, best E-value first,
+and the AlphaFold filters of :func:`~af2struct.data.templates.filter_hits` drop the query itself
+and hits that align under 10 % of it.
+
+The database is a :class:`TemplateDB`: a ``chains_backbone.npz`` (optionally with
+``release_dates``), its sequences digitised once per process (0.2 s for 21k chains).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import pyhmmer
+
+from af2struct.common.files import atomic_write_text
+from af2struct.data.backbone_db import BackboneDB
+from af2struct.data.msa import Msa
+from af2struct.data.templates import MAX_HITS, TemplateError, TemplateHit, filter_hits
+
+logger = logging.getLogger(__name__)
+
+SEARCH_METHODS = ("jackhmmer", "phmmer")
+_ALPHABET = pyhmmer.easel.Alphabet.amino()
+
+
+class TemplateDB(BackboneDB):
+    """A backbone database used as a template library: the chains, their release dates
+    (``release_dates`` ``[C]`` strings ``YYYY-MM-DD``, ``""`` unknown; none for
+    ``pdb2018_backbone``, whose chains all predate 2018) and a pyhmmer sequence block."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        super().__init__(path)
+        dates = self.extra.get("release_dates")
+        self.release_dates: Optional[List[str]] = (
+            [d.decode() if isinstance(d, bytes) else str(d) for d in dates] if dates is not None else None)
+        self._block = None
+
+    @property
+    def block(self) -> "pyhmmer.easel.DigitalSequenceBlock":
+        """The chains' sequences, digitised (names are the chain indices)."""
+        if self._block is None:
+            seqs = [pyhmmer.easel.TextSequence(name=str(i).encode(), sequence=self.sequence(i)).digitize(_ALPHABET)
+                    for i in range(len(self))]
+            self._block = pyhmmer.easel.DigitalSequenceBlock(_ALPHABET, seqs)
+        return self._block
+
+    def content_key(self) -> str:
+        """Identifies the database's content (path, size, modification time): a search cache or a
+        resume fingerprint made against another database is not reused."""
+        st = self.path.stat()
+        return f"{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _hit_from_domain(hit, query: str, name_of) -> Optional[TemplateHit]:
+    """A :class:`TemplateHit` from a pyhmmer hit whose HMM columns are the query's positions."""
+    dom = hit.best_domain
+    aln = dom.alignment
+    q_rows, t_rows = [], []
+    qpos = aln.hmm_from - 1
+    identical = aligned = 0
+    for hc, tc in zip(aln.hmm_sequence, aln.target_sequence):
+        if hc == ".":  # a template residue in an insert state: no query residue
+            q_rows.append("-")
+            t_rows.append(tc.upper())
+            continue
+        qc = query[qpos]
+        qpos += 1
+        q_rows.append(qc)
+        if tc == "-":
+            t_rows.append("-")
+            continue
+        t_rows.append(tc.upper())
+        aligned += 1
+        identical += qc == tc.upper()
+    if aligned == 0:
+        return None
+    index = int(hit.name.decode() if isinstance(hit.name, bytes) else hit.name)
+    return TemplateHit(name=name_of(index), index=index, evalue=float(dom.i_evalue if dom.i_evalue else hit.evalue),
+                       identity=identical / aligned, query_from=aln.hmm_from, query_to=aln.hmm_to,
+                       hit_from=aln.target_from, hit_to=aln.target_to, query_aln="".join(q_rows),
+                       hit_aln="".join(t_rows))
+
+
+def _hmm_from_msa(msa: Msa, name: str):
+    """A profile HMM whose match states are exactly the MSA's columns (the query's residues)."""
+    rows = list(msa.sequences)
+    text = pyhmmer.easel.TextMSA(name=name.encode(), sequences=[
+        pyhmmer.easel.TextSequence(name=f"s{i}".encode(), sequence=r) for i, r in enumerate(rows)])
+    digital = text.digitize(_ALPHABET)
+    digital.reference = "x" * len(rows[0])  # hand architecture: every column a match state
+    builder = pyhmmer.plan7.Builder(_ALPHABET, architecture="hand")
+    background = pyhmmer.plan7.Background(_ALPHABET)
+    hmm, _, _ = builder.build_msa(digital, background)
+    return hmm
+
+
+def search_templates(sequence: str, db: TemplateDB, *, msa: Optional[Msa] = None, method: str = "jackhmmer",
+                     iterations: int = 3, e_value: float = 1e-3, cpus: int = 1, name: str = "query",
+                     max_hits: int = MAX_HITS) -> List[TemplateHit]:
+    """Up to ``max_hits`` raw hits (E < ``e_value``, best first) of ``sequence`` in ``db``,
+    before the filters. With a ``msa`` of more than one row: hmmsearch with its profile;
+    otherwise ``method`` (jackhmmer with ``iterations`` rounds, or phmmer)."""
+    if method not in SEARCH_METHODS:
+        raise TemplateError(f"template search method must be one of {SEARCH_METHODS}, not {method!r}")
+    seq = "".join(sequence.split()).upper()
+    try:
+        query = pyhmmer.easel.TextSequence(name=name.encode(), sequence=seq).digitize(_ALPHABET)
+    except ValueError as exc:
+        raise TemplateError(f"{name}: the sequence cannot be searched ({exc})") from None
+    hits = None
+    if msa is not None and len(msa) > 1:
+        hmm = _hmm_from_msa(msa, name)
+        if hmm.M == len(seq):
+            hits = next(iter(pyhmmer.hmmer.hmmsearch([hmm], db.block, cpus=cpus, E=e_value, domE=e_value)))
+        else:  # pragma: no cover - the hand architecture keeps every column
+            logger.warning("%s: MSA profile has %d states for %d residues; searching the sequence", name, hmm.M,
+                           len(seq))
+    if hits is None and method == "jackhmmer":
+        result = None
+        for result in pyhmmer.hmmer.jackhmmer(query, db.block, max_iterations=max(1, iterations), cpus=cpus,
+                                              E=e_value, domE=e_value, incE=e_value, incdomE=e_value):
+            pass
+        if result is not None and result.hmm.M == len(seq):
+            hits = result.hits
+    if hits is None:
+        hits = next(iter(pyhmmer.hmmer.phmmer([query], db.block, cpus=cpus, E=e_value, domE=e_value)))
+    out: List[TemplateHit] = []
+    for h in sorted(hits, key=lambda h: h.evalue):
+        if h.evalue >= e_value or not h.reported:
+            continue
+        hit = _hit_from_domain(h, seq, lambda i: db.names[i])
+        if hit is not None:
+            out.append(hit)
+        if len(out) >= max_hits:
+            break
+    return out
+
+
+def cached_search(sequence: str, db: TemplateDB, cache: Optional[Path], **kwargs) -> List[TemplateHit]:
+    """:func:`search_templates`, kept as JSON at ``cache`` (reused only for the same sequence,
+    database content and search options)."""
+    key = hashlib.sha256(json.dumps([sequence, db.content_key(), kwargs.get("method", "jackhmmer"),
+                                     kwargs.get("iterations", 3), kwargs.get("e_value", 1e-3),
+                                     _msa_key(kwargs.get("msa"))]).encode()).hexdigest()
+    if cache is not None and cache.is_file():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key:
+                return [TemplateHit.from_dict(d, d["index"]) for d in saved["hits"]]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("%s: unreadable template cache; searching again", cache)
+    hits = search_templates(sequence, db, **kwargs)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        rows = [dict(h.to_dict(len(sequence)), index=h.index) for h in hits]
+        atomic_write_text(cache, json.dumps({"key": key, "hits": rows}))
+    return hits
+
+
+def _msa_key(msa: Optional[Msa]) -> Optional[str]:
+    if msa is None:
+        return None
+    return hashlib.sha256("\n".join(msa.sequences).encode()).hexdigest()
+
+
+def usable_hits(hits: Sequence[TemplateHit], sequence: str, db: TemplateDB, *, max_template_date: Optional[str] = None,
+                max_identity: Optional[float] = None, query_pdb_id: Optional[str] = None) -> List[TemplateHit]:
+    """The hits a prediction may use (AlphaFold's filters and the date cut-off)."""
+    return filter_hits(hits, sequence, query_pdb_id=query_pdb_id, max_identity=max_identity,
+                       max_date=max_template_date, release_dates=db.release_dates)
+

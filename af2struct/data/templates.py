@@ -1,0 +1,248 @@
+"""Template hits and AlphaFold2's template features for backbone-only templates (numpy).
+
+A *hit* is a chain of a :class:`~af2struct.data.backbone_db.BackboneDB` aligned to the query
+(pyhmmer's phmmer/jackhmmer alignment, or a row of ``self_hits_phmmer.tsv.gz``). Features
+(AlphaFold2 supplement 1.2.3 and 1.7.1, for templates that have only N, CA, C, O):
+
+=======================  ====================  =============================================
+template_aatype          [T, L] int64          template residue at each query position (21 = gap)
+template_backbone        [T, L, 3, 3] float32  template N, CA, C at each query position
+template_backbone_mask   [T, L] float32        1 where the query position is aligned
+template_torsions        [T, L, 3, 2] float32  sin/cos of the template's phi, psi, omega
+template_torsion_mask    [T, L, 3] float32     1 where the torsion exists in the template
+template_mask            [T] float32           1 for a real template
+=======================  ====================  =============================================
+
+The pair features (pseudo-beta distogram, unit vectors in the backbone frames, masks) are built
+from these in the model (:mod:`af2struct.model.templates`), so an example stays ``O(T L)``.
+
+Filters (AlphaFold's ``TemplateHitFeaturizer``): a hit that aligns less than
+``min_align_ratio`` (10 %) of the query is dropped; so is the query itself: the same PDB entry,
+or a hit whose aligned sequence is a stretch of the query covering more than
+``max_subsequence_ratio`` (95 %) of it, or (``max_identity``, for benchmarks) a hit above that
+sequence identity.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from af2struct.common import residue_constants as rc
+
+MAX_TEMPLATES = 4  # featurised (AlphaFold: 4)
+MAX_HITS = 20  # kept per query (AlphaFold: 20)
+TEMPLATE_KEYS = ("template_aatype", "template_backbone", "template_backbone_mask", "template_torsions",
+                 "template_torsion_mask")  # per residue: cropped along axis 1
+
+
+class TemplateError(ValueError):
+    """A hits file or template database that cannot be read or used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateHit:
+    """One template hit: chain ``index`` (``name`` = ``PDBID_CHAIN``) of the template database,
+    aligned to the query. ``query_from``/``hit_from`` are 1-based starts of the aligned stretches
+    (inclusive ends ``query_to``/``hit_to``); ``query_aln``/``hit_aln`` the aligned rows (``-`` gaps)."""
+
+    name: str
+    index: int
+    evalue: float
+    identity: float
+    query_from: int
+    query_to: int
+    hit_from: int
+    hit_to: int
+    query_aln: str
+    hit_aln: str
+
+    @property
+    def pdb_id(self) -> str:
+        return self.name.split("_")[0].upper()
+
+    def mapping(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(query_idx, hit_idx)``: 0-based positions aligned to each other (match columns)."""
+        q = np.frombuffer(self.query_aln.encode(), np.uint8) != ord("-")
+        t = np.frombuffer(self.hit_aln.encode(), np.uint8) != ord("-")
+        qi = self.query_from - 1 + np.cumsum(q) - 1
+        ti = self.hit_from - 1 + np.cumsum(t) - 1
+        both = q & t
+        return qi[both].astype(np.int64), ti[both].astype(np.int64)
+
+    def aligned_count(self) -> int:
+        return int(len(self.mapping()[0]))
+
+    def coverage(self, query_length: int) -> float:
+        """Fraction of the query's residues aligned to a template residue."""
+        return self.aligned_count() / max(1, query_length)
+
+    def to_dict(self, query_length: int) -> Dict[str, object]:
+        """For ``templates.json``: identity, coverage, E-value, the aligned ranges (1-based)."""
+        return {"name": self.name, "pdb_id": self.pdb_id, "chain": self.name.split("_", 1)[-1],
+                "evalue": float(f"{self.evalue:.3g}"), "identity": round(self.identity, 3),
+                "coverage": round(self.coverage(query_length), 3),
+                "query_range": [self.query_from, self.query_to], "template_range": [self.hit_from, self.hit_to],
+                "query_aln": self.query_aln, "template_aln": self.hit_aln}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, object], index: int) -> "TemplateHit":
+        return cls(name=str(d["name"]), index=int(index), evalue=float(d["evalue"]), identity=float(d["identity"]),
+                   query_from=int(d["query_range"][0]), query_to=int(d["query_range"][1]),
+                   hit_from=int(d["template_range"][0]), hit_to=int(d["template_range"][1]),
+                   query_aln=str(d["query_aln"]), hit_aln=str(d["template_aln"]))
+
+
+def read_hits_table(path: Union[str, Path]) -> Dict[int, List[TemplateHit]]:
+    """``{query chain index: hits in E-value order}`` from a ``self_hits_phmmer.tsv.gz`` table
+    (columns ``query hit query_id hit_id evalue bitscore identity query_from query_to hit_from
+    hit_to query_aln hit_aln``)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    out: Dict[int, List[TemplateHit]] = {}
+    try:
+        with opener(path, "rt", newline="") as fh:
+            for row in csv.DictReader(fh, delimiter="\t"):
+                hit = TemplateHit(name=row["hit_id"], index=int(row["hit"]), evalue=float(row["evalue"]),
+                                  identity=float(row["identity"]), query_from=int(row["query_from"]),
+                                  query_to=int(row["query_to"]), hit_from=int(row["hit_from"]),
+                                  hit_to=int(row["hit_to"]), query_aln=row["query_aln"], hit_aln=row["hit_aln"])
+                out.setdefault(int(row["query"]), []).append(hit)
+    except (OSError, KeyError, ValueError, EOFError) as exc:
+        raise TemplateError(f"{path}: not a readable template hits table ({exc})") from None
+    for hits in out.values():
+        hits.sort(key=lambda h: h.evalue)
+    return out
+
+
+def is_duplicate(hit: TemplateHit, query_sequence: str, query_pdb_id: Optional[str] = None,
+                 max_subsequence_ratio: float = 0.95) -> bool:
+    """The query itself: the same PDB entry, or the hit's aligned residues are a stretch of the
+    query covering more than ``max_subsequence_ratio`` of it (AlphaFold's duplicate rule)."""
+    if query_pdb_id and hit.pdb_id == query_pdb_id.upper():
+        return True
+    aligned = hit.hit_aln.replace("-", "")
+    return len(aligned) / max(1, len(query_sequence)) > max_subsequence_ratio and aligned in query_sequence
+
+
+def filter_hits(hits: Sequence[TemplateHit], query_sequence: str, *, query_pdb_id: Optional[str] = None,
+                max_identity: Optional[float] = None, min_align_ratio: float = 0.1,
+                exclude: Optional[set] = None, max_hits: int = MAX_HITS,
+                max_date: Optional[str] = None, release_dates: Optional[Sequence[str]] = None) -> List[TemplateHit]:
+    """The hits a query may use, best E-value first, at most ``max_hits``: AlphaFold's filters
+    (module doc), hits in ``exclude`` (chain indices) dropped, and with ``max_date``
+    (``YYYY-MM-DD``) hits released after it (``release_dates`` per chain; unknown dates kept)."""
+    out = []
+    n = len(query_sequence)
+    for hit in sorted(hits, key=lambda h: h.evalue):
+        if exclude and hit.index in exclude:
+            continue
+        if hit.coverage(n) < min_align_ratio or is_duplicate(hit, query_sequence, query_pdb_id):
+            continue
+        if max_identity is not None and hit.identity > max_identity:
+            continue
+        if max_date and release_dates is not None:
+            date = release_dates[hit.index]
+            if date and date > max_date:
+                continue
+        out.append(hit)
+        if len(out) >= max_hits:
+            break
+    return out
+
+
+def backbone_torsions(backbone: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """phi, psi, omega of a gap-free chain ``[n, 3, 3]`` (N, CA, C) as ``sin/cos [n, 3, 2]`` and a
+    mask ``[n, 3]`` (phi absent at the first residue, psi and omega at the last). omega_i is the
+    CA_i-C_i-N_{i+1}-CA_{i+1} dihedral."""
+    n = len(backbone)
+    out = np.zeros((n, 3, 2), np.float32)
+    mask = np.zeros((n, 3), np.float32)
+    if n < 2:
+        return out, mask
+    N, CA, C = backbone[:, 0], backbone[:, 1], backbone[:, 2]
+    phi = _dihedral(C[:-1], N[1:], CA[1:], C[1:])  # residues 1..n-1
+    psi = _dihedral(N[:-1], CA[:-1], C[:-1], N[1:])  # residues 0..n-2
+    omega = _dihedral(CA[:-1], C[:-1], N[1:], CA[1:])
+    for k, (ang, rows) in enumerate(((phi, slice(1, n)), (psi, slice(0, n - 1)), (omega, slice(0, n - 1)))):
+        ok = np.isfinite(ang)
+        out[rows, k, 0] = np.where(ok, np.sin(ang), 0)
+        out[rows, k, 1] = np.where(ok, np.cos(ang), 0)
+        mask[rows, k] = ok
+    return out, mask
+
+
+def _dihedral(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    b0, b1, b2 = a - b, c - b, d - c
+    b1n = b1 / np.maximum(np.linalg.norm(b1, axis=-1, keepdims=True), 1e-8)
+    v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
+    w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
+    x = (v * w).sum(-1)
+    y = (np.cross(b1n, v) * w).sum(-1)
+    with np.errstate(invalid="ignore"):
+        return np.where((np.abs(x) + np.abs(y)) > 1e-8, np.arctan2(y, x), np.nan)
+
+
+def empty_template_features(length: int) -> Dict[str, np.ndarray]:
+    """No templates: every template array with ``T = 0``."""
+    return {
+        "template_aatype": np.zeros((0, length), np.int64),
+        "template_backbone": np.zeros((0, length, 3, 3), np.float32),
+        "template_backbone_mask": np.zeros((0, length), np.float32),
+        "template_torsions": np.zeros((0, length, 3, 2), np.float32),
+        "template_torsion_mask": np.zeros((0, length, 3), np.float32),
+        "template_mask": np.zeros((0,), np.float32),
+    }
+
+
+def template_features(hits: Sequence[TemplateHit], db, query_length: int,
+                      max_templates: int = MAX_TEMPLATES) -> Dict[str, np.ndarray]:
+    """Features (module doc) of the first ``max_templates`` ``hits`` against the template
+    database ``db`` (a :class:`~af2struct.data.backbone_db.BackboneDB`) for a query of
+    ``query_length`` residues. A hit whose alignment disagrees with the database is an error."""
+    hits = list(hits)[:max_templates]
+    feats = empty_template_features(query_length)
+    if not hits:
+        return feats
+    t = len(hits)
+    aatype = np.full((t, query_length), rc.gap_index, np.int64)
+    bb = np.zeros((t, query_length, 3, 3), np.float32)
+    bb_mask = np.zeros((t, query_length), np.float32)
+    tors = np.zeros((t, query_length, 3, 2), np.float32)
+    tors_mask = np.zeros((t, query_length, 3), np.float32)
+    for k, hit in enumerate(hits):
+        qi, ti = hit.mapping()
+        n_t = int(db.lengths[hit.index])
+        if len(qi) and (qi.max() >= query_length or qi.min() < 0 or ti.max() >= n_t or ti.min() < 0):
+            raise TemplateError(f"template {hit.name}: alignment reaches outside the query ({query_length}) "
+                                f"or the template ({n_t} residues)")
+        full = db.backbone(hit.index)[:, :3]  # [n_t, 3, 3] N, CA, C
+        seq = db.sequence(hit.index)
+        aligned = hit.hit_aln.replace("-", "")
+        if seq[hit.hit_from - 1:hit.hit_to] != aligned:
+            raise TemplateError(f"template {hit.name}: aligned residues do not match the database sequence")
+        tt, tm = backbone_torsions(full)
+        aatype[k, qi] = rc.sequence_to_aatype("".join(seq[j] for j in ti), allow_unknown=True) if len(ti) else []
+        bb[k, qi] = full[ti]
+        bb_mask[k, qi] = 1.0
+        tors[k, qi] = tt[ti]
+        tors_mask[k, qi] = tm[ti]
+    feats.update(template_aatype=aatype, template_backbone=bb, template_backbone_mask=bb_mask,
+                 template_torsions=tors, template_torsion_mask=tors_mask, template_mask=np.ones(t, np.float32))
+    return feats
+
+
+def template_copy_ca(hit: TemplateHit, db, query_length: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The floor every template method must beat: the hit's Calpha positions copied onto the
+    aligned query residues. Returns ``ca [L, 3]`` and ``mask [L]`` (unaligned residues absent)."""
+    qi, ti = hit.mapping()
+    ca = np.zeros((query_length, 3), np.float32)
+    mask = np.zeros(query_length, bool)
+    ca[qi] = db.backbone(hit.index)[ti, 1]
+    mask[qi] = True
+    return ca, mask

@@ -1,0 +1,209 @@
+"""Templates into the pair representation (AlphaFold2 supplement 1.7.1; Algorithms 2, 16, 17).
+
+Per template ``t``: pair features of its backbone (:func:`template_pair_embedding`: the
+pseudo-beta distogram, unit vectors in the backbone frames, pair masks, residue types; or a
+caller's precomputed ``templates_feats [B, T, L, L, F]``, as alphafold2-pytorch 0.4 took them)
+-> a template pair stack (triangle multiplicative updates and transitions, Algorithm 16) ->
+pointwise attention of each pair ``z_ij`` over the templates' ``t_ij`` (Algorithm 17), added to
+the pair. Backbone torsions (or the caller's ``templates_angles [B, T, L, A]``) become extra MSA
+rows (Algorithm 2, line 7-8).
+
+Every output projection starts at zero, so a trained model given the template modules starts
+exactly where it was; without templates (``T = 0``) they are not run at all.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from af2struct.common import residue_constants as rc
+from af2struct.model.config import TemplateConfig
+from af2struct.model.evoformer import Transition, TriangleMultiplication
+from af2struct.model.frames import backbone_frames
+
+TEMPLATE_AATYPES = 22  # 20 amino acids, X, gap
+ANGLE_FEATURES = TEMPLATE_AATYPES + 3 * 2 + 3  # residue type, sin/cos of phi/psi/omega, their masks
+
+
+def pseudo_beta(backbone: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
+    """Virtual C-beta ``[..., L, 3]`` from ``backbone [..., L, 3 (N, CA, C), 3]`` (ideal
+    geometry, the constants of trRosetta / ProteinMPNN); Calpha for glycine."""
+    n, ca, c = backbone.unbind(-2)
+    b, cc = ca - n, c - ca
+    a = torch.cross(b, cc, dim=-1)
+    cb = -0.58273431 * a + 0.56802827 * b - 0.54067466 * cc + ca
+    gly = (aatype == rc.restype_order["G"])[..., None]
+    return torch.where(gly, ca, cb)
+
+
+def _bins(d: torch.Tensor, n: int, lo: float, hi: float) -> torch.Tensor:
+    """Bin index ``0 .. n - 1`` of distances ``d`` for ``n - 1`` edges evenly from ``lo`` to ``hi``."""
+    return torch.bucketize(d, torch.linspace(lo, hi, n - 1, device=d.device, dtype=d.dtype))
+
+
+def template_pair_inputs(cfg: TemplateConfig, batch: Dict[str, torch.Tensor]):
+    """The pieces of AlphaFold's ``template_pair_feat`` for ``template_* [B, T, L, ...]``:
+    pseudo-beta distogram bin ``[B, T, L, L]`` (long), pseudo-beta pair mask, unit vectors
+    ``[B, T, L, L, 3]`` (CA_j in the frame of residue i), backbone pair mask, template residue
+    types ``[B, T, L]``, and the Calpha distogram bin (``None`` with ``ca_dgram_bins = 0``)."""
+    bb = batch["template_backbone"].float()
+    aatype = batch["template_aatype"].long().clamp(0, TEMPLATE_AATYPES - 1)
+    m = batch["template_backbone_mask"].float() * batch["template_mask"].float()[..., None]
+    pb = pseudo_beta(bb, aatype)
+    bins = _bins(torch.cdist(pb, pb), cfg.dgram_bins, cfg.dgram_min, cfg.dgram_max)
+    ca = bb[..., 1, :]
+    ca_bins = _bins(torch.cdist(ca, ca), cfg.ca_dgram_bins, cfg.ca_dgram_min, cfg.ca_dgram_max) \
+        if cfg.ca_dgram_bins else None
+    mask2d = m[..., :, None] * m[..., None, :]
+    rot, origin = backbone_frames(bb)
+    local = torch.einsum("...iab,...ija->...ijb", rot, bb[..., None, :, 1, :] - origin[..., :, None, :])
+    unit = local / local.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    # a backbone-only template: the pseudo-beta and the frame need the same three atoms
+    return bins, mask2d, unit * mask2d[..., None], mask2d, aatype, ca_bins
+
+
+class TemplatePairEmbedder(nn.Module):
+    """Template pair features -> ``[B, T, L, L, c_t]``: one linear map of AlphaFold's
+    concatenated features (distogram one-hot, masks, unit vectors, residue types of i and j),
+    evaluated as lookups and small products (the one-hot tensor is never built)."""
+
+    def __init__(self, cfg: TemplateConfig) -> None:
+        super().__init__()
+        c = cfg.pair_dim
+        self.cfg = cfg
+        self.dgram = nn.Embedding(cfg.dgram_bins, c)
+        self.ca_dgram = nn.Embedding(cfg.ca_dgram_bins, c) if cfg.ca_dgram_bins else None
+        self.aa_i = nn.Embedding(TEMPLATE_AATYPES, c)
+        self.aa_j = nn.Embedding(TEMPLATE_AATYPES, c)
+        self.unit = nn.Linear(3, c, bias=False)
+        self.masks = nn.Linear(2, c)
+        self.raw = nn.Linear(cfg.raw_feat_dim, c) if cfg.raw_feat_dim else None
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        if "templates_feats" in batch:
+            if self.raw is None:
+                raise ValueError("templates_feats given, but the model was built without templates_dim")
+            return self.raw(batch["templates_feats"])
+        bins, pb_mask, unit, bb_mask, aatype, ca_bins = template_pair_inputs(self.cfg, batch)
+        x = self.dgram(bins) * pb_mask[..., None] + self.unit(unit)
+        if self.ca_dgram is not None:
+            x = x + self.ca_dgram(ca_bins) * bb_mask[..., None]
+        x = x + self.masks(torch.stack([pb_mask, bb_mask], -1))
+        return x + self.aa_i(aatype)[..., :, None, :] + self.aa_j(aatype)[..., None, :, :]
+
+
+class TemplatePairBlock(nn.Module):
+    """Algorithm 16 sized for a CPU: triangle multiplicative updates (outgoing, incoming) and a
+    transition on ``t [N, L, L, c_t]`` (triangle attention left out, as in the trunk's default)."""
+
+    def __init__(self, cfg: TemplateConfig) -> None:
+        super().__init__()
+        self.tri_out = TriangleMultiplication(cfg.pair_dim, cfg.pair_dim, outgoing=True)
+        self.tri_in = TriangleMultiplication(cfg.pair_dim, cfg.pair_dim, outgoing=False)
+        self.trans = Transition(cfg.pair_dim, 2)
+
+    def forward(self, t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        t = t + self.tri_out(t, mask)
+        t = t + self.tri_in(t, mask)
+        return t + self.trans(t)
+
+
+class TemplatePointwiseAttention(nn.Module):
+    """Algorithm 17: each pair ``z_ij`` attends over the templates' ``t_ij`` (keys masked by
+    ``template_mask``), evaluated ``chunk`` rows ``i`` at a time."""
+
+    def __init__(self, z_dim: int, cfg: TemplateConfig, chunk: int = 64) -> None:
+        super().__init__()
+        inner = cfg.heads * cfg.dim_head
+        self.heads, self.scale, self.chunk = cfg.heads, cfg.dim_head ** -0.5, chunk
+        self.norm_z = nn.LayerNorm(z_dim)
+        self.to_q = nn.Linear(z_dim, inner, bias=False)
+        self.to_kv = nn.Linear(cfg.pair_dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, z_dim)
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, template_mask: torch.Tensor) -> torch.Tensor:
+        """``z [B, L, L, Cz]``, ``t [B, T, L, L, c_t]``, ``template_mask [B, T]`` -> ``[B, L, L, Cz]``."""
+        # elementwise over the few templates (a batched matmul of [1, d] x [d, T] per pair is slower)
+        bias = torch.where(template_mask.bool(), 0.0, -1e4).to(z.dtype)[:, :, None, None, None]  # [B, T, 1, 1, 1]
+        outs = []
+        for zi, ti in zip(z.split(self.chunk, 1), t.split(self.chunk, 2)):
+            q = rearrange(self.to_q(self.norm_z(zi)), "b i j (h d) -> b () i j h d", h=self.heads)
+            k, v = rearrange(self.to_kv(ti), "b t i j (two h d) -> two b t i j h d", two=2, h=self.heads)
+            w = torch.softmax((q * k).sum(-1) * self.scale + bias, dim=1)  # [B, T, i, j, H]
+            outs.append(rearrange((w[..., None] * v).sum(1), "b i j h d -> b i j (h d)"))
+        out = self.to_out(torch.cat(outs, 1))
+        # a batch item with no real template gets no update (AlphaFold: times any(template_mask))
+        return out * template_mask.bool().any(-1).to(out.dtype)[:, None, None, None]
+
+
+class TemplateAngleEmbedder(nn.Module):
+    """Algorithm 2, line 7: per-residue template features ``[B, T, L, A]`` -> extra MSA rows
+    ``[B, T, L, C]`` (a two-layer MLP; the last layer starts at zero)."""
+
+    def __init__(self, dim: int, cfg: TemplateConfig) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.angle_feat_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.net(feats)
+
+
+def angle_features(batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, T, L, 31]``: template residue type one-hot (22), sin/cos of phi, psi, omega (6) and
+    their masks (3), zero where the query position is not aligned."""
+    aatype = batch["template_aatype"].long().clamp(0, TEMPLATE_AATYPES - 1)
+    m = batch["template_torsion_mask"].float()
+    sincos = batch["template_torsions"].float() * m[..., None]
+    onehot = nn.functional.one_hot(aatype, TEMPLATE_AATYPES).float()
+    return torch.cat([onehot, sincos.flatten(-2), m], -1) * batch["template_backbone_mask"].float()[..., None]
+
+
+class TemplateEmbedder(nn.Module):
+    """Templates -> a pair update ``[B, L, L, Cz]`` and (``angle_feat_dim`` > 0) extra MSA rows
+    ``[B, T, L, C]`` with their mask ``[B, T, L]``."""
+
+    def __init__(self, cfg: TemplateConfig, dim: int, z_dim: int, chunk: int = 64) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pair_embed = TemplatePairEmbedder(cfg)
+        self.blocks = nn.ModuleList(TemplatePairBlock(cfg) for _ in range(cfg.blocks))
+        self.norm = nn.LayerNorm(cfg.pair_dim)
+        self.pointwise = TemplatePointwiseAttention(z_dim, cfg, chunk)
+        self.angles = TemplateAngleEmbedder(dim, cfg) if cfg.angle_feat_dim else None
+
+    def forward(self, z: torch.Tensor, batch: Dict[str, torch.Tensor],
+                mask: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``z [B, L, L, Cz]``, template features of ``batch``, the query's residue ``mask [B, L]``."""
+        tmask = batch["templates_mask"] if "templates_feats" in batch else batch["template_mask"]
+        tmask = tmask.bool()
+        if tmask.dim() == 3:  # the seed's templates_mask [B, T, L]: a template with any residue is real
+            res_mask = tmask
+            tmask = tmask.any(-1)
+        else:
+            res_mask = batch["template_backbone_mask"].bool() & tmask[..., None]
+        b, n_t = tmask.shape
+        t = self.pair_embed(batch).to(z.dtype)  # [B, T, L, L, c_t]
+        pair_mask = res_mask[..., :, None] & res_mask[..., None, :] & mask.bool()[:, None, :, None] \
+            & mask.bool()[:, None, None, :]
+        flat = rearrange(t, "b t i j c -> (b t) i j c")
+        flat_mask = rearrange(pair_mask, "b t i j -> (b t) i j")
+        for block in self.blocks:
+            flat = block(flat, flat_mask)
+        t = rearrange(self.norm(flat), "(b t) i j c -> b t i j c", b=b)
+        update = self.pointwise(z, t, tmask)
+        rows = row_mask = None
+        if self.angles is not None:
+            seed = "templates_feats" in batch
+            feats = batch.get("templates_angles") if seed else angle_features(batch)
+            if feats is not None:
+                rows = self.angles(feats.to(z.dtype))
+                row_mask = res_mask & tmask[..., None] & mask.bool()[:, None]
+        return update, rows, row_mask
