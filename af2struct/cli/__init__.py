@@ -6,6 +6,7 @@ definition with the matching scripts/*.py.
     af2struct evaluate --pred folds --native natives --out scores
     af2struct train --backbone-db chains_backbone.npz --data chains/ --out runs/x
     af2struct make-dataset chains/ --out train.pkl
+    af2struct templates build pdb_mirror/ --out templates.npz
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS = {
     "evaluate": ("af2struct.cli.evaluate", "CASP-style scores against natives"),
     "train": ("af2struct.cli.train", "train the network (resumable, DDP with torchrun)"),
     "make-dataset": ("af2struct.cli.make_dataset", "structure folder -> SidechainNet-format pickle"),
+    "templates": ("af2struct.cli.templates", "build a template database from PDB/mmCIF files"),
 }
 
 

@@ -167,6 +167,10 @@ class TemplateConfig:
         angle_feat_dim: per-residue template features that become extra MSA rows (31 for the
             model's own: residue type, backbone torsions, masks; the seed's
             ``templates_angles_feats_dim``); 0 = no template rows.
+        zero_init: the template update and the template rows start at zero (AlphaFold's
+            "final" init: a trained model given the modules starts exactly where it was); False,
+            as a model built with the seed's template arguments, starts with small random ones
+            so its output depends on the templates from the start.
     """
 
     enabled: bool = False
@@ -182,6 +186,7 @@ class TemplateConfig:
     ca_dgram_max: float = 20.0
     raw_feat_dim: int = 0
     angle_feat_dim: int = 0
+    zero_init: bool = True
 
     def __post_init__(self) -> None:
         if min(self.pair_dim, self.heads, self.dim_head, self.dgram_bins - 1) < 1 or self.blocks < 0:

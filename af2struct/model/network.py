@@ -68,8 +68,8 @@ class Alphafold2(nn.Module):
                               angle_feat_dim=templates_angles_feats_dim)
         seed_templates = {k: v for k, v in seed_templates.items() if v is not None}
         if seed_templates:
-            config = dataclasses.replace(config, templates=dataclasses.replace(config.templates, enabled=True,
-                                                                               **seed_templates))
+            config = dataclasses.replace(config, templates=dataclasses.replace(
+                config.templates, enabled=True, zero_init=False, **seed_templates))
         self.config = config
         t, h = config.trunk, config.heads
         self.trunk = Trunk(t, h.distogram_bins, config.templates)

@@ -8,8 +8,9 @@ pointwise attention of each pair ``z_ij`` over the templates' ``t_ij`` (Algorith
 the pair. Backbone torsions (or the caller's ``templates_angles [B, T, L, A]``) become extra MSA
 rows (Algorithm 2, line 7-8).
 
-Every output projection starts at zero, so a trained model given the template modules starts
-exactly where it was; without templates (``T = 0``) they are not run at all.
+The output projections start at zero (``TemplateConfig.zero_init``), so a trained model given
+the template modules starts exactly where it was; without templates (``T = 0``) they are not run
+at all, so a model predicts exactly as one without template modules.
 """
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ class TemplatePointwiseAttention(nn.Module):
         self.to_q = nn.Linear(z_dim, inner, bias=False)
         self.to_kv = nn.Linear(cfg.pair_dim, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, z_dim)
-        nn.init.zeros_(self.to_out.weight)
-        nn.init.zeros_(self.to_out.bias)
+        if cfg.zero_init:
+            nn.init.zeros_(self.to_out.weight)
+            nn.init.zeros_(self.to_out.bias)
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, template_mask: torch.Tensor) -> torch.Tensor:
         """``z [B, L, L, Cz]``, ``t [B, T, L, L, c_t]``, ``template_mask [B, T]`` -> ``[B, L, L, Cz]``."""
@@ -144,13 +146,14 @@ class TemplatePointwiseAttention(nn.Module):
 
 class TemplateAngleEmbedder(nn.Module):
     """Algorithm 2, line 7: per-residue template features ``[B, T, L, A]`` -> extra MSA rows
-    ``[B, T, L, C]`` (a two-layer MLP; the last layer starts at zero)."""
+    ``[B, T, L, C]`` (a two-layer MLP; with ``zero_init`` the last layer starts at zero)."""
 
     def __init__(self, dim: int, cfg: TemplateConfig) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(cfg.angle_feat_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        if cfg.zero_init:
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.net(feats)

@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""Templates, measured: per target and on average, (a) the template copy (the top usable hit's
+Calpha positions on the aligned residues, the rest absent: the floor), (b) the model with
+templates, (c) the model without, scored by TM-score and lDDT-CA over every native residue
+(absent residues count as wrong, as the metrics do).
+
+Sets:
+* ``valid``: whole chains of the training run's held-out 30 %-identity clusters
+  (pdb2018_backbone, ``--split-seed 0``, ``--valid-fraction 0.02``: what no checkpoint trained on),
+  templates searched (jackhmmer) in the library, never the chain itself, its PDB entry, a
+  near-identical sequence, a chain of its own cluster or another held-out chain;
+* ``casp14``: the 27 CASP14 monomers (full target sequences, scored over the observed residues),
+  templates searched in the whole library (culled against CASP14: few hits).
+
+Also the time of search and prediction with and without templates at 100/200/400 residues
+(``--timing``). Results go to ``--out`` (CSV per set, JSON summary).
+
+    python benchmarks/bench_templates.py --sets valid casp14 --timing [--weights W] [--n-hit 30 --n-nohit 10]
+"""
+
+import argparse
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from af2struct import load_structure
+from af2struct.common import residue_constants as rc
+from af2struct.data.make_dataset import find_structures, read_clusters, split_by_cluster
+from af2struct.common.io import structure_name
+from af2struct.data.msa import read_fasta
+from af2struct.data.template_search import TemplateDB, search_templates, usable_hits
+from af2struct.data.templates import template_copy_ca, template_features
+from af2struct.eval.metrics import lddt, tm_score
+from af2struct.predict.pipeline import load_default_model, predict_structure
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+LIBRARY = SHARED / "pdb2018_backbone" / "chains_backbone.npz"
+CLUSTERS = ROOT / "af2struct" / "data" / "splits" / "pdb2018_train_clusters30.tsv.gz"
+MONOMERS = ("T1024 T1025 T1026 T1027 T1029 T1030 T1031 T1032 T1033 T1035 T1038 T1039 T1040 T1041 T1042 T1043 "
+            "T1049 T1054 T1056 T1064 T1067 T1073 T1074 T1080 T1082 T1090 T1099").split()
+
+
+def scores(pred_ca: np.ndarray, present: np.ndarray, true_ca: np.ndarray) -> dict:
+    """TM-score and lDDT-CA of ``pred_ca [n, 3]`` (``present [n]``) against ``true_ca [n, 3]``."""
+    n = len(true_ca)
+    tm = tm_score(pred_ca[present], true_ca[present], n) if present.sum() >= 3 else 0.0
+    l, _ = lddt(pred_ca, true_ca, np.ones(n, bool), pred_mask=present)
+    return {"tm": round(float(tm), 4), "lddt_ca": round(float(l), 4)}
+
+
+def model_ca(model, sequence: str, feats=None, seed: int = 0):
+    pred = predict_structure(model, sequence, None, seed=seed, templates=feats)
+    return pred.protein.ca_positions, pred
+
+
+def validation_targets(db: TemplateDB, n_hit: int, n_nohit: int, max_len: int, seed: int):
+    """Held-out chains (the training split) with and without a usable template."""
+    clusters = read_clusters(CLUSTERS, "cluster")
+    train_names = [structure_name(f) for f in find_structures([str(SHARED / "train" / "chains")])]
+    split = split_by_cluster(sorted(set(db.names) | set(train_names)), clusters, 0.02, 0)
+    held = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train" and 40 <= db.lengths[i] <= max_len]
+    held_set = set(held)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(held)
+    with_hit, without = [], []
+    for i in held:
+        if len(with_hit) >= n_hit and len(without) >= n_nohit:
+            break
+        seq = db.sequence(i)
+        own = clusters.get(db.names[i], "_own_" + db.names[i])
+        hits = search_templates(seq, db, method="jackhmmer", name=db.names[i])
+        hits = [h for h in usable_hits(hits, seq, db, query_pdb_id=db.names[i].split("_")[0])
+                if h.index not in held_set and clusters.get(h.name, "_own_" + h.name) != own]
+        if hits and len(with_hit) < n_hit:
+            with_hit.append((db.names[i], seq, db.backbone(i)[:, 1], hits))
+        elif not hits and len(without) < n_nohit:
+            without.append((db.names[i], seq, db.backbone(i)[:, 1], hits))
+    return with_hit + without
+
+
+def casp_targets(db: TemplateDB):
+    seqs = dict(read_fasta(SHARED / "casp_eval" / "casp14_target_sequences.fasta"))
+    out = []
+    for name in MONOMERS:
+        native = load_structure(SHARED / "casp_eval" / "casp14" / f"{name}.pdb")
+        seq = seqs[name]
+        hits = usable_hits(search_templates(seq, db, method="jackhmmer", name=name), seq, db)
+        out.append((name, seq, native, hits))
+    return out
+
+
+def run_set(model, db, targets, casp: bool):
+    rows = []
+    for name, seq, native, hits in targets:
+        t0 = time.perf_counter()
+        n = len(seq)
+        if casp:  # score over the observed residues (CASP numbering: residue r is seq[r - 1])
+            obs = native.residue_index - 1
+            true = native.ca_positions
+        else:
+            obs = np.arange(n)
+            true = native
+        row = {"target": name, "length": n, "n_hits": len(hits),
+               "top_hit": hits[0].name if hits else "", "identity": round(hits[0].identity, 3) if hits else "",
+               "coverage": round(hits[0].coverage(n), 3) if hits else ""}
+        ca0, _ = model_ca(model, seq)
+        row.update({f"model_{k}": v for k, v in scores(ca0[obs], np.ones(len(obs), bool), true).items()})
+        if hits:
+            ca_c, present = template_copy_ca(hits[0], db, n)
+            row.update({f"copy_{k}": v for k, v in scores(ca_c[obs], present[obs], true).items()})
+            feats = template_features(hits, db, n)
+            ca_t, pred = model_ca(model, seq, feats)
+            row.update({f"templates_{k}": v for k, v in scores(ca_t[obs], np.ones(len(obs), bool), true).items()})
+            row["templates_plddt"] = round(float(pred.plddt.mean()), 1)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def summary(rows):
+    hit = [r for r in rows if r["n_hits"]]
+    nohit = [r for r in rows if not r["n_hits"]]
+    out = {"n_with_hit": len(hit), "n_without_hit": len(nohit)}
+    for key in ("copy", "templates", "model"):
+        for m in ("tm", "lddt_ca"):
+            vals = [r[f"{key}_{m}"] for r in hit if f"{key}_{m}" in r]
+            if vals:
+                out[f"hit_{key}_{m}"] = round(float(np.mean(vals)), 4)
+    for m in ("tm", "lddt_ca"):
+        if nohit:
+            out[f"nohit_model_{m}"] = round(float(np.mean([r[f"model_{m}"] for r in nohit])), 4)
+    return out
+
+
+def timing(model, db, lengths=(100, 200, 400)):
+    """Search + prediction with and without templates for library chains of about these lengths
+    that have a homologue (the chain itself excluded from its templates)."""
+    rows = []
+    for L in lengths:
+        cand = [i for i in range(len(db)) if abs(int(db.lengths[i]) - L) <= 5]
+        for i in cand[:50]:
+            seq = db.sequence(i)
+            t0 = time.perf_counter()
+            hits = usable_hits(search_templates(seq, db, method="jackhmmer"), seq, db,
+                               query_pdb_id=db.names[i].split("_")[0])
+            t_search = time.perf_counter() - t0
+            if len(hits) < 4:
+                continue
+            feats = template_features(hits, db, len(seq))
+            t1 = time.perf_counter()
+            predict_structure(model, seq, None, templates=feats)
+            t_with = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            predict_structure(model, seq, None)
+            t_without = time.perf_counter() - t2
+            rows.append({"length": len(seq), "chain": db.names[i], "templates": len(hits[:4]),
+                         "search_s": round(t_search, 2), "predict_with_s": round(t_with, 2),
+                         "predict_without_s": round(t_without, 2),
+                         "ratio_incl_search": round((t_search + t_with) / t_without, 2)})
+            print(json.dumps(rows[-1]), flush=True)
+            break
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--sets", nargs="+", default=["valid", "casp14"], choices=["valid", "casp14"])
+    ap.add_argument("--n-hit", type=int, default=30, help="validation chains with a usable template")
+    ap.add_argument("--n-nohit", type=int, default=10, help="validation chains without one")
+    ap.add_argument("--max-len", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timing", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, _ = load_default_model(args.weights)
+    db = TemplateDB(LIBRARY)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} thread(s)",
+              "weights": args.weights or "shipped"}
+    for name in args.sets:
+        targets = validation_targets(db, args.n_hit, args.n_nohit, args.max_len, args.seed) if name == "valid" \
+            else casp_targets(db)
+        rows = run_set(model, db, targets, casp=name == "casp14")
+        keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "target", k))
+        with open(args.out / f"templates_{name}.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        report[name] = summary(rows)
+        print(name, json.dumps(report[name]), flush=True)
+    if args.timing:
+        report["timing"] = timing(model, db)
+    (args.out / "templates_summary.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

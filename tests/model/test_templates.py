@@ -1,0 +1,103 @@
+"""Template modules: the seed's 0.4 template call, invariance, and "no template = as before"."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from af2struct.data.features import collate, make_example
+from af2struct.data.template_search import TemplateDB
+from af2struct.data.templates import read_hits_table, template_features
+from af2struct.model.network import Alphafold2
+from af2struct.model.templates import pseudo_beta
+from af2struct.predict.pipeline import load_default_model
+
+
+def test_seed_template_call_runs_and_templates_change_the_distogram():
+    # alphafold2-pytorch 0.4: Alphafold2(..., templates_dim, templates_embed_layers, templates_angles_feats_dim)
+    model = Alphafold2(dim=32, depth=1, heads=2, dim_head=16, templates_dim=32, templates_embed_layers=2,
+                       templates_angles_feats_dim=55).eval()
+    seq = torch.randint(0, 21, (1, 16))
+    msa = torch.randint(0, 21, (1, 5, 16))
+    mask = torch.ones_like(seq).bool()
+    msa_mask = torch.ones_like(msa).bool()
+    feats = torch.randn(1, 2, 16, 16, 32)
+    tmask = torch.ones(1, 2, 16).bool()
+    angles = torch.randn(1, 2, 16, 55)
+    with torch.no_grad():
+        d1 = model(seq, msa, mask=mask, msa_mask=msa_mask, templates_feats=feats, templates_mask=tmask,
+                   templates_angles=angles)
+        d2 = model(seq, msa, mask=mask, msa_mask=msa_mask, templates_feats=feats * 2, templates_mask=tmask,
+                   templates_angles=angles)
+        d0 = model(seq, msa, mask=mask, msa_mask=msa_mask)
+    assert d1.shape == (1, 16, 16, 37)
+    assert (d1 - d2).abs().max() > 1e-4 and (d1 - d0).abs().max() > 1e-4
+    # masking every template removes their pair update
+    with torch.no_grad():
+        dm = model(seq, msa, mask=mask, msa_mask=msa_mask, templates_feats=feats, templates_mask=tmask & False)
+    torch.testing.assert_close(dm, d0, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def sample(data_dir):
+    db = TemplateDB(data_dir / "templates_sample.npz")
+    hits = read_hits_table(data_dir / "templates_sample_hits.tsv")
+    return db, hits
+
+
+def _batch(db, hits, chain=0, rotate=None):
+    feats = template_features(hits[chain], db, int(db.lengths[chain]))
+    if rotate is not None:
+        r, t = rotate
+        feats["template_backbone"] = (feats["template_backbone"] @ r.T + t).astype(np.float32)
+    ex = make_example(db.protein(chain))
+    ex.update(feats)
+    return collate([ex])
+
+
+def test_template_features_are_invariant_to_moving_the_template(sample, tiny):
+    db, hits = sample
+    cfg = dataclasses.replace(tiny, templates=dataclasses.replace(tiny.templates, enabled=True, zero_init=False,
+                                                                  angle_feat_dim=31))
+    model = Alphafold2(config=cfg).eval()
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+    q = q * np.sign(np.linalg.det(q))  # a rotation
+    with torch.no_grad():
+        a = model(batch=_batch(db, hits))
+        b = model(batch=_batch(db, hits, rotate=(q, np.array([30.0, -12.0, 5.0]))))
+        none = model(batch=collate([make_example(db.protein(0))]))
+    torch.testing.assert_close(a, b, atol=2e-4, rtol=0)
+    assert (a - none).abs().max() > 1e-3
+
+
+def test_pseudo_beta_is_ideal_and_calpha_for_glycine(sample):
+    db, _ = sample
+    bb = torch.tensor(db.backbone(0)[:, :3])
+    cb = pseudo_beta(bb, torch.zeros(len(bb), dtype=torch.long))  # as alanine
+    d = (cb - bb[:, 1]).norm(dim=-1)
+    torch.testing.assert_close(d, torch.full_like(d, 1.52), atol=0.15, rtol=0)  # ideal geometry on a real backbone
+    assert abs(float(d.mean()) - 1.52) < 0.03
+    gly = pseudo_beta(bb, torch.full((len(bb),), 7))  # G
+    torch.testing.assert_close(gly, bb[:, 1])
+
+
+def test_shipped_model_without_templates_is_the_model_without_template_modules(sample):
+    db, hits = sample
+    model, payload = load_default_model()
+    assert model.trunk.template is not None  # the shipped checkpoint reads templates
+    plain = Alphafold2(config=dataclasses.replace(model.config, templates=dataclasses.replace(
+        model.config.templates, enabled=False))).eval()
+    plain.load_state_dict({k: v for k, v in payload["model"].items() if not k.startswith("trunk.template.")})
+    ex = make_example(db.protein(0))
+    with torch.no_grad():
+        a = plain(batch=collate([ex]), return_all=True)
+        b = model(batch=collate([ex]), return_all=True)
+        # no template found (T = 0) is the same as no template features at all
+        ex0 = dict(ex, **template_features([], db, len(ex["aatype"])))
+        c = model(batch=collate([ex0]), return_all=True)
+        with_t = model(batch=_batch(db, hits), return_all=True)
+    for k in ("distogram", "pair", "single"):
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+        torch.testing.assert_close(a[k], c[k], atol=0, rtol=0)
+    assert (with_t["distogram"] - a["distogram"]).abs().max() > 0.1  # trained: the template is read

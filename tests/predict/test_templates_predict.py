@@ -1,0 +1,73 @@
+"""predict --templates: search, the templates used in templates.json, REMARKs and ModelCIF, resume."""
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from af2struct.cli.predict import main as predict_main
+from af2struct.data.backbone_db import BackboneDB
+from af2struct.model.checkpoint import save_checkpoint
+from af2struct.model.config import preset
+from af2struct.model.network import Alphafold2
+
+
+@pytest.fixture(scope="module")
+def template_weights(tmp_path_factory):
+    cfg = preset("tiny")
+    cfg = dataclasses.replace(cfg, templates=dataclasses.replace(cfg.templates, enabled=True, zero_init=False))
+    model = Alphafold2(config=cfg)
+    return save_checkpoint(tmp_path_factory.mktemp("w") / "tiny_templates.pt", model, model.config)
+
+
+def test_predict_with_templates(tmp_path, template_weights, data_dir):
+    db_path = tmp_path / "library.npz"
+    shutil.copyfile(data_dir / "templates_sample.npz", db_path)
+    seq = BackboneDB(db_path).sequence(0)  # 1A32_A, in the library itself; its homologue 4IYL_A
+    out = tmp_path / "out"
+    args = ["--sequence", seq, "--name", "q", "--out", str(out), "--weights", str(template_weights),
+            "--templates", str(db_path), "--relax", "none", "--format", "cif", "--no-plots", "--quiet"]
+    assert predict_main(args) == 0
+    report = json.loads((out / "q" / "templates.json").read_text())
+    assert report["used"] == ["4IYL_A"]
+    by_name = {h["name"]: h for h in report["hits"]}
+    assert by_name["1A32_A"]["used"] is False and by_name["1A32_A"]["identity"] == 1.0  # itself: never used
+    assert 0.4 < by_name["4IYL_A"]["identity"] < 0.6 and by_name["4IYL_A"]["coverage"] > 0.9
+    remarks = (out / "q" / "unrelaxed.pdb").read_text()
+    assert "templates: 4IYL_A (E " in remarks
+    import modelcif.reader
+
+    with open(out / "q" / "unrelaxed.cif") as fh:
+        system, = modelcif.reader.read(fh)
+    assert [t.references[0].accession for t in system.templates] == ["4IYL"]
+    assert len(system.alignments) == 1
+    assert json.loads((out / "q" / "result.json").read_text())["n_templates"] == 1
+    first = (out / "q" / "unrelaxed.pdb").read_bytes()
+    # --max-templates 0: no template is used, so a different model (and a redo, not a skip)
+    assert predict_main(args + ["--max-templates", "0"]) == 0
+    assert "templates: none used" in (out / "q" / "unrelaxed.pdb").read_text()
+    assert (out / "q" / "unrelaxed.pdb").read_bytes() != first
+    # the database changes at the same path: the target is redone (the fingerprint covers it)
+    assert predict_main(args) == 0
+    mtime = (out / "q" / "result.json").stat().st_mtime_ns
+    assert predict_main(args) == 0 and (out / "q" / "result.json").stat().st_mtime_ns == mtime  # skipped
+    d = dict(np.load(db_path))
+    d["chain_center"] = d["chain_center"] + 1.0
+    np.savez_compressed(db_path, **d)
+    assert predict_main(args) == 0 and (out / "q" / "result.json").stat().st_mtime_ns != mtime
+
+
+def test_templates_need_weights_with_template_modules_and_valid_options(tmp_path, data_dir, capsys):
+    tiny = Alphafold2(config=preset("tiny"))
+    w = save_checkpoint(tmp_path / "plain.pt", tiny, tiny.config)
+    seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
+    base = ["--sequence", seq, "--name", "q", "--out", str(tmp_path / "o"), "--relax", "none", "--no-plots",
+            "--quiet", "--templates", str(data_dir / "templates_sample.npz")]
+    assert predict_main(base + ["--weights", str(w)]) == 3
+    row = (tmp_path / "o" / "summary.csv").read_text()
+    assert "no template modules" in row
+    assert predict_main(base + ["--max-template-date", "2018/01/01"]) == 1
+    assert predict_main(base + ["--template-max-identity", "0"]) == 1
+    assert predict_main([*base[:-1], str(tmp_path / "missing.npz")]) == 1
