@@ -20,7 +20,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
         "the file name, the release date where the file has one (used by --max-template-date). Unreadable "
         "files are reported and skipped. ../shared/data/pdb2018_backbone/chains_backbone.npz is usable as it is.")
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True,
+                           help="build: a template database from PDB/mmCIF files")
     b = sub.add_parser("build", help="build a template database from structure files",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("inputs", nargs="+", help="folders or files (PDB/mmCIF, .gz allowed)")

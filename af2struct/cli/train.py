@@ -45,21 +45,12 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                         "validation split by whole clusters (af2struct/data/splits/pdb2018_train_clusters30.tsv.gz "
                         "covers pdb2018_backbone + train/chains at 30%% identity)")
     g.add_argument("--manifest", default=None, help="alternatively, a TSV with name and cluster40/cluster columns")
-    g.add_argument("--template-hits", default=None,
-                   help="templates for --backbone-db chains: the database searched against itself (e.g. "
-                        "../shared/data/pdb2018_backbone/self_hits_phmmer.tsv.gz); each crop gets 0 to "
-                        "--max-templates of its chain's hits, never itself, its PDB entry, a near-identical "
-                        "sequence or a held-out chain; held-out chains get templates only from other clusters. "
-                        "Needs a model with templates (--set templates.enabled=true)")
-    g.add_argument("--max-templates", type=int, default=d["max_templates"], help="templates per crop at most")
-    g.add_argument("--min-templates", type=int, default=d["min_templates"],
-                   help="templates per training crop at least; > 0 draws only chains that have a template (use 1 "
-                        "with --train-only trunk.template.: a crop without one teaches a frozen model nothing)")
     g.add_argument("--valid-data", default=None, help="validation chains (pickle or folder) instead of a cluster split")
     g.add_argument("--valid-fraction", type=float, default=d["valid_fraction"],
                    help="fraction of chains held out for validation, as whole clusters")
     g.add_argument("--max-valid", type=int, default=d["max_valid"], help="validation crops evaluated each time")
     g.add_argument("--crop-size", type=int, default=d["crop_size"], help="residues per random contiguous crop")
+    _add_template_options(p, d)
     g = p.add_argument_group("model and run")
     g.add_argument("--out", required=True, help="run folder (last.pt, best.pt, metrics.jsonl, loss.png)")
     g.add_argument("--preset", choices=sorted(PRESETS), default="default", help="model size (af2struct.model.config)")
@@ -77,10 +68,6 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--init-from", default=None,
                    help="checkpoint to start from: its weights and config (changed by --set; new tensors start "
                         "at their initial values)")
-    g.add_argument("--train-only", action="append", default=[], metavar="PREFIX",
-                   help="train only parameters whose names start with PREFIX (repeatable), the rest frozen: "
-                        "e.g. --train-only trunk.template. fits template modules to a trained model, which then "
-                        "predicts exactly as before for a target without templates")
     g.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps in all (the LR schedule spans them)")
     g.add_argument("--time-limit-min", type=float, default=d["time_limit_min"],
                    help="stop (resumably) after this many minutes of this run, 0 = no limit")
@@ -97,6 +84,12 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="AdamW weight decay")
     g.add_argument("--clip", type=float, default=d["clip"], help="gradient-norm clipping")
     _add_loss_options(p, d)
+    _add_run_options(p, d)
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser, d: dict) -> None:
+    """Logging, checkpoints, resume, precision and threads."""
     g = p.add_argument_group("logging")
     g.add_argument("--eval-every", type=int, default=d["eval_every"], help="validate (and maybe write best.pt) every N steps")
     g.add_argument("--ckpt-every", type=int, default=d["ckpt_every"], help="write last.pt every N steps")
@@ -112,7 +105,25 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                         "core this process may use). Leave a core free for anything else you run: a thread "
                         "that has to share its core stalls the others (measured 30x slower steps)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+
+
+def _add_template_options(p: argparse.ArgumentParser, d: dict) -> None:
+    """Templates while training, and which parameters train."""
+    g = p.add_argument_group("templates")
+    g.add_argument("--template-hits", default=None,
+                   help="templates for --backbone-db chains: the database searched against itself (e.g. "
+                        "../shared/data/pdb2018_backbone/self_hits_phmmer.tsv.gz); each crop gets 0 to "
+                        "--max-templates of its chain's hits, never itself, its PDB entry, a near-identical "
+                        "sequence or a held-out chain; held-out chains get templates only from other clusters. "
+                        "Needs a model with templates (--set templates.enabled=true)")
+    g.add_argument("--max-templates", type=int, default=d["max_templates"], help="templates per crop at most")
+    g.add_argument("--min-templates", type=int, default=d["min_templates"],
+                   help="templates per training crop at least; > 0 draws only chains that have a template (use 1 "
+                        "with --train-only trunk.template.: a crop without one teaches a frozen model nothing)")
+    g.add_argument("--train-only", action="append", default=[], metavar="PREFIX",
+                   help="train only parameters whose names start with PREFIX (repeatable), the rest frozen: "
+                        "e.g. --train-only trunk.template. fits template modules to a trained model, which then "
+                        "predicts exactly as before for a target without templates")
 
 
 def _add_loss_options(p: argparse.ArgumentParser, d: dict) -> None:
