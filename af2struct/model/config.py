@@ -118,6 +118,13 @@ class StructureConfig:
     # af2struct.model.potential for why) and the width (A) the far bin's probability is spread over
     potential_iters: int = 0
     potential_far_width: float = 20.0
+    # with templates: MDS starts from the templates' Calpha trace (af2struct.model.templates.
+    # template_trace) instead of classical MDS, so the distogram refines a template-shaped start
+    template_init: bool = True
+    # SE(3) refinement of a template-started trace (False: skipped; the shipped refiner was trained
+    # on template-free traces and moves a template-started one away from the truth, measured:
+    # validation TM 0.74 -> 0.71, lDDT-CA 0.66 -> 0.60)
+    se3_with_templates: bool = False
     use_se3: bool = True
     se3_dim: int = 16
     se3_depth: int = 2

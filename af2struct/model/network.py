@@ -22,7 +22,8 @@ from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead
 from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
 from af2struct.model.potential import refine_on_distogram
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
-from af2struct.model.trunk import Trunk
+from af2struct.model.templates import template_trace
+from af2struct.model.trunk import Trunk, has_templates
 
 
 class Alphafold2(nn.Module):
@@ -137,20 +138,31 @@ class Alphafold2(nn.Module):
     # ------------------------------------------------------------------ structure
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,
                   mds_iters: Optional[int] = None, lbfgs_iters: int = 300,
-                  potential_iters: Optional[int] = None) -> Dict[str, torch.Tensor]:
+                  potential_iters: Optional[int] = None,
+                  templates: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         """MDS on the distogram, then (``structure.potential_iters`` > 0) the trace refined on the
         distogram's likelihood (:mod:`af2struct.model.potential`), then SE(3) refinement. Adds
         ``ca_mds [B, L, 3]`` (the MDS trace), ``ca_init`` (what SE(3) starts from), ``ca``,
         ``backbone [B, L, 3, 3]`` (N, CA, C) and (``heads.plddt_context``) ``plddt_logits`` to ``out``.
+        With ``templates`` (the model's template features) and ``structure.template_init``, MDS
+        starts from the templates' Calpha trace (:func:`~af2struct.model.templates.template_trace`)
+        rather than from classical MDS of the distogram.
 
         Runs in float32 whatever autocast is active around it (a bf16 trunk's outputs are cast up):
         MDS, the likelihood refinement and the SE(3) coordinates need float32 precision."""
         out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
         with torch.autocast(out["distogram"].device.type, enabled=False):
-            return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters)
+            init = None
+            if templates is not None and self.config.structure.template_init and self.trunk.template is not None \
+                    and has_templates(templates) and "template_backbone" in templates:
+                ca_t, known = template_trace(templates)
+                if bool(known.any(-1).all()):
+                    init = _centered(ca_t, mask)
+            return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters, init)
 
     def _structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool,
-                   mds_iters: Optional[int], lbfgs_iters: int, potential_iters: Optional[int]) -> Dict[str, torch.Tensor]:
+                   mds_iters: Optional[int], lbfgs_iters: int, potential_iters: Optional[int],
+                   init: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         h = self.config.heads
         sc = self.config.structure
         iters = sc.mds_iters if mds_iters is None else mds_iters
@@ -158,8 +170,8 @@ class Alphafold2(nn.Module):
         logits = out["distogram"] if mds_grad else out["distogram"].detach()
         d, w = center_distogram(logits, h.distogram_min, h.distogram_max, mask=mask.bool())
         with torch.set_grad_enabled(torch.is_grad_enabled() and mds_grad):
-            ca_mds, _ = weighted_mds(d, w, iters=iters, d_max=h.distogram_max, mask=mask.bool(), fix_mirror=True,
-                                     lbfgs_iters=lbfgs_iters)
+            ca_mds, _ = weighted_mds(d, w, iters=iters, d_max=h.distogram_max, mask=mask.bool(),
+                                     fix_mirror=init is None, init=init, lbfgs_iters=lbfgs_iters)
         ca_mds = _centered(ca_mds, mask)
         ca_init = ca_mds
         if p_iters > 0:
@@ -168,7 +180,7 @@ class Alphafold2(nn.Module):
                                           d_max=h.distogram_max)
             ca_init = _centered(ca_init, mask)
         out = dict(out, ca_mds=ca_mds, ca_init=ca_init)
-        if self._refiner is None:
+        if self._refiner is None or (init is not None and not sc.se3_with_templates):
             # without SE(3): N and C directions from the neighbours along the trace
             prev = torch.cat([ca_init[:, :1], ca_init[:, :-1]], 1)
             nxt = torch.cat([ca_init[:, 1:], ca_init[:, -1:]], 1)

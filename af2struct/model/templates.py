@@ -210,3 +210,68 @@ class TemplateEmbedder(nn.Module):
                 rows = self.angles(feats.to(z.dtype))
                 row_mask = res_mask & tmask[..., None] & mask.bool()[:, None]
         return update, rows, row_mask
+
+
+def _kabsch(mobile: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rotation ``[3, 3]`` and translation ``[3]`` that best move ``mobile [n, 3]`` onto ``target``."""
+    mc, tc = mobile.mean(0), target.mean(0)
+    h = (mobile - mc).T @ (target - tc)
+    u, _, vt = torch.linalg.svd(h)
+    d = torch.sign(torch.linalg.det(vt.T @ u.T))
+    corr = torch.diag(torch.stack([torch.ones_like(d), torch.ones_like(d), d]))
+    rot = vt.T @ corr @ u.T
+    return rot, tc - rot @ mc
+
+
+def template_trace(batch: Dict[str, torch.Tensor], min_overlap: int = 3) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A Calpha trace of the query from its templates, to start the structure from:
+    ``(ca [B, L, 3], known [B, L])``. The templates are taken in order (best first); each later
+    one is superposed on the positions already placed (Kabsch over at least ``min_overlap``
+    shared residues) and fills the residues still missing. Residues no template covers are
+    placed on straight lines between their placed neighbours (beyond a terminus: 3.8 A steps
+    outwards), so the trace is complete; ``known`` marks the residues a template placed."""
+    bb = batch["template_backbone"].float()
+    tmask = batch["template_backbone_mask"].bool() & batch["template_mask"].bool()[..., None]
+    b, n_t, n = tmask.shape
+    ca_out = torch.zeros(b, n, 3, dtype=bb.dtype, device=bb.device)
+    known_out = torch.zeros(b, n, dtype=torch.bool, device=bb.device)
+    for k in range(b):
+        ca = torch.zeros(n, 3, dtype=bb.dtype, device=bb.device)
+        known = torch.zeros(n, dtype=torch.bool, device=bb.device)
+        for t in range(n_t):
+            m = tmask[k, t]
+            if not m.any():
+                continue
+            x = bb[k, t, :, 1]
+            if known.any():
+                both = known & m
+                if int(both.sum()) < min_overlap:
+                    continue
+                rot, _ = _kabsch(x[both], ca[both])
+                x = (x - x[both].mean(0)) @ rot.T + ca[both].mean(0)
+            new = m & ~known
+            ca[new] = x[new]
+            known |= new
+        if known.any():
+            ca_out[k] = _fill_gaps(ca, known)
+            known_out[k] = known
+    return ca_out, known_out
+
+
+def _fill_gaps(ca: torch.Tensor, known: torch.Tensor, step: float = 3.8) -> torch.Tensor:
+    """``ca [L, 3]`` with the residues not ``known`` placed between their known neighbours."""
+    idx = torch.nonzero(known)[:, 0]
+    out = ca.clone()
+    for a, c in zip(idx[:-1].tolist(), idx[1:].tolist()):
+        if c - a > 1:
+            f = torch.linspace(0, 1, c - a + 1, dtype=ca.dtype, device=ca.device)[1:-1, None]
+            out[a + 1:c] = ca[a] * (1 - f) + ca[c] * f
+    centre = ca[known].mean(0)
+    first, last = int(idx[0]), int(idx[-1])
+    for end, direction in ((first, -1), (last, 1)):
+        span = range(end - 1, -1, -1) if direction < 0 else range(end + 1, len(ca))
+        out_dir = ca[end] - centre
+        out_dir = out_dir / out_dir.norm().clamp(min=1e-6)
+        for s, i in enumerate(span, 1):
+            out[i] = ca[end] + out_dir * step * s
+    return out

@@ -96,7 +96,8 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     with torch.no_grad():
         out = model(batch=batch, num_recycles=num_recycles, return_all=True)
         t2 = time.perf_counter()
-        out = model.structure(out, batch["seq_mask"] > 0)
+        templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
+        out = model.structure(out, batch["seq_mask"] > 0, templates=templates)
     t3 = time.perf_counter()
     plddt = to_numpy(plddt_from_logits(out["plddt_logits"]))[0]
     backbone = to_numpy(out["backbone"])[0]

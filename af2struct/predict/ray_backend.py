@@ -26,7 +26,7 @@ import torch
 from af2struct.common.runner import RunFolder
 from af2struct.predict.pipeline import load_default_model, predict_structure
 from af2struct.predict.targets import (InputError, PredictOptions, Target, check_target, fail_target, msa_cache,
-                                       relax_prediction, target_msa, write_target)
+                                       relax_prediction, target_msa, target_templates, template_cache, write_target)
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,17 @@ class _ModelWorker:
         self.device = device
         self.model, _ = load_default_model(weights, device)
 
-    def predict(self, sequence: str, msa, num_recycles: Optional[int], seed: int):
-        return predict_structure(self.model, sequence, msa, num_recycles, seed, self.device)
+    def predict(self, sequence: str, msa, num_recycles: Optional[int], seed: int, templates=None):
+        return predict_structure(self.model, sequence, msa, num_recycles, seed, self.device,
+                                 templates=templates.features if templates else None)
 
 
-def _prepare(target: Target, cache: str, opts: PredictOptions, n_targets: int):
+def _prepare(target: Target, cache: str, template_cache: Optional[str], opts: PredictOptions, n_targets: int):
+    """The target's MSA and templates (searched on a CPU worker): ``(msa, seconds, templates)``."""
     check_target(target, opts)
-    return target_msa(target, opts, n_targets, Path(cache))
+    msa, t_msa = target_msa(target, opts, n_targets, Path(cache))
+    templates = target_templates(target, opts, msa, Path(template_cache) if template_cache else None)
+    return msa, t_msa, templates
 
 
 def _relax(protein, opts: PredictOptions):
@@ -119,7 +123,9 @@ def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, 
     pending: Dict = {}  # object ref -> (stage, target, state)
     load = [0] * len(actors)
     for t in targets:
-        pending[prepare.remote(t, str(msa_cache(folder, t, opts)), opts, n_targets)] = ("prepare", t, {"t0": time.perf_counter()})
+        tc = template_cache(folder, t, opts)
+        pending[prepare.remote(t, str(msa_cache(folder, t, opts)), str(tc) if tc else None, opts, n_targets)] = (
+            "prepare", t, {"t0": time.perf_counter()})
     bar = tqdm(total=len(targets), desc="predict (ray)", unit="target", disable=not opts.progress)
     try:
         while pending:
@@ -134,12 +140,15 @@ def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, 
                 yield fail_target(folder, target, fps[target.name], _cause(exc), time.perf_counter() - state["t0"])
                 continue
             if stage == "prepare":
-                state["msa"], t_msa = value
+                state["msa"], t_msa, state["templates"] = value
                 state["timings"] = {"msa": t_msa} if opts.msa_db else {}
+                if state["templates"] is not None:
+                    state["timings"]["templates"] = state["templates"].seconds
                 i = min(range(len(actors)), key=load.__getitem__)
                 load[i] += 1
                 state["actor"] = i
-                ref2 = actors[i].predict.remote(target.sequence, state["msa"], opts.num_recycles, opts.seed)
+                ref2 = actors[i].predict.remote(target.sequence, state["msa"], opts.num_recycles, opts.seed,
+                                                state["templates"])
                 pending[ref2] = ("predict", target, state)
             elif stage == "predict":
                 state["pred"] = value
@@ -168,4 +177,4 @@ def _finish(folder: RunFolder, target: Target, opts: PredictOptions, state: Dict
     timings = dict(state["timings"])
     timings["total"] = sum(timings.values())  # worker time; queueing between stages is not counted
     return write_target(folder, target, opts, state["pred"], relaxed, timings, n_targets, fps[target.name],
-                        state.get("msa"))
+                        state.get("msa"), state.get("templates"))

@@ -233,16 +233,22 @@ class TemplateResult:
                 "used": [h.name for h in self.used]}
 
 
-def target_templates(folder: RunFolder, target: Target, opts: PredictOptions, msa) -> Optional[TemplateResult]:
-    """Search ``--templates`` for ``target`` (cached in the run folder), filter the hits as
-    AlphaFold does and featurise the best ``max_templates``; ``None`` without ``--templates``."""
+def template_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Optional[Path]:
+    """Where a target's template search is kept between runs (``None`` without ``--templates``)."""
+    if not opts.templates:
+        return None
+    key = fingerprint([target.sequence, template_db(opts.templates).content_key(), opts.template_search])
+    return folder.cache_path("templates", f"{target.name}.{key}.json")
+
+
+def target_templates(target: Target, opts: PredictOptions, msa, cache: Optional[Path]) -> Optional[TemplateResult]:
+    """Search ``--templates`` for ``target`` (kept at ``cache``), filter the hits as AlphaFold
+    does and featurise the best ``max_templates``; ``None`` without ``--templates``."""
     if not opts.templates:
         return None
     t0 = time.perf_counter()
     db = template_db(opts.templates)
-    key = fingerprint([target.sequence, db.content_key(), opts.template_search])
-    hits = cached_search(target.sequence, db, folder.cache_path("templates", f"{target.name}.{key}.json"),
-                         msa=msa, method=opts.template_search, name=target.name)
+    hits = cached_search(target.sequence, db, cache, msa=msa, method=opts.template_search, name=target.name)
     seq = "".join(target.sequence.split()).upper()
     used = usable_hits(hits, seq, db, max_template_date=opts.max_template_date,
                        max_identity=opts.template_max_identity)[:opts.max_templates]
@@ -446,7 +452,7 @@ def predict_target(model, folder: RunFolder, target: Target, opts: PredictOption
     try:
         check_target(target, opts)
         msa, t_msa = target_msa(target, opts, n_targets, msa_cache(folder, target, opts))
-        templates = target_templates(folder, target, opts, msa)
+        templates = target_templates(target, opts, msa, template_cache(folder, target, opts))
         pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device,
                                  templates=templates.features if templates else None)
         timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \

@@ -26,7 +26,7 @@ def test_local_ray_two_workers_relax_msa_search_and_resume(tmp_path, data_dir):
     fasta.write_text(f">psm\n{SEQ_1PSM}\n>half\n{SEQ_1PSM[:24]}\n>bad\nEAYKKAKQAS1DAEQ\n")
     out = tmp_path / "out"
     r = run(fasta, "--out", out, "--workers", 2, "--msa-db", data_dir / "psm_homologs_db.fasta", "--no-plots",
-            "--msa-cpus", 1)
+            "--msa-cpus", 1, "--templates", data_dir / "templates_sample.npz")
     assert r.returncode == 3, r.stderr[-3000:]  # one target failed, the others finished
     rows = {row["name"]: row for row in csv.DictReader(open(out / "summary.csv"))}
     assert rows["bad"]["status"] == "error" and "unknown residue" in rows["bad"]["error"]
@@ -38,11 +38,12 @@ def test_local_ray_two_workers_relax_msa_search_and_resume(tmp_path, data_dir):
         for f in ("unrelaxed.pdb", "relaxed.pdb", "distogram.npz", "confidence.json", "timings.json"):
             assert (d / f).exists(), f
         assert (d / "msa.a3m").exists()  # the searched alignment goes with the model
+        assert json.loads((d / "templates.json").read_text())["used"] == []  # searched on a worker: no homologue
     assert not list(out.glob(".*.partial"))
     done = json.loads((out / "psm" / "result.json").read_text())
     # a rerun keeps finished targets (same result.json) and only retries the failed one
     r2 = run(fasta, "--out", out, "--workers", 2, "--msa-db", data_dir / "psm_homologs_db.fasta", "--no-plots",
-             "--msa-cpus", 1)
+             "--msa-cpus", 1, "--templates", data_dir / "templates_sample.npz")
     assert r2.returncode == 3
     assert "2 of 3 targets already finished" in r2.stderr
     assert json.loads((out / "psm" / "result.json").read_text()) == done
