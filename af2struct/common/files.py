@@ -14,6 +14,10 @@ from typing import Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+# every temporary file or folder af2struct makes carries this in its name, so a cleanup removes
+# only its own leftovers (never a user's ``.draft.tmp``)
+TEMP_MARK = "af2struct-tmp"
+
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
@@ -23,7 +27,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_MARK}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give outputs the usual permissions (0666 minus the umask).

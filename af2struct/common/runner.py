@@ -12,7 +12,13 @@
 - **Names.** Item outputs are named after the item; the run's own files (``.af2struct/``, reports
   such as ``summary.csv``) are *reserved*, and an item whose name is reserved gets a ``_item``
   suffix, so no item can overwrite a run file. Temporary files and folders have names unique to
-  the process (``.<name>.<random>.partial``); leftovers of killed runs are removed under the lock.
+  the process and marked as af2struct's (``.<name>.af2struct-tmp-<random>.partial``); leftovers
+  of killed runs, and only those, are removed under the lock.
+- **Ownership.** A run removes only what it can prove is its own: files an item's record lists
+  (or temporary files with af2struct's mark). When an item's folder is replaced, any other file
+  in it (a user's notes) is carried into the new folder; a user's file in the way of a new output
+  is kept beside it as ``<file>.orig``. A rerun that fails leaves the finished result it would
+  have replaced, set apart as ``<name>.previous`` (never deleted).
 - **Workers.** :func:`run_items` runs items in worker processes (``jobs > 1``): a worker that dies
   (e.g. killed by the out-of-memory killer) costs only the item it held; the others go on, on a
   fresh worker. Workers die with the parent (Linux ``PR_SET_PDEATHSIG``) so a killed run leaves no
@@ -40,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from af2struct.common.files import atomic_write_text
+from af2struct.common.files import TEMP_MARK, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +119,9 @@ class RunFolder:
     def _remove_leftovers(self) -> None:
         """Temporary files and folders of killed runs (nothing else writes here while we hold the lock)."""
         for folder in (self.out, self.state, self.records):
-            for p in folder.glob(".*.partial"):
+            for p in folder.glob(f".*.{TEMP_MARK}-*.partial"):
                 shutil.rmtree(p, ignore_errors=True)
-            for p in folder.glob(".*.tmp"):
+            for p in folder.glob(f".*.{TEMP_MARK}-*.tmp"):
                 with contextlib.suppress(OSError):
                     p.unlink()
 
@@ -132,8 +138,13 @@ class RunFolder:
         return self.state.joinpath(*parts)
 
     def temp_dir(self, name: str) -> Path:
-        """A new empty folder for one item's outputs, unique to this process."""
-        return Path(tempfile.mkdtemp(prefix=f".{self.item_name(name)}.", suffix=".partial", dir=self.out))
+        """A new empty folder for one item's outputs, unique to this process (permissions as
+        ``mkdir`` gives under the user's umask, not ``mkdtemp``'s 0700)."""
+        path = Path(tempfile.mkdtemp(prefix=f".{self.item_name(name)}.{TEMP_MARK}-", suffix=".partial", dir=self.out))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o777 & ~umask)
+        return path
 
     # -- records ------------------------------------------------------------------------------
     def _record_path(self, name: str) -> Path:
@@ -162,10 +173,19 @@ class RunFolder:
                 return None, f"{rel} is missing or changed"
         return rec, ""
 
-    def forget(self, name: str) -> None:
-        """Drop ``name``'s record (before its outputs are replaced)."""
+    def owned_files(self, name: str) -> set:
+        """Paths (relative to the folder) that ``name``'s record lists: files a run wrote."""
+        try:
+            return set(json.loads(self._record_path(name).read_text()).get("files", {}))
+        except (OSError, ValueError, AttributeError):
+            return set()
+
+    def forget(self, name: str) -> set:
+        """Drop ``name``'s record (before its outputs are replaced); returns the files it listed."""
+        owned = self.owned_files(name)
         with contextlib.suppress(FileNotFoundError):
             self._record_path(name).unlink()
+        return owned
 
     def commit(self, name: str, fp: str, record: Dict, files: Sequence[Path] = ()) -> Dict:
         """Write ``name``'s record last: the item is finished once this returns."""
@@ -174,13 +194,45 @@ class RunFolder:
         atomic_write_text(self._record_path(name), json.dumps(rec, indent=1, default=float))
         return rec
 
-    def publish_dir(self, tmp: Path, name: str) -> Path:
-        """Move a finished temporary folder into ``name``'s place (replacing an old one)."""
+    def publish_dir(self, tmp: Path, name: str, owned: Iterable[str] = ()) -> Path:
+        """Move a finished temporary folder into ``name``'s place. An old folder there loses only
+        the files in ``owned`` (paths relative to the run folder that a record listed); any
+        other file in it is carried into the new folder (as ``<file>.orig`` where a new output
+        takes its name)."""
         final = self.item_path(name)
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        if final.is_dir():
+            _carry_unowned(final, tmp, self.out, set(owned))
+            shutil.rmtree(final)
+        elif final.exists():
+            final.rename(final.with_name(final.name + ".orig"))
         tmp.rename(final)
         return final
+
+    def set_apart(self, name: str) -> Optional[Path]:
+        """Move ``name``'s finished folder aside to ``<name>.previous`` (``.previous-2``, ...)
+        when a rerun of it failed: the old result is kept, and cannot pass for the new one."""
+        final = self.item_path(name)
+        if not final.is_dir():
+            return None
+        k, dest = 1, final.with_name(final.name + ".previous")
+        while dest.exists():
+            k += 1
+            dest = final.with_name(f"{final.name}.previous-{k}")
+        final.rename(dest)
+        return dest
+
+
+def _carry_unowned(old: Path, new: Path, root: Path, owned: set) -> None:
+    """Move every file under ``old`` not in ``owned`` (relative to ``root``) to the same place under ``new``."""
+    for f in sorted(old.rglob("*")):
+        if f.is_dir() or str(f.relative_to(root)) in owned:
+            continue
+        dest = new / f.relative_to(old)
+        if dest.exists():
+            dest = dest.with_name(dest.name + ".orig")
+            logger.warning("%s: not written by af2struct; kept as %s", f, dest.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        f.rename(dest)
 
 
 def plan(folder: RunFolder, items: Sequence[Tuple[str, str]], force: bool = False, what: str = "items"

@@ -337,8 +337,8 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
         row.update(status="ok", mean_plddt=conf["mean_plddt"],
                    **{f"t_{k}": round(v, 3) for k, v in timings.items()})
         atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
-        folder.forget(target.name)
-        final = folder.publish_dir(partial, target.name)
+        owned = folder.forget(target.name)
+        final = folder.publish_dir(partial, target.name, owned)
         return folder.commit(target.name, fp, row, sorted(final.iterdir()))
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
@@ -367,13 +367,15 @@ def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -
 
 
 def fail_target(folder: RunFolder, target: Target, fp: str, exc: BaseException, seconds: float = 0.0) -> Dict:
-    """Record a failed target (its error row); an older folder of that name, made from other input
-    or options, is removed so it cannot pass for this run's result."""
+    """Record a failed target (its error row). An older folder of that name (made from other
+    input or options) is never lost: it is set apart as ``<name>.previous`` so it cannot pass for
+    this run's result."""
     row = error_row(target, exc, seconds)
     folder.forget(target.name)
-    old = folder.item_path(target.name)
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
+    moved = folder.set_apart(target.name)
+    if moved is not None:
+        logger.warning("%s: the earlier result is kept in %s", target.name, moved)
+        row["error"] += f" (the earlier result is kept in {moved.name})"
     return folder.commit(target.name, fp, row)
 
 

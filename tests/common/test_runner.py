@@ -75,7 +75,7 @@ def test_records_fingerprints_and_reserved_names(tmp_path):
         out.write_text("ATOM")
         f.commit("a", "fp1", {"name": "a", "status": "ok"}, [out])
         f.commit("b", "fp1", {"name": "b", "status": "error", "error": "x"})
-        leftover = tmp_path / ".a.123abc.partial"
+        leftover = tmp_path / ".a.af2struct-tmp-123abc.partial"
         leftover.mkdir()
     with RunFolder(tmp_path) as f:
         assert not leftover.exists()  # a killed run's temporary folder is cleared under the lock
@@ -97,3 +97,56 @@ def test_fingerprint_is_canonical():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
     assert json.loads(json.dumps(fingerprint(None)))
+
+
+def test_a_run_removes_only_what_it_can_prove_is_its_own(tmp_path):
+    out = tmp_path / "out"
+    (out / "query").mkdir(parents=True)
+    (out / ".af2struct").mkdir()
+    users = [out / "query" / "notes.txt", out / ".draft.tmp", out / ".mydata.partial" / "x", out / ".af2struct" / ".cfg.tmp"]
+    for f in users:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("mine")
+    (out / "query" / "result.json").write_text("user's own file of an output's name")
+    leftover = out / ".query.af2struct-tmp-abc.partial"
+    leftover.mkdir()
+    with RunFolder(out) as folder:
+        assert not leftover.exists()  # a killed run's temporary folder: af2struct's own
+        tmp = folder.temp_dir("query")
+        assert oct(tmp.stat().st_mode & 0o777) == oct(0o777 & ~_umask())  # not mkdtemp's 0700
+        (tmp / "result.json").write_text("{}")
+        owned = folder.forget("query")
+        final = folder.publish_dir(tmp, "query", owned)
+        folder.commit("query", "fp1", {"status": "ok"}, [final / "result.json"])
+    for f in users[1:]:
+        assert f.read_text() == "mine"
+    assert (out / "query" / "notes.txt").read_text() == "mine"  # carried into the new folder
+    assert (out / "query" / "result.json.orig").read_text().startswith("user's")
+    # a second replacement removes the recorded output, and still keeps the user's notes
+    with RunFolder(out) as folder:
+        tmp = folder.temp_dir("query")
+        (tmp / "result.json").write_text('{"v": 2}')
+        folder.publish_dir(tmp, "query", folder.forget("query"))
+    assert (out / "query" / "result.json").read_text() == '{"v": 2}'
+    assert (out / "query" / "notes.txt").read_text() == "mine"
+    assert not (out / "query" / "result.json.orig.orig").exists()
+
+
+def test_a_failed_rerun_sets_the_finished_result_apart(tmp_path):
+    from af2struct.predict.targets import Target, fail_target
+
+    out = tmp_path / "out"
+    with RunFolder(out) as folder:
+        tmp = folder.temp_dir("t")
+        (tmp / "relaxed.pdb").write_text("good")
+        final = folder.publish_dir(tmp, "t")
+        folder.commit("t", "fp1", {"status": "ok"}, [final / "relaxed.pdb"])
+        row = fail_target(folder, Target("t", "AAAA"), "fp2", OSError(28, "No space left on device"))
+    assert row["status"] == "error" and "t.previous" in row["error"]
+    assert (out / "t.previous" / "relaxed.pdb").read_text() == "good" and not (out / "t").exists()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

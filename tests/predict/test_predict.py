@@ -116,10 +116,10 @@ def test_batch_resume_and_per_target_failures(tmp_path, tiny_weights):
     # an interrupted run leaves a partial folder and no result: it is redone, finished ones are not
     mtime = (out / "good" / "result.json").stat().st_mtime_ns
     (out / "other" / "result.json").unlink()
-    (out / ".other.partial").mkdir()
+    (out / ".other.af2struct-tmp-x.partial").mkdir()
     r = run(*args)
     assert (out / "good" / "result.json").stat().st_mtime_ns == mtime
-    assert (out / "other" / "result.json").exists() and not (out / ".other.partial").exists()
+    assert (out / "other" / "result.json").exists() and not (out / ".other.af2struct-tmp-x.partial").exists()
     assert list(summary(out)) == ["bad_letters", "good", "other", "too_long"]  # run order: shortest first
 
 
