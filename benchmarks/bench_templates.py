@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from af2struct import load_structure
-from af2struct.common import residue_constants as rc
 from af2struct.data.make_dataset import find_structures, read_clusters, split_by_cluster
 from af2struct.common.io import structure_name
 from af2struct.data.msa import read_fasta

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from af2struct.common.files import atomic_write_text
+from af2struct.common.files import atomic_write_text, csv_cell
 from af2struct.common.io import find_structure_files, load_structure, save_structure, structure_name
 from af2struct.common.runner import RunFolder, file_digest, fingerprint, plan, run_items
 from refine import relax
@@ -102,6 +102,6 @@ def write_report(records: List[Dict], out_dir: Path) -> None:
     w = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
     w.writeheader()
     for r in records:
-        w.writerow({k: r.get(k, "") for k in REPORT_COLUMNS})
+        w.writerow({k: csv_cell(r.get(k, "")) for k in REPORT_COLUMNS})
     atomic_write_text(out_dir / REPORTS[0], buf.getvalue())
     atomic_write_text(out_dir / REPORTS[1], json.dumps(records, indent=1, default=float))

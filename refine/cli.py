@@ -9,8 +9,16 @@ import dataclasses
 import re
 from typing import Any, Dict, Iterable
 
+from af2struct.common.argtypes import SEED_MAX, float_in, int_in
 from refine.types import BACKENDS, FORCEFIELDS, PLATFORMS, SOLVENTS, VIOLATION_POLICIES, RelaxConfig
 
+# every number has a range, checked when the arguments are parsed (counts of rounds, attempts and
+# threads from 1; iterations from 0 = no cap; physical quantities finite and >= 0 or > 0)
+_TYPES = {"max_iterations": int_in(0), "max_outer_iterations": int_in(1), "max_attempts": int_in(1),
+          "threads": int_in(1, 1024), "rosetta_rounds": int_in(1), "seed": int_in(0, SEED_MAX),
+          "tolerance": float_in(0, lo_open=True), "repel_stiffness": float_in(0, lo_open=True),
+          "repel_stiffness_max": float_in(0, lo_open=True), "nonbonded_cutoff": float_in(0, lo_open=True),
+          "soften_factor": float_in(0, 1)}
 _CHOICES = {"backend": BACKENDS, "forcefield": FORCEFIELDS, "solvent": SOLVENTS, "platform": PLATFORMS,
             "violation_policy": VIOLATION_POLICIES}
 
@@ -45,7 +53,9 @@ def add_relax_arguments(parser: argparse._ActionsContainer, prefix: str = "", sk
         if isinstance(value, bool):
             parser.add_argument(flag, action="store_true", dest=prefix.replace("-", "_") + f.name, help=text)
             continue
-        kw: Dict[str, Any] = {"type": type(value), "default": value, "help": text + " (default: %(default)s)",
+        kind = _TYPES.get(f.name) or (float_in(0) if isinstance(value, float) else int_in(0)
+                                      if isinstance(value, int) else type(value))
+        kw: Dict[str, Any] = {"type": kind, "default": value, "help": text + " (default: %(default)s)",
                               "dest": prefix.replace("-", "_") + f.name}
         if f.name in _CHOICES:
             kw["choices"] = _CHOICES[f.name]

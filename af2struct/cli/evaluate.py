@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
+from af2struct.common.argtypes import int_in, out_folder
 from af2struct.eval.evaluate import EvaluationError, evaluate
 
 DESCRIPTION = (
@@ -27,9 +27,12 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("--native", required=True,
                    help="native file, folder of <target>.pdb|cif, or a SidechainNet .pkl (trusted files only)")
     p.add_argument("--native-split", help="split of the SidechainNet pickle to use (default: all)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow --native to be a SidechainNet .pkl: reading a pickle runs any code it holds, so "
+                        "only for files you made or trust")
+    p.add_argument("--out", required=True, type=out_folder, help="output folder")
     p.add_argument("--align", action="store_true", help="match residues by sequence alignment instead of numbering")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--jobs", type=int_in(1, 1024), default=1, help="parallel worker processes")
     p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("evaluate")
     try:
         s = evaluate(args.pred, args.native, args.out, align=args.align, jobs=args.jobs,
-                     native_split=args.native_split, plots=not args.no_plots, progress=not args.quiet)
+                     native_split=args.native_split, plots=not args.no_plots, progress=not args.quiet,
+                     trust_pickle=args.trust_pickle)
     except (EvaluationError, ValueError, OSError) as exc:
         log.error("%s", exc)
         return 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
+from af2struct.common.argtypes import SEED_MAX, float_in, int_in, out_folder
 from af2struct.predict.batch import predict_batch
 from af2struct.predict.targets import PredictOptions, read_targets
 from refine.cli import add_relax_arguments, relax_config_from_args
@@ -30,15 +30,15 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("input", nargs="?", help="FASTA file with one or more sequences")
     p.add_argument("--sequence", help="a single sequence instead of a FASTA file")
     p.add_argument("--name", default="query", help="name (output folder) for --sequence")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=out_folder, help="output folder")
     p.add_argument("--weights", help="checkpoint to load (default: the shipped weights in af2struct/weights)")
     p.add_argument("--device", default=d.device, help="auto (a GPU if present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--num-recycles", type=int, default=None, help="recycling passes (default: the checkpoint's)")
-    p.add_argument("--seed", type=int, default=d.seed,
+    p.add_argument("--num-recycles", type=int_in(0, 32), default=None, help="recycling passes (default: the checkpoint's)")
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=d.seed,
                    help="seeds the model's random state and relax (atoms PDBFixer builds); same seed, same output")
     p.add_argument("--format", choices=("pdb", "cif"), default=d.fmt,
                    help="pdb: PDB files only; cif: mmCIF files as well")
-    p.add_argument("--max-length", type=int, default=d.max_length,
+    p.add_argument("--max-length", type=int_in(1, 2048), default=d.max_length,
                    help="longest sequence to fold (800: about 2 GiB for the model on CPU, see "
                         "benchmarks/RESULTS.md; the model accepts up to 2048)")
     p.add_argument("--native", help="native structure (one target) or folder of <name>.pdb|cif to score against")
@@ -51,8 +51,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     msa.add_argument("--msa", help="an .a3m/.sto for one target, or a folder of <name>.a3m|.sto")
     msa.add_argument("--msa-db", help="protein FASTA database: targets without --msa get an MSA from a jackhmmer "
                      "search (pyhmmer) of it, kept for reruns in DIR/.af2struct/msas and copied to DIR/<name>/msa.a3m")
-    msa.add_argument("--msa-iterations", type=int, default=d.msa_iterations, help="jackhmmer iterations")
-    msa.add_argument("--msa-cpus", type=int, default=d.msa_cpus, help="jackhmmer threads (0: all cores)")
+    msa.add_argument("--msa-iterations", type=int_in(1, 20), default=d.msa_iterations, help="jackhmmer iterations")
+    msa.add_argument("--msa-cpus", type=int_in(0, 1024), default=d.msa_cpus, help="jackhmmer threads (0: all cores)")
     tpl = p.add_argument_group("templates (AlphaFold2-style: structures of homologues from a template database)")
     tpl.add_argument("--templates", metavar="DB",
                      help="template database: a chains_backbone.npz (e.g. ../shared/data/pdb2018_backbone/"
@@ -60,10 +60,10 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                           "against it (jackhmmer; with an MSA, hmmsearch with its profile), the search kept for "
                           "reruns in DIR/.af2struct/templates; every hit and the ones used go to "
                           "DIR/<name>/templates.json, the used ones to the models' REMARK lines and ModelCIF")
-    tpl.add_argument("--max-templates", type=int, default=d.max_templates, help="templates used per target at most")
+    tpl.add_argument("--max-templates", type=int_in(0, 20), default=d.max_templates, help="templates used per target at most")
     tpl.add_argument("--max-template-date", metavar="YYYY-MM-DD",
                      help="use no template released after this date (needs release dates in the database)")
-    tpl.add_argument("--template-max-identity", type=float, metavar="FRACTION",
+    tpl.add_argument("--template-max-identity", type=float_in(0, 1, lo_open=True), metavar="FRACTION",
                      help="use no template above this sequence identity to the target (benchmarks: e.g. 0.95)")
     tpl.add_argument("--template-search", choices=("jackhmmer", "phmmer"), default=d.template_search,
                      help="search from a single sequence: jackhmmer (3 iterations) or phmmer (one round, faster)")
@@ -74,8 +74,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     add_relax_arguments(rel, prefix="relax-", skip=("backend", "keep_hydrogens", "seed"))
     ray = p.add_argument_group("Ray (many targets on a cluster: model on GPU workers, relax on CPU workers)")
     ray.add_argument("--ray-address", help="connect to a running Ray cluster ('auto' or host:port)")
-    ray.add_argument("--workers", type=int, default=0, help="start a local Ray with this many CPUs (>= 2)")
-    ray.add_argument("--model-workers", type=int, default=0,
+    ray.add_argument("--workers", type=int_in(0, 4096), default=0, help="start a local Ray with this many CPUs (>= 2)")
+    ray.add_argument("--model-workers", type=int_in(0, 1024), default=0,
                      help="model replicas (0: one per GPU of the cluster, else one)")
     return p
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
+from af2struct.common.argtypes import int_in, out_folder
 from refine.batch import relax_batch
 from refine.cli import add_relax_arguments, relax_config_from_args
 
@@ -27,10 +27,10 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.description = DESCRIPTION
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.add_argument("inputs", nargs="+", help="PDB/mmCIF files (.gz allowed), folders, or glob patterns")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=out_folder, help="output folder")
     p.add_argument("--format", choices=("pdb", "cif"), default="pdb", help="output structure format")
     p.add_argument("--amber-out", action="store_true", help="also write <name>_relaxed.prmtop/.inpcrd (parmed)")
-    p.add_argument("--jobs", type=int, default=1, help="structures relaxed in parallel (processes)")
+    p.add_argument("--jobs", type=int_in(1, 1024), default=1, help="structures relaxed in parallel (processes)")
     p.add_argument("--force", action="store_true",
                    help="relax every input again; by default a rerun skips structures finished from the same file "
                         "content and settings, and redoes the rest (failed ones included)")

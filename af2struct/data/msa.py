@@ -7,6 +7,7 @@ length (A3M insertions, lower-case letters, removed and counted in ``deletion_ma
 from __future__ import annotations
 
 import dataclasses
+import stat
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
@@ -19,6 +20,13 @@ class MsaError(ValueError):
     """A malformed FASTA/A3M/Stockholm file, or an MSA that does not fit its query."""
 
 
+def text_lines(text: str) -> List[str]:
+    """Lines as FASTA, A3M and Stockholm files end them (``\n`` or ``\r\n``): unlike
+    ``str.splitlines``, a form feed, NEL or U+2028 inside a header does not start a new line.
+    A UTF-8 byte-order mark at the start is dropped."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.lstrip("\ufeff").split("\n")]
+
+
 def parse_fasta(text: str, source: str = "FASTA", full_headers: bool = False) -> List[Tuple[str, str]]:
     """``[(name, sequence)]`` from FASTA text; names are the first word after ``>`` (the whole
     header line with ``full_headers``).
@@ -27,8 +35,8 @@ def parse_fasta(text: str, source: str = "FASTA", full_headers: bool = False) ->
     record with no sequence.
     """
     records: List[Tuple[str, List[str]]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    for lineno, line in enumerate(text_lines(text), 1):
+        line = line.strip(" \t\r\n")
         if not line or line.startswith(";"):
             continue
         if line.startswith(">"):
@@ -51,13 +59,36 @@ def parse_fasta(text: str, source: str = "FASTA", full_headers: bool = False) ->
     return out
 
 
-def read_fasta(path: Union[str, Path], full_headers: bool = False) -> List[Tuple[str, str]]:
+def read_text_file(path: Union[str, Path], what: str = "file") -> str:
+    """A sequence or alignment file's text: UTF-8 (a byte-order mark allowed), else Latin-1 (old
+    headers); a folder, FIFO, device or binary file is refused saying what it is."""
     path = Path(path)
     try:
-        text = path.read_text()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MsaError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise MsaError(f"{path}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise MsaError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        kind = "FIFO (named pipe)" if stat.S_ISFIFO(mode) else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else "socket" if stat.S_ISSOCK(mode) else "special file"
+        raise MsaError(f"{path}: is a {kind}, not a regular {what}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MsaError(f"{path}: cannot be read ({exc.strerror})") from None
+    if b"\0" in data:
+        raise MsaError(f"{path}: not a text file (binary content)")
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise MsaError(f"{path}: not a text file") from None
-    return parse_fasta(text, str(path), full_headers)
+        return data.decode("latin-1")
+
+
+def read_fasta(path: Union[str, Path], full_headers: bool = False) -> List[Tuple[str, str]]:
+    return parse_fasta(read_text_file(path, "FASTA file"), str(path), full_headers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +168,7 @@ def parse_a3m(text: str, source: str = "A3M") -> Msa:
 
 def parse_stockholm(text: str, source: str = "Stockholm") -> Msa:
     """Parse Stockholm; columns where the query (first row) has a gap become deletions."""
-    lines = text.splitlines()
+    lines = text_lines(text)
     if not lines or not lines[0].startswith("# STOCKHOLM"):
         raise MsaError(f"{source}: missing '# STOCKHOLM 1.0' header")
     order: List[str] = []
@@ -190,12 +221,7 @@ def _check_letters(row: str, source: str, name: str) -> None:
 def read_msa(path: Union[str, Path]) -> Msa:
     """Read ``.a3m`` or ``.sto``/``.stockholm`` (chosen by extension, else by content)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise MsaError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise MsaError(f"{path}: not a text file") from None
+    text = read_text_file(path, "alignment file")
     if path.suffix.lower() in (".sto", ".stockholm") or text.startswith("# STOCKHOLM"):
         return parse_stockholm(text, str(path))
     return parse_a3m(text, str(path))

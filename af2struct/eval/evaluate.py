@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from af2struct.common.files import atomic_path, atomic_write_text
+from af2struct.common.files import atomic_path, atomic_write_text, csv_cell
 from af2struct.common.runner import RunFolder, run_items
 from af2struct.common.io import is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
@@ -47,12 +47,17 @@ def _natural_key(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def discover_natives(native: Union[str, Path], split: Optional[str] = None) -> Dict[str, Union[str, Protein]]:
-    """``{target: path or Protein}`` from a structure file, a folder, or a SidechainNet pickle."""
+def discover_natives(native: Union[str, Path], split: Optional[str] = None,
+                     trust_pickle: bool = False) -> Dict[str, Union[str, Protein]]:
+    """``{target: path or Protein}`` from a structure file, a folder, or a SidechainNet pickle
+    (read only with ``trust_pickle``: unpickling runs whatever code the file holds)."""
     native = Path(native)
     if native.is_dir():
         out = {structure_name(p): str(p) for p in sorted(native.iterdir()) if p.is_file() and is_structure_file(p)}
     elif native.is_file() and native.suffix == ".pkl":
+        if not trust_pickle:
+            raise EvaluationError(f"{native}: a SidechainNet pickle can run arbitrary code when read; pass "
+                                  "--trust-pickle if you made it or trust where it came from")
         data = load_dataset(native)
         splits = [split] if split else split_names(data)
         out = {}
@@ -191,7 +196,7 @@ def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots
     w = csv.writer(buf)
     w.writerow(COLUMNS + ["status", "error"])
     for r in rows:
-        w.writerow([_fmt(r.get(c, "")) for c in COLUMNS] + [r["status"], r.get("error", "")])
+        w.writerow([csv_cell(_fmt(r.get(c, ""))) for c in COLUMNS] + [r["status"], csv_cell(r.get("error", ""))])
     atomic_write_text(out / "scores.csv", buf.getvalue())
     atomic_write_text(out / "scores.json", json.dumps(_json_safe({"summary": summary, "models": rows}), indent=1,
                                                       allow_nan=False))
@@ -258,6 +263,7 @@ def _size(path: str) -> int:
 def evaluate(
     pred: Union[str, Path], native: Union[str, Path], out: Union[str, Path], align: bool = False,
     jobs: int = 1, native_split: Optional[str] = None, plots: bool = True, progress: bool = True,
+    trust_pickle: bool = False,
 ) -> Dict[str, object]:
     """Score every model in ``pred`` against ``native`` and write the reports to ``out``.
 
@@ -265,7 +271,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    natives = discover_natives(native, native_split)
+    natives = discover_natives(native, native_split, trust_pickle)
     job_list, unmatched = discover_jobs(pred, natives)
     for u in unmatched:
         logger.warning("%s: no native target matches this file name; skipped", u)

@@ -17,7 +17,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from af2struct.model.config import ModelConfig, SparseSpec, TemplateConfig, TrunkConfig
+from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
 from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead, structure_agreement
 from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
 from af2struct.model.potential import refine_on_distogram

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from af2struct.common.files import atomic_write_text
+from af2struct.common.files import atomic_write_text, csv_cell
 from af2struct.common.runner import RunFolder, plan
 from af2struct.predict.pipeline import best_device, load_default_model
 from af2struct.predict.ray_backend import predict_on_ray
@@ -63,5 +63,5 @@ def write_summary(order: Sequence[Target], rows: Dict[str, Dict], out_dir: Path)
     w.writeheader()
     for t in order:
         r = rows.get(t.name, {"name": t.name, "length": len(t.sequence), "status": "not run"})
-        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "")) for k in SUMMARY_COLUMNS})
+        w.writerow({k: csv_cell(f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "")) for k in SUMMARY_COLUMNS})
     atomic_write_text(Path(out_dir) / SUMMARY, buf.getvalue())

@@ -25,7 +25,7 @@ from af2struct.common.files import atomic_write_text
 from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure, save_structure
 from af2struct.common.runner import RunFolder, file_digest, fingerprint
 from af2struct.common.modelcif import to_modelcif_string
-from af2struct.data.msa import MsaError, read_fasta, read_msa
+from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
 from af2struct.data.msa_search import search_msa
 from af2struct.data.template_search import SEARCH_METHODS, TemplateDB, cached_search, usable_hits
 from af2struct.data.templates import template_features
@@ -132,12 +132,11 @@ def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None, na
         raise InputError("give a FASTA file or --sequence (not both)")
     if fasta is not None:
         path = Path(fasta)
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
-        if path.stat().st_size == 0:
-            raise InputError(f"{path}: empty FASTA file")
         try:
-            records = read_fasta(path, full_headers=True)
+            text = read_text_file(path, "FASTA file")  # a folder, FIFO or device: said so, not "no such file"
+            if not text.strip():
+                raise InputError(f"{path}: empty FASTA file")
+            records = parse_fasta(text, str(path), full_headers=True)
         except MsaError as exc:
             raise InputError(str(exc)) from None
         names = target_names([h for h, _ in records])

@@ -70,9 +70,12 @@ def test_sidechainnet_native(tmp_path, data_dir):
     # SidechainNet entries are numbered 1..L; the model is written with the same numbering
     model = nat.replace(residue_index=np.arange(1, len(nat) + 1, dtype=np.int32))
     save_structure(model, tmp_path / "T1082.pdb")
-    r = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), "--pred", str(tmp_path / "T1082.pdb"),
-                        "--native", str(pkl), "--native-split", "test", "--out", str(tmp_path / "o"), "--no-plots",
-                        "--quiet"], capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, str(ROOT / "scripts/evaluate.py"), "--pred", str(tmp_path / "T1082.pdb"),
+           "--native", str(pkl), "--native-split", "test", "--out", str(tmp_path / "o"), "--no-plots", "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "--trust-pickle" in r.stderr  # a pickle is read only when trusted
+    assert not (tmp_path / "o" / "scores.csv").exists()
+    r = subprocess.run(cmd + ["--trust-pickle"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     row = next(csv.DictReader(open(tmp_path / "o" / "scores.csv")))
     assert float(row["gdt_ts"]) == 100.0 and float(row["lddt"]) == 1.0
@@ -103,3 +106,21 @@ def test_renumbered_model_and_nan_in_names(tmp_path, data_dir):
     assert row["target"] == "NaNase" and "NaNase" in json.dumps(scores) and "nullase" not in json.dumps(scores)
     aligned = evaluate("--align")["models"][0]
     assert aligned["status"] == "ok" and aligned["lddt_ca"] == 1.0 and aligned["target"] == "NaNase"
+
+
+def test_csv_reports_never_hold_a_formula(tmp_path, data_dir):
+    from af2struct.common.files import csv_cell
+
+    assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and csv_cell("@SUM(1+1)") == "'@SUM(1+1)"
+    assert csv_cell("+1 cmd") == "'+1 cmd" and csv_cell("-0.25") == "-0.25" and csv_cell(3.5) == 3.5
+    natives, preds = tmp_path / "n", tmp_path / "p"
+    natives.mkdir()
+    preds.mkdir()
+    (natives / "=HYPERLINK(1).pdb").write_bytes((data_dir / "T1082.pdb").read_bytes())
+    (preds / "=HYPERLINK(1).pdb").write_bytes((data_dir / "T1082.pdb").read_bytes())
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), "--pred", str(preds), "--native",
+                        str(natives), "--out", str(tmp_path / "o"), "--no-plots", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "o" / "scores.csv").read_text()
+    assert "'=HYPERLINK(1)" in text and ",=HYPERLINK" not in text and not text.splitlines()[1].startswith("=")
