@@ -54,7 +54,18 @@ def run_command(command: str, argv: Optional[Sequence[str]] = None) -> int:
     mod = importlib.import_module(COMMANDS[command][0])
     args = mod.build_parser().parse_args(argv)
     configure_logging(command)
-    return mod.run(args)
+    return _interruptible(command, mod.run, args)
+
+
+def _interruptible(command: str, run, args) -> int:
+    """``run(args)``; Ctrl-C ends it with one line (exit 130), no traceback: whatever finished is
+    kept, and the same command resumes."""
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        logging.getLogger(command).error("interrupted: finished items are kept; run the same command again to "
+                                         "resume")
+        return 130
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -63,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_command(argv[0], argv[1:])
     args = build_parser().parse_args(argv)  # --help, --version, errors
     configure_logging(args.command)
-    return args._run(args)
+    return _interruptible(args.command, args._run, args)
 
 
 if __name__ == "__main__":

@@ -164,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
                           freeze_trunk=args.freeze_trunk, model_overrides=tuple(args.overrides),
                           train_only=tuple(args.train_only))
         result = train(cfg)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        logging.getLogger("train").error("%s", exc)
+    except (ValueError, KeyError, OSError) as exc:  # bad data or options, an --out that cannot be written
+        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else \
+            f"{exc.filename}: {exc.strerror or exc}"
+        logging.getLogger("train").error("%s", msg)
         return 1
     logging.getLogger("train").info("finished: %s", result)
     return 0

@@ -17,6 +17,7 @@ crop only, so the whole database stays as compact int16 in memory (~110 MB).
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -51,10 +52,13 @@ class BackboneDB:
                 if missing:
                     raise BackboneDBError(f"{path}: not a backbone database (missing arrays {missing})")
                 arrays = {k: d[k] for k in d.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             if isinstance(exc, BackboneDBError):
                 raise
-            raise BackboneDBError(f"{path}: not a readable numpy .npz file ({exc})") from None
+            # numpy's own message would suggest allow_pickle=True: never say that
+            what = "truncated or corrupt .npz archive" if isinstance(exc, (zipfile.BadZipFile, EOFError)) \
+                else "not a numpy .npz archive of plain arrays"
+            raise BackboneDBError(f"{path}: {what}") from None
         self.path = path
         self.coords = arrays["coords_centiA"]
         self.center = arrays["chain_center"].astype(np.float32)
@@ -74,10 +78,32 @@ class BackboneDB:
         if c and (self.offsets.min() < 0 or (self.offsets + self.lengths).max() > r or self.lengths.min() < 1):
             raise BackboneDBError(f"{path}: chain offsets/lengths point outside the {r} residues")
         self.names: List[str] = [f"{p.decode()}_{ch.decode()}" for p, ch in zip(arrays["pdb_ids"], arrays["chain_ids"])]
+        self._check_coordinates()
         # ASCII letter -> aatype (anything not among the 20 is unknown)
         self._lut = np.full(256, rc.unk_restype_index, np.int64)
         for letter, i in rc.restype_order.items():
             self._lut[ord(letter)] = i
+
+    def _check_coordinates(self) -> None:
+        """Refuse a database whose coordinates cannot be a protein backbone: non-finite chain
+        centres, or a chain whose N-CA bonds are not about 1.46 A (median outside 1.3-1.6 A; a
+        chain of all-zero coordinates has 0)."""
+        bad = np.nonzero(~np.isfinite(self.center).all(-1))[0]
+        if len(bad):
+            raise BackboneDBError(f"{self.path}: chain {self.names[bad[0]]} (index {bad[0]}) has a non-finite centre; "
+                                  f"{len(bad)} chain(s) in all")
+        if not len(self.offsets):
+            return
+        n_ca = np.linalg.norm((self.coords[:, 1].astype(np.float32) - self.coords[:, 0]) / 100.0, axis=-1)
+        order = np.argsort(self.offsets)
+        starts = self.offsets[order]
+        medians = np.array([np.median(n_ca[o:o + n]) for o, n in zip(starts, self.lengths[order])])
+        wrong = order[(medians < 1.3) | (medians > 1.6)]
+        if len(wrong):
+            i = int(wrong[0])
+            raise BackboneDBError(f"{self.path}: chain {self.names[i]} (index {i}) has N-CA bonds of "
+                                  f"{float(medians[np.nonzero(order == i)[0][0]]):.2f} A (median), not a protein "
+                                  f"backbone's 1.46 A; {len(wrong)} chain(s) in all")
 
     def __len__(self) -> int:
         return len(self.offsets)

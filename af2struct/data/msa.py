@@ -120,11 +120,13 @@ class Msa:
     def check_query(self, sequence: str, name: str = "MSA") -> None:
         """Raise :class:`MsaError` unless the MSA's first row is ``sequence``."""
         seq = "".join(sequence.split()).upper()
-        if self.query.upper() != seq:
-            raise MsaError(
-                f"{name}: query ({len(self.query)} residues) does not match the sequence "
-                f"({len(seq)} residues)"
-            )
+        query = self.query.upper()
+        if query != seq:
+            pos = next((i for i, (a, b) in enumerate(zip(query, seq)) if a != b), min(len(query), len(seq)))
+            where = (f"first difference at residue {pos + 1}: {query[pos]!r} in the MSA, {seq[pos]!r} in the sequence"
+                     if pos < min(len(query), len(seq)) else f"one is a prefix of the other up to residue {pos}")
+            raise MsaError(f"{name}: query ({len(query)} residues) does not match the sequence "
+                           f"({len(seq)} residues); {where}")
 
     def profile(self) -> np.ndarray:
         """``[L, 21]``: amino-acid frequencies per column (gaps ignored) + information content

@@ -10,6 +10,7 @@ failing target is reported in ``summary.csv`` and the rest go on.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import logging
 from pathlib import Path
@@ -40,6 +41,11 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
         rows, todo_names = plan(folder, [(t.name, fps[t.name]) for t in order], force, "targets")
         redo = set(todo_names)
         todo = [t for t in order if t.name in redo]
+        if force:  # --force searches again too: this run's own search caches of these targets go
+            for t in todo:
+                for kind, ext in (("msas", "a3m"), ("templates", "json")):
+                    for f in folder.cache_path(kind).glob(f"{glob.escape(t.name)}.*.{ext}"):
+                        f.unlink()
         try:
             if todo and opts.use_ray:
                 for row in predict_on_ray(todo, folder, opts, len(order), fps):

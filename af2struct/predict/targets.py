@@ -195,7 +195,7 @@ def target_fingerprint(target: Target, opts: PredictOptions, n_targets: int) -> 
         "num_recycles": opts.num_recycles, "seed": opts.seed, "relax": opts.relax, "format": opts.fmt,
         "relax_config": dataclasses.asdict(opts.relax_config) if opts.relax_config else None, "plots": opts.plots,
         "msa": file_digest(msa) if msa else None,
-        "msa_db": [str(db.resolve()), db.stat().st_size, opts.msa_iterations] if db and db.is_file() else None,
+        "msa_db": [_file_key(db), opts.msa_iterations] if db and db.is_file() else None,
         "native": file_digest(native) if native else None,
         "templates": template_db(opts.templates).content_key() if opts.templates else None,
         "template_options": [opts.max_templates, opts.max_template_date, opts.template_max_identity,
@@ -281,9 +281,17 @@ def target_msa(target: Target, opts: PredictOptions, n_targets: int, cache: Opti
     return msa, time.perf_counter() - t0
 
 
+def _file_key(path: Path) -> str:
+    """A database file's identity for caches and fingerprints: path, size and modification time
+    (a database replaced at the same path is searched again)."""
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def msa_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Path:
     """Where a ``--msa-db`` search for ``target`` is kept between runs (named by what it searched)."""
-    key = fingerprint([target.sequence, str(Path(opts.msa_db or "").resolve()), opts.msa_iterations])
+    db = Path(opts.msa_db or "")
+    key = fingerprint([target.sequence, _file_key(db) if db.is_file() else str(db.resolve()), opts.msa_iterations])
     return folder.cache_path("msas", f"{target.name}.{key}.a3m")
 
 

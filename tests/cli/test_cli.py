@@ -13,6 +13,8 @@ from af2struct.cli import COMMANDS, build_parser
 from refine.cli import relax_config_from_args
 from refine.types import RelaxConfig
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _subparsers():
     p = build_parser()
@@ -71,3 +73,21 @@ def test_predict_relax_evaluate_write_nothing_into_home(tmp_path, data_dir):
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(p.relative_to(home) for p in home.rglob("*")) == []
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    fasta = tmp_path / "t.fasta"
+    fasta.write_text("".join(f">t{i}\nEAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK\n" for i in range(20)))
+    p = subprocess.Popen([sys.executable, str(ROOT / "scripts/predict.py"), str(fasta), "--out", str(tmp_path / "o"),
+                          "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "o" / "t0" / "result.json").exists():
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    rows = (tmp_path / "o" / "summary.csv").read_text()
+    assert "t0,38,ok" in rows and "not run" in rows

@@ -46,7 +46,7 @@ def test_bad_files_are_clear_errors(tmp_path, data_dir):
     with pytest.raises(BackboneDBError, match="no such"):
         BackboneDB(tmp_path / "missing.npz")
     (tmp_path / "junk.npz").write_bytes(b"not numpy")
-    with pytest.raises(BackboneDBError, match="not a readable"):
+    with pytest.raises(BackboneDBError, match="not a numpy .npz archive"):
         BackboneDB(tmp_path / "junk.npz")
     np.savez(tmp_path / "partial.npz", offsets=np.zeros(1, np.int64))
     with pytest.raises(BackboneDBError, match="missing arrays"):
@@ -62,3 +62,35 @@ def test_bad_files_are_clear_errors(tmp_path, data_dir):
     np.savez(tmp_path / "pickled.npz", **arrays)
     with pytest.raises(BackboneDBError):
         BackboneDB(tmp_path / "pickled.npz")
+
+
+def test_a_database_that_cannot_be_a_backbone_is_refused_naming_the_chain(tmp_path, data_dir):
+    d = dict(np.load(data_dir / "pdb2018_backbone_sample.npz"))
+    bad = dict(d, chain_center=d["chain_center"].copy())
+    bad["chain_center"][2] = np.nan
+    np.savez(tmp_path / "nan.npz", **bad)
+    with pytest.raises(BackboneDBError, match=r"1AHO_A \(index 2\) has a non-finite centre"):
+        BackboneDB(tmp_path / "nan.npz")
+    zero = dict(d, coords_centiA=np.zeros_like(d["coords_centiA"]))
+    np.savez(tmp_path / "zero.npz", **zero)
+    with pytest.raises(BackboneDBError, match=r"N-CA bonds of 0.00 A"):
+        BackboneDB(tmp_path / "zero.npz")
+    (tmp_path / "text.npz").write_text("just text\n")
+    with pytest.raises(BackboneDBError) as exc:
+        BackboneDB(tmp_path / "text.npz")
+    assert "allow_pickle" not in str(exc.value)
+    (tmp_path / "cut.npz").write_bytes((data_dir / "pdb2018_backbone_sample.npz").read_bytes()[:3000])
+    with pytest.raises(BackboneDBError, match="truncated or corrupt"):
+        BackboneDB(tmp_path / "cut.npz")
+
+
+def test_train_command_errors_are_one_line(tmp_path, data_dir, caplog):
+    from af2struct.cli.train import main as train_main
+
+    (tmp_path / "cut.npz").write_bytes((data_dir / "pdb2018_backbone_sample.npz").read_bytes()[:3000])
+    assert train_main(["--backbone-db", str(tmp_path / "cut.npz"), "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    (tmp_path / "file").write_text("x")
+    args = ["--backbone-db", str(data_dir / "pdb2018_backbone_sample.npz"), "--preset", "tiny", "--steps", "1",
+            "--quiet", "--threads", "1"]
+    assert train_main(args + ["--out", str(tmp_path / "file")]) == 1
+    assert "truncated or corrupt" in caplog.text and "file" in caplog.text

@@ -179,9 +179,24 @@ def test_msa_search_with_msa_db(tmp_path, tiny_weights, data_dir):
     assert int(row["msa_depth"]) > 5 and float(row["t_msa"]) >= 0
     a3m = out / "psm" / "msa.a3m"
     assert a3m.read_text().startswith(">psm\n" + SEQ_1PSM)
-    r = run(*args, "--force")  # the kept search is reused, not run again
+    cache, = (out / ".af2struct" / "msas").glob("psm.*.a3m")
+    before = cache.stat().st_mtime_ns
+    r = run(*args)  # a plain rerun skips the finished target
+    assert r.returncode == 0 and cache.stat().st_mtime_ns == before
+    r = run(*args, "--force")  # --force searches again
     assert r.returncode == 0 and (out / "psm" / "msa.a3m").read_text() == a3m.read_text()
-    assert float(summary(out)["psm"]["t_msa"]) < float(row["t_msa"])
+    assert next((out / ".af2struct" / "msas").glob("psm.*.a3m")).stat().st_mtime_ns != before
+    # the database replaced at the same path: searched again, the alignment follows it
+    db = tmp_path / "db.fasta"
+    records = (data_dir / "psm_homologs_db.fasta").read_text().split(">")[1:]
+    db.write_text("".join(">" + r for r in records))
+    db_args = [a if a != data_dir / "psm_homologs_db.fasta" else db for a in args]
+    assert run(*db_args).returncode == 0
+    depth = int(summary(out)["psm"]["msa_depth"])
+    db.write_text("".join(">" + r for r in records[:3]))
+    r = run(*db_args)
+    assert r.returncode == 0 and "its input or options changed" in r.stderr
+    assert int(summary(out)["psm"]["msa_depth"]) < depth
     bad = tmp_path / "bad.fasta"
     bad.write_text("not a fasta file\n")
     r = run("--sequence", SEQ_1PSM, "--name", "x", "--out", out, "--relax", "none", "--weights", tiny_weights,
