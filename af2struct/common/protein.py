@@ -7,7 +7,7 @@ Modelled on AlphaFold's ``common/protein.py``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -72,7 +72,8 @@ class Protein:
             raise ProteinError("atom_mask must contain only 0 and 1")
         if not np.all(np.isfinite(pos[mask > 0])):
             bad = sorted(set(np.nonzero(~np.isfinite(pos).all(-1) & (mask > 0))[0].tolist()))
-            raise ProteinError(f"non-finite coordinates at residue positions {bad[:10]}")
+            raise ProteinError(f"non-finite coordinates in residue(s) {', '.join(self._labels(bad[:10]))}"
+                               + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""))
         # Absent atoms carry zeros so that no NaN ever leaks into arithmetic.
         pos = np.where(mask[..., None] > 0, pos, 0.0).astype(np.float32)
         freeze("atom_positions", pos)
@@ -106,6 +107,16 @@ class Protein:
             if ins.shape != (n,):
                 raise ProteinError(f"insertion_code must be [L={n}], got {ins.shape}")
         freeze("insertion_code", ins)
+
+    def _labels(self, positions) -> List[str]:
+        """``"<resname> <chain><number><insertion code>"`` of residues at array ``positions``, as a
+        structure file names them (read from the raw fields: used while validating)."""
+        ridx = np.asarray(self.residue_index)
+        chains = self.chain_id if not isinstance(self.chain_id, str) else [self.chain_id] * len(ridx)
+        icode = self.insertion_code if self.insertion_code is not None else [""] * len(ridx)
+        names = [rc.restype_1to3.get(rc.restypes_with_x_and_gap[int(a)], "UNK") if int(a) < rc.restype_num
+                 else "UNK" for a in np.asarray(self.aatype)]
+        return [f"{names[i]} {chains[i]}{int(ridx[i])}{str(icode[i]).strip()}" for i in positions]
 
     # ---------------------------------------------------------------- convenience
     def __len__(self) -> int:

@@ -65,17 +65,28 @@ def safe_name(text: str) -> str:
 def target_names(headers: List[str]) -> List[str]:
     """Folder names for FASTA headers, as the field reads them: the identifier (first word;
     ``sp|P69905|HBA_HUMAN`` -> ``sp_P69905_HBA_HUMAN``), or the whole header where identifiers
-    repeat (``>my protein 1``, ``>my protein 2``). Raises :class:`InputError` for true duplicates."""
+    repeat (``>my protein 1``, ``>my protein 2``). Distinct headers that still make the same
+    name (``>x|y`` and ``>x_y``, ``>.`` and ``>..``) get ``_2``, ``_3``... in file order; only
+    identical headers (true duplicates) raise :class:`InputError`."""
+    dup_headers = sorted({h for h in headers if headers.count(h) > 1})
+    if dup_headers:
+        shown = "; ".join(f"{safe_name(h)!r} from headers {[h] * headers.count(h)}" for h in dup_headers[:5])
+        raise InputError(f"duplicate target names: {shown}")
     ids = [safe_name(h.split()[0]) if h.split() else "target" for h in headers]
     names = [i if ids.count(i) == 1 else safe_name(h) for i, h in zip(ids, headers)]
-    seen: Dict[str, List[str]] = {}
-    for n, h in zip(names, headers):
-        seen.setdefault(n, []).append(h)
-    dup = {n: hs for n, hs in seen.items() if len(hs) > 1}
-    if dup:
-        shown = "; ".join(f"{n!r} from headers {hs[:3]}" for n, hs in list(dup.items())[:5])
-        raise InputError(f"duplicate target names: {shown}")
-    return names
+    seen: Dict[str, int] = {}
+    taken = {n.lower() for n in names}
+    out = []
+    for n in names:
+        k = seen.get(n.lower(), 0) + 1
+        seen[n.lower()] = k
+        if k > 1:
+            while f"{n}_{k}".lower() in taken:
+                k += 1
+            taken.add(f"{n}_{k}".lower())
+            n = f"{n}_{k}"
+        out.append(n)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +130,8 @@ class PredictOptions:
             raise ValueError("format must be pdb or cif")
         if self.ray_address and self.workers:
             raise ValueError("give --ray-address (an existing cluster) or --workers (a local Ray), not both")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}")
 
     @property
     def use_ray(self) -> bool:

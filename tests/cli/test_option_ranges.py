@@ -42,3 +42,10 @@ def test_in_range_values_parse():
     a = build_parser().parse_args(["predict", *REQUIRED["predict"], "--seed", "4294967295", "--num-recycles", "3",
                                    "--relax-stiffness", "0"])
     assert a.seed == 2**32 - 1 and a.num_recycles == 3 and a.relax_stiffness == 0.0
+
+
+def test_an_unknown_device_is_refused_before_anything_runs(tmp_path):
+    from af2struct.cli.predict import main as predict_main
+
+    assert predict_main(["--sequence", "ACDE", "--out", str(tmp_path / "o"), "--device", "meta", "--quiet"]) == 1
+    assert not (tmp_path / "o").exists()

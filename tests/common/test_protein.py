@@ -57,3 +57,17 @@ def test_select_and_b_factors(real_structures):
     assert len(q) == 10 and q.residue_index[0] == p.residue_index[10]
     assert np.allclose(q.residue_b_factors, np.linspace(0, 100, 10))
     assert q.sequence == p.sequence[10:20]
+
+
+def test_non_finite_coordinates_name_the_residue(data_dir):
+    import numpy as np
+    import pytest
+
+    from af2struct import load_structure
+    from af2struct.common.protein import ProteinError
+
+    p = load_structure(data_dir / "T1082.pdb")
+    pos = p.atom_positions.copy()
+    pos[3, 1] = np.nan
+    with pytest.raises(ProteinError, match=r"non-finite coordinates in residue\(s\) LYS A26"):
+        p.replace(atom_positions=pos)

@@ -219,6 +219,10 @@ def test_fasta_headers_as_the_field_writes_them(tmp_path):
     f.write_text(">a b\nACDE\n>a b\nACDF\n")
     with pytest.raises(InputError, match=r"duplicate target names: 'a_b' from headers \['a b', 'a b'\]"):
         read_targets(str(f))
+    # distinct headers that make the same folder name are told apart, as promised
+    f.write_text(">..\nACDE\n>.\nACDF\n>x|y\nACDG\n>x_y\nACDH\n>X_Y\nACDI\n")
+    names = [x.name for x in read_targets(str(f))]
+    assert len(set(n.lower() for n in names)) == 5 and names[2:] == ["x_y", "x_y_2", "X_Y_3"]
 
 
 def test_one_two_and_unknown_residue_sequences(tmp_path, tiny_weights):
