@@ -308,11 +308,25 @@ def msa_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Path:
     return folder.cache_path("msas", f"{target.name}.{key}.a3m")
 
 
+@dataclasses.dataclass(frozen=True)
+class RelaxFailed:
+    """Relax could not run on a model (e.g. an unknown residue Amber has no template for): the
+    unrelaxed model is still written, and the target's status says ``relax_failed``."""
+
+    error: str
+
+
 def relax_prediction(protein, opts: PredictOptions):
-    """Relax with the chosen backend; ``None`` when ``opts.relax == "none"``."""
+    """Relax with the chosen backend; ``None`` when ``opts.relax == "none"``, a :class:`RelaxFailed`
+    when relax raised."""
     if opts.relax == "none":
         return None
-    return relax(protein, dataclasses.replace(opts.relax_config or RelaxConfig(), backend=opts.relax, seed=opts.seed))
+    try:
+        return relax(protein, dataclasses.replace(opts.relax_config or RelaxConfig(), backend=opts.relax,
+                                                  seed=opts.seed))
+    except Exception as exc:  # noqa: BLE001 - the unrelaxed model stands; the row says why relax failed
+        logger.error("relax failed (the unrelaxed model is kept): %s: %s", type(exc).__name__, exc)
+        return RelaxFailed(f"{type(exc).__name__}: {exc}")
 
 
 def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, relaxed, timings: Dict[str, float],
@@ -321,6 +335,8 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
     record); returns its summary row. ``pred`` is a :class:`~af2struct.predict.pipeline.Prediction`,
     ``relaxed`` a ``RelaxResult`` or ``None``."""
     row: Dict = {"name": target.name, "length": len(pred.plddt)}
+    relax_error = relaxed.error if isinstance(relaxed, RelaxFailed) else None
+    relaxed = None if relax_error else relaxed
     partial = folder.temp_dir(target.name)
     used = templates.used if templates else None
     try:
@@ -354,8 +370,10 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
         conf = write_confidence(partial, target, pred, final_protein, opts.plots)
         row.update(score_against_native(target, final_protein, opts, n_targets))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
-        row.update(status="ok", mean_plddt=conf["mean_plddt"],
+        row.update(status="relax_failed" if relax_error else "ok", mean_plddt=conf["mean_plddt"],
                    **{f"t_{k}": round(v, 3) for k, v in timings.items()})
+        if relax_error:
+            row["error"] = f"relax failed (unrelaxed model written): {relax_error}"
         atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
         owned = folder.forget(target.name)
         final = folder.publish_dir(partial, target.name, owned)
@@ -481,7 +499,7 @@ def predict_target(model, folder: RunFolder, target: Target, opts: PredictOption
             | dict(pred.timings)
         tr = time.perf_counter()
         relaxed = relax_prediction(pred.protein, opts)
-        if relaxed is not None:
+        if relaxed is not None and not isinstance(relaxed, RelaxFailed):
             timings["relax"] = time.perf_counter() - tr
     except Exception as exc:  # one target's failure never stops the batch
         return fail_target(folder, target, fp, exc, time.perf_counter() - t0)

@@ -237,6 +237,15 @@ def test_one_two_and_unknown_residue_sequences(tmp_path, tiny_weights):
     assert all(s[n]["status"] == "ok" for n in ("one", "two", "unk"))
     unk = load_structure(out / "unk" / "unrelaxed.pdb")
     assert unk.sequence == "ACXDECG" and len(load_structure(out / "one" / "unrelaxed.pdb")) == 1
+    # with the default relax, X and a lone residue cannot be relaxed: the unrelaxed model is still written
+    f.write_text(">one\nM\n>unk\nACXDEUG\n")
+    out2 = tmp_path / "o2"
+    r = run(f, "--out", out2, "--weights", tiny_weights, "--no-plots")
+    assert r.returncode == 3, r.stderr[-2000:]
+    s = summary(out2)
+    for n in ("one", "unk"):
+        assert s[n]["status"] == "relax_failed" and "unrelaxed model written" in s[n]["error"]
+        assert (out2 / n / "unrelaxed.pdb").exists() and not (out2 / n / "relaxed.pdb").exists()
 
 
 def test_bad_or_missing_native_costs_only_the_scores(tmp_path, tiny_weights, data_dir):
