@@ -60,12 +60,40 @@ def relax_file(path: str, prefix: str, config: RelaxConfig, fmt: str = "pdb", am
     return record
 
 
+def _is_own_output(path, out_dir: Path) -> bool:
+    """A relax output (``*_relaxed.<ext>``, ``*_relaxed_with_h.pdb``) lying in the output folder."""
+    p = Path(path)
+    try:
+        inside = p.resolve().parent == Path(out_dir).resolve()
+    except OSError:
+        return False
+    stem = structure_name(p)
+    return inside and (stem.endswith("_relaxed") or stem.endswith("_relaxed_with_h"))
+
+
+def _set_apart(out: Path, owned, rec: Dict) -> None:
+    """A failed rerun's earlier outputs (the files its record listed) are renamed ``<file>.previous``:
+    kept, but never beside the error as if they were this run's result."""
+    moved = []
+    for rel in sorted(owned):
+        f = out / rel
+        if f.is_file():
+            f.rename(f.with_name(f.name + ".previous"))
+            moved.append(f.name + ".previous")
+    if moved:
+        rec["error"] = rec.get("error", "") + f" (earlier output kept as {', '.join(moved)})"
+
+
 def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs: int = 1, fmt: str = "pdb",
                 amber: bool = False, force: bool = False, progress: bool = True) -> List[Dict]:
     """Relax every input not already finished and write the reports; returns all records."""
     from tqdm import tqdm
 
     files = find_structure_files(inputs)
+    ours = [f for f in files if _is_own_output(f, out_dir)]
+    if ours:  # outputs are never inputs: a rerun into its own input folder does not relax them again
+        logger.info("skipping %d earlier relax output(s) in %s (e.g. %s)", len(ours), out_dir, Path(ours[0]).name)
+        files = [f for f in files if f not in ours]
     if not files:
         raise FileNotFoundError(f"no PDB/mmCIF inputs in {list(inputs)}")
     names = [structure_name(f) for f in files]
@@ -77,8 +105,7 @@ def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs:
     by_name = dict(zip(names, files))
     with RunFolder(out_dir, reserved=REPORTS) as folder:
         records, todo = plan(folder, list(fps.items()), force, "structures")
-        for n in todo:
-            folder.forget(n)
+        previous = {n: folder.forget(n) for n in todo}
         bar = tqdm(total=len(todo), desc="relax", unit="structure", disable=not progress)
         args = [(str(by_name[n]), str(folder.item_path(n)), config, fmt, amber) for n in todo]
         try:
@@ -89,6 +116,8 @@ def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs:
                 if rec["status"] == "error":
                     logger.error("%s: %s", n, rec["error"])
                 outputs = [Path(f) for f in rec.pop("files", [])]
+                if rec["status"] == "error":
+                    _set_apart(folder.out, previous[n], rec)
                 records[n] = folder.commit(n, fps[n], rec, outputs)
                 bar.update()
         finally:

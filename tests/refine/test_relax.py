@@ -358,3 +358,21 @@ def test_relax_leaves_force_field_geometry_on_alphafold_test_structures(data_dir
     assert r.violations_before > 0
     row = r.as_row()
     assert row["violation_kinds_before"] != "none"
+
+
+def test_relax_outputs_are_never_inputs_and_a_failed_rerun_sets_them_apart(tmp_path, data_dir):
+    from refine.batch import relax_batch
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "psm.pdb.gz").write_bytes((data_dir / "openfold_1psm_A.pdb.gz").read_bytes())
+    cfg = RelaxConfig(max_outer_iterations=1)
+    relax_batch([str(d)], d, cfg, progress=False)
+    relax_batch([str(d)], d, cfg, progress=False)  # into its own input folder, again
+    assert sorted(p.name for p in d.glob("*.pdb*")) == ["psm.pdb.gz", "psm_relaxed.pdb"]
+    # the input replaced by something that cannot be relaxed: the old output is set apart, not left beside the error
+    (d / "psm.pdb.gz").unlink()
+    (d / "psm.pdb").write_text("HETATM    1  O   HOH A   1      10.000  10.000  10.000  1.00 30.00           O\n")
+    rec, = relax_batch([str(d)], d, cfg, progress=False)
+    assert rec["status"] == "error" and "psm_relaxed.pdb.previous" in rec["error"]
+    assert not (d / "psm_relaxed.pdb").exists() and (d / "psm_relaxed.pdb.previous").exists()
