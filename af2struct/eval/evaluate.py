@@ -24,7 +24,7 @@ from af2struct.eval.metrics import score_model
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["target", "model", "n_residues", "lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score",
+COLUMNS = ["target", "model", "n_residues", "sequence_identity", "lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score",
            "rmsd_ca", "rmsd_all", "clashscore", "bond_violations"]
 REPORTS = ("scores.csv", "scores.json", "summary.md", "distributions.png", "per_residue_lddt")
 METRICS = ["lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score", "rmsd_ca", "rmsd_all", "clashscore",

@@ -10,6 +10,7 @@ the naming that matches the native better (:func:`resolve_symmetric_atoms`), as 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,6 +27,10 @@ LDDT_RADIUS = 15.0
 GDT_TS_CUTOFFS = (1.0, 2.0, 4.0, 8.0)
 GDT_HA_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
 _CA = rc.ca_index
+
+
+logger = logging.getLogger(__name__)
+LOW_IDENTITY = 0.5  # below: a warning that model and native may be different proteins
 
 
 class CorrespondenceError(ValueError):
@@ -242,11 +247,14 @@ class ModelScores:
     bond_violations: int
     per_residue_lddt_ca: np.ndarray = dataclasses.field(repr=False)
     residue_index: np.ndarray = dataclasses.field(repr=False)
+    # identical matched residues / native residues (sequence alignment or numbering): low means the
+    # model is not of this native's protein
+    sequence_identity: float = 1.0
     unmatched_native: List[str] = dataclasses.field(default_factory=list, repr=False)
     unmatched_model: List[str] = dataclasses.field(default_factory=list, repr=False)
 
     def as_row(self) -> Dict[str, float]:
-        keys = ["n_residues", "n_matched", "lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score",
+        keys = ["n_residues", "n_matched", "sequence_identity", "lddt_ca", "lddt", "gdt_ts", "gdt_ha", "tm_score",
                 "rmsd_ca", "rmsd_all", "clashscore", "bond_violations"]
         return {k: getattr(self, k) for k in keys}
 
@@ -257,6 +265,13 @@ def score_model(model: Protein, native: Protein, align: bool = False) -> ModelSc
     if len(native) == 0:
         raise ValueError("native has no residues with a CA atom")
     mi, ni = match_residues(model, native, align=align)
+    if len(mi) == 0:
+        raise CorrespondenceError(f"no residue of the model matches the native (model {model.sequence[:30]}..., "
+                                  f"native {native.sequence[:30]}...): different proteins?")
+    identity = len(mi) / len(native)
+    if identity < LOW_IDENTITY:
+        logger.warning("model and native sequences differ: %.0f%% of the native's %d residues matched by an identical "
+                       "residue; are they the same protein?", 100 * identity, len(native))
     pos, mask = _paired_arrays(model, native, mi, ni)
     pos = resolve_symmetric_atoms(pos, mask, native.atom_positions, native.atom_mask, native.aatype)
     ca_ok = mask[:, _CA] > 0
@@ -274,7 +289,9 @@ def score_model(model: Protein, native: Protein, align: bool = False) -> ModelSc
         r, t = kabsch(x, y)
         rmsd_ca = rmsd(x @ r.T + t, y)
         both = mask > 0
-        rmsd_all = rmsd(pos[both] @ r.T + t, native.atom_positions[both])
+        # a Calpha-only model has no all-atom RMSD (NaN: reported empty, not 0)
+        ca_only = not (both.sum(0)[np.arange(rc.atom_type_num) != _CA] > 0).any()
+        rmsd_all = float("nan") if ca_only else rmsd(pos[both] @ r.T + t, native.atom_positions[both])
         gdt_ts, gdt_ha = gdt_ts_ha(x, y, ln)
         tm = tm_score(x, y, ln)
     else:
@@ -299,6 +316,7 @@ def score_model(model: Protein, native: Protein, align: bool = False) -> ModelSc
         bond_violations=stereo["bond_violations"],
         per_residue_lddt_ca=per_ca,
         residue_index=native.residue_index.copy(),
+        sequence_identity=round(identity, 4),
         unmatched_native=[fmt(native, i) for i in range(ln) if i not in matched_native],
         unmatched_model=[fmt(model, i) for i in range(len(model)) if i not in matched_model],
     )

@@ -19,16 +19,18 @@ def bond_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def dihedral(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> np.ndarray:
-    """IUPAC dihedral p0-p1-p2-p3 in radians in (-pi, pi]; inputs ``[..., 3]``."""
+    """IUPAC dihedral p0-p1-p2-p3 in radians in (-pi, pi]; inputs ``[..., 3]`` (NaN where p1 and
+    p2 coincide, e.g. absent atoms at the origin, without a RuntimeWarning)."""
     b0 = p0 - p1
     b1 = p2 - p1
     b2 = p3 - p2
-    b1n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
-    v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
-    w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
-    x = (v * w).sum(-1)
-    y = (np.cross(b1n, v) * w).sum(-1)
-    return np.arctan2(y, x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b1n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
+        v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
+        w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
+        x = (v * w).sum(-1)
+        y = (np.cross(b1n, v) * w).sum(-1)
+        return np.arctan2(y, x)
 
 
 def chi_angles(protein: Protein):

@@ -244,3 +244,24 @@ def test_gdt_is_never_below_a_dense_search(natives, noise):
         ref_ha = float(np.mean(_dense_gdt_reference(x, y, GDT_HA_CUTOFFS)))
         assert s.gdt_ts >= ref_ts - 1e-9 and s.gdt_ha >= ref_ha - 1e-9, (nat.sequence[:5], s.gdt_ts, ref_ts,
                                                                             s.gdt_ha, ref_ha)
+
+
+def test_unrelated_or_calpha_only_models_say_so(data_dir, caplog):
+    import math
+
+    import pytest
+
+    from af2struct import load_structure
+    from af2struct.eval.metrics import CorrespondenceError, score_model
+
+    t1082 = load_structure(data_dir / "T1082.pdb")
+    t1031 = load_structure(data_dir / "T1031.pdb")
+    s = score_model(t1031, t1082, align=True)  # another protein: identity low, and a warning
+    assert s.sequence_identity < 0.5 and "sequences differ" in caplog.text
+    assert score_model(t1082, t1082).sequence_identity == 1.0
+    poly_his = t1082.replace(aatype=np.full(len(t1082), 8, np.int32))  # T1082 has no His
+    with pytest.raises(CorrespondenceError, match="no residue of the model matches"):
+        score_model(poly_his, t1082, align=True)
+    ca_only = t1082.replace(atom_mask=t1082.atom_mask * (np.arange(37) == 1))
+    s = score_model(ca_only, t1082)
+    assert math.isnan(s.rmsd_all) and s.rmsd_ca < 1e-6 and s.lddt_ca == 1.0
