@@ -55,7 +55,8 @@ def add_relax_arguments(parser: argparse._ActionsContainer, prefix: str = "", sk
             continue
         kind = _TYPES.get(f.name) or (float_in(0) if isinstance(value, float) else int_in(0)
                                       if isinstance(value, int) else type(value))
-        kw: Dict[str, Any] = {"type": kind, "default": value, "help": text + " (default: %(default)s)",
+        shown = text if "(default" in text else text + " (default: %(default)s)"  # said once
+        kw: Dict[str, Any] = {"type": kind, "default": value, "help": shown,
                               "dest": prefix.replace("-", "_") + f.name}
         if f.name in _CHOICES:
             kw["choices"] = _CHOICES[f.name]

@@ -67,7 +67,8 @@ class RelaxConfig:
             residues with hydrogens; smaller ones are cheap without): Coulomb and Lennard-Jones as they are
             within it, nothing beyond (OpenMM's ``CutoffNonPeriodic``, dielectric 1); 0 = none
             (AlphaFold2's ``NoCutoff``). Each minimiser step costs O(N) instead of O(N^2).
-        keep_hydrogens: also return the relaxed all-atom (with H) PDB text.
+        keep_hydrogens: also write the relaxed model with its hydrogens (relax:
+            <name>_relaxed_with_h.pdb; predict: relaxed_with_h.pdb).
         rosetta_scorefxn, rosetta_rounds: PyRosetta FastRelax settings.
         seed: seed for atoms PDBFixer has to build.
     """

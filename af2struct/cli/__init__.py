@@ -31,7 +31,7 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command with every subcommand's options (imports every subcommand's module)."""
-    p = argparse.ArgumentParser(prog="af2struct", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="af2struct", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"af2struct {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -7,7 +7,7 @@ import logging
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import int_in, out_folder
+from af2struct.common.argtypes import HelpFormatter, int_in, out_folder
 from af2struct.eval.evaluate import EvaluationError, evaluate
 
 DESCRIPTION = (
@@ -21,7 +21,7 @@ DESCRIPTION = (
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="af2struct evaluate")
     p.description = DESCRIPTION
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = HelpFormatter
     p.add_argument("--pred", required=True,
                    help="model file, folder of <target>*.pdb|cif files, or folder of <target>/ subfolders")
     p.add_argument("--native", required=True,

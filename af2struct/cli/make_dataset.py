@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
+from af2struct.common.argtypes import HelpFormatter
 from af2struct.common.io import StructureError
 from af2struct.data.make_dataset import make_dataset
 from af2struct.data.msa import MsaError
@@ -24,7 +25,7 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
         "Each file must hold one protein chain. Pickles run code when loaded: share and load "
         "only files you trust."
     )
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = HelpFormatter
     p.add_argument("inputs", nargs="+", help="structure files or folders of them")
     p.add_argument("--out", required=True, type=Path, help="output .pkl (written atomically)")
     p.add_argument("--split-by-cluster", type=Path, metavar="MANIFEST.tsv",

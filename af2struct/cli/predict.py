@@ -7,15 +7,16 @@ import logging
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import SEED_MAX, float_in, int_in, out_folder
+from af2struct.common.argtypes import HelpFormatter, SEED_MAX, float_in, int_in, out_folder
 from af2struct.predict.batch import predict_batch
 from af2struct.predict.targets import PredictOptions, read_targets
 from refine.cli import add_relax_arguments, relax_config_from_args
 
 DESCRIPTION = (
-    "Predict structures with af2struct: trunk -> distogram -> MDS -> SE(3) refinement -> side chains -> "
-    "Amber relax. Writes DIR/<name>/ (unrelaxed.pdb, relaxed.pdb with pLDDT in the B-factor column, "
-    "distogram.npz, confidence.json, pLDDT.png, distogram.png, timings.json) and DIR/summary.csv. Targets "
+    "Predict structures with af2struct: (templates ->) trunk -> distogram -> MDS -> SE(3) refinement -> side "
+    "chains -> Amber relax. Writes DIR/<name>/ (unrelaxed.pdb, relaxed.pdb with pLDDT in the B-factor column, "
+    "distogram.npz, confidence.json, pae.json, pLDDT.png, pae.png, distogram.png, timings.json, result.json; "
+    "templates.json with --templates; .cif with --format cif) and DIR/summary.csv. Targets "
     "run shortest first; a rerun skips targets finished with the same input and options and redoes the rest "
     "(--force: all). One run writes into DIR at a time. Exit code 1: the run could not start; 3: some "
     "targets failed, the others finished."
@@ -26,7 +27,7 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     d = PredictOptions()
     p = p or argparse.ArgumentParser(prog="af2struct predict")
     p.description = DESCRIPTION
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = HelpFormatter
     p.add_argument("input", nargs="?", help="FASTA file with one or more sequences")
     p.add_argument("--sequence", help="a single sequence instead of a FASTA file")
     p.add_argument("--name", default="query", help="name (output folder) for --sequence")
@@ -42,7 +43,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                    help="longest sequence to fold (800: about 2 GiB for the model on CPU, see "
                         "benchmarks/RESULTS.md; the model accepts up to 2048)")
     p.add_argument("--native", help="native structure (one target) or folder of <name>.pdb|cif to score against")
-    p.add_argument("--no-plots", action="store_true", help="skip pLDDT.png and distogram.png")
+    p.add_argument("--no-plots", action="store_true", help="skip pLDDT.png, pae.png and distogram.png (pae.json "
+                                                               "and confidence.json are still written)")
     p.add_argument("--force", action="store_true",
                    help="redo every target; by default a rerun skips targets finished with the same sequence, "
                         "MSA, native, weights and options, and redoes the rest")
@@ -71,7 +73,7 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     rel.add_argument("--relax", choices=("openmm", "rosetta", "none"), default=d.relax,
                      help="openmm: Amber restrained minimisation (AlphaFold2's protocol, improved); rosetta: "
                           "PyRosetta FastRelax (needs PyRosetta); none: unrelaxed models only")
-    add_relax_arguments(rel, prefix="relax-", skip=("backend", "keep_hydrogens", "seed"))
+    add_relax_arguments(rel, prefix="relax-", skip=("backend", "seed"))
     ray = p.add_argument_group("Ray (many targets on a cluster: model on GPU workers, relax on CPU workers)")
     ray.add_argument("--ray-address", help="connect to a running Ray cluster ('auto' or host:port)")
     ray.add_argument("--workers", type=int_in(0, 4096), default=0, help="start a local Ray with this many CPUs (>= 2)")

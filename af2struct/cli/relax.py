@@ -7,7 +7,7 @@ import logging
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import int_in, out_folder
+from af2struct.common.argtypes import HelpFormatter, int_in, out_folder
 from refine.batch import relax_batch
 from refine.cli import add_relax_arguments, relax_config_from_args
 
@@ -25,7 +25,7 @@ DESCRIPTION = (
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="af2struct relax")
     p.description = DESCRIPTION
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = HelpFormatter
     p.add_argument("inputs", nargs="+", help="PDB/mmCIF files (.gz allowed), folders, or glob patterns")
     p.add_argument("--out", required=True, type=out_folder, help="output folder")
     p.add_argument("--format", choices=("pdb", "cif"), default="pdb", help="output structure format")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
+from af2struct.common.argtypes import HelpFormatter
 from af2struct.data.template_db import TemplateBuildError, build_template_db, describe
 
 
@@ -19,11 +20,11 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
         "chains_backbone.npz layout: each protein chain's gap-free stretches with N, CA, C, O, the PDB id from "
         "the file name, the release date where the file has one (used by --max-template-date). Unreadable "
         "files are reported and skipped. ../shared/data/pdb2018_backbone/chains_backbone.npz is usable as it is.")
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = HelpFormatter
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True,
                            help="build: a template database from PDB/mmCIF files")
     b = sub.add_parser("build", help="build a template database from structure files",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     b.add_argument("inputs", nargs="+", help="folders or files (PDB/mmCIF, .gz allowed)")
     b.add_argument("--out", required=True, type=Path, help="the database file to write (.npz)")
     b.add_argument("--min-length", type=int, default=10, help="shortest gap-free stretch kept (residues)")

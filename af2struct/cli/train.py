@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import torch
 
 from af2struct.cli import run_command
+from af2struct.common.argtypes import HelpFormatter
 from af2struct.model.config import PRESETS
 from af2struct.train.loop import STAGES, TrainConfig, train
 
@@ -31,7 +32,7 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
         "pLDDT head of a trained model (--init-from) on whole chains of up to --crop-size residues, predicted "
         "once as predict does (cached in OUT/plddt_inputs.pt), selected on --max-valid validation chains."
     )
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = HelpFormatter
     d = {name: f.default for name, f in fields.items()}
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None,

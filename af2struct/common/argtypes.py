@@ -58,3 +58,14 @@ def out_folder(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty --out would write into the current folder; name a folder")
     return Path(text)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default once: not when the help already says it, nor ``None``."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or "%(default)" in text or action.default in (None, argparse.SUPPRESS) \
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return text
+        return super()._get_help_string(action)

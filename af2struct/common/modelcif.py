@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import gemmi
 import numpy as np
 
 from af2struct.common.io import _to_gemmi
@@ -46,8 +47,20 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
     cat("_ma_software_group", {"ordinal_id": [1], "group_id": [1], "software_id": [1]})
     templates = list(templates or [])
     n_t = len(templates)
-    cat("_ma_data", {"id": list(range(1, n_t + 2)), "name": ["Model"] + [f"{t['pdb_id']}_{t['chain']}" for t in templates],
-                     "content_type": ["model coordinates"] + ["template structure"] * n_t})
+    cat("_audit_conform", {"dict_name": ["mmcif_ma.dic"], "dict_version": ["1.4.5"],
+                           "dict_location": ["https://raw.githubusercontent.com/ihmwg/ModelCIF/master/dist/mmcif_ma.dic"]})
+    # data: 1 the model, 2 the target sequence, 3.. the templates
+    cat("_ma_data", {"id": list(range(1, n_t + 3)),
+                     "name": ["Model", "Target sequence"] + [f"{t['pdb_id']}_{t['chain']}" for t in templates],
+                     "content_type": ["model coordinates", "target"] + ["template structure"] * n_t})
+    entities = [ent.name for ent in st.entities if ent.entity_type == gemmi.EntityType.Polymer] or ["1"]
+    cat("_ma_target_entity", {"entity_id": entities, "data_id": [2] * len(entities),
+                              "origin": ["designed"] * len(entities)})
+    asyms = [(res.subchain, ent) for ent in entities for ch in st[0] for res in ch[:1]
+             if st.get_entity_of(ch.get_subchain(res.subchain)) and st.get_entity_of(ch.get_subchain(res.subchain)).name == ent]
+    if asyms:
+        cat("_ma_target_entity_instance", {"asym_id": [a for a, _ in asyms], "entity_id": [e for _, e in asyms],
+                                           "details": ["Model subunit " + a for a, _ in asyms]})
     cat("_ma_model_list", {"ordinal_id": [1], "model_id": [1], "model_group_id": [1],
                            "model_name": ["Top ranked model"], "model_group_name": [f"af2struct {version}"],
                            "data_id": [1], "model_type": ["Homology model" if n_t else "Ab initio model"]})
@@ -87,7 +100,7 @@ def _template_categories(cat, st, templates: Sequence[Dict]) -> None:
     cat("_ma_template_details", {
         "ordinal_id": ids, "template_id": ids, "template_origin": ["reference database"] * len(ids),
         "template_entity_type": ["polymer"] * len(ids), "template_trans_matrix_id": [1] * len(ids),
-        "template_data_id": [i + 1 for i in ids], "target_asym_id": [target_asym] * len(ids),
+        "template_data_id": [i + 2 for i in ids], "target_asym_id": [target_asym] * len(ids),
         "template_label_asym_id": [t["chain"] for t in templates], "template_label_entity_id": [1] * len(ids),
         "template_model_num": [1] * len(ids), "template_auth_asym_id": [t["chain"] for t in templates]})
     cat("_ma_template_ref_db_details", {
@@ -103,7 +116,7 @@ def _template_categories(cat, st, templates: Sequence[Dict]) -> None:
         "id": ids, "template_segment_id": ids, "target_asym_id": [target_asym] * len(ids),
         "target_seq_id_begin": [t["target_begin"] for t in templates],
         "target_seq_id_end": [t["target_end"] for t in templates]})
-    cat("_ma_alignment_info", {"alignment_id": ids, "data_id": [i + 1 for i in ids],
+    cat("_ma_alignment_info", {"alignment_id": ids, "data_id": [i + 2 for i in ids],
                                "software_group_id": [1] * len(ids), "alignment_length":
                                    [len(t["query_aln"]) for t in templates],
                                "alignment_type": ["target-template pairwise alignment"] * len(ids),

@@ -23,8 +23,8 @@
   (e.g. killed by the out-of-memory killer) costs only the item it held; the others go on, on a
   fresh worker. Workers die with the parent (Linux ``PR_SET_PDEATHSIG``) so a killed run leaves no
   process behind.
-- **Home.** Nothing is written to the home folder: matplotlib's cache goes to ``.af2struct/``
-  (unless ``MPLCONFIGDIR`` is set).
+- **Home.** Nothing is written to the home folder: matplotlib's font cache goes to
+  ``$TMPDIR/af2struct-matplotlib-<uid>`` (unless ``MPLCONFIGDIR`` is set), built once, quietly.
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ class RunFolder:
         os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         self._lock_fd = fd
         self._remove_leftovers()
-        # matplotlib keeps its font cache here rather than in the user's home folder (unless told)
-        os.environ.setdefault("MPLCONFIGDIR", str(self.state / "matplotlib"))
+        # matplotlib's font cache: built once per user in the temporary folder (not in the home
+        # folder, not once per output folder), quietly
+        os.environ.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / f"af2struct-matplotlib-{os.getuid()}"))
+        logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -230,6 +230,11 @@ def _plots(rows: List[dict], out: Path) -> None:
     by_target: Dict[str, List[dict]] = {}
     for r in ok:
         by_target.setdefault(r["target"], []).append(r)
+    # the plots of an earlier evaluation into this folder whose targets this one no longer scores
+    # (the folder is this command's report): gone, so the pictures match scores.csv
+    for old in plot_dir.glob("*.png"):
+        if old.stem not in by_target:
+            old.unlink()
     for target, rs in by_target.items():
         fig, ax = plt.subplots(figsize=(8, 3))
         for r in rs:
@@ -247,6 +252,7 @@ def _plots(rows: List[dict], out: Path) -> None:
     axes[0].set(xlabel="GDT_TS", ylabel="models")
     axes[1].hist([r["tm_score"] for r in ok], bins=20, range=(0, 1), color="tab:orange")
     axes[1].set(xlabel="TM-score")
+    fig.suptitle(f"{len(ok)} model(s) scored against their natives: GDT_TS and TM-score")
     fig.tight_layout()
     with atomic_path(out / "distributions.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)

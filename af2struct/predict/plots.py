@@ -58,16 +58,17 @@ def plot_pae(pae: np.ndarray, max_pae: float, path: Path, title: str = "",
     extent = _pair_map_extent(pae.shape[0], residue_index)
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     im = ax.imshow(pae, cmap="Greens_r", vmin=0, vmax=max_pae, extent=extent, interpolation="nearest")
-    ax.set(xlabel="scored residue", ylabel="aligned residue", title=f"{title} (mean PAE {np.mean(pae):.1f} A)")
-    fig.colorbar(im, ax=ax, label="expected position error (A)")
+    ax.set(xlabel="scored residue", ylabel="aligned residue", title=f"{title} (mean PAE {np.mean(pae):.1f} \u00c5)")
+    fig.colorbar(im, ax=ax, label="expected position error (\u00c5)")
     fig.tight_layout()
     _save(plt, fig, path)
 
 
 def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str = "",
                    residue_index: np.ndarray = None) -> None:
-    """Expected distance (near bins) and contact probability (< 8 A) maps; residue numbers on
-    both axes, self-pairs masked."""
+    """Expected distance (near bins) and contact probability (< 8 Å) maps; residue numbers on
+    both axes, self-pairs masked (grey, in the legend); the colour bar's top says the far bin
+    stands for "20 Å or more"."""
     plt = _plt()
     n = probs.shape[0]
     centers = (edges[:-1] + edges[1:]) / 2
@@ -79,13 +80,21 @@ def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str 
     extent = _pair_map_extent(n, residue_index)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     panels = ((np.ma.masked_where(eye, expected), "viridis_r", (edges[0], edges[-1]),
-               "expected C$\\alpha$-C$\\alpha$ distance", "A"),
-              (np.ma.masked_where(eye, contact), "Greys", (0, 1), "P(C$\\alpha$-C$\\alpha$ < 8 A)", "probability"))
-    for ax, (data, cmap, (lo, hi), name, unit) in zip(axes, panels):
+               "expected C$\\alpha$-C$\\alpha$ distance", "\u00c5"),
+              (np.ma.masked_where(eye, contact), "Greys", (0, 1), "P(C$\\alpha$-C$\\alpha$ < 8 \u00c5)", "probability"))
+    from matplotlib.patches import Patch
+
+    for k, (ax, (data, cmap, (lo, hi), name, unit)) in enumerate(zip(axes, panels)):
         im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
-        im.cmap.set_bad("#f2b8b8")  # self-pairs, masked
+        im.cmap.set_bad("#b0b0b0")  # self-pairs, masked
         ax.set(title=name, xlabel="residue number", ylabel="residue number")
-        fig.colorbar(im, ax=ax, fraction=0.046, label=unit)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, label=unit)
+        if k == 0:  # the far bin: everything beyond the last edge
+            ticks = [t for t in bar.get_ticks() if lo <= t < hi] + [hi]
+            bar.set_ticks(ticks)
+            bar.set_ticklabels([f"{t:g}" for t in ticks[:-1]] + [f"\u2265 {hi:g}"])
+        ax.legend(handles=[Patch(color="#b0b0b0", label="self-pair (not predicted)")], loc="upper right",
+                  fontsize=7, framealpha=0.8)
     fig.suptitle(title)
     fig.tight_layout()
     _save(plt, fig, path)

@@ -345,6 +345,8 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
         if relaxed is not None:
             final_protein = relaxed.protein
             save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed, used))
+            if relaxed.pdb_with_hydrogens:  # --relax-keep-hydrogens
+                atomic_write_text(partial / "relaxed_with_h.pdb", relaxed.pdb_with_hydrogens)
             row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
         if opts.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
             for tag, prot, rel in (("unrelaxed", pred.protein, None), ("relaxed", final_protein, relaxed)):
@@ -389,10 +391,12 @@ def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -
     "max_predicted_aligned_error": 31.75}]``, row = the residue whose frame aligns) and, with
     ``plots``, ``pLDDT.png``, ``pae.png`` and ``distogram.png``. Returns the confidence dict."""
     conf = {"name": target.name, "description": target.description, "sequence": protein.sequence,
-            "mean_plddt": float(np.mean(pred.plddt)), "plddt": [round(float(x), 2) for x in pred.plddt]}
+            "mean_plddt": round(float(np.mean(pred.plddt)), 2), "plddt": [round(float(x), 2) for x in pred.plddt]}
     if pred.pae is not None:
         conf["mean_pae"] = round(float(np.mean(pred.pae)), 3)
-        pae = [{"predicted_aligned_error": np.round(pred.pae, 2).tolist(), "max_predicted_aligned_error": pred.max_pae}]
+        # two decimals, as the AlphaFold database writes it (float64 first: no float32 noise)
+        pae = [{"predicted_aligned_error": np.round(pred.pae.astype(np.float64), 2).tolist(),
+                "max_predicted_aligned_error": round(float(pred.max_pae), 2)}]
         atomic_write_text(folder / "pae.json", json.dumps(pae, separators=(",", ":")))
     atomic_write_text(folder / "confidence.json", json.dumps(conf))
     if plots:

@@ -45,7 +45,8 @@ def test_relax_settings_reach_both_commands():
     fields = {f.name for f in dataclasses.fields(RelaxConfig)}
     assert fields <= {a.dest for a in subs["relax"]._actions}
     predict_dests = {a.dest for a in subs["predict"]._actions}
-    assert {"relax_" + f for f in fields - {"backend", "keep_hydrogens", "seed"}} <= predict_dests
+    # every relax setting has its predict twin (backend is --relax itself, seed is --seed)
+    assert {"relax_" + f for f in fields - {"backend", "seed"}} <= predict_dests
     args = build_parser().parse_args(["predict", "x.fasta", "--out", "o", "--relax-stiffness", "5",
                                       "--relax-violation-policy", "release", "--relax-threads", "2"])
     cfg = relax_config_from_args(args, prefix="relax-")
@@ -91,3 +92,22 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     assert p.returncode == 130 and "Traceback" not in err and "interrupted" in err
     rows = (tmp_path / "o" / "summary.csv").read_text()
     assert "t0,38,ok" in rows and "not run" in rows
+
+
+def test_help_says_each_default_once_and_no_markup():
+    import contextlib
+    import io
+
+    for argv in (["--help"], ["predict", "--help"], ["evaluate", "--help"], ["relax", "--help"]):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        text = " ".join(buf.getvalue().split())
+        assert "``" not in text and "(default: None)" not in text
+    from af2struct.common.argtypes import HelpFormatter
+
+    for name, sub in _subparsers().items():
+        fmt = HelpFormatter(name)
+        for action in sub._actions:
+            shown = (fmt._get_help_string(action) or "").replace("%(default)s", str(action.default))
+            assert shown.count("(default") <= 1, f"{name} {action.option_strings}: {shown}"
