@@ -84,6 +84,22 @@ def _set_apart(out: Path, owned, rec: Dict) -> None:
         rec["error"] = rec.get("error", "") + f" (earlier output kept as {', '.join(moved)})"
 
 
+def item_names(files: Sequence) -> List[str]:
+    """Output names of the inputs: the file name without extensions; where that repeats
+    (``A/unrelaxed.pdb``, ``B/unrelaxed.pdb``, as predict writes them), the parent folder's name
+    joined to it (``A_unrelaxed``, ``B_unrelaxed``), said in the log. Still repeated: an error."""
+    stems = [structure_name(f) for f in files]
+    names = [s if stems.count(s) == 1 else f"{Path(f).resolve().parent.name}_{s}" for f, s in zip(files, stems)]
+    renamed = [(f, n) for f, s, n in zip(files, stems, names) if n != s]
+    if renamed:
+        logger.info("inputs sharing a file name are named after their folders: %s",
+                    ", ".join(f"{f} -> {n}" for f, n in renamed[:10]) + (" ..." if len(renamed) > 10 else ""))
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"several inputs share the name(s) {dup} even with their folder's name; outputs would collide")
+    return names
+
+
 def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs: int = 1, fmt: str = "pdb",
                 amber: bool = False, force: bool = False, progress: bool = True) -> List[Dict]:
     """Relax every input not already finished and write the reports; returns all records."""
@@ -96,10 +112,7 @@ def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs:
         files = [f for f in files if f not in ours]
     if not files:
         raise FileNotFoundError(f"no PDB/mmCIF inputs in {list(inputs)}")
-    names = [structure_name(f) for f in files]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ValueError(f"several inputs share the name(s) {sorted(dup)}; outputs would collide")
+    names = item_names(files)
     settings = {"config": dataclasses.asdict(config), "format": fmt, "amber": amber}
     fps = {n: fingerprint([file_digest(f), settings]) for f, n in zip(files, names)}
     by_name = dict(zip(names, files))

@@ -376,3 +376,19 @@ def test_relax_outputs_are_never_inputs_and_a_failed_rerun_sets_them_apart(tmp_p
     rec, = relax_batch([str(d)], d, cfg, progress=False)
     assert rec["status"] == "error" and "psm_relaxed.pdb.previous" in rec["error"]
     assert not (d / "psm_relaxed.pdb").exists() and (d / "psm_relaxed.pdb.previous").exists()
+
+
+def test_inputs_sharing_a_file_name_are_named_after_their_folders(tmp_path, data_dir, caplog):
+    import logging
+
+    from refine.batch import item_names
+
+    for d in ("A", "B"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "unrelaxed.pdb").write_bytes((data_dir / "T1082.pdb").read_bytes())
+    (tmp_path / "T1031.pdb").write_bytes((data_dir / "T1031.pdb").read_bytes())
+    with caplog.at_level(logging.INFO):
+        names = item_names([tmp_path / "A" / "unrelaxed.pdb", tmp_path / "B" / "unrelaxed.pdb", tmp_path / "T1031.pdb"])
+    assert names == ["A_unrelaxed", "B_unrelaxed", "T1031"] and "named after their folders" in caplog.text
+    with pytest.raises(ValueError, match="even with their folder"):  # the same file given twice
+        item_names([tmp_path / "A" / "unrelaxed.pdb"] * 2)
