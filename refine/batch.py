@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from af2struct.common.files import atomic_write_text, csv_cell
-from af2struct.common.io import find_structure_files, load_structure, save_structure, structure_name
+from af2struct.common.io import find_structure_files, load_structure, read_annotations, save_structure, structure_name
+from af2struct.common.modelcif import to_modelcif_string
 from af2struct.common.runner import RunFolder, file_digest, fingerprint, plan, run_items
 from refine import relax
 from refine.openmm_backend import relax_openmm
@@ -32,6 +33,19 @@ REPORT_COLUMNS = ["name", "status", "n_residues", "initial_energy", "final_energ
                   "violations_before", "violations_after", "violation_kinds_before", "violation_kinds_after",
                   "clashscore_before", "clashscore_after",
                   "outer_iterations", "attempts", "wall_time", "backend", "platform", "output", "notes", "error"]
+
+
+def write_relaxed(result, source, target: Path) -> None:
+    """Write the relaxed model keeping what its input said about itself (``REMARK 999`` lines: the
+    B-factors are pLDDT, which weights made it, its templates), its "not relaxed" note replaced by
+    the relax record; a ModelCIF input with QA metrics gives a ModelCIF output with them."""
+    notes, modelcif = read_annotations(source)
+    notes = [n for n in notes if not n.startswith(("not relaxed", "relaxed:"))] + [result.remark()]
+    if target.suffix == ".cif" and modelcif:
+        atomic_write_text(target, to_modelcif_string(result.protein, structure_name(target), None,
+                                                     model_details="\n".join(notes)))
+    else:
+        save_structure(result.protein, target, notes)
 
 
 def relax_file(path: str, prefix: str, config: RelaxConfig, fmt: str = "pdb", amber: bool = False) -> Dict:
@@ -47,7 +61,7 @@ def relax_file(path: str, prefix: str, config: RelaxConfig, fmt: str = "pdb", am
         else:
             result = relax(protein, config)
         target = Path(f"{prefix}_relaxed.{fmt}")
-        save_structure(result.protein, target)
+        write_relaxed(result, path, target)
         files = [target] + ([Path(f"{prefix}_relaxed.{x}") for x in ("prmtop", "inpcrd")] if amber else [])
         if result.pdb_with_hydrogens:
             atomic_write_text(Path(f"{prefix}_relaxed_with_h.pdb"), result.pdb_with_hydrogens)

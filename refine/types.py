@@ -164,6 +164,12 @@ class RelaxResult:
         """Nothing left of any kind: relax's status is "ok" only then."""
         return self.violations_after == 0 and not any(self.violation_counts_after.values())
 
+    def remark(self) -> str:
+        """The relax record a model file carries (a PDB ``REMARK 999`` line, ModelCIF details)."""
+        kinds = ", ".join(f"{k} {v}" for k, v in self.violation_counts_after.items() if v)
+        return (f"relaxed: {self.backend} ({self.violations_after} violations left{': ' + kinds if kinds else ''}, "
+                f"heavy-atom RMSD {self.rmsd_heavy:.2f} A to the unrelaxed model)")
+
     def as_row(self) -> dict[str, Any]:
         """The figures (no structures) for reports."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

@@ -291,6 +291,28 @@ def to_pdb_string(protein: Protein, remarks: Sequence[str] = ()) -> str:
     return "".join(line.ljust(80) + "\n" for line in lines) + st.make_pdb_string(opts)
 
 
+def read_annotations(path: PathLike) -> Tuple[List[str], bool]:
+    """What a model file says about itself: its ``REMARK 999`` lines (PDB) or its
+    ``_struct.pdbx_model_details`` lines (mmCIF), and whether it is ModelCIF with per-residue
+    QA metrics (``_ma_qa_metric_local``: pLDDT, also in the B-factor column)."""
+    path = Path(path)
+    try:
+        raw = gzip.open(path, "rt", errors="replace").read() if path.suffix == ".gz" else \
+            path.read_text(errors="replace")
+    except (OSError, EOFError, zlib.error):
+        return [], False
+    if raw.lstrip().startswith("data_"):
+        try:
+            block = gemmi.cif.read_string(raw).sole_block()
+        except (RuntimeError, ValueError):
+            return [], False
+        details = block.find_value("_struct.pdbx_model_details")
+        notes = [p.strip() for p in gemmi.cif.as_string(details).splitlines()] if details else []
+        return [n for n in notes if n], block.find_value("_ma_qa_metric_local.metric_value") is not None or \
+            bool(block.find_values("_ma_qa_metric_local.metric_value"))
+    return [line[11:80].rstrip() for line in raw.splitlines() if line.startswith("REMARK 999 ")], False
+
+
 def to_mmcif_string(protein: Protein, name: str = "af2struct") -> str:
     """mmCIF text of ``protein`` (entry ``name``, entity sequences, numeric label_seq_id)."""
     return _to_gemmi(protein, name).make_mmcif_document().as_string()

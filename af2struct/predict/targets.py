@@ -354,7 +354,7 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
                     continue
                 atomic_write_text(partial / f"{tag}.cif", to_modelcif_string(
                     prot, target.name, pred.plddt, target.description,
-                    "; ".join(model_remarks(target, opts, rel, used)[2:]),
+                    "\n".join(model_remarks(target, opts, rel, used)[2:]),
                     templates=template_records(used, templates_db_or_none(opts))))
         buf = io.BytesIO()
         np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
@@ -442,8 +442,7 @@ def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None)
     if relaxed is None:
         out.append("not relaxed")
     else:
-        out.append(f"relaxed: {relaxed.backend} ({relaxed.violations_after} violations left, heavy-atom RMSD "
-                   f"{relaxed.rmsd_heavy:.2f} A to the unrelaxed model)")
+        out.append(relaxed.remark())
     return out
 
 

@@ -392,3 +392,35 @@ def test_inputs_sharing_a_file_name_are_named_after_their_folders(tmp_path, data
     assert names == ["A_unrelaxed", "B_unrelaxed", "T1031"] and "named after their folders" in caplog.text
     with pytest.raises(ValueError, match="even with their folder"):  # the same file given twice
         item_names([tmp_path / "A" / "unrelaxed.pdb"] * 2)
+
+
+def test_relax_keeps_the_models_annotations(tmp_path, data_dir):
+    from af2struct.common.io import read_annotations, save_structure
+    from af2struct.common.modelcif import to_modelcif_string
+    from refine.batch import relax_batch
+
+    model = load_structure(data_dir / "openfold_1psm_A.pdb.gz")
+    plddt = np.linspace(30, 90, len(model)).astype(np.float32)
+    model = model.replace(b_factors=np.repeat(plddt[:, None], 37, 1) * model.atom_mask)
+    d = tmp_path / "in"
+    d.mkdir()
+    notes = ["af2struct 0.1.0 model of psm", "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
+             "weights: shipped default.pt (sha256 0123456789ab); seed 0", "not relaxed"]
+    save_structure(model, d / "psm.pdb", notes)
+    (d / "psmcif.cif").write_text(to_modelcif_string(model, "psmcif", plddt, model_details="\n".join(notes[:3])))
+    cfg = RelaxConfig(max_outer_iterations=1)
+    relax_batch([str(d / "psm.pdb")], tmp_path / "o", cfg, progress=False)
+    kept, _ = read_annotations(tmp_path / "o" / "psm_relaxed.pdb")
+    assert kept[:3] == notes[:3] and kept[3].startswith("relaxed: openmm (") and "not relaxed" not in kept
+    relax_batch([str(d / "psmcif.cif")], tmp_path / "c", cfg, fmt="cif", progress=False)
+    out = tmp_path / "c" / "psmcif_relaxed.cif"
+    kept, is_modelcif = read_annotations(out)
+    assert is_modelcif and kept[:3] == notes[:3] and kept[-1].startswith("relaxed: openmm")
+    import modelcif.reader
+
+    with open(out) as fh:
+        system, = modelcif.reader.read(fh)
+    model_qa = system.model_groups[0][0].qa_metrics
+    assert len(model_qa) == len(plddt) + 1  # per residue and global pLDDT, carried through
+    relaxed = load_structure(out)
+    assert np.allclose(relaxed.residue_b_factors, plddt, atol=0.01)  # pLDDT still in the B-factors
