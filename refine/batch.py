@@ -142,6 +142,8 @@ def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs:
                     rec = {"name": n, "input": str(by_name[n]), "status": "error", "error": str(rec)}
                 if rec["status"] == "error":
                     logger.error("%s: %s", n, rec["error"])
+                elif rec["status"] == "violations":
+                    logger.warning("%s: relaxed with violations left (%s)", n, rec.get("violation_kinds_after"))
                 outputs = [Path(f) for f in rec.pop("files", [])]
                 if rec["status"] == "error":
                     _set_apart(folder.out, previous[n], rec)

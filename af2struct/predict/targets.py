@@ -372,7 +372,12 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
         conf = write_confidence(partial, target, pred, final_protein, opts.plots)
         row.update(score_against_native(target, final_protein, opts, n_targets))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
-        row.update(status="relax_failed" if relax_error else "ok", mean_plddt=conf["mean_plddt"],
+        # one rule with `af2struct relax`: "ok" is clean; violations left after relax are "violations"
+        status = "relax_failed" if relax_error else "violations" if relaxed is not None and not relaxed.clean \
+            else "ok"
+        if status == "violations":
+            logger.warning("%s: %s", target.name, relaxed.remark())
+        row.update(status=status, mean_plddt=conf["mean_plddt"],
                    **{f"t_{k}": round(v, 3) for k, v in timings.items()})
         if relax_error:
             row["error"] = f"relax failed (unrelaxed model written): {relax_error}"

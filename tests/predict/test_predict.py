@@ -49,7 +49,15 @@ def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     assert relaxed.sequence == SEQ_1PSM
     assert np.allclose(relaxed.residue_b_factors, conf["plddt"], atol=0.01)  # pLDDT in the B-factor column
     row = summary(out)["1psm"]
-    assert row["status"] == "ok" and float(row["t_relax"]) > 0 and row["lddt_ca"] != ""
+    assert row["status"] in ("ok", "violations") and float(row["t_relax"]) > 0 and row["lddt_ca"] != ""
+    # one verdict: relax of the same unrelaxed model gives the same atoms, status and exit code, and says it
+    rr = subprocess.run([sys.executable, str(ROOT / "scripts/relax.py"), str(d / "unrelaxed.pdb"), "--out",
+                         str(tmp_path / "rel"), "--quiet"], capture_output=True, text=True, timeout=600)
+    again = json.loads((tmp_path / "rel" / "relax_report.json").read_text())[0]
+    assert again["status"] == row["status"] and rr.returncode == r.returncode == 0
+    assert (row["status"] == "violations") == ("violations left" in r.stderr) == ("violations left" in rr.stderr)
+    assert np.allclose(load_structure(tmp_path / "rel" / "unrelaxed_relaxed.pdb").atom_positions,
+                       relaxed.atom_positions, atol=1e-3)
     # the scores --native computed are printed, and the files say what they hold
     assert "lDDT-CA" in r.stdout and "1psm" in r.stdout and f"{float(row['lddt_ca']):.3f}" in r.stdout
     head = (d / "relaxed.pdb").read_text().splitlines()[:6]
