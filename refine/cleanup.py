@@ -66,16 +66,25 @@ def _check_coordinates(protein: Protein) -> None:
                          f"possible): broken input coordinates")
 
 
+PEPTIDE_BOND_MAX = 2.0  # A: a C-N this short is a peptide bond (1.33 A), whatever the numbering says
+
+
 def input_breaks(protein: Protein) -> Tuple[np.ndarray, np.ndarray]:
-    """``[L-1]`` bool masks of the chain breaks in an input: ``hard`` (a chain change or a
-    numbering gap) and ``long_bond`` (C-N longer than ``CHAIN_BREAK_DISTANCE`` between
-    consecutive numbers: residues missing without a numbering gap)."""
+    """``[L-1]`` bool masks of the chain breaks in an input: ``hard`` (a chain change, or a
+    numbering step other than +1 without a peptide bond) and ``long_bond`` (C-N longer than
+    ``CHAIN_BREAK_DISTANCE`` between consecutive numbers: residues missing without a numbering
+    gap). Residues joined by a peptide bond (C-N within ``PEPTIDE_BOND_MAX``) stay joined
+    whatever their numbers say: insertion codes (30, 30A, 30B) and renumbered or reversed
+    numbering are not breaks."""
     n_, c_ = rc.atom_order["N"], rc.atom_order["C"]
     p, m = protein.atom_positions, protein.atom_mask
     d = np.linalg.norm(p[1:, n_] - p[:-1, c_], axis=-1)
-    long_bond = (m[1:, n_] > 0) & (m[:-1, c_] > 0) & (d > CHAIN_BREAK_DISTANCE)
-    hard = (np.diff(protein.residue_index) != 1) | (protein.chain_id[1:] != protein.chain_id[:-1])
-    return hard, long_bond
+    has_both = (m[1:, n_] > 0) & (m[:-1, c_] > 0)
+    bonded = has_both & (d <= PEPTIDE_BOND_MAX)
+    long_bond = has_both & (d > CHAIN_BREAK_DISTANCE)
+    other_chain = protein.chain_id[1:] != protein.chain_id[:-1]
+    hard = other_chain | ((np.diff(protein.residue_index) != 1) & ~bonded)
+    return hard, long_bond & ~hard
 
 
 def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:

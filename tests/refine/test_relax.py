@@ -424,3 +424,19 @@ def test_relax_keeps_the_models_annotations(tmp_path, data_dir):
     assert len(model_qa) == len(plddt) + 1  # per residue and global pLDDT, carried through
     relaxed = load_structure(out)
     assert np.allclose(relaxed.residue_b_factors, plddt, atol=0.01)  # pLDDT still in the B-factors
+
+
+def test_insertion_codes_and_reversed_numbering_are_not_chain_breaks(data_dir):
+    from refine.cleanup import input_breaks
+
+    p = load_structure(data_dir / "T1082.pdb")
+    ri = p.residue_index.copy()
+    ic = np.array([""] * len(p), dtype="<U1")
+    ri[11:14] = ri[10]
+    ic[11:14] = ["A", "B", "C"]
+    ri[14:] -= 3
+    for q in (p.replace(residue_index=ri, insertion_code=ic), p.replace(residue_index=p.residue_index[::-1].copy())):
+        hard, long_bond = input_breaks(q)
+        assert not hard.any() and not long_bond.any()
+    r = relax(p.replace(residue_index=ri, insertion_code=ic), RelaxConfig(max_outer_iterations=1))
+    assert r.protein.insertion_code[11:14].tolist() == ["A", "B", "C"] and r.rmsd_heavy < 0.5
