@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import socket
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
@@ -64,6 +65,21 @@ def _cause(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` Ray address that nothing answers on is one clear error after at most
+    ``timeout`` seconds (``ray.init`` itself retries for minutes, then raises)."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray-address {address!r}: expected 'auto' or host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError(f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                         "start one with `ray start --head` or check the address") from None
+
+
 def _connect(opts: PredictOptions) -> Optional[str]:
     """Connect to (or start) Ray; returns the temporary folder of a Ray this call started (to shut
     down and remove), else ``None``."""
@@ -75,7 +91,11 @@ def _connect(opts: PredictOptions) -> Optional[str]:
     if ray.is_initialized():
         return None
     if opts.ray_address:
-        ray.init(address=opts.ray_address, log_to_driver=False)
+        _check_reachable(opts.ray_address)
+        try:
+            ray.init(address=opts.ray_address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise InputError(f"--ray-address {opts.ray_address}: cannot join that Ray cluster ({exc})") from None
         return None
     if opts.workers < 2:
         raise InputError("--workers needs at least 2 CPUs (one for the model, one for relax and MSA search)")

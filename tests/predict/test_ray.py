@@ -64,3 +64,11 @@ def test_ray_needs_two_local_workers(tmp_path):
 def test_ray_address_and_workers_are_exclusive(tmp_path):
     r = run("--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--workers", 2, "--ray-address", "auto")
     assert r.returncode == 1 and "not both" in r.stderr
+
+
+def test_unreachable_ray_address_is_one_quick_line(tmp_path):
+    import time
+
+    t0 = time.time()
+    r = run("--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--ray-address", "127.0.0.1:1")
+    assert r.returncode == 1 and "no Ray cluster answers there" in r.stderr and time.time() - t0 < 60
