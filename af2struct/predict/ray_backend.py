@@ -15,6 +15,8 @@ and targets are pipelined: while one target is on the model another is being rel
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import shutil
 import tempfile
 import socket
@@ -100,7 +102,15 @@ def _connect(opts: PredictOptions) -> Optional[str]:
     if opts.workers < 2:
         raise InputError("--workers needs at least 2 CPUs (one for the model, one for relax and MSA search)")
     temp = tempfile.mkdtemp(prefix="af2struct-ray-")  # short: Ray's socket paths must fit 107 characters
-    ray.init(num_cpus=opts.workers, num_gpus=None, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    # the local Ray's auth token is made here and given in the environment (its workers inherit it),
+    # so Ray does not write one to the user's home folder (~/.ray/auth_token)
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:
+        ray.init(num_cpus=opts.workers, num_gpus=None, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)  # a Ray that did not start leaves no folder behind
+        raise
     return temp
 
 

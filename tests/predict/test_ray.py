@@ -48,6 +48,7 @@ def test_local_ray_two_workers_relax_msa_search_and_resume(tmp_path, data_dir):
     assert "2 of 3 targets already finished" in r2.stderr
     assert json.loads((out / "psm" / "result.json").read_text()) == done
     assert not ray_temp_dirs()  # the local Ray's session folders are removed with it
+    assert not (Path.home() / ".ray").exists()  # nothing in the home folder (the tests' HOME is a temporary one)
 
 
 def ray_temp_dirs():
