@@ -151,8 +151,19 @@ def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs:
                 bar.update()
         finally:
             bar.close()
-            write_report([records.get(n, {"name": n, "status": "not run"}) for n in names], folder.out)
+            write_report([records.get(n) or _unrecorded(folder, n, fmt) for n in names], folder.out)
     return [records[n] for n in names]
+
+
+def _unrecorded(folder: RunFolder, name: str, fmt: str) -> Dict:
+    """The report row of a structure this run did not finish: "not run", or, when an output file
+    is there without a record (a worker finished as the run was interrupted, or an earlier
+    run's), "interrupted": the report says what is on disk, and a rerun redoes it."""
+    out = Path(f"{folder.item_path(name)}_relaxed.{fmt}")
+    if out.exists():
+        return {"name": name, "status": "interrupted", "output": str(out),
+                "notes": "output present but not recorded as finished: a rerun redoes it"}
+    return {"name": name, "status": "not run"}
 
 
 def write_report(records: List[Dict], out_dir: Path) -> None:

@@ -124,3 +124,18 @@ def test_csv_reports_never_hold_a_formula(tmp_path, data_dir):
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "o" / "scores.csv").read_text()
     assert "'=HYPERLINK(1)" in text and ",=HYPERLINK" not in text and not text.splitlines()[1].startswith("=")
+
+
+def test_a_reused_folder_keeps_only_the_plots_of_the_targets_it_scores(tmp_path, data_dir):
+    from af2struct.eval.evaluate import evaluate
+
+    natives, preds = tmp_path / "n", tmp_path / "p"
+    for d in (natives, preds):
+        d.mkdir()
+        for n in ("T1082", "T1031"):
+            (d / f"{n}.pdb").write_bytes((data_dir / f"{n}.pdb").read_bytes())
+    evaluate(preds, natives, tmp_path / "o", progress=False)
+    assert sorted(p.name for p in (tmp_path / "o" / "per_residue_lddt").iterdir()) == ["T1031.png", "T1082.png"]
+    (preds / "T1031.pdb").unlink()
+    evaluate(preds, natives, tmp_path / "o", progress=False)
+    assert sorted(p.name for p in (tmp_path / "o" / "per_residue_lddt").iterdir()) == ["T1082.png"]

@@ -440,3 +440,23 @@ def test_insertion_codes_and_reversed_numbering_are_not_chain_breaks(data_dir):
         assert not hard.any() and not long_bond.any()
     r = relax(p.replace(residue_index=ri, insertion_code=ic), RelaxConfig(max_outer_iterations=1))
     assert r.protein.insertion_code[11:14].tolist() == ["A", "B", "C"] and r.rmsd_heavy < 0.5
+
+
+def test_an_interrupted_relax_reports_what_is_on_disk(tmp_path, data_dir, monkeypatch):
+    import refine.batch as batch
+
+    (tmp_path / "in").mkdir()
+    for n in ("T1082.pdb", "T1031.pdb"):
+        (tmp_path / "in" / n).write_bytes((data_dir / n).read_bytes())
+    out = tmp_path / "out"
+
+    def interrupted(fn, jobs_args, jobs=1):  # a worker wrote its output, then Ctrl-C reached the run
+        Path(jobs_args[0][1] + "_relaxed.pdb").write_text("ATOM\n")
+        raise KeyboardInterrupt
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(batch, "run_items", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        batch.relax_batch([str(tmp_path / "in")], out, RelaxConfig(), jobs=2, progress=False)
+    report = {r["name"]: r["status"] for r in json.loads((out / "relax_report.json").read_text())}
+    assert report == {"T1031": "interrupted", "T1082": "not run"}
