@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -348,3 +349,31 @@ def test_two_runs_into_one_folder_then_a_rerun_leave_every_target_complete(tmp_p
     assert r.returncode == 0 and "3 of 3 targets already finished" in r.stderr
     for i in range(3):
         assert load_structure(out / f"t{i}" / "unrelaxed.pdb").sequence == SEQ_1PSM[:18 + 2 * i]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs permission to mount; skipped with the reason where there is none)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or 'mount failed'})")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_rerun_on_a_full_disk_keeps_the_finished_result(small_disk, tiny_weights):
+    from af2struct.cli.predict import main as predict_main
+
+    out = small_disk / "o"
+    args = ["--sequence", SEQ_1PSM, "--name", "psm", "--out", str(out), "--weights", str(tiny_weights),
+            "--relax", "none", "--no-plots", "--quiet"]
+    assert predict_main(args) == 0
+    good = {p.name: p.read_bytes() for p in (out / "psm").iterdir()}
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * max(0, free - 24 * 1024))  # leave 24 KiB: the new outputs do not fit
+    assert predict_main(args + ["--force"]) == 3
+    row = summary(out)["psm"]
+    assert row["status"] == "error" and "No space left" in row["error"] and "psm.previous" in row["error"]
+    assert {p.name: p.read_bytes() for p in (out / "psm.previous").iterdir()} == good  # nothing lost
