@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import HelpFormatter
+from af2struct.common.argtypes import HelpFormatter, SEED_MAX, float_in, int_in
 from af2struct.common.io import StructureError
 from af2struct.data.make_dataset import make_dataset
 from af2struct.data.msa import MsaError
@@ -31,12 +31,12 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("--split-by-cluster", type=Path, metavar="MANIFEST.tsv",
                    help="TSV with 'name' and a cluster column; whole clusters go to validation")
     p.add_argument("--cluster-column", help="cluster column to use (default: cluster40, cluster, cluster95)")
-    p.add_argument("--valid-fraction", type=float, default=0.05, help="fraction of chains for validation")
+    p.add_argument("--valid-fraction", type=float_in(0, 0.99), default=0.05, help="fraction of chains for validation")
     p.add_argument("--sequences", type=Path, metavar="FASTA",
                    help="full sequences by name; residues are placed by number (seq[num-1]), "
                         "unobserved ones marked missing in 'msk'")
     p.add_argument("--split", default="train", help="split name without a manifest (train, test, valid-X)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation split")
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, help="seed of the validation split")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

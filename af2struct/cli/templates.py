@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import HelpFormatter
+from af2struct.common.argtypes import HelpFormatter, int_in
 from af2struct.data.template_db import TemplateBuildError, build_template_db, describe
 
 
@@ -27,16 +27,13 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                        formatter_class=HelpFormatter)
     b.add_argument("inputs", nargs="+", help="folders or files (PDB/mmCIF, .gz allowed)")
     b.add_argument("--out", required=True, type=Path, help="the database file to write (.npz)")
-    b.add_argument("--min-length", type=int, default=10, help="shortest gap-free stretch kept (residues)")
+    b.add_argument("--min-length", type=int_in(1), default=10, help="shortest gap-free stretch kept (residues)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("templates")
-    if args.min_length < 1:
-        log.error("--min-length must be >= 1")
-        return 1
     out = args.out if str(args.out).endswith(".npz") else Path(str(args.out) + ".npz")
     try:
         report = build_template_db(args.inputs, out, args.min_length, progress=not args.quiet)

@@ -49,3 +49,11 @@ def test_an_unknown_device_is_refused_before_anything_runs(tmp_path):
 
     assert predict_main(["--sequence", "ACDE", "--out", str(tmp_path / "o"), "--device", "meta", "--quiet"]) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args", [["--steps", "-1"], ["--lr", "0"], ["--crop-size", "4"], ["--seed", "-1"],
+                                  ["--valid-fraction", "1.5"], ["--threads", "0"], ["--w-pae", "nan"]])
+def test_train_numbers_are_checked_when_parsed(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["train", "--backbone-db", "x.npz", "--out", "o", *args])
+    assert exc.value.code == 2 and args[0] in capsys.readouterr().err
