@@ -45,3 +45,15 @@ def test_bad_a3m():
         parse_a3m(">q\nACDE\n>s\nAC\n")
     with pytest.raises(MsaError, match="not residues"):
         parse_a3m(">q\nAC1E\n")
+
+
+def test_an_msa_of_another_query_names_the_first_difference():
+    import pytest
+
+    from af2struct.data.msa import MsaError, parse_a3m
+
+    msa = parse_a3m(">q\nEAYKKAKQASQDAEQ\n>h\nEAYKRAKQASQ-AEQ\n")
+    with pytest.raises(MsaError, match=r"first difference at residue 6: 'A' in the MSA, 'W' in the sequence"):
+        msa.check_query("EAYKKWKQASQDAEQ")
+    with pytest.raises(MsaError, match="prefix"):
+        msa.check_query("EAYKKAKQASQDAEQGG")
