@@ -165,3 +165,14 @@ def test_relax_and_evaluate_run_without_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_an_older_python_is_told_the_version_before_pip_resolves_anything():
+    """pip builds the metadata (running setup.py) before resolving dependencies: on Python 3.10 the
+    install stops with 'requires Python >= 3.11', not a resolver error about matplotlib."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.version_info = (3, 10, 13); sys.version = '3.10.13'; exec(open('setup.py').read())"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "af2struct requires Python >= 3.11; this is Python 3.10.13" in r.stderr

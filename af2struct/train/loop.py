@@ -231,8 +231,9 @@ def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
             out["pae_logits"] = core.pae_head(out["pair"])
     if cfg.stage == "full":
         # a cheaper MDS while training (the SE(3) refiner learns to finish the job)
+        templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
         out = core.structure(out, mask, mds_iters=cfg.mds_iters, lbfgs_iters=cfg.mds_lbfgs_iters,
-                             potential_iters=cfg.potential_iters)
+                             potential_iters=cfg.potential_iters, templates=templates)
     return out
 
 
