@@ -176,3 +176,18 @@ def test_an_older_python_is_told_the_version_before_pip_resolves_anything():
     code = "import sys; sys.version_info = (3, 10, 13); sys.version = '3.10.13'; exec(open('setup.py').read())"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "af2struct requires Python >= 3.11; this is Python 3.10.13" in r.stderr
+
+
+def test_conda_env_pins_the_versions_constraints_txt_tests():
+    import re
+
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M))
+    pins = {k.lower(): v for k, v in pins.items()}
+    env = (ROOT / "conda-env.yml").read_text()
+    for name, version in re.findall(r"^\s+- (?!-)([A-Za-z0-9_.-]+)[=]{1,2}([0-9][^\s#]*)", env, re.M):
+        if name == "python":
+            continue
+        tested = pins[name.lower()]
+        # conda-forge's build of a release PyPI ships as a wheel-only .postN is that release
+        assert version == re.sub(r"\.post\d+$", "", tested), (name, version, tested)
+    assert "CUDA build" in env  # says which torch pip takes

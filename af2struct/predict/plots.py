@@ -85,8 +85,8 @@ def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str 
     from matplotlib.patches import Patch
 
     for k, (ax, (data, cmap, (lo, hi), name, unit)) in enumerate(zip(axes, panels)):
-        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
-        im.cmap.set_bad("#b0b0b0")  # self-pairs, masked
+        masked_colour = plt.get_cmap(cmap).with_extremes(bad="#b0b0b0")  # self-pairs, masked
+        im = ax.imshow(data, cmap=masked_colour, vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
         ax.set(title=name, xlabel="residue number", ylabel="residue number")
         bar = fig.colorbar(im, ax=ax, fraction=0.046, label=unit)
         if k == 0:  # the far bin: everything beyond the last edge
