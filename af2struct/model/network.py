@@ -174,9 +174,12 @@ class Alphafold2(nn.Module):
                                      fix_mirror=init is None, init=init, lbfgs_iters=lbfgs_iters)
         ca_mds = _centered(ca_mds, mask)
         ca_init = ca_mds
+        far_width = sc.potential_far_width
+        if init is not None:  # started from templates: its own likelihood refinement
+            p_iters, far_width = sc.template_potential_iters, sc.template_potential_far_width
         if p_iters > 0:
             ca_init = refine_on_distogram(ca_mds, out["distogram"], mask, iters=p_iters,
-                                          far_width=sc.potential_far_width, d_min=h.distogram_min,
+                                          far_width=far_width, d_min=h.distogram_min,
                                           d_max=h.distogram_max)
             ca_init = _centered(ca_init, mask)
         out = dict(out, ca_mds=ca_mds, ca_init=ca_init)
