@@ -69,5 +69,7 @@ def test_templates_need_weights_with_template_modules_and_valid_options(tmp_path
     row = (tmp_path / "o" / "summary.csv").read_text()
     assert "no template modules" in row
     assert predict_main(base + ["--max-template-date", "2018/01/01"]) == 1
-    assert predict_main(base + ["--template-max-identity", "0"]) == 1
+    with pytest.raises(SystemExit) as exc:  # out of range: refused when parsed
+        predict_main(base + ["--template-max-identity", "0"])
+    assert exc.value.code == 2
     assert predict_main([*base[:-1], str(tmp_path / "missing.npz")]) == 1
