@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from af2struct.common import residue_constants as rc
+from af2struct.geometry.angles import dihedral
 
 MAX_TEMPLATES = 4  # featurised (AlphaFold: 4)
 MAX_HITS = 20  # kept per query (AlphaFold: 20)
@@ -166,26 +167,16 @@ def backbone_torsions(backbone: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     if n < 2:
         return out, mask
     N, CA, C = backbone[:, 0], backbone[:, 1], backbone[:, 2]
-    phi = _dihedral(C[:-1], N[1:], CA[1:], C[1:])  # residues 1..n-1
-    psi = _dihedral(N[:-1], CA[:-1], C[:-1], N[1:])  # residues 0..n-2
-    omega = _dihedral(CA[:-1], C[:-1], N[1:], CA[1:])
+    phi = dihedral(C[:-1], N[1:], CA[1:], C[1:])  # residues 1..n-1
+    psi = dihedral(N[:-1], CA[:-1], C[:-1], N[1:])  # residues 0..n-2
+    omega = dihedral(CA[:-1], C[:-1], N[1:], CA[1:])
     for k, (ang, rows) in enumerate(((phi, slice(1, n)), (psi, slice(0, n - 1)), (omega, slice(0, n - 1)))):
         ok = np.isfinite(ang)
-        out[rows, k, 0] = np.where(ok, np.sin(ang), 0)
-        out[rows, k, 1] = np.where(ok, np.cos(ang), 0)
+        with np.errstate(invalid="ignore"):
+            out[rows, k, 0] = np.where(ok, np.sin(ang), 0)
+            out[rows, k, 1] = np.where(ok, np.cos(ang), 0)
         mask[rows, k] = ok
     return out, mask
-
-
-def _dihedral(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
-    b0, b1, b2 = a - b, c - b, d - c
-    b1n = b1 / np.maximum(np.linalg.norm(b1, axis=-1, keepdims=True), 1e-8)
-    v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
-    w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
-    x = (v * w).sum(-1)
-    y = (np.cross(b1n, v) * w).sum(-1)
-    with np.errstate(invalid="ignore"):
-        return np.where((np.abs(x) + np.abs(y)) > 1e-8, np.arctan2(y, x), np.nan)
 
 
 def empty_template_features(length: int) -> Dict[str, np.ndarray]:
