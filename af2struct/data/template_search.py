@@ -14,6 +14,7 @@ The database is a :class:`TemplateDB`: a ``chains_backbone.npz`` (optionally wit
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -91,12 +92,19 @@ def _hit_from_domain(hit, query: str, name_of) -> Optional[TemplateHit]:
 
 
 def _hmm_from_msa(msa: Msa, name: str):
-    """A profile HMM whose match states are exactly the MSA's columns (the query's residues)."""
+    """A profile HMM whose match states are exactly the MSA's columns (the query's residues).
+
+    The reference line (``#=GC RF``, hand architecture: every column a match state) is read with
+    the alignment from Stockholm text: pyhmmer 0.12's ``DigitalMSA.reference`` setter allocates
+    no room for the terminating NUL, and HMMER's builder then corrupts the heap (seen as
+    "free(): invalid next size" aborting a Ray worker)."""
     rows = list(msa.sequences)
-    text = pyhmmer.easel.TextMSA(name=name.encode(), sequences=[
-        pyhmmer.easel.TextSequence(name=f"s{i}".encode(), sequence=r) for i, r in enumerate(rows)])
-    digital = text.digitize(_ALPHABET)
-    digital.reference = "x" * len(rows[0])  # hand architecture: every column a match state
+    text = "".join(["# STOCKHOLM 1.0\n", *(f"s{i} {r}\n" for i, r in enumerate(rows)),
+                    f"#=GC RF {'x' * len(rows[0])}\n//\n"])
+    with pyhmmer.easel.MSAFile(io.BytesIO(text.encode()), format="stockholm", digital=True,
+                               alphabet=_ALPHABET) as handle:
+        digital = handle.read()
+    digital.name = name.encode()
     builder = pyhmmer.plan7.Builder(_ALPHABET, architecture="hand")
     background = pyhmmer.plan7.Background(_ALPHABET)
     hmm, _, _ = builder.build_msa(digital, background)

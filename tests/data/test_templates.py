@@ -3,6 +3,8 @@ three homologous pairs at 35-49 % identity, with their rows of the library's sel
 
 import gzip
 import shutil
+import subprocess
+import sys
 
 import gemmi
 import numpy as np
@@ -163,3 +165,23 @@ def test_build_from_a_folder_with_a_broken_file(data_dir, tmp_path):
     np.testing.assert_allclose(ca, ref, atol=0.006)
     # a search of the built database finds the chain
     assert search_templates(tdb.sequence(i), tdb, method="phmmer")[0].name == "1AKI_A"
+
+
+def test_profile_search_leaves_the_heap_intact():
+    """hmmsearch with an MSA profile, 50 times on 24 columns, in its own process: the way the
+    profile's reference line is given must not overrun a buffer (pyhmmer 0.12's ``reference``
+    setter did, and glibc aborted the process: "free(): invalid next size")."""
+    code = (
+        "import numpy as np, pyhmmer\n"
+        "from af2struct.data.msa import Msa\n"
+        "from af2struct.data.template_search import _ALPHABET, _hmm_from_msa\n"
+        "seq = 'EAYKKAKQASQDAEQAAKDAENAS'\n"
+        "rows = (seq, seq[:10] + '----' + seq[14:], '-----' + seq[5:])\n"
+        "msa = Msa(sequences=rows, deletion_matrix=np.zeros((3, 24), np.int32), names=('a', 'b', 'c'))\n"
+        "db = pyhmmer.easel.DigitalSequenceBlock(_ALPHABET, [pyhmmer.easel.TextSequence(name=b't', "
+        "sequence=seq).digitize(_ALPHABET)])\n"
+        "for _ in range(50):\n"
+        "    hmm = _hmm_from_msa(msa, 'q')\n"
+        "    assert hmm.M == 24 and len(next(iter(pyhmmer.hmmer.hmmsearch([hmm], db, cpus=1)))) == 1\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
