@@ -426,12 +426,17 @@ def fail_target(folder: RunFolder, target: Target, fp: str, exc: BaseException, 
     return folder.commit(target.name, fp, row)
 
 
-@functools.lru_cache(maxsize=8)
 def weights_label(weights: Optional[str]) -> str:
-    """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256."""
+    """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256
+    (hashed once per process while the file's size and modification time stay the same)."""
     path = Path(weights) if weights else DEFAULT_WEIGHTS
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "unknown"
+    digest = _sha256_prefix(str(path), _file_key(path)) if path.is_file() else "unknown"
     return f"{'shipped ' if not weights else ''}{path.name} (sha256 {digest})"
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_prefix(path: str, key: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None) -> List[str]:

@@ -13,6 +13,7 @@ from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS
 from af2struct.model.checkpoint import save_checkpoint
+from tests.cli_run import cli, script
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_1PSM = "EAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK"
@@ -25,11 +26,9 @@ def tiny_weights(tmp_path_factory):
     return save_checkpoint(path, model, model.config)
 
 
-def run(*args, timeout=900):
-    r = subprocess.run([sys.executable, str(ROOT / "scripts/predict.py"), *map(str, args), "--quiet"],
-                       capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in r.stderr, r.stderr[-2000:]
-    return r
+def run(*args):
+    """``af2struct predict args... --quiet`` in this process (tests/cli_run.py)."""
+    return cli("predict", *args)
 
 
 def summary(out):
@@ -39,7 +38,8 @@ def summary(out):
 def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     assert DEFAULT_WEIGHTS.exists(), "the shipped checkpoint must be in the repository"
     out = tmp_path / "out"
-    r = run("--sequence", SEQ_1PSM, "--name", "1psm", "--out", out, "--native", data_dir / "openfold_1psm_A.pdb.gz")
+    r = script("predict", "--sequence", SEQ_1PSM, "--name", "1psm", "--out", out, "--native",
+               data_dir / "openfold_1psm_A.pdb.gz")  # the Quickstart command line, as a user runs it
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fontManager" not in r.stderr  # matplotlib's font cache: built once, quietly, outside the output
     d = out / "1psm"
@@ -319,7 +319,7 @@ def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path,
     args = ["--relax", "none", "--weights", tiny_weights, "--no-plots", "--quiet"]
     whole = tmp_path / "whole"
     t0 = time.perf_counter()
-    assert run(fasta, "--out", whole, *args).returncode == 0
+    assert script("predict", fasta, "--out", whole, *args).returncode == 0  # timed as the killed runs start
     seconds = time.perf_counter() - t0
     for delay in (0.5 * seconds, 0.75 * seconds, 0.9 * seconds):  # start-up, then between and inside targets
         out = tmp_path / f"killed{delay}"
@@ -378,3 +378,15 @@ def test_a_rerun_on_a_full_disk_keeps_the_finished_result(small_disk, tiny_weigh
     row = summary(out)["psm"]
     assert row["status"] == "error" and "No space left" in row["error"] and "psm.previous" in row["error"]
     assert {p.name: p.read_bytes() for p in (out / "psm.previous").iterdir()} == good  # nothing lost
+
+
+def test_weights_label_follows_a_file_replaced_at_the_same_path(tmp_path):
+    """The weights named in every output (and in the resume fingerprint) are hashed again when the
+    file at the same path changes, also within one process (the library, a notebook)."""
+    from af2struct.predict.targets import weights_label
+
+    w = tmp_path / "w.pt"
+    w.write_bytes(b"first")
+    first = weights_label(str(w))
+    w.write_bytes(b"second checkpoint")
+    assert weights_label(str(w)) != first and weights_label(str(w)).startswith("w.pt (sha256 ")

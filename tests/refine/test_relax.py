@@ -10,6 +10,7 @@ from af2struct import load_structure
 from af2struct.common import residue_constants as rc
 from af2struct.geometry.stereo import violation_count
 from refine import RelaxConfig, RelaxError, relax
+from tests.cli_run import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,54 +225,65 @@ def test_rosetta_backend_missing_is_clear(real_structures):
         pytest.skip("PyRosetta is installed: the real backend is tested in test_rosetta.py")
 
 
+def _psm_pieces(folder: Path, data_dir: Path, pieces=((0, 38), (0, 24))) -> list:
+    """Real 1PSM and pieces of it (residues ``a:b``) as PDB files ``psm_<a>_<b>.pdb`` in ``folder``:
+    small structures for the command-line tests, whose properties do not depend on size."""
+    from af2struct.common.io import save_structure
+
+    folder.mkdir(exist_ok=True)
+    nat = load_structure(data_dir / "openfold_1psm_A.pdb.gz")
+    names = []
+    for a, b in pieces:
+        save_structure(nat.select(np.arange(a, b)), folder / f"psm_{a}_{b}.pdb")
+        names.append(f"psm_{a}_{b}")
+    return names
+
+
 def test_relax_script_batch_resume_and_amber(tmp_path, data_dir):
     inp = tmp_path / "in"
-    inp.mkdir()
-    for n in ("T1082.pdb", "openfold_1psm_A.pdb.gz"):
-        (inp / n).write_bytes((data_dir / n).read_bytes())
+    whole, part = _psm_pieces(inp, data_dir)
     (inp / "broken.pdb").write_text("HETATM    1  O   HOH A   1      10.000  10.000  10.000  1.00 30.00           O\n")
     out = tmp_path / "out"
-    cmd = [sys.executable, str(ROOT / "scripts/relax.py"), str(inp), "--out", str(out), "--quiet"]
-    r = subprocess.run(cmd + ["--amber-out", "--jobs", "2"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    args = [inp, "--out", out]
+    r = cli("relax", *args, "--amber-out", "--jobs", "2")
+    assert r.returncode == 3, r.stderr
     report = {x["name"]: x for x in json.loads((out / "relax_report.json").read_text())}
-    assert report["T1082"]["status"] == "ok" and report["openfold_1psm_A"]["status"] == "ok"
+    assert report[whole]["status"] == "ok" and report[part]["status"] == "ok"
     assert report["broken"]["status"] == "error" and "no protein residues" in report["broken"]["error"]
-    assert (out / "T1082_relaxed.pdb").exists() and (out / "T1082_relaxed.prmtop").stat().st_size > 0
-    assert load_structure(out / "T1082_relaxed.pdb").sequence == load_structure(data_dir / "T1082.pdb").sequence
+    assert (out / f"{whole}_relaxed.pdb").exists() and (out / f"{whole}_relaxed.prmtop").stat().st_size > 0
+    assert load_structure(out / f"{whole}_relaxed.pdb").sequence == load_structure(inp / f"{whole}.pdb").sequence
     import parmed
 
-    s = parmed.load_file(str(out / "T1082_relaxed.prmtop"), str(out / "T1082_relaxed.inpcrd"))
-    assert len(s.residues) == 75 and s.coordinates.shape[0] == len(s.atoms)
+    s = parmed.load_file(str(out / f"{whole}_relaxed.prmtop"), str(out / f"{whole}_relaxed.inpcrd"))
+    assert len(s.residues) == 38 and s.coordinates.shape[0] == len(s.atoms)
     # resume: what finished with the same input and settings is not redone; the failure is retried
-    mtime = (out / "T1082_relaxed.pdb").stat().st_mtime_ns
-    r = subprocess.run(cmd + ["--amber-out"], capture_output=True, text=True, timeout=600)
+    mtime = (out / f"{whole}_relaxed.pdb").stat().st_mtime_ns
+    r = cli("relax", *args, "--amber-out")
     assert "2 of 3 structures already finished" in r.stderr and "broken: redone: it failed before" in r.stderr
-    assert (out / "T1082_relaxed.pdb").stat().st_mtime_ns == mtime
-    assert "T1082" in (out / "relax_report.csv").read_text()
+    assert (out / f"{whole}_relaxed.pdb").stat().st_mtime_ns == mtime
+    assert whole in (out / "relax_report.csv").read_text()
     # changed settings, a changed input, a deleted output: redone, and the run says why
-    (inp / "openfold_1psm_A.pdb.gz").write_bytes((data_dir / "biotite_1aki_A.pdb.gz").read_bytes())
-    (out / "T1082_relaxed.prmtop").unlink()
-    r = subprocess.run(cmd + ["--amber-out"], capture_output=True, text=True, timeout=600)
-    assert "openfold_1psm_A: redone: its input or options changed" in r.stderr
-    assert "T1082: redone: T1082_relaxed.prmtop is missing or changed" in r.stderr
-    assert load_structure(out / "openfold_1psm_A_relaxed.pdb").sequence == load_structure(
-        data_dir / "biotite_1aki_A.pdb.gz").sequence
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # no --amber-out: other settings
-    assert "T1082: redone: its input or options changed" in r.stderr
+    _psm_pieces(tmp_path / "other", data_dir, [(5, 30)])
+    (inp / f"{part}.pdb").write_bytes((tmp_path / "other" / "psm_5_30.pdb").read_bytes())
+    (out / f"{whole}_relaxed.prmtop").unlink()
+    r = cli("relax", *args, "--amber-out")
+    assert f"{part}: redone: its input or options changed" in r.stderr
+    assert f"{whole}: redone: {whole}_relaxed.prmtop is missing or changed" in r.stderr
+    assert load_structure(out / f"{part}_relaxed.pdb").sequence == load_structure(inp / f"{part}.pdb").sequence
+    r = cli("relax", *args)  # no --amber-out: other settings
+    assert f"{whole}: redone: its input or options changed" in r.stderr
 
 
 def test_relax_worker_killed_costs_only_its_structure(tmp_path, data_dir):
     """A worker killed as by the out-of-memory killer: its structure is reported failed, the others
-    finish, the report is written; the rerun finishes it."""
+    finish, the report is written; the rerun finishes it. (The command line itself: the worker is
+    found among the relax process's children.)"""
     import os
     import signal
     import time
 
     inp = tmp_path / "in"
-    inp.mkdir()
-    for n in ("T1082.pdb", "openfold_1psm_A.pdb.gz", "T1031.pdb"):
-        (inp / n).write_bytes((data_dir / n).read_bytes())
+    _psm_pieces(inp, data_dir, [(0, 38), (0, 24), (10, 38)])
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "scripts/relax.py"), str(inp), "--out", str(out), "--quiet", "--jobs", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -295,7 +307,7 @@ def test_relax_worker_killed_costs_only_its_structure(tmp_path, data_dir):
     failed = [r for r in report if r["status"] == "error"]
     assert len(failed) == 1 and "worker process died (killed by signal 9" in failed[0]["error"]
     assert sum(r["status"] == "ok" for r in report) == 2
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    r = cli("relax", inp, "--out", out, "--jobs", "2")
     assert r.returncode == 0 and "2 of 3 structures already finished" in r.stderr
 
 
