@@ -67,7 +67,7 @@ def test_predict_relax_evaluate_write_nothing_into_home(tmp_path, data_dir):
     env.pop("XDG_CACHE_HOME", None)
     env.pop("XDG_CONFIG_HOME", None)
     runs = [["predict.py", "--sequence", "EAYKKAKQASQDAEQAAKDAE", "--name", "q", "--out", tmp_path / "p"],
-            ["relax.py", data_dir / "T1082.pdb", "--out", tmp_path / "r"],
+            ["relax.py", data_dir / "openfold_1psm_A.pdb.gz", "--out", tmp_path / "r"],
             ["evaluate.py", "--pred", data_dir / "T1082.pdb", "--native", data_dir / "T1082.pdb", "--out", tmp_path / "e"]]
     for script, *args in runs:
         r = subprocess.run([sys.executable, str(root / "scripts" / script), *map(str, args), "--quiet"], env=env,
@@ -83,7 +83,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     fasta = tmp_path / "t.fasta"
     fasta.write_text("".join(f">t{i}\nEAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK\n" for i in range(20)))
     p = subprocess.Popen([sys.executable, str(ROOT / "scripts/predict.py"), str(fasta), "--out", str(tmp_path / "o"),
-                          "--quiet"], stderr=subprocess.PIPE, text=True)
+                          "--relax", "none", "--no-plots", "--quiet"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "o" / "t0" / "result.json").exists():
         time.sleep(0.2)
@@ -91,7 +91,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err and "interrupted" in err
     rows = (tmp_path / "o" / "summary.csv").read_text()
-    assert ("t0,38,ok" in rows or "t0,38,violations" in rows) and "not run" in rows
+    assert "t0,38,ok" in rows and "not run" in rows
 
 
 def test_help_says_each_default_once_and_no_markup():

@@ -328,7 +328,7 @@ def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path,
         time.sleep(delay)
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
-        assert run(fasta, "--out", out, *args).returncode == 0
+        assert script("predict", fasta, "--out", out, *args).returncode == 0  # same process kind: same threads
         for i in range(4):
             for f in ("unrelaxed.pdb", "confidence.json", "distogram.npz"):
                 assert (out / f"t{i}" / f).read_bytes() == (whole / f"t{i}" / f).read_bytes(), (delay, i, f)
