@@ -390,3 +390,25 @@ def test_weights_label_follows_a_file_replaced_at_the_same_path(tmp_path):
     first = weights_label(str(w))
     w.write_bytes(b"second checkpoint")
     assert weights_label(str(w)) != first and weights_label(str(w)).startswith("w.pt (sha256 ")
+
+
+def test_shipped_pae_is_smallest_on_its_diagonal(data_dir):
+    """Residue i aligned on its own frame has no error (its Calpha is the frame's origin), and the
+    shipped PAE head says so: the diagonal of T1082's PAE is below its neighbours' (|i-j| = 1) and
+    below 1.5 A, while the map still follows the written model's true aligned error."""
+    import torch
+
+    from af2struct.model.frames import aligned_error
+    from af2struct.predict.pipeline import load_default_model, predict_structure
+
+    native = load_structure(data_dir / "T1082.pdb")
+    model, _ = load_default_model()
+    pred = predict_structure(model, native.sequence)
+    diag = np.diag(pred.pae)
+    neighbours = np.concatenate([np.diag(pred.pae, 1), np.diag(pred.pae, -1)])
+    assert diag.mean() < 1.5 and diag.mean() < 0.5 * neighbours.mean(), (diag.mean(), neighbours.mean())
+    assert (diag < np.median(pred.pae)).all()
+    bb = [0, 1, 2]
+    true = aligned_error(torch.tensor(pred.protein.atom_positions[None][:, :, bb]),
+                         torch.tensor(native.atom_positions[None][:, :, bb]))[0].numpy()
+    assert np.abs(np.diag(true)).max() < 1e-3 and np.corrcoef(pred.pae.ravel(), true.ravel())[0, 1] > 0.4
