@@ -49,9 +49,6 @@ PULL_BACK_TRIES = 2  # minimisations per pull-back step (new clashes held apart 
 PULL_BACK_MIN_GAIN = 0.05  # A: a pull-back step must bring the model at least this much closer
 PULL_BACK_WINDOW = 0.25  # A: only models within target_rmsd + this are pulled back
 THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's centre is threaded through it
-_RINGS = {"PHE": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")], "TYR": [("CG", "CD1", "CD2", "CE1", "CE2", "CZ")],
-          "HIS": [("CG", "ND1", "CD2", "CE1", "NE2")],
-          "TRP": [("CG", "CD1", "NE1", "CE2", "CD2"), ("CD2", "CE2", "CZ2", "CH2", "CZ3", "CE3")]}
 CUTOFF_MIN_ATOMS = 1000  # smaller systems (< ~65 residues) are cheap without a nonbonded cutoff
 NEIGHBOURHOOD = 24.0  # A: residues whose Calpha is this close can touch each other's side chains
 UNCHANGED = 0.05  # A: a round whose atoms all moved less than this (same violations) changed nothing
@@ -281,7 +278,7 @@ def threaded_rings(protein: Protein) -> set[int]:
     out: set[int] = set()
     for i, a in enumerate(protein.aatype):
         name = rc.resnames[int(a)] if a < len(rc.resnames) else "UNK"
-        for ring in _RINGS.get(name, []):
+        for ring in rc.aromatic_ring_atoms.get(name, ()):
             idx = [rc.atom_order[x] for x in ring]
             if not mask[i, idx].all():
                 continue

@@ -19,7 +19,7 @@ from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import dihedral
 from af2struct.geometry.stereo import Clash
 
-BACKBONE_AND_CB = frozenset(("N", "CA", "C", "O", "OXT", "CB"))
+BACKBONE_AND_CB = rc.backbone_and_cb_atoms
 
 
 def repackable(resname: str) -> bool:

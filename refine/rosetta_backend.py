@@ -16,7 +16,6 @@ import numpy as np
 
 from af2struct.common.io import load_structure, to_pdb_string
 from af2struct.common.protein import Protein
-from af2struct.eval.metrics import match_residues
 from af2struct.geometry.stereo import clashscore, find_violations
 from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, input_breaks
@@ -77,7 +76,6 @@ def relax_rosetta(protein: Protein, config: RelaxConfig) -> RelaxResult:
     b = np.where(out.atom_mask > 0, res_b[:, None], 0.0).astype(np.float32)
     out = out.replace(residue_index=protein.residue_index, chain_id=protein.chain_id,
                       insertion_code=protein.insertion_code, b_factors=b)
-    match_residues(out, protein)  # sanity: same residues at the same numbers
     rmsd = heavy_atom_rmsd(out, protein)
     before = find_violations(protein, config.clash_overlap, kept_breaks)
     after = find_violations(out, config.clash_overlap, kept_breaks)

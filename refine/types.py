@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from af2struct.common.protein import Protein
+from af2struct.geometry.stereo import CLASH_OVERLAP
 
 BACKENDS = ("openmm", "rosetta")
 FORCEFIELDS = ("amber99sb", "amber14")
@@ -91,7 +92,7 @@ class RelaxConfig:
     max_attempts: int = 3
     platform: str = "auto"
     threads: int = 1
-    clash_overlap: float = 0.4
+    clash_overlap: float = CLASH_OVERLAP
     nonbonded_cutoff: float = 1.0
     keep_hydrogens: bool = False
     rosetta_scorefxn: str = "ref2015"

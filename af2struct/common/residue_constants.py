@@ -16,7 +16,7 @@ Geometry values (Engh & Huber 1991 via AlphaFold) are in Angstroms and radians.
 from __future__ import annotations
 
 import functools
-from typing import Dict, List, Tuple
+from typing import Dict, FrozenSet, List, Tuple
 
 import numpy as np
 
@@ -222,8 +222,18 @@ def aatype_to_sequence(aatype: np.ndarray) -> str:
 # van der Waals radii (Bondi 1964), Angstrom.
 van_der_waals_radius: Dict[str, float] = {"C": 1.7, "N": 1.55, "O": 1.52, "S": 1.8}
 
+# Atoms a change of chi angles never moves (rotamer packing and rescue move the rest).
+backbone_and_cb_atoms: FrozenSet[str] = frozenset(("N", "CA", "C", "O", "OXT", "CB"))
+# Aromatic rings (atoms of each planar ring), for finding a ring threaded by another residue.
+aromatic_ring_atoms: Dict[str, Tuple[Tuple[str, ...], ...]] = {
+    "PHE": (("CG", "CD1", "CD2", "CE1", "CE2", "CZ"),),
+    "TYR": (("CG", "CD1", "CD2", "CE1", "CE2", "CZ"),),
+    "HIS": (("CG", "ND1", "CD2", "CE1", "NE2"),),
+    "TRP": (("CG", "CD1", "NE1", "CE2", "CD2"), ("CD2", "CE2", "CZ2", "CH2", "CZ3", "CE3")),
+}
+
 # Ideal backbone geometry (Engh & Huber 1991), as AlphaFold uses it for violation checks.
-ca_ca_distance = 3.80209737096  # trans peptide
+ca_ca_distance = 3.80209737096  # trans peptide Calpha-Calpha
 between_res_bond_length_c_n: Tuple[float, float] = (1.329, 1.341)  # (non-PRO, PRO)
 between_res_bond_length_stddev_c_n: Tuple[float, float] = (0.014, 0.016)
 between_res_cos_angles_c_n_ca: Tuple[float, float] = (-0.5203, 0.0353)  # (mean cos, stddev)

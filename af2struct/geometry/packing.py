@@ -26,7 +26,7 @@ from af2struct.geometry.sidechains import build_atom37
 from af2struct.geometry.stereo import CLASH_OVERLAP, HBOND_MIN_DISTANCE
 
 PRIOR_WEIGHT = 0.05  # A of clash overlap per unit of (1 - cos) away from the predicted chi
-_FIXED = frozenset(("N", "CA", "C", "O", "CB"))
+_FIXED = rc.backbone_and_cb_atoms
 _CYS = rc.restype_order["C"]
 _RADIUS = np.array([rc.van_der_waals_radius[a[0]] for a in rc.atom_types])
 _POLAR = np.array([a[0] in "NO" for a in rc.atom_types])

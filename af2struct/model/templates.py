@@ -258,7 +258,7 @@ def template_trace(batch: Dict[str, torch.Tensor], min_overlap: int = 3) -> Tupl
     return ca_out, known_out
 
 
-def _fill_gaps(ca: torch.Tensor, known: torch.Tensor, step: float = 3.8) -> torch.Tensor:
+def _fill_gaps(ca: torch.Tensor, known: torch.Tensor, step: float = rc.ca_ca_distance) -> torch.Tensor:
     """``ca [L, 3]`` with the residues not ``known`` placed between their known neighbours."""
     idx = torch.nonzero(known)[:, 0]
     out = ca.clone()

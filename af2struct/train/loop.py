@@ -25,7 +25,7 @@ from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechain
 from af2struct.data.features import Example, collate
 from af2struct.data.make_dataset import read_clusters, split_by_cluster
 from af2struct.data.templates import read_hits_table
-from af2struct.model.config import ModelConfig, preset
+from af2struct.model.config import ModelConfig, StructureConfig, preset
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.network import Alphafold2
 from af2struct.train.confidence import calibrate_plddt
@@ -80,11 +80,11 @@ class TrainConfig:
     ckpt_every: int = 100
     log_every: int = 10
     max_valid: int = 32
-    mds_iters: int = 20
+    mds_iters: int = 20  # training's own MDS budget, a tenth of StructureConfig.mds_iters (prediction)
     freeze_trunk: bool = False
     mds_lbfgs_iters: int = 60
     plddt_chains: int = 600
-    potential_iters: int = 0
+    potential_iters: int = StructureConfig.potential_iters
     init_from: Optional[str] = None
     # templates (backbone database chains only): the database searched against itself
     # (self_hits_phmmer.tsv.gz); 0-max_templates hits per crop
