@@ -17,6 +17,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
+from tqdm import tqdm
 
 from af2struct.common.files import atomic_write_text, csv_cell
 from af2struct.common.io import find_structure_files, load_structure, read_annotations, save_structure, structure_name
@@ -117,8 +118,6 @@ def item_names(files: Sequence) -> List[str]:
 def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs: int = 1, fmt: str = "pdb",
                 amber: bool = False, force: bool = False, progress: bool = True) -> List[Dict]:
     """Relax every input not already finished and write the reports; returns all records."""
-    from tqdm import tqdm
-
     files = find_structure_files(inputs)
     ours = [f for f in files if _is_own_output(f, out_dir)]
     if ours:  # outputs are never inputs: a rerun into its own input folder does not relax them again

@@ -13,6 +13,8 @@ import string
 from typing import List, Tuple
 
 import numpy as np
+import openmm
+from pdbfixer import PDBFixer
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.io import to_pdb_string
@@ -115,10 +117,6 @@ def segment_ids(protein: Protein) -> Tuple[np.ndarray, List[int]]:
 def fix_with_pdbfixer(protein: Protein, seed: int = 0):
     """PDBFixer on ``protein`` (segments as chains): returns ``(topology, positions)`` with
     hydrogens; residues stay one-to-one and in order with ``protein``."""
-    from pdbfixer import PDBFixer
-
-    import openmm
-
     # Modeller places new hydrogens at random (Python's global ``random``) before minimising
     # them: seed it (and restore it after) and minimise on the serial Reference platform, so the
     # same input gives the same atoms.

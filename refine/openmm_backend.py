@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import openmm
+from openmm import app, unit
+import parmed
+from scipy.spatial import cKDTree
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.files import atomic_path
@@ -61,8 +65,6 @@ _FF_FILES = {
 
 
 def _platforms(name: str) -> list[str]:
-    import openmm
-
     available = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
     if name != "auto":
         if name not in available:
@@ -73,8 +75,6 @@ def _platforms(name: str) -> list[str]:
 
 def _context(system, topology_positions, config: RelaxConfig):
     """A Context on the first platform that works, and that platform's name."""
-    import openmm
-
     errors = []
     for name in _platforms(config.platform):
         platform = openmm.Platform.getPlatformByName(name)
@@ -120,15 +120,10 @@ def _heavy_protein(topology, positions_nm: np.ndarray, template: Protein, index=
 @functools.lru_cache(maxsize=4)
 def _force_field(forcefield: str, solvent: str):
     """The OpenMM force field (parsed once per process; ``createSystem`` does not change it)."""
-    from openmm import app
-
     return app.ForceField(*_FF_FILES[(forcefield, solvent)])
 
 
 def _build_system(topology, config: RelaxConfig, constraints=True):
-    import openmm
-    from openmm import app, unit
-
     use_cutoff = config.nonbonded_cutoff > 0 and topology.getNumAtoms() >= CUTOFF_MIN_ATOMS
     cutoff = ({"nonbondedMethod": app.CutoffNonPeriodic, "nonbondedCutoff": config.nonbonded_cutoff * unit.nanometer}
               if use_cutoff else {"nonbondedMethod": app.NoCutoff})
@@ -144,8 +139,6 @@ def _build_system(topology, config: RelaxConfig, constraints=True):
 def _add_repulsion(system, pairs: dict[tuple[int, int], tuple[float, float]]) -> None:
     """Flat-bottom repulsion between atom pairs: 0.5 k (d0 - r)^2 for r < d0; ``pairs`` maps an
     atom-index pair to (d0 in nm, k in kcal/mol/A^2)."""
-    import openmm
-
     if not pairs:
         return
     force = openmm.CustomBondForce("step(d0 - r) * 0.5 * kr * (d0 - r)^2")
@@ -174,8 +167,6 @@ def _clash_pairs(topology, clashes: list[Clash], config: RelaxConfig
 def _add_restraints(system, topology, reference_nm: np.ndarray, weight: np.ndarray, stiffness: float) -> int:
     """Harmonic positional restraints on heavy atoms, stiffness scaled per atom by ``weight [N]``
     (0: unrestrained)."""
-    import openmm
-
     force = openmm.CustomExternalForce("0.5 * k * w * ((x - x0)^2 + (y - y0)^2 + (z - z0)^2)")
     force.addGlobalParameter("k", stiffness * KJ_PER_KCAL * 100.0)  # kcal/mol/A^2 -> kJ/mol/nm^2
     for p in ("w", "x0", "y0", "z0"):
@@ -246,9 +237,6 @@ def _minimize_round(topology, start_nm, reference_nm, weight, config,
                     ) -> tuple[np.ndarray, float, float, str]:
     """One restrained minimisation; returns (positions nm, E before, E after, platform).
     ``base_system``: the force field's system of ``topology`` (built once per relax, copied here)."""
-    import openmm
-    from openmm import unit
-
     system = copy.deepcopy(base_system) if base_system is not None else _build_system(topology, config)
     _add_restraints(system, topology, reference_nm, weight, config.stiffness)
     _add_repulsion(system, repel or {})
@@ -270,8 +258,6 @@ def threaded_rings(protein: Protein) -> set[int]:
     """Residues in a threaded ring: an aromatic ring with a heavy atom of another residue within
     ``THREADED`` of its centre (never so in a real structure: atoms stay ~3.4 A from a ring's
     face), and the residues whose side chains pass through it."""
-    from scipy.spatial import cKDTree
-
     pos, mask = protein.atom_positions, protein.atom_mask > 0
     res, atom = np.nonzero(mask)
     tree = cKDTree(pos[res, atom])
@@ -335,8 +321,6 @@ class _RelaxRun:
     @classmethod
     def start(cls, protein: Protein, config: RelaxConfig) -> "_RelaxRun":
         """Check the input, split it at chain breaks, add missing atoms and hydrogens (PDBFixer)."""
-        from openmm import unit
-
         t0 = time.perf_counter()
         notes = check_input(protein)
         seg, breaks = segment_ids(protein)
@@ -492,8 +476,6 @@ class _RelaxRun:
     def run(self, amber_prefix: Path | None = None) -> RelaxResult:
         """Rounds of minimise -> check -> act until nothing is left, nothing changes or
         ``max_outer_iterations`` ran; then the pull-back; then the result."""
-        from openmm import unit
-
         config, protein = self.config, self.protein
         before = self.violations(protein)
         current = self.prepare() if config.violation_policy == "repel" else self.start_nm
@@ -530,8 +512,6 @@ class _RelaxRun:
             for chain, cid in zip(self.topology.chains(), _chain_ids_per_segment(protein, self.segments)):
                 chain.id = cid
         if config.keep_hydrogens:
-            from openmm import app
-
             buf = io.StringIO()
             app.PDBFile.writeFile(self.topology, current * 10.0 * unit.angstrom, buf, keepIds=True)
             pdb_h = buf.getvalue()
@@ -570,8 +550,6 @@ def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:
 
 def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix: Path) -> tuple[Path, Path]:
     """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
-    import parmed
-
     system = _build_system(topology, config, constraints=False)
     structure = parmed.openmm.load_topology(topology, system, xyz=positions_nm * 10.0)
     prefix = Path(prefix)

@@ -34,7 +34,7 @@ _initialised = False
 def _import_pyrosetta():
     global _initialised
     try:
-        import pyrosetta
+        import pyrosetta  # lazy: licensed, not on PyPI; only for --backend rosetta
     except ImportError:
         raise RelaxError(INSTALL_HINT) from None
     if not _initialised:
@@ -47,7 +47,7 @@ def relax_rosetta(protein: Protein, config: RelaxConfig) -> RelaxResult:
     """FastRelax (``config.rosetta_scorefxn``, ``config.rosetta_rounds`` rounds) constrained to
     the starting coordinates; energies in Rosetta energy units."""
     pyrosetta = _import_pyrosetta()
-    from pyrosetta.rosetta.protocols.relax import FastRelax
+    from pyrosetta.rosetta.protocols.relax import FastRelax  # lazy: pyrosetta (above)
 
     t0 = time.perf_counter()
     notes = check_input(protein)

@@ -191,3 +191,18 @@ def test_conda_env_pins_the_versions_constraints_txt_tests():
         # conda-forge's build of a release PyPI ships as a wheel-only .postN is that release
         assert version == re.sub(r"\.post\d+$", "", tested), (name, version, tested)
     assert "CUDA build" in env  # says which torch pip takes
+
+
+def test_an_import_inside_a_function_says_why_it_is_lazy():
+    """Hard dependencies are imported at the top of a file; an import inside a function (optional
+    extras, matplotlib after MPLCONFIGDIR, torch kept out of torch-free readers) carries a
+    ``# lazy: <reason>`` comment on its line."""
+    unexplained = []
+    for module, path in MODULES.items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)) and "# lazy: " not in lines[inner.lineno - 1]:
+                        unexplained.append(f"{path.relative_to(ROOT)}:{inner.lineno}: {lines[inner.lineno - 1].strip()}")
+    assert not unexplained, "imports inside functions without a reason:\n" + "\n".join(unexplained)

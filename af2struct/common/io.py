@@ -21,6 +21,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
+import glob
 
 import gemmi
 import numpy as np
@@ -53,8 +54,6 @@ def find_structure_files(inputs) -> List[Path]:
 
     Raises ``FileNotFoundError`` for an input that is none of these.
     """
-    import glob
-
     found: List[Path] = []
     for item in inputs:
         p = Path(item)

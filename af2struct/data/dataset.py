@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from torch.utils.data import DataLoader
 
 from af2struct.common.io import StructureError, load_structure, structure_name
 from af2struct.common.protein import Protein
@@ -147,7 +148,5 @@ class LengthBatchSampler:
 def make_loader(dataset: ProteinDataset, batch_size: int = 8, max_residues: Optional[int] = None,
                 shuffle: bool = True, num_workers: int = 0):
     """A torch DataLoader with length-sorted batches and padding collation."""
-    from torch.utils.data import DataLoader
-
     sampler = LengthBatchSampler(dataset.lengths, batch_size, max_residues, shuffle, dataset.seed)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)

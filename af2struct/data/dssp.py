@@ -7,6 +7,7 @@ import tempfile
 import warnings
 
 import numpy as np
+import mdtraj
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.io import to_pdb_string
@@ -22,8 +23,6 @@ def dssp(protein: Protein) -> str:
     Residues without a full backbone (N, CA, C, O) get ``" "`` (SidechainNet's pad), as
     DSSP cannot assign them.
     """
-    import mdtraj
-
     bb = [rc.atom_order[a] for a in rc.backbone_atoms]
     complete = protein.atom_mask[:, bb].min(-1) > 0
     if not complete.any():

@@ -96,7 +96,7 @@ def random_crop(example: Example, crop_size: int, rng: np.random.Generator) -> E
 
 def collate(examples: Sequence[Example]):
     """Pad examples to a batch of torch tensors ``[B, ...]`` (masks are 0 on padding)."""
-    import torch
+    import torch  # lazy: the backbone and template databases read Examples without torch
 
     if not examples:
         raise ValueError("collate: empty batch")

@@ -9,6 +9,7 @@ import logging
 import random
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+from tqdm import tqdm
 
 from af2struct.common.io import StructureError, find_structure_files, read_structure, structure_name
 from af2struct.data.msa import read_fasta
@@ -73,8 +74,6 @@ def make_dataset(
     progress: bool = True,
 ) -> Dict[str, object]:
     """Build and write the dataset; returns a summary (counts per split, failures)."""
-    from tqdm import tqdm
-
     files = find_structures(inputs)
     if not files:
         raise DatasetError(f"no PDB/mmCIF files found in {list(inputs)}")

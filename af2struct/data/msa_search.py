@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import pyhmmer
+
 from af2struct.common.files import atomic_write_text
 from af2struct.data.msa import Msa, MsaError, parse_a3m
 
@@ -24,20 +26,11 @@ class MsaSearchError(MsaError):
     """The database could not be searched (missing, empty, not protein FASTA)."""
 
 
-def _import_pyhmmer():
-    try:
-        import pyhmmer
-    except ImportError:  # pragma: no cover - pyhmmer is a dependency
-        raise MsaSearchError("MSA search needs pyhmmer: pip install pyhmmer") from None
-    return pyhmmer
-
-
 def load_database(path: Union[str, Path]):
     """Read a protein FASTA database into a digital sequence block (kept in memory).
 
     Raises :class:`MsaSearchError` for a missing, empty or non-FASTA file.
     """
-    pyhmmer = _import_pyhmmer()
     path = Path(path)
     if not path.is_file():
         raise MsaSearchError(f"{path}: sequence database not found")
@@ -91,7 +84,6 @@ def jackhmmer_a3m(
         max_sequences: keep at most this many hits (best E-value first).
         cpus: threads for pyhmmer (0 = all cores).
     """
-    pyhmmer = _import_pyhmmer()
     seq = "".join(sequence.split()).upper()
     if not seq:
         raise MsaSearchError("empty query sequence")

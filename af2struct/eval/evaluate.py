@@ -5,7 +5,9 @@ Used by ``scripts/evaluate.py``; see :func:`evaluate` for the outputs.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from af2struct.common.files import atomic_path, atomic_write_text, csv_cell
 from af2struct.common.runner import RunFolder, run_items
@@ -188,9 +191,6 @@ def _json_safe(value):
 
 def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots: bool = True) -> None:
     """scores.csv, scores.json, summary.md and PNG plots in ``out`` (each written atomically)."""
-    import csv
-    import io
-
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -217,10 +217,10 @@ def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots
 
 
 def _plots(rows: List[dict], out: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: when a plot is drawn, after the run set MPLCONFIGDIR (read on import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
@@ -275,8 +275,6 @@ def evaluate(
 
     Returns the summary dict (also in ``scores.json``). Failing models are recorded, not raised.
     """
-    from tqdm import tqdm
-
     natives = discover_natives(native, native_split, trust_pickle)
     job_list, unmatched = discover_jobs(pred, natives)
     for u in unmatched:

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.spatial.distance import cdist
+from Bio import Align
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
@@ -87,8 +88,6 @@ def match_residues(model: Protein, native: Protein, align: bool = False) -> Tupl
 
 
 def _align_sequences(a: str, b: str) -> Tuple[np.ndarray, np.ndarray]:
-    from Bio import Align
-
     aligner = Align.PairwiseAligner()
     aligner.mode = "global"
     aligner.match_score = 2

@@ -21,6 +21,7 @@ import math
 from typing import Optional, Tuple
 
 import numpy as np
+from scipy.optimize import minimize
 
 from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import bond_angle, dihedral
@@ -79,8 +80,6 @@ def regularize_ca_trace(ca: np.ndarray, restraint: float = 0.05, max_iter: int =
     ``restraint`` (per A^2, against stiffnesses ``K_BOND``/``K_CLASH``) keeps the trace
     near the prediction; the bond and repulsion terms win where they disagree.
     """
-    from scipy.optimize import minimize
-
     ca = np.asarray(ca, np.float64)
     if len(ca) < 2:
         return ca.copy()

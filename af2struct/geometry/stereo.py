@@ -28,6 +28,7 @@ import functools
 from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
@@ -77,8 +78,6 @@ def _atom_table(protein: Protein):
 
 def find_clashes(protein: Protein, overlap: float = CLASH_OVERLAP) -> List[Clash]:
     """All steric clashes (see module doc), each reported once."""
-    from scipy.spatial import cKDTree
-
     res, _, pos, names, radii = _atom_table(protein)
     if len(pos) < 2:
         return []

@@ -47,7 +47,7 @@ def import_se3():
             os.environ.pop("CLEAR_CACHE", None)
         else:
             os.environ["CLEAR_CACHE"] = "1"
-    import se3_transformer_pytorch
+    import se3_transformer_pytorch  # lazy: it reads CACHE_PATH/CLEAR_CACHE once, when first imported
 
     return se3_transformer_pytorch
 

@@ -15,6 +15,7 @@ import io
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
+from tqdm import tqdm
 
 from af2struct.common.files import atomic_write_text, csv_cell
 from af2struct.common.runner import RunFolder, plan
@@ -33,8 +34,6 @@ SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "t_msa
 def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions, force: bool = False) -> List[Dict]:
     """Predict every target not already finished (shortest first) into ``out_dir``; writes
     ``summary.csv`` after each target and at the end, also when interrupted. Returns the rows."""
-    from tqdm import tqdm
-
     order = sorted(targets, key=lambda t: (len(t.sequence), t.name))
     with RunFolder(out_dir, reserved=[SUMMARY]) as folder:
         fps = {t.name: target_fingerprint(t, opts, len(order)) for t in order}

@@ -11,10 +11,10 @@ from af2struct.common.files import atomic_path
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # lazy: when a plot is drawn, after the run set MPLCONFIGDIR (read on import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     return plt
 
@@ -82,7 +82,7 @@ def plot_distogram(probs: np.ndarray, edges: np.ndarray, path: Path, title: str 
     panels = ((np.ma.masked_where(eye, expected), "viridis_r", (edges[0], edges[-1]),
                "expected C$\\alpha$-C$\\alpha$ distance", "\u00c5"),
               (np.ma.masked_where(eye, contact), "Greys", (0, 1), "P(C$\\alpha$-C$\\alpha$ < 8 \u00c5)", "probability"))
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # lazy: with matplotlib (above)
 
     for k, (ax, (data, cmap, (lo, hi), name, unit)) in enumerate(zip(axes, panels)):
         masked_colour = plt.get_cmap(cmap).with_extremes(bad="#b0b0b0")  # self-pairs, masked

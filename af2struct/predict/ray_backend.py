@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
+from tqdm import tqdm
 
 from af2struct.common.runner import RunFolder
 from af2struct.predict.pipeline import load_default_model, predict_structure
@@ -86,7 +87,7 @@ def _connect(opts: PredictOptions) -> Optional[str]:
     """Connect to (or start) Ray; returns the temporary folder of a Ray this call started (to shut
     down and remove), else ``None``."""
     try:
-        import ray
+        import ray  # lazy: Ray is an optional extra (af2struct[ray])
     except ImportError:
         raise InputError("the Ray backend needs ray: pip install 'af2struct[ray]' "
                          "(or drop --ray-address/--workers)") from None
@@ -117,7 +118,7 @@ def _connect(opts: PredictOptions) -> Optional[str]:
 def predict_on_ray(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions, n_targets: int,
                    fps: Dict[str, str]) -> Iterator[Dict]:
     """Predict ``targets`` on Ray, yielding each summary row as its folder is complete."""
-    import ray
+    import ray  # lazy: optional extra, present once _connect succeeded
 
     started = _connect(opts)
     try:
@@ -147,8 +148,7 @@ def predict_on_ray(targets: Sequence[Target], folder: RunFolder, opts: PredictOp
 
 def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, fps: Dict[str, str], actors: List,
               prepare, relax) -> Iterator[Dict]:
-    import ray
-    from tqdm import tqdm
+    import ray  # lazy: optional extra, present once _connect succeeded
 
     pending: Dict = {}  # object ref -> (stage, target, state)
     load = [0] * len(actors)

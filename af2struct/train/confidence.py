@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from af2struct.common.files import atomic_path
 from af2struct.common.runner import file_digest
@@ -135,8 +136,6 @@ class _Cache:
 
 def _fill(cache: _Cache, split: str, examples, count: int, model: Alphafold2, progress: bool) -> List[Inputs]:
     """Predict chains from ``examples`` (an iterator) until ``count`` distinct ones are cached."""
-    from tqdm import tqdm
-
     records = cache.data[split]
     keys = cache.data.setdefault(split + "_keys", [])
     seen = set(keys)

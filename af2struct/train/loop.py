@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from af2struct.common.files import atomic_path, atomic_write_text
 from af2struct.data.backbone_db import BackboneDB
@@ -265,10 +266,10 @@ def evaluate_model(model, examples: List[Example], cfg: TrainConfig, device) -> 
 
 
 def _plot_curve(log_path: Path, out_png: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: when a plot is drawn, after the run set MPLCONFIGDIR (read on import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     train, valid = [], []
     for line in log_path.read_text().splitlines():
@@ -487,8 +488,6 @@ class TrainingRun:
     def run(self) -> Dict[str, Any]:
         """Steps until ``cfg.steps`` or the time limit; validation and checkpoints on schedule; a
         short or stopped run still ends validated, with ``best.pt`` and ``last.pt``."""
-        from tqdm import tqdm
-
         cfg, state = self.cfg, self.state
         validating = self.is_main and bool(self.valid_examples)
         last_metrics: Dict[str, Any] = {}
