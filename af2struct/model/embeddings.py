@@ -1,4 +1,6 @@
-"""Input embeddings: residue types, relative positions, MSA (aligned or not), recycling."""
+"""Input embeddings: residue types, relative positions, MSA (aligned or not), recycling
+(AlphaFold2 supplement Algorithm 3, the input embedder; Algorithm 4, relative positions clipped
+at +-32; Algorithm 32, the recycling embedder)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Output heads: distogram (from the pair), pLDDT and side-chain torsions (from the sequence row)."""
+"""Output heads (AlphaFold2 supplement 1.9): distogram from the pair (1.9.8), pLDDT from the
+sequence row (1.9.6, Algorithm 29, with inputs of af2struct's own), predicted aligned error from
+the pair (1.9.7) and side-chain torsions (as Algorithm 20's angle outputs)."""
 
 from __future__ import annotations
 

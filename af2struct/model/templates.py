@@ -23,7 +23,8 @@ from torch import nn
 
 from af2struct.common import residue_constants as rc
 from af2struct.model.config import TemplateConfig
-from af2struct.model.evoformer import Transition, TriangleMultiplication
+from af2struct.model.transition import Transition
+from af2struct.model.triangle_multiplication import TriangleMultiplication
 from af2struct.model.frames import backbone_frames
 
 TEMPLATE_AATYPES = 22  # 20 amino acids, X, gap

@@ -9,7 +9,7 @@ import torch
 
 from af2struct import Alphafold2
 from af2struct.model.attention import NEG_INF, _BiasedAttention, attend
-from af2struct.model.evoformer import OuterProductMean
+from af2struct.model.outer_product_mean import OuterProductMean
 
 
 def reference_attention(q, k, v, bias, mask):
@@ -83,7 +83,7 @@ def test_triangle_attention_recomputes_probabilities_beyond_its_budget():
     """Over ``attn_saved_probs_mib`` the module keeps no ``[B, L, H, L, L]`` probabilities for
     backward (memory O(L^2)), with the same outputs and gradients as when it keeps them."""
     from af2struct.model.config import TrunkConfig
-    from af2struct.model.evoformer import TriangleAttention
+    from af2struct.model.triangle_attention import TriangleAttention
 
     torch.manual_seed(0)
     length, heads = 24, 4
@@ -177,7 +177,7 @@ def reference_triangle_multiplication(m, z, pair_mask):
 @pytest.mark.parametrize("outgoing", [True, False])
 @pytest.mark.parametrize("batch,masked", [(2, True), (1, False), (2, False)])
 def test_triangle_multiplication_matches_einsum(outgoing, batch, masked):
-    from af2struct.model.evoformer import TriangleMultiplication
+    from af2struct.model.triangle_multiplication import TriangleMultiplication
 
     torch.manual_seed(0)
     m = TriangleMultiplication(6, 5, outgoing)
