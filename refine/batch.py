@@ -24,7 +24,7 @@ from af2struct.common.io import find_structure_files, load_structure, read_annot
 from af2struct.common.modelcif import to_modelcif_string
 from af2struct.common.runner import RunFolder, file_digest, fingerprint, plan, run_items
 from refine import relax
-from refine.openmm_backend import relax_openmm
+from refine.openmm_backend import AmberRelaxation
 from refine.types import RelaxConfig
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def relax_file(path: str, prefix: str, config: RelaxConfig, fmt: str = "pdb", am
         if amber:
             if config.backend != "openmm":
                 raise ValueError("--amber-out needs the openmm backend")
-            result = relax_openmm(protein, config, amber_prefix=Path(f"{prefix}_relaxed"))
+            result = AmberRelaxation(config).process(protein, amber_prefix=Path(f"{prefix}_relaxed"))
         else:
             result = relax(protein, config)
         target = Path(f"{prefix}_relaxed.{fmt}")

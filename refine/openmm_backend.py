@@ -293,11 +293,6 @@ class AmberRelaxation:
         return _RelaxRun.start(protein, self.config).run(amber_prefix)
 
 
-def relax_openmm(protein: Protein, config: RelaxConfig, amber_prefix: Path | None = None) -> RelaxResult:
-    """``AmberRelaxation(config).process(protein, amber_prefix)``."""
-    return AmberRelaxation(config).process(protein, amber_prefix)
-
-
 class _RelaxRun:
     """One relax of one structure: its topology, restraint state and the steps of the protocol."""
 
