@@ -34,6 +34,7 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("--align", action="store_true", help="match residues by sequence alignment instead of numbering")
     p.add_argument("--jobs", type=int_in(1, 1024), default=1, help="parallel worker processes")
     p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
+    p.add_argument("--force", action="store_true", help="score every model again, not only new or changed ones")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         s = evaluate(args.pred, args.native, args.out, align=args.align, jobs=args.jobs,
                      native_split=args.native_split, plots=not args.no_plots, progress=not args.quiet,
-                     trust_pickle=args.trust_pickle)
+                     trust_pickle=args.trust_pickle, force=args.force)
     except (EvaluationError, ValueError, OSError) as exc:
         log.error("%s", exc)
         return 1

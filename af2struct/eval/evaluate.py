@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from af2struct.common.files import atomic_path, atomic_write_text, csv_cell
-from af2struct.common.runner import RunFolder, run_items
+from af2struct.common.runner import RunFolder, file_digest, fingerprint, plan, run_items
 from af2struct.common.io import is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
 from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
@@ -269,11 +269,15 @@ def _size(path: str) -> int:
 def evaluate(
     pred: Union[str, Path], native: Union[str, Path], out: Union[str, Path], align: bool = False,
     jobs: int = 1, native_split: Optional[str] = None, plots: bool = True, progress: bool = True,
-    trust_pickle: bool = False,
+    trust_pickle: bool = False, force: bool = False,
 ) -> Dict[str, object]:
     """Score every model in ``pred`` against ``native`` and write the reports to ``out``.
 
-    Returns the summary dict (also in ``scores.json``). Failing models are recorded, not raised.
+    Resumable as predict and relax are: each model's scores are recorded in ``out`` with a
+    fingerprint of its file, its native and ``align``; a rerun scores only what is new, changed or
+    failed (``force``: everything). The reports are written however the run stops, a model it did
+    not reach listed as ``not run``. Returns the summary dict (also in ``scores.json``). Failing
+    models are recorded, not raised.
     """
     natives = discover_natives(native, native_split, trust_pickle)
     job_list, unmatched = discover_jobs(pred, natives)
@@ -281,25 +285,56 @@ def evaluate(
         logger.warning("%s: no native target matches this file name; skipped", u)
     if not job_list:
         raise EvaluationError(f"no models in {pred} match a native in {native}")
-    rows: List[dict] = []
-    # biggest models first (file size as the proxy), so a long chain does not start last
-    biggest_first = sorted(job_list, key=lambda j: -_size(j.pred_path)) if jobs > 1 else job_list
+    names = [_record_name(j) for j in job_list]
+    fps = {n: _job_fingerprint(j, align) for n, j in zip(names, job_list)}
     with RunFolder(out, reserved=REPORTS) as folder:
-        bar = tqdm(total=len(job_list), desc="scoring", unit="model", disable=not progress)
-        for i, row in run_items(score_job, [(j, align) for j in biggest_first], jobs):
-            if isinstance(row, Exception):  # the worker died with this model
-                j = biggest_first[i]
-                row = {"target": j.target, "model": j.model, "pred_path": j.pred_path, "status": "error",
-                       "error": str(row)}
-            rows.append(row)
-            bar.update()
-        bar.close()
-        order = {(j.target, j.model): i for i, j in enumerate(job_list)}
-        rows.sort(key=lambda r: order[(r["target"], r["model"])])
-        for r in rows:
-            if r["status"] != "ok":
-                logger.error("%s / %s: %s", r["target"], r["model"], r["error"])
-        summary = summarize(rows)
-        summary["unmatched_files"] = unmatched
-        write_reports(rows, summary, folder.out, plots=plots)
+        records, todo = plan(folder, list(fps.items()), force, "models")
+        redo = set(todo)
+        # biggest models first (file size as the proxy), so a long chain does not start last
+        order = [k for k in range(len(job_list)) if names[k] in redo]
+        if jobs > 1:
+            order.sort(key=lambda k: -_size(job_list[k].pred_path))
+        todo_jobs = [job_list[k] for k in order]
+        bar = tqdm(total=len(todo_jobs), desc="scoring", unit="model", disable=not progress)
+        try:
+            for i, row in run_items(score_job, [(j, align) for j in todo_jobs], jobs):
+                j, name = todo_jobs[i], names[order[i]]
+                if isinstance(row, Exception):  # the worker died with this model
+                    row = {"target": j.target, "model": j.model, "pred_path": j.pred_path, "status": "error",
+                           "error": str(row)}
+                if row["status"] != "ok":
+                    logger.error("%s / %s: %s", row["target"], row["model"], row["error"])
+                records[name] = folder.commit(name, fps[name], row)
+                bar.update()
+        finally:
+            bar.close()
+            rows = [_row(records.get(n), j) for n, j in zip(names, job_list)]
+            summary = summarize(rows)
+            summary["unmatched_files"] = unmatched
+            write_reports(rows, summary, folder.out, plots=plots)
     return summary
+
+
+def _record_name(job: Job) -> str:
+    """The run record's name of one (target, model) pair."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{job.target}__{job.model}")
+
+
+def _job_fingerprint(job: Job, align: bool) -> str:
+    """What a model's scores are made from: its file, its native (file content, or the pickle
+    entry's residues and coordinates) and how residues are matched."""
+    if isinstance(job.native, Protein):
+        p = job.native
+        native = fingerprint([p.aatype.tolist(), np.round(p.atom_positions, 3).tolist(), p.atom_mask.tolist(),
+                              p.residue_index.tolist()])
+    else:
+        native = file_digest(job.native)
+    return fingerprint([job.target, job.model, file_digest(job.pred_path), native, align])
+
+
+def _row(record: Optional[dict], job: Job) -> dict:
+    """A report row: the model's record without the run's bookkeeping, or ``not run``."""
+    if record is None:
+        return {"target": job.target, "model": job.model, "pred_path": job.pred_path, "status": "not run",
+                "error": "not run: the run stopped before this model"}
+    return {k: v for k, v in record.items() if k not in ("fingerprint", "files")}

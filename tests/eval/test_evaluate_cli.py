@@ -139,3 +139,45 @@ def test_a_reused_folder_keeps_only_the_plots_of_the_targets_it_scores(tmp_path,
     (preds / "T1031.pdb").unlink()
     evaluate(preds, natives, tmp_path / "o", progress=False)
     assert sorted(p.name for p in (tmp_path / "o" / "per_residue_lddt").iterdir()) == ["T1082.png"]
+
+
+def test_a_rerun_scores_only_what_changed_and_a_stopped_run_still_reports(tmp_path, data_dir, monkeypatch):
+    """evaluate resumes as predict and relax do (same model files, native and options: not
+    scored again; a changed model: scored again, and the log says why), and its reports are
+    written however the run stops, the models it did not reach listed as not run."""
+    import pytest
+
+    import af2struct.eval.evaluate as ev
+    from tests.cli_run import cli
+
+    nat = load_structure(data_dir / "T1082.pdb")
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    rng = np.random.default_rng(0)
+    for k in (1, 2):
+        noisy = nat.atom_positions + rng.normal(0, 0.5 * k, nat.atom_positions.shape).astype(np.float32)
+        save_structure(nat.replace(atom_positions=noisy), preds / f"T1082_model_{k}.pdb")
+    args = ["--pred", preds, "--native", data_dir / "T1082.pdb", "--out", tmp_path / "o", "--no-plots"]
+    assert cli("evaluate", *args).returncode == 0
+    first = (tmp_path / "o" / "scores.csv").read_text()
+    r = cli("evaluate", *args)
+    assert r.returncode == 0 and "2 of 2 models already finished" in r.stderr
+    assert (tmp_path / "o" / "scores.csv").read_text() == first
+    save_structure(nat, preds / "T1082_model_2.pdb")
+    r = cli("evaluate", *args)
+    assert "T1082__T1082_model_2: redone: its input or options changed" in r.stderr
+    rows = {row["model"]: row for row in csv.DictReader(open(tmp_path / "o" / "scores.csv"))}
+    assert float(rows["T1082_model_2"]["gdt_ts"]) == 100.0 and rows["T1082_model_1"]["gdt_ts"] in first
+
+    real = ev.run_items
+
+    def stopped(fn, jobs_args, jobs=1):  # the first model scored, then Ctrl-C
+        for item in real(fn, jobs_args[:1], jobs):
+            yield item
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "run_items", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(preds, data_dir / "T1082.pdb", tmp_path / "o", plots=False, progress=False, force=True)
+    status = {row["model"]: row["status"] for row in csv.DictReader(open(tmp_path / "o" / "scores.csv"))}
+    assert status == {"T1082_model_1": "ok", "T1082_model_2": "not run"}
