@@ -21,7 +21,7 @@ from af2struct.common.files import atomic_write_text, csv_cell
 from af2struct.common.runner import RunFolder, plan
 from af2struct.predict.pipeline import best_device, load_default_model
 from af2struct.predict.ray_backend import predict_on_ray
-from af2struct.predict.targets import PredictOptions, Target, predict_target, target_fingerprint
+from af2struct.predict.targets import PredictOptions, Target, predict_target, resolve_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
     ``summary.csv`` after each target and at the end, also when interrupted. Returns the rows."""
     order = sorted(targets, key=lambda t: (len(t.sequence), t.name))
     with RunFolder(out_dir, reserved=[SUMMARY]) as folder:
-        fps = {t.name: target_fingerprint(t, opts, len(order)) for t in order}
-        rows, todo_names = plan(folder, [(t.name, fps[t.name]) for t in order], force, "targets")
+        inputs = resolve_inputs(order, folder, opts)  # each target's files, caches and fingerprint, once
+        rows, todo_names = plan(folder, [(i.name, i.fingerprint) for i in inputs], force, "targets")
         redo = set(todo_names)
-        todo = [t for t in order if t.name in redo]
+        todo = [i for i in inputs if i.name in redo]
         if force:  # --force searches again too: this run's own search caches of these targets go
             for t in todo:
                 for kind, ext in (("msas", "a3m"), ("templates", "json")):
@@ -47,14 +47,14 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
                         f.unlink()
         try:
             if todo and opts.use_ray:
-                for row in predict_on_ray(todo, folder, opts, len(order), fps):
+                for row in predict_on_ray(todo, folder, opts):
                     rows[row["name"]] = row
                     write_summary(order, rows, folder.out)
             elif todo:
                 device = best_device(opts.device)
                 model, _ = load_default_model(opts.weights, device)
                 for t in tqdm(todo, desc="predict", unit="target", disable=not opts.progress):
-                    rows[t.name] = predict_target(model, folder, t, opts, device, len(order), fps[t.name])
+                    rows[t.name] = predict_target(model, folder, t, opts, device)
                     write_summary(order, rows, folder.out)
         finally:
             write_summary(order, rows, folder.out)

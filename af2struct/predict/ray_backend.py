@@ -21,7 +21,6 @@ import shutil
 import tempfile
 import socket
 import time
-from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
@@ -29,8 +28,8 @@ from tqdm import tqdm
 
 from af2struct.common.runner import RunFolder
 from af2struct.predict.pipeline import load_default_model, predict_structure
-from af2struct.predict.targets import (InputError, PredictOptions, Target, check_target, fail_target, msa_cache,
-                                       relax_prediction, target_msa, target_templates, template_cache, write_target)
+from af2struct.predict.targets import (InputError, PredictOptions, TargetInputs, TargetResult, check_target,
+                                       fail_target, relax_prediction, target_msa, target_templates, write_target)
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +48,11 @@ class _ModelWorker:
                                  templates=templates.features if templates else None)
 
 
-def _prepare(target: Target, cache: str, template_cache: Optional[str], opts: PredictOptions, n_targets: int):
+def _prepare(inputs: TargetInputs, opts: PredictOptions):
     """The target's MSA and templates (searched on a CPU worker): ``(msa, seconds, templates)``."""
-    check_target(target, opts)
-    msa, t_msa = target_msa(target, opts, n_targets, Path(cache))
-    templates = target_templates(target, opts, msa, Path(template_cache) if template_cache else None)
+    check_target(inputs.target, opts)
+    msa, t_msa = target_msa(inputs, opts)
+    templates = target_templates(inputs, opts, msa)
     return msa, t_msa, templates
 
 
@@ -115,8 +114,7 @@ def _connect(opts: PredictOptions) -> Optional[str]:
     return temp
 
 
-def predict_on_ray(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions, n_targets: int,
-                   fps: Dict[str, str]) -> Iterator[Dict]:
+def predict_on_ray(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictOptions) -> Iterator[Dict]:
     """Predict ``targets`` on Ray, yielding each summary row as its folder is complete."""
     import ray  # lazy: optional extra, present once _connect succeeded
 
@@ -139,23 +137,24 @@ def predict_on_ray(targets: Sequence[Target], folder: RunFolder, opts: PredictOp
         relax = ray.remote(num_cpus=1)(_relax)
         logger.info("Ray: %d model worker(s) on %s, %d CPUs, %d targets", n_models, "GPU" if use_gpu else "CPU",
                     cpus, len(targets))
-        yield from _pipeline(targets, folder, opts, n_targets, fps, actors, prepare, relax)
+        yield from _pipeline(targets, folder, opts, actors, (prepare, relax))
     finally:
         if started:
             ray.shutdown()
             shutil.rmtree(started, ignore_errors=True)
 
 
-def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, fps: Dict[str, str], actors: List,
-              prepare, relax) -> Iterator[Dict]:
+def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictOptions, actors: List,
+              tasks) -> Iterator[Dict]:
+    """Prepare (MSA, templates) -> predict on a model actor -> relax, pipelined over ``targets``;
+    ``tasks`` are the remote prepare and relax functions."""
     import ray  # lazy: optional extra, present once _connect succeeded
 
-    pending: Dict = {}  # object ref -> (stage, target, state)
+    prepare, relax = tasks
+    pending: Dict = {}  # object ref -> (stage, target inputs, state)
     load = [0] * len(actors)
     for t in targets:
-        tc = template_cache(folder, t, opts)
-        pending[prepare.remote(t, str(msa_cache(folder, t, opts)), str(tc) if tc else None, opts, n_targets)] = (
-            "prepare", t, {"t0": time.perf_counter()})
+        pending[prepare.remote(t, opts)] = ("prepare", t, {"t0": time.perf_counter()})
     bar = tqdm(total=len(targets), desc="predict (ray)", unit="target", disable=not opts.progress)
     try:
         while pending:
@@ -167,7 +166,7 @@ def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, 
                 value = ray.get(ref)
             except Exception as exc:  # the target fails; the batch goes on
                 bar.update(1)
-                yield fail_target(folder, target, fps[target.name], _cause(exc), time.perf_counter() - state["t0"])
+                yield fail_target(folder, target, _cause(exc), time.perf_counter() - state["t0"])
                 continue
             if stage == "prepare":
                 state["msa"], t_msa, state["templates"] = value
@@ -177,7 +176,7 @@ def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, 
                 i = min(range(len(actors)), key=load.__getitem__)
                 load[i] += 1
                 state["actor"] = i
-                ref2 = actors[i].predict.remote(target.sequence, state["msa"], opts.num_recycles, opts.seed,
+                ref2 = actors[i].predict.remote(target.target.sequence, state["msa"], opts.num_recycles, opts.seed,
                                                 state["templates"])
                 pending[ref2] = ("predict", target, state)
             elif stage == "predict":
@@ -185,14 +184,14 @@ def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, 
                 state["timings"].update(value.timings)
                 if opts.relax == "none":
                     bar.update(1)
-                    yield _finish(folder, target, opts, state, None, n_targets, fps)
+                    yield _finish(folder, target, opts, state, None)
                 else:
                     pending[relax.remote(value.protein, opts)] = ("relax", target, state)
             else:
                 result, t_relax = value
                 state["timings"]["relax"] = t_relax
                 bar.update(1)
-                yield _finish(folder, target, opts, state, result, n_targets, fps)
+                yield _finish(folder, target, opts, state, result)
     finally:
         bar.close()
         for ref in pending:  # interrupted: stop what is still queued (finished folders are kept)
@@ -202,9 +201,8 @@ def _pipeline(targets, folder: RunFolder, opts: PredictOptions, n_targets: int, 
                 pass
 
 
-def _finish(folder: RunFolder, target: Target, opts: PredictOptions, state: Dict, relaxed, n_targets: int,
-            fps: Dict[str, str]) -> Dict:
+def _finish(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, state: Dict, relaxed) -> Dict:
     timings = dict(state["timings"])
     timings["total"] = sum(timings.values())  # worker time; queueing between stages is not counted
-    return write_target(folder, target, opts, state["pred"], relaxed, timings, n_targets, fps[target.name],
-                        state.get("msa"), state.get("templates"))
+    return write_target(folder, inputs, opts, TargetResult(state["pred"], relaxed, timings, state.get("msa"),
+                                                           state.get("templates")))

@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -172,14 +172,15 @@ def _msa_file(target: Target, opts: PredictOptions, n_targets: int) -> Optional[
     raise InputError(f"{p}: no such MSA file or folder")
 
 
-def _native_file(target: Target, opts: PredictOptions, n_targets: int, warn: bool = True) -> Optional[Path]:
-    """The native structure file to score ``target`` against, or ``None`` (with the reason logged)."""
+def _native_file(target: Target, opts: PredictOptions, n_targets: int) -> Tuple[Optional[Path], str]:
+    """The native structure file to score ``target`` against and ``""``, or ``None`` and why not
+    (``""`` without ``--native``)."""
     if not opts.native:
-        return None
+        return None, ""
     p = Path(opts.native)
     if p.is_file():
         if n_targets == 1:
-            return p
+            return p, ""
         why = (f"--native FILE scores a single target; give a folder of <name>.pdb|cif for {n_targets} targets")
     elif not p.is_dir():
         why = f"--native {p}: no such file or folder; not scored"
@@ -187,18 +188,45 @@ def _native_file(target: Target, opts: PredictOptions, n_targets: int, warn: boo
         found = next((p / f"{target.name}{ext}" for ext in STRUCTURE_SUFFIXES if (p / f"{target.name}{ext}").exists()),
                      None)
         if found is not None:
-            return found
+            return found, ""
         why = f"no native {p}/{target.name}.pdb|cif; not scored"
-    if warn:
-        logger.warning("%s: %s", target.name, why)
-    return None
+    return None, why
 
 
-def target_fingerprint(target: Target, opts: PredictOptions, n_targets: int) -> str:
+@dataclasses.dataclass(frozen=True)
+class TargetInputs:
+    """One target's inputs, resolved once when the run is planned; the per-target work reads
+    only this record (and the run's options)."""
+
+    target: Target
+    msa_file: Optional[Path]  # a given alignment: --msa FILE, or FOLDER/<name>.a3m|.sto
+    msa_cache: Optional[Path]  # where the --msa-db search is kept (None: no search)
+    template_cache: Optional[Path]  # where the --templates search is kept (None: no templates)
+    native_file: Optional[Path]  # --native FILE, or FOLDER/<name>.pdb|cif
+    native_note: str  # why the target is not scored, when --native was given and nothing matched
+    fingerprint: str  # what the outputs depend on (the run records it; a rerun compares)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
+def resolve_inputs(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions) -> List[TargetInputs]:
+    """Every target's :class:`TargetInputs`; raises ``InputError`` for a run that cannot start
+    (``--msa FILE`` with several targets, a missing ``--msa`` or ``--templates`` path)."""
+    out = []
+    for t in targets:
+        msa_file = _msa_file(t, opts, len(targets))
+        native, note = _native_file(t, opts, len(targets))
+        searched = msa_cache(folder, t, opts) if opts.msa_db and msa_file is None else None
+        out.append(TargetInputs(t, msa_file, searched, template_cache(folder, t, opts), native, note,
+                                _fingerprint(t, opts, msa_file, native)))
+    return out
+
+
+def _fingerprint(target: Target, opts: PredictOptions, msa: Optional[Path], native: Optional[Path]) -> str:
     """What a target's outputs depend on: its sequence and header, the content of its MSA and
     native files, the weights and every option that changes the result (not device or workers)."""
-    msa = _msa_file(target, opts, n_targets)
-    native = _native_file(target, opts, n_targets, warn=False)
     db = Path(opts.msa_db) if opts.msa_db else None
     return fingerprint({
         "sequence": target.sequence, "description": target.description, "weights": weights_label(opts.weights),
@@ -250,14 +278,16 @@ def template_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> O
     return folder.cache_path("templates", f"{target.name}.{key}.json")
 
 
-def target_templates(target: Target, opts: PredictOptions, msa, cache: Optional[Path]) -> Optional[TemplateResult]:
-    """Search ``--templates`` for ``target`` (kept at ``cache``), filter the hits as AlphaFold
-    does and featurise the best ``max_templates``; ``None`` without ``--templates``."""
+def target_templates(inputs: TargetInputs, opts: PredictOptions, msa) -> Optional[TemplateResult]:
+    """Search ``--templates`` for the target (kept at ``inputs.template_cache``), filter the hits
+    as AlphaFold does and featurise the best ``max_templates``; ``None`` without ``--templates``."""
     if not opts.templates:
         return None
     t0 = time.perf_counter()
     db = template_db(opts.templates)
-    hits = cached_search(target.sequence, db, cache, msa=msa, method=opts.template_search, name=target.name)
+    target = inputs.target
+    hits = cached_search(target.sequence, db, inputs.template_cache, msa=msa, method=opts.template_search,
+                         name=target.name)
     seq = "".join(target.sequence.split()).upper()
     used = usable_hits(hits, seq, db, max_template_date=opts.max_template_date,
                        max_identity=opts.template_max_identity)[:opts.max_templates]
@@ -276,18 +306,17 @@ def check_target(target: Target, opts: PredictOptions) -> np.ndarray:
     return aatype
 
 
-def target_msa(target: Target, opts: PredictOptions, n_targets: int, cache: Optional[Path] = None):
-    """The target's MSA: a given file/folder first, else a jackhmmer search of ``--msa-db`` (kept
-    at ``cache`` so a rerun does not search again), else ``None``.
+def target_msa(inputs: TargetInputs, opts: PredictOptions):
+    """The target's MSA: a given file first, else a jackhmmer search of ``--msa-db`` (kept at
+    ``inputs.msa_cache`` so a rerun does not search again), else ``None``.
     Returns ``(msa, seconds spent searching)``."""
-    given = _msa_file(target, opts, n_targets)
-    if given is not None:
-        return read_msa(given), 0.0
-    if not opts.msa_db:
+    if inputs.msa_file is not None:
+        return read_msa(inputs.msa_file), 0.0
+    if inputs.msa_cache is None:
         return None, 0.0
     t0 = time.perf_counter()
-    msa = search_msa(target.sequence, opts.msa_db, cache, name=target.name, iterations=opts.msa_iterations,
-                     cpus=opts.msa_cpus)
+    msa = search_msa(inputs.target.sequence, opts.msa_db, inputs.msa_cache, name=inputs.name,
+                     iterations=opts.msa_iterations, cpus=opts.msa_cpus)
     return msa, time.perf_counter() - t0
 
 
@@ -326,11 +355,24 @@ def relax_prediction(protein, opts: PredictOptions):
         return RelaxFailed(f"{type(exc).__name__}: {exc}")
 
 
-def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, relaxed, timings: Dict[str, float],
-                 n_targets: int, fp: str, msa=None, templates: Optional[TemplateResult] = None) -> Dict:
+@dataclasses.dataclass
+class TargetResult:
+    """What one target's work made: the prediction (:class:`~af2struct.predict.pipeline.Prediction`),
+    its relax (a ``RelaxResult``, a :class:`RelaxFailed`, or ``None``), seconds per stage, and the
+    MSA and templates it used."""
+
+    pred: object
+    relaxed: object
+    timings: Dict[str, float]
+    msa: object = None
+    templates: Optional[TemplateResult] = None
+
+
+def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, result: TargetResult) -> Dict:
     """Write one target's folder (in a temporary folder moved into place when complete, then its
-    record); returns its summary row. ``pred`` is a :class:`~af2struct.predict.pipeline.Prediction`,
-    ``relaxed`` a ``RelaxResult`` or ``None``."""
+    record); returns its summary row."""
+    target, pred, relaxed, timings = inputs.target, result.pred, result.relaxed, result.timings
+    msa, templates = result.msa, result.templates
     row: Dict = {"name": target.name, "length": len(pred.plddt)}
     relax_error = relaxed.error if isinstance(relaxed, RelaxFailed) else None
     relaxed = None if relax_error else relaxed
@@ -359,15 +401,14 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
         (partial / "distogram.npz").write_bytes(buf.getvalue())
         if msa is not None:
             row["msa_depth"] = len(msa)
-            searched = opts.msa_db and _msa_file(target, opts, n_targets) is None
-            if searched and msa_cache(folder, target, opts).is_file():  # the alignment goes with the model
-                shutil.copyfile(msa_cache(folder, target, opts), partial / "msa.a3m")
+            if inputs.msa_cache is not None and inputs.msa_cache.is_file():  # the searched alignment goes with the model
+                shutil.copyfile(inputs.msa_cache, partial / "msa.a3m")
         if templates is not None:
             row["n_templates"] = len(templates.used)
             atomic_write_text(partial / "templates.json",
                               json.dumps(templates.report(len(pred.plddt)), indent=1))
         conf = write_confidence(partial, target, pred, final_protein, opts.plots)
-        row.update(score_against_native(target, final_protein, opts, n_targets))
+        row.update(score_against_native(inputs, final_protein))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
         # one rule with `af2struct relax`: "ok" is clean; violations left after relax are "violations"
         status = "relax_failed" if relax_error else "violations" if relaxed is not None and not relaxed.clean \
@@ -381,10 +422,10 @@ def write_target(folder: RunFolder, target: Target, opts: PredictOptions, pred, 
         atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
         owned = folder.forget(target.name)
         final = folder.publish_dir(partial, target.name, owned)
-        return folder.commit(target.name, fp, row, sorted(final.iterdir()))
+        return folder.commit(target.name, inputs.fingerprint, row, sorted(final.iterdir()))
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        return fail_target(folder, target, fp, exc, timings.get("total", 0.0))
+        return fail_target(folder, inputs, exc, timings.get("total", 0.0))
 
 
 def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -> Dict:
@@ -410,17 +451,18 @@ def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -
     return conf
 
 
-def fail_target(folder: RunFolder, target: Target, fp: str, exc: BaseException, seconds: float = 0.0) -> Dict:
+def fail_target(folder: RunFolder, inputs: TargetInputs, exc: BaseException, seconds: float = 0.0) -> Dict:
     """Record a failed target (its error row). An older folder of that name (made from other
     input or options) is never lost: it is set apart as ``<name>.previous`` so it cannot pass for
     this run's result."""
+    target = inputs.target
     row = error_row(target, exc, seconds)
     folder.forget(target.name)
     moved = folder.set_apart(target.name)
     if moved is not None:
         logger.warning("%s: the earlier result is kept in %s", target.name, moved)
         row["error"] += f" (the earlier result is kept in {moved.name})"
-    return folder.commit(target.name, fp, row)
+    return folder.commit(target.name, inputs.fingerprint, row)
 
 
 def weights_label(weights: Optional[str]) -> str:
@@ -472,17 +514,18 @@ def template_records(used, db: Optional[TemplateDB]) -> Optional[List[Dict]]:
     return out
 
 
-def score_against_native(target: Target, protein, opts: PredictOptions, n_targets: int) -> Dict:
+def score_against_native(inputs: TargetInputs, protein) -> Dict:
     """lDDT-CA, GDT_TS and TM-score against the target's native, if one was given. A native that
     cannot be read or matched costs only the scores (noted in ``native_error``), never the
     finished prediction."""
+    if inputs.native_file is None:
+        if inputs.native_note:
+            logger.warning("%s: %s", inputs.name, inputs.native_note)
+        return {}
     try:
-        path = _native_file(target, opts, n_targets)
-        if path is None:
-            return {}
-        s = score_model(protein, load_structure(path), align=True)
+        s = score_model(protein, load_structure(inputs.native_file), align=True)
     except Exception as exc:  # noqa: BLE001 - reported in the row; the prediction stands
-        logger.warning("%s: not scored against the native: %s", target.name, exc)
+        logger.warning("%s: not scored against the native: %s", inputs.name, exc)
         return {"native_error": f"{type(exc).__name__}: {exc}"}
     return {"lddt_ca": s.lddt_ca, "gdt_ts": s.gdt_ts, "tm_score": s.tm_score}
 
@@ -495,15 +538,14 @@ def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
             "error": msg, "t_total": round(seconds, 3)}
 
 
-def predict_target(model, folder: RunFolder, target: Target, opts: PredictOptions, device: str, n_targets: int,
-                   fp: str) -> Dict:
+def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, device: str) -> Dict:
     """Predict (and relax, score) one target into its folder; returns its summary row."""
     t0 = time.perf_counter()
     try:
-        check_target(target, opts)
-        msa, t_msa = target_msa(target, opts, n_targets, msa_cache(folder, target, opts))
-        templates = target_templates(target, opts, msa, template_cache(folder, target, opts))
-        pred = predict_structure(model, target.sequence, msa, opts.num_recycles, opts.seed, device,
+        check_target(inputs.target, opts)
+        msa, t_msa = target_msa(inputs, opts)
+        templates = target_templates(inputs, opts, msa)
+        pred = predict_structure(model, inputs.target.sequence, msa, opts.num_recycles, opts.seed, device,
                                  templates=templates.features if templates else None)
         timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
             | dict(pred.timings)
@@ -512,6 +554,6 @@ def predict_target(model, folder: RunFolder, target: Target, opts: PredictOption
         if relaxed is not None and not isinstance(relaxed, RelaxFailed):
             timings["relax"] = time.perf_counter() - tr
     except Exception as exc:  # one target's failure never stops the batch
-        return fail_target(folder, target, fp, exc, time.perf_counter() - t0)
+        return fail_target(folder, inputs, exc, time.perf_counter() - t0)
     timings["total"] = time.perf_counter() - t0
-    return write_target(folder, target, opts, pred, relaxed, timings, n_targets, fp, msa, templates)
+    return write_target(folder, inputs, opts, TargetResult(pred, relaxed, timings, msa, templates))

@@ -133,7 +133,7 @@ def test_a_run_removes_only_what_it_can_prove_is_its_own(tmp_path):
 
 
 def test_a_failed_rerun_sets_the_finished_result_apart(tmp_path):
-    from af2struct.predict.targets import Target, fail_target
+    from af2struct.predict.targets import Target, TargetInputs, fail_target
 
     out = tmp_path / "out"
     with RunFolder(out) as folder:
@@ -141,7 +141,8 @@ def test_a_failed_rerun_sets_the_finished_result_apart(tmp_path):
         (tmp / "relaxed.pdb").write_text("good")
         final = folder.publish_dir(tmp, "t")
         folder.commit("t", "fp1", {"status": "ok"}, [final / "relaxed.pdb"])
-        row = fail_target(folder, Target("t", "AAAA"), "fp2", OSError(28, "No space left on device"))
+        inputs = TargetInputs(Target("t", "AAAA"), None, None, None, None, "", "fp2")
+        row = fail_target(folder, inputs, OSError(28, "No space left on device"))
     assert row["status"] == "error" and "t.previous" in row["error"]
     assert (out / "t.previous" / "relaxed.pdb").read_text() == "good" and not (out / "t").exists()
 
