@@ -7,12 +7,31 @@ user's home folder.
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "fixtures"
+
+# One OpenMP thread for torch (and OpenBLAS) in the test process and in every command it starts
+# (set before anything imports torch). The tests' tensors are small: on 2 cores a second thread
+# mostly spins at barriers (tests/model: 88 CPU-s with two threads, 64 with one). Subprocesses
+# inherit it, so a command run here and one run as its own program compute the same digits.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_kept():
+    """A test that sets torch's thread count (the train command's ``--threads``) does not leave it
+    changed for the tests after it."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
 
 
 def pytest_configure(config):

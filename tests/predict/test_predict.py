@@ -53,8 +53,7 @@ def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     row = summary(out)["1psm"]
     assert row["status"] in ("ok", "violations") and float(row["t_relax"]) > 0 and row["lddt_ca"] != ""
     # one verdict: relax of the same unrelaxed model gives the same atoms, status and exit code, and says it
-    rr = subprocess.run([sys.executable, str(ROOT / "scripts/relax.py"), str(d / "unrelaxed.pdb"), "--out",
-                         str(tmp_path / "rel"), "--quiet"], capture_output=True, text=True, timeout=600)
+    rr = cli("relax", d / "unrelaxed.pdb", "--out", tmp_path / "rel")
     again = json.loads((tmp_path / "rel" / "relax_report.json").read_text())[0]
     assert again["status"] == row["status"] and rr.returncode == r.returncode == 0
     assert (row["status"] == "violations") == ("violations left" in r.stderr) == ("violations left" in rr.stderr)
@@ -328,7 +327,7 @@ def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path,
         time.sleep(delay)
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
-        assert script("predict", fasta, "--out", out, *args).returncode == 0  # same process kind: same threads
+        assert run(fasta, "--out", out, *args).returncode == 0
         for i in range(4):
             for f in ("unrelaxed.pdb", "confidence.json", "distogram.npz"):
                 assert (out / f"t{i}" / f).read_bytes() == (whole / f"t{i}" / f).read_bytes(), (delay, i, f)

@@ -23,7 +23,7 @@ def _noisy(p, sigma=0.2, seed=0):
 @pytest.fixture(scope="module")
 def relaxed_set(real_structures):
     out = []
-    for path in (real_structures[0], *real_structures[2:]):  # 1PSM (NMR), T1082, T1031 (X-ray)
+    for path in (real_structures[0], real_structures[2]):  # 1PSM (NMR), T1082 (X-ray)
         nat = load_structure(path)
         noisy = _noisy(nat).with_residue_b_factors(np.linspace(30, 90, len(nat)))
         out.append((noisy, relax(noisy, RelaxConfig())))
