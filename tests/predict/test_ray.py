@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_run import cli
+
 pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,8 +44,9 @@ def test_local_ray_two_workers_relax_msa_search_and_resume(tmp_path, data_dir):
         assert json.loads((d / "templates.json").read_text())["used"] == []  # searched on a worker: no homologue
     assert not list(out.glob(".*.partial"))
     done = json.loads((out / "psm" / "result.json").read_text())
-    # a rerun keeps finished targets (same result.json) and only retries the failed one
-    r2 = run(fasta, "--out", out, "--workers", 2, "--msa-db", data_dir / "psm_homologs_db.fasta", "--no-plots",
+    # a rerun (here without Ray: the folder is the same either way) keeps finished targets (same
+    # result.json) and only retries the failed one
+    r2 = cli("predict", fasta, "--out", out, "--msa-db", data_dir / "psm_homologs_db.fasta", "--no-plots",
              "--msa-cpus", 1, "--templates", data_dir / "templates_sample.npz")
     assert r2.returncode == 3
     assert "2 of 3 targets already finished" in r2.stderr
