@@ -339,7 +339,9 @@ def _force_field_outliers(pdb_with_hydrogens: str):
     return worst_bond, worst_angle, [np.linalg.norm(xyz[a.index] - xyz[b.index]) for a, b in pairs]
 
 
-@pytest.mark.parametrize("name", ["with_violations", "multiple_disulfides_target", "with_violations_casp14"])
+# with_violations.pdb (the same 148-residue target as with_violations_casp14, fewer violations) is
+# covered by the harder CASP14 model; both are kept in tests/fixtures/af2_relax.
+@pytest.mark.parametrize("name", ["multiple_disulfides_target", "with_violations_casp14"])
 def test_relax_leaves_force_field_geometry_on_alphafold_test_structures(data_dir, name):
     """AlphaFold's relax test structures: after relax no heavy-atom bond is more than 0.1 A and no
     angle more than 15 degrees from the force field's values, no clash over 1.5 A, disulfides at
