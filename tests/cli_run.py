@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -18,6 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def empty_home_env(home: Path) -> dict:
+    """The environment with ``home`` (an empty folder) as the home folder and no cache or config
+    folder named elsewhere: whatever a command would write there lands in ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HOME=str(home), USERPROFILE=str(home))
+    for key in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        env.pop(key, None)
+    return env
 
 
 @dataclass
@@ -54,9 +65,9 @@ def cli(command: str, *args, quiet: bool = True) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def script(name: str, *args, timeout: float = 900, quiet: bool = True) -> Result:
+def script(name: str, *args, timeout: float = 900, quiet: bool = True, env=None) -> Result:
     """``python scripts/<name>.py args...`` in a new process (the command line itself)."""
     argv = [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *map(str, args)] + (["--quiet"] if quiet else [])
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     return Result(r.returncode, r.stdout, r.stderr)

@@ -2,7 +2,6 @@
 `relax` and `predict --relax-*`."""
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from af2struct.cli import COMMANDS, build_parser
 from refine.cli import relax_config_from_args
 from refine.types import RelaxConfig
+from tests.cli_run import empty_home_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,17 +57,13 @@ def test_relax_settings_reach_both_commands():
         RelaxConfig(), soften_factor=0.5, keep_hydrogens=True)
 
 
-def test_predict_relax_evaluate_write_nothing_into_home(tmp_path, data_dir):
-    """Every command with plots, relax and scoring: the home folder stays empty."""
+def test_relax_and_evaluate_write_nothing_into_home(tmp_path, data_dir):
+    """relax and evaluate with plots: the home folder stays empty (predict with plots, relax and
+    scoring: tests/predict/test_predict.py::test_default_weights_end_to_end_with_relax)."""
     root = Path(__file__).resolve().parents[2]
     home = tmp_path / "home"
-    home.mkdir()
-    env = dict(os.environ, HOME=str(home), USERPROFILE=str(home))
-    env.pop("MPLCONFIGDIR", None)
-    env.pop("XDG_CACHE_HOME", None)
-    env.pop("XDG_CONFIG_HOME", None)
-    runs = [["predict.py", "--sequence", "EAYKKAKQASQDAEQAAKDAE", "--name", "q", "--out", tmp_path / "p"],
-            ["relax.py", data_dir / "openfold_1psm_A.pdb.gz", "--out", tmp_path / "r"],
+    env = empty_home_env(home)
+    runs = [["relax.py", data_dir / "openfold_1psm_A.pdb.gz", "--out", tmp_path / "r"],
             ["evaluate.py", "--pred", data_dir / "T1082.pdb", "--native", data_dir / "T1082.pdb", "--out", tmp_path / "e"]]
     for script, *args in runs:
         r = subprocess.run([sys.executable, str(root / "scripts" / script), *map(str, args), "--quiet"], env=env,

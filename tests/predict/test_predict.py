@@ -13,7 +13,7 @@ from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS
 from af2struct.model.checkpoint import save_checkpoint
-from tests.cli_run import cli, script
+from tests.cli_run import cli, empty_home_env, script
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_1PSM = "EAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK"
@@ -38,9 +38,11 @@ def summary(out):
 def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     assert DEFAULT_WEIGHTS.exists(), "the shipped checkpoint must be in the repository"
     out = tmp_path / "out"
+    home = tmp_path / "home"  # the Quickstart command line, as a user runs it, with an empty home folder
     r = script("predict", "--sequence", SEQ_1PSM, "--name", "1psm", "--out", out, "--native",
-               data_dir / "openfold_1psm_A.pdb.gz")  # the Quickstart command line, as a user runs it
+               data_dir / "openfold_1psm_A.pdb.gz", env=empty_home_env(home))
     assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(home.rglob("*")) == []  # plots, relax and scores write nothing into the home folder
     assert "fontManager" not in r.stderr  # matplotlib's font cache: built once, quietly, outside the output
     d = out / "1psm"
     for f in ("unrelaxed.pdb", "relaxed.pdb", "distogram.npz", "confidence.json", "pLDDT.png", "distogram.png",
