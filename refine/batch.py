@@ -17,6 +17,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
+
 from tqdm import tqdm
 
 from af2struct.common.files import atomic_write_text, csv_cell

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import openmm
 from openmm import app, unit
-import parmed
 from scipy.spatial import cKDTree
 
 from af2struct.common import residue_constants as rc
@@ -545,6 +544,8 @@ def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:
 
 def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix: Path) -> tuple[Path, Path]:
     """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
+    import parmed  # lazy: only --amber-out needs it (0.3-0.5 s at every relax process's start otherwise)
+
     system = _build_system(topology, config, constraints=False)
     structure = parmed.openmm.load_topology(topology, system, xyz=positions_nm * 10.0)
     prefix = Path(prefix)

@@ -13,6 +13,7 @@ Reading rules
 from __future__ import annotations
 
 import dataclasses
+import glob
 import gzip
 import logging
 import os
@@ -21,7 +22,6 @@ import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
-import glob
 
 import gemmi
 import numpy as np

@@ -286,7 +286,9 @@ def evaluate(
     if not job_list:
         raise EvaluationError(f"no models in {pred} match a native in {native}")
     names = [_record_name(j) for j in job_list]
-    fps = {n: _job_fingerprint(j, align) for n, j in zip(names, job_list)}
+    native_keys = {t: _native_key(n) for t, n in natives.items() if any(j.target == t for j in job_list)}
+    fps = {n: fingerprint([j.target, j.model, file_digest(j.pred_path), native_keys[j.target], align])
+           for n, j in zip(names, job_list)}
     with RunFolder(out, reserved=REPORTS) as folder:
         records, todo = plan(folder, list(fps.items()), force, "models")
         redo = set(todo)
@@ -320,16 +322,14 @@ def _record_name(job: Job) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{job.target}__{job.model}")
 
 
-def _job_fingerprint(job: Job, align: bool) -> str:
-    """What a model's scores are made from: its file, its native (file content, or the pickle
-    entry's residues and coordinates) and how residues are matched."""
-    if isinstance(job.native, Protein):
-        p = job.native
-        native = fingerprint([p.aatype.tolist(), np.round(p.atom_positions, 3).tolist(), p.atom_mask.tolist(),
-                              p.residue_index.tolist()])
-    else:
-        native = file_digest(job.native)
-    return fingerprint([job.target, job.model, file_digest(job.pred_path), native, align])
+def _native_key(native: Union[str, Protein]) -> str:
+    """A native's identity for the models' fingerprints (a model's record also holds its own file,
+    the target and ``align``): the file's content, or the pickle entry's residues and coordinates.
+    Computed once per target, however many models it has."""
+    if isinstance(native, Protein):
+        return fingerprint([native.aatype.tolist(), np.round(native.atom_positions, 3).tolist(),
+                            native.atom_mask.tolist(), native.residue_index.tolist()])
+    return file_digest(native)
 
 
 def _row(record: Optional[dict], job: Job) -> dict:

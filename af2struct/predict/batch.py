@@ -15,6 +15,7 @@ import io
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
+
 from tqdm import tqdm
 
 from af2struct.common.files import atomic_write_text, csv_cell
