@@ -18,12 +18,10 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from tqdm import tqdm
-
 from af2struct.common.files import atomic_write_text, csv_cell
 from af2struct.common.io import find_structure_files, load_structure, read_annotations, save_structure, structure_name
 from af2struct.common.modelcif import to_modelcif_string
-from af2struct.common.runner import RunFolder, file_digest, fingerprint, plan, run_items
+from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
 from refine import relax
 from refine.openmm_backend import AmberRelaxation
 from refine.types import RelaxConfig
@@ -128,30 +126,28 @@ def relax_batch(inputs: Sequence[str], out_dir: Path, config: RelaxConfig, jobs:
         raise FileNotFoundError(f"no PDB/mmCIF inputs in {list(inputs)}")
     names = item_names(files)
     settings = {"config": dataclasses.asdict(config), "format": fmt, "amber": amber}
-    fps = {n: fingerprint([file_digest(f), settings]) for f, n in zip(files, names)}
     by_name = dict(zip(names, files))
-    with RunFolder(out_dir, reserved=REPORTS) as folder:
-        records, todo = plan(folder, list(fps.items()), force, "structures")
+
+    def execute(folder: RunFolder, todo: List[str]):
         previous = {n: folder.forget(n) for n in todo}
-        bar = tqdm(total=len(todo), desc="relax", unit="structure", disable=not progress)
         args = [(str(by_name[n]), str(folder.item_path(n)), config, fmt, amber) for n in todo]
-        try:
-            for i, rec in run_items(relax_file, args, jobs):
-                n = todo[i]
-                if isinstance(rec, Exception):  # the worker died with the structure
-                    rec = {"name": n, "input": str(by_name[n]), "status": "error", "error": str(rec)}
-                if rec["status"] == "error":
-                    logger.error("%s: %s", n, rec["error"])
-                elif rec["status"] == "violations":
-                    logger.warning("%s: relaxed with violations left (%s)", n, rec.get("violation_kinds_after"))
-                outputs = [Path(f) for f in rec.pop("files", [])]
-                if rec["status"] == "error":
-                    _set_apart(folder.out, previous[n], rec)
-                records[n] = folder.commit(n, fps[n], rec, outputs)
-                bar.update()
-        finally:
-            bar.close()
-            write_report([records.get(n) or _unrecorded(folder, n, fmt) for n in names], folder.out)
+        for i, rec in run_items(relax_file, args, jobs):
+            n = todo[i]
+            if isinstance(rec, Exception):  # the worker died with the structure
+                rec = {"name": n, "input": str(by_name[n]), "status": "error", "error": str(rec)}
+            if rec["status"] == "error":
+                logger.error("%s: %s", n, rec["error"])
+                _set_apart(folder.out, previous[n], rec)
+            elif rec["status"] == "violations":
+                logger.warning("%s: relaxed with violations left (%s)", n, rec.get("violation_kinds_after"))
+            yield Finished(n, rec, [Path(f) for f in rec.pop("files", [])])
+
+    def report(folder: RunFolder, records: Dict[str, Dict], final: bool) -> None:
+        write_report([records.get(n) or _unrecorded(folder, n, fmt) for n in names], folder.out)
+
+    batch = Batch(out_dir, [(n, fingerprint([file_digest(f), settings])) for f, n in zip(files, names)], REPORTS,
+                  report, "relax", "structure")
+    records = run_batch(batch, execute, force, progress)
     return [records[n] for n in names]
 
 

@@ -231,28 +231,6 @@ def _energy_kcal(ctx) -> float:
     return e.value_in_unit(e.unit) / KJ_PER_KCAL  # kJ/mol -> kcal/mol
 
 
-def _minimize_round(topology, start_nm, reference_nm, weight, config,
-                    repel: dict[tuple[int, int], tuple[float, float]] | None = None, base_system=None
-                    ) -> tuple[np.ndarray, float, float, str]:
-    """One restrained minimisation; returns (positions nm, E before, E after, platform).
-    ``base_system``: the force field's system of ``topology`` (built once per relax, copied here)."""
-    system = copy.deepcopy(base_system) if base_system is not None else _build_system(topology, config)
-    _add_restraints(system, topology, reference_nm, weight, config.stiffness)
-    _add_repulsion(system, repel or {})
-    ctx, platform = _context(system, start_nm * unit.nanometer, config)
-    try:
-        e0 = _energy_kcal(ctx)
-        openmm.LocalEnergyMinimizer.minimize(ctx, config.tolerance * KJ_PER_KCAL, config.max_iterations)
-        state = ctx.getState(getPositions=True)
-        pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-        e1 = _energy_kcal(ctx)
-    finally:
-        del ctx
-    if not (np.isfinite(e1) and np.isfinite(pos).all()):
-        raise RelaxError(f"minimiser diverged (energy {e1})")
-    return pos, e0, e1, platform
-
-
 def threaded_rings(protein: Protein) -> set[int]:
     """Residues in a threaded ring: an aromatic ring with a heavy atom of another residue within
     ``THREADED`` of its centre (never so in a real structure: atoms stay ~3.4 A from a ring's
@@ -292,8 +270,21 @@ class AmberRelaxation:
         return _RelaxRun.start(protein, self.config).run(amber_prefix)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Minimised:
+    """Where the protocol stands after a minimisation: positions (nm, all atoms of the topology),
+    their heavy atoms on the input's residues, the energy (kcal/mol, restraints excluded) and
+    whether the violation model found nothing left."""
+
+    positions: np.ndarray
+    protein: Protein
+    energy: float
+    clean: bool
+
+
 class _RelaxRun:
-    """One relax of one structure: its topology, restraint state and the steps of the protocol."""
+    """One relax of one structure: its topology, restraint state and the steps of the protocol
+    (:meth:`run` reads as the protocol; each step is one method)."""
 
     def __init__(self, protein: Protein, config: RelaxConfig, topology, positions_nm: np.ndarray,
                  segments: np.ndarray | None = None, notes: list[str] | None = None) -> None:
@@ -311,6 +302,7 @@ class _RelaxRun:
         self.rng = np.random.default_rng(config.seed)
         self.attempts = 0
         self.platform = "?"
+        self.initial_energy: float | None = None  # the input's energy (before the first minimisation)
 
     @classmethod
     def start(cls, protein: Protein, config: RelaxConfig) -> "_RelaxRun":
@@ -343,13 +335,33 @@ class _RelaxRun:
             self.attempts += 1
             trial = start_nm if attempt == 1 else start_nm + self.rng.normal(0, 0.001, start_nm.shape)
             try:
-                pos, e0, e1, self.platform = _minimize_round(self.topology, trial, self.state.reference,
-                                                             self.state.weight, config, repel, self.system)
+                pos, e0, e1 = self.minimise_once(trial, config, repel)
+                if self.initial_energy is None:
+                    self.initial_energy = e0
                 return pos, e0, e1
             except Exception as exc:  # OpenMM raises plain Exceptions
                 self.notes.append(f"minimisation attempt {attempt} failed: {exc}")
                 logger.warning("minimisation attempt %d failed: %s", attempt, exc)
         raise RelaxError(f"minimisation failed {config.max_attempts} times: {self.notes[-1]}")
+
+    def minimise_once(self, start_nm: np.ndarray, config: RelaxConfig,
+                      repel: dict[tuple[int, int], tuple[float, float]]) -> tuple[np.ndarray, float, float]:
+        """One restrained minimisation (the force field's system, copied, with this run's
+        restraints and ``repel`` pairs); returns (positions nm, E before, E after kcal/mol)."""
+        system = copy.deepcopy(self.system)
+        _add_restraints(system, self.topology, self.state.reference, self.state.weight, config.stiffness)
+        _add_repulsion(system, repel)
+        ctx, self.platform = _context(system, start_nm * unit.nanometer, config)
+        try:
+            e0 = _energy_kcal(ctx)
+            openmm.LocalEnergyMinimizer.minimize(ctx, config.tolerance * KJ_PER_KCAL, config.max_iterations)
+            pos = np.asarray(ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+            e1 = _energy_kcal(ctx)
+        finally:
+            del ctx
+        if not (np.isfinite(e1) and np.isfinite(pos).all()):
+            raise RelaxError(f"minimiser diverged (energy {e1})")
+        return pos, e0, e1
 
     def prepare(self) -> np.ndarray:
         """Before the first round (``repel``): an aromatic ring with another residue's atom through it
@@ -422,13 +434,19 @@ class _RelaxRun:
         state.rescued.update(turned)
         return current
 
-    def pull_back(self, current: np.ndarray, relaxed: Protein, energy: float, initial_energy: float
-                  ) -> tuple[np.ndarray, Protein, float]:
-        """Bring a clean model (``current`` nm, its heavy atoms ``relaxed``) that ended further
-        than ``target_rmsd`` from the input back towards it (module doc). A step is kept only if
-        it ends with no violation, below ``initial_energy`` (the input's) and at least
-        ``PULL_BACK_MIN_GAIN`` closer (stiffer restraints strain the model: a marginal gain is not
-        worth it); returns (positions nm, their heavy atoms, energy kcal/mol)."""
+    def pull_back_wanted(self, end: _Minimised) -> bool:
+        """A clean ``repel`` model that ended a little further than ``target_rmsd`` from the input
+        (within ``PULL_BACK_WINDOW``): worth pulling back."""
+        c = self.config
+        return (c.violation_policy == "repel" and c.target_rmsd > 0 and c.stiffness > 0 and end.clean
+                and c.target_rmsd < heavy_atom_rmsd(end.protein, self.protein) <= c.target_rmsd + PULL_BACK_WINDOW)
+
+    def pull_back(self, end: _Minimised) -> _Minimised:
+        """Bring a clean model that ended further than ``target_rmsd`` from the input back towards
+        it (module doc). A step is kept only if it ends with no violation, below the input's
+        energy and at least ``PULL_BACK_MIN_GAIN`` closer (stiffer restraints strain the model: a
+        marginal gain is not worth it)."""
+        current, relaxed, energy, initial_energy = end.positions, end.protein, end.energy, self.initial_energy
         config, protein = self.config, self.protein
         rmsd0 = rmsd = heavy_atom_rmsd(relaxed, protein)
         energy0 = energy
@@ -464,21 +482,28 @@ class _RelaxRun:
         if kept is not None:
             self.notes.append(f"pulled back towards the input at {kept:g} kcal/mol/A^2: heavy-atom RMSD "
                               f"{rmsd0:.2f} -> {rmsd:.2f} A, energy {energy0:.0f} -> {energy:.0f} kcal/mol")
-        return current, relaxed, energy
+        return _Minimised(current, relaxed, energy, clean=True)
 
     # -- the protocol ---------------------------------------------------------------------------------
     def run(self, amber_prefix: Path | None = None) -> RelaxResult:
-        """Rounds of minimise -> check -> act until nothing is left, nothing changes or
-        ``max_outer_iterations`` ran; then the pull-back; then the result."""
-        config, protein = self.config, self.protein
-        before = self.violations(protein)
-        current = self.prepare() if config.violation_policy == "repel" else self.start_nm
-        initial_energy, previous = None, None
+        """Rounds of minimise -> check -> act (:meth:`rounds`); a clean model a little too far
+        from the input pulled back (:meth:`pull_back`); then the result (:meth:`result`)."""
+        before = self.violations(self.protein)
+        end, rounds = self.rounds(self.prepare() if self.config.violation_policy == "repel" else self.start_nm)
+        if self.pull_back_wanted(end):
+            end = self.pull_back(end)
+        return self.result(end, before, rounds, amber_prefix)
+
+    def rounds(self, current: np.ndarray) -> tuple[_Minimised, int]:
+        """Minimise, check, act (``release`` or :meth:`repel_step`) until nothing is left, a round
+        changes nothing or ``max_outer_iterations`` ran; returns the last minimised model and the
+        number of rounds."""
+        config = self.config
+        previous = None
         for rounds in range(1, config.max_outer_iterations + 1):
-            current, e0, energy = self.minimise(current)
-            initial_energy = e0 if initial_energy is None else initial_energy
-            moved = np.inf if previous is None else float(np.abs(current - previous[1]).max()) * 10.0  # A
-            relaxed = self.model(current)
+            minimised, _, energy = self.minimise(current)
+            moved = np.inf if previous is None else float(np.abs(minimised - previous[1]).max()) * 10.0  # A
+            relaxed = self.model(minimised)
             found = self.violations(relaxed)
             bad = found.residues()
             logger.info("relax round %d of at most %d: E=%.1f kcal/mol, %d residue(s) in violation", rounds,
@@ -492,30 +517,42 @@ class _RelaxRun:
             before_step = self.state.signature()
             if config.violation_policy == "release":
                 self.state.release(self.topology, bad)
+                current = minimised
             else:
-                current = self.repel_step(current, found)
+                current = self.repel_step(minimised, found)
             # a round that acted on something new (stiffer repulsion, softened or released
             # residues, a new rotamer) is never the last for lack of movement
             previous = (bad, current) if self.state.signature() == before_step else None
-        if (config.violation_policy == "repel" and config.target_rmsd > 0 and config.stiffness > 0 and not bad
-                and config.target_rmsd < heavy_atom_rmsd(relaxed, protein) <= config.target_rmsd + PULL_BACK_WINDOW):
-            current, relaxed, energy = self.pull_back(current, relaxed, energy, initial_energy)
-        relaxed = relaxed.replace(chain_id=protein.chain_id)
+        return _Minimised(minimised, relaxed, energy, clean=not bad), rounds
+
+    def export(self, positions_nm: np.ndarray, amber_prefix: Path | None) -> str | None:
+        """With ``keep_hydrogens``: the model with hydrogens as PDB text (returned); with
+        ``amber_prefix``: ``.prmtop``/``.inpcrd`` files. Chains keep the input's ids."""
+        config = self.config
+        if not (config.keep_hydrogens or amber_prefix is not None):
+            return None
+        for chain, cid in zip(self.topology.chains(), _chain_ids_per_segment(self.protein, self.segments)):
+            chain.id = cid
         pdb_h = None
-        if config.keep_hydrogens or amber_prefix is not None:
-            for chain, cid in zip(self.topology.chains(), _chain_ids_per_segment(protein, self.segments)):
-                chain.id = cid
         if config.keep_hydrogens:
             buf = io.StringIO()
-            app.PDBFile.writeFile(self.topology, current * 10.0 * unit.angstrom, buf, keepIds=True)
+            app.PDBFile.writeFile(self.topology, positions_nm * 10.0 * unit.angstrom, buf, keepIds=True)
             pdb_h = buf.getvalue()
         if amber_prefix is not None:
-            export_amber(self.topology, current, config, amber_prefix)
+            export_amber(self.topology, positions_nm, config, amber_prefix)
+        return pdb_h
+
+    def result(self, end: _Minimised, before: StructureViolations, rounds: int,
+               amber_prefix: Path | None) -> RelaxResult:
+        """The :class:`RelaxResult` of the run ending at ``end`` (``before``: the input's violations)."""
+        protein = self.protein
+        relaxed = end.protein.replace(chain_id=protein.chain_id)
+        pdb_h = self.export(end.positions, amber_prefix)
         after = self.violations(relaxed)
         return RelaxResult(
             protein=relaxed,
-            initial_energy=float(initial_energy),
-            final_energy=float(energy),
+            initial_energy=float(self.initial_energy),
+            final_energy=float(end.energy),
             rmsd_heavy=heavy_atom_rmsd(relaxed, protein),
             violations_before=before.actionable,
             violations_after=after.actionable,

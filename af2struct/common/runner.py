@@ -19,6 +19,10 @@
   in it (a user's notes) is carried into the new folder; a user's file in the way of a new output
   is kept beside it as ``<file>.orig``. A rerun that fails leaves the finished result it would
   have replaced, set apart as ``<name>.previous`` (never deleted).
+- **One loop.** :func:`run_batch` is the run of all three commands: lock the folder, plan
+  (finished items are kept), hand the rest to an *executor* (items here, in worker processes with
+  :func:`run_items`, or on a Ray cluster), record each item as it comes back, and write the
+  command's reports as it goes and once more however the run stops (``finally``).
 - **Workers.** :func:`run_items` runs items in worker processes (``jobs > 1``): a worker that dies
   (e.g. killed by the out-of-memory killer) costs only the item it held; the others go on, on a
   fresh worker. Workers die with the parent (Linux ``PR_SET_PDEATHSIG``) so a killed run leaves no
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -44,7 +49,9 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from tqdm import tqdm
 
 from af2struct.common.files import TEMP_MARK, atomic_write_text
 
@@ -253,6 +260,63 @@ def plan(folder: RunFolder, items: Sequence[Tuple[str, str]], force: bool = Fals
     if done:
         logger.info("resuming: %d of %d %s already finished (same input and options)", len(done), len(items), what)
     return done, todo
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """What :func:`run_batch` needs to know about one command's run.
+
+    ``items``: ``(name, fingerprint)`` of every item, in report order. ``report(folder, records,
+    final)`` writes the command's reports from the records so far (``final``: the run is over;
+    not-final reports come at most every ``report_every`` seconds). ``what``/``unit``: the progress
+    bar's words ("relax", "structure")."""
+
+    out: Path
+    items: Sequence[Tuple[str, str]]
+    reserved: Sequence[str]
+    report: Callable[[RunFolder, Dict[str, Dict], bool], None]
+    what: str
+    unit: str
+    report_every: float = 5.0
+
+
+class Finished(NamedTuple):
+    """An item an executor has finished: its record (an item that failed has ``status``
+    ``error``) and the output files the record lists."""
+
+    name: str
+    record: Dict
+    files: Sequence[Path] = ()
+
+
+#: ``executor(folder, todo)`` runs the named items and yields a :class:`Finished` for each as it
+#: finishes. What happens before the first item (loading a model, starting workers) is the executor's.
+Executor = Callable[[RunFolder, List[str]], Iterator[Finished]]
+
+
+def run_batch(batch: Batch, executor: Executor, force: bool = False, progress: bool = True) -> Dict[str, Dict]:
+    """The run loop of ``predict``, ``relax`` and ``evaluate``: plan, execute, record, report.
+
+    Items finished before with the same fingerprint are kept (``force``: none); the executor runs
+    the others; each record is committed as its item comes back; the reports are written along
+    the way and always at the end, also when the run is interrupted. Returns the records by name
+    (items not reached have none)."""
+    fps = dict(batch.items)
+    with RunFolder(batch.out, reserved=batch.reserved) as folder:
+        records, todo = plan(folder, batch.items, force, f"{batch.unit}s")
+        bar = tqdm(total=len(todo), desc=batch.what, unit=batch.unit, disable=not progress)
+        last = time.monotonic()
+        try:
+            for name, record, files in executor(folder, todo):
+                records[name] = folder.commit(name, fps[name], record, files)
+                bar.update()
+                if time.monotonic() - last >= batch.report_every:
+                    batch.report(folder, records, False)
+                    last = time.monotonic()
+        finally:
+            bar.close()
+            batch.report(folder, records, True)
+    return records
 
 
 # -- worker processes -------------------------------------------------------------------------

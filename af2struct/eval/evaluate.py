@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from tqdm import tqdm
 
 from af2struct.common.files import atomic_path, atomic_write_text, csv_cell
-from af2struct.common.runner import RunFolder, file_digest, fingerprint, plan, run_items
+from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
 from af2struct.common.io import is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
 from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
@@ -289,31 +288,31 @@ def evaluate(
     native_keys = {t: _native_key(n) for t, n in natives.items() if any(j.target == t for j in job_list)}
     fps = {n: fingerprint([j.target, j.model, file_digest(j.pred_path), native_keys[j.target], align])
            for n, j in zip(names, job_list)}
-    with RunFolder(out, reserved=REPORTS) as folder:
-        records, todo = plan(folder, list(fps.items()), force, "models")
+    summary: Dict[str, object] = {}
+
+    def execute(folder: RunFolder, todo: List[str]):
         redo = set(todo)
         # biggest models first (file size as the proxy), so a long chain does not start last
         order = [k for k in range(len(job_list)) if names[k] in redo]
         if jobs > 1:
             order.sort(key=lambda k: -_size(job_list[k].pred_path))
-        todo_jobs = [job_list[k] for k in order]
-        bar = tqdm(total=len(todo_jobs), desc="scoring", unit="model", disable=not progress)
-        try:
-            for i, row in run_items(score_job, [(j, align) for j in todo_jobs], jobs):
-                j, name = todo_jobs[i], names[order[i]]
-                if isinstance(row, Exception):  # the worker died with this model
-                    row = {"target": j.target, "model": j.model, "pred_path": j.pred_path, "status": "error",
-                           "error": str(row)}
-                if row["status"] != "ok":
-                    logger.error("%s / %s: %s", row["target"], row["model"], row["error"])
-                records[name] = folder.commit(name, fps[name], row)
-                bar.update()
-        finally:
-            bar.close()
-            rows = [_row(records.get(n), j) for n, j in zip(names, job_list)]
-            summary = summarize(rows)
-            summary["unmatched_files"] = unmatched
-            write_reports(rows, summary, folder.out, plots=plots)
+        for i, row in run_items(score_job, [(job_list[k], align) for k in order], jobs):
+            j = job_list[order[i]]
+            if isinstance(row, Exception):  # the worker died with this model
+                row = {"target": j.target, "model": j.model, "pred_path": j.pred_path, "status": "error",
+                       "error": str(row)}
+            if row["status"] != "ok":
+                logger.error("%s / %s: %s", row["target"], row["model"], row["error"])
+            yield Finished(names[order[i]], row)
+
+    def report(folder: RunFolder, records: Dict[str, Dict], final: bool) -> None:
+        rows = [_row(records.get(n), j) for n, j in zip(names, job_list)]
+        summary.clear()
+        summary.update(summarize(rows), unmatched_files=unmatched)
+        write_reports(rows, summary, folder.out, plots=plots and final)
+
+    batch = Batch(Path(out), list(fps.items()), REPORTS, report, "scoring", "model")
+    run_batch(batch, execute, force, progress)
     return summary
 
 

@@ -5,21 +5,25 @@
 cross_attn_compress_ratio, inter_msa_self_attn)``; ``model(seq, msa, mask=, msa_mask=)`` returns
 distogram logits ``[B, L, L, 37]``) and its later template arguments (0.4: ``templates_dim``,
 ``templates_embed_layers``, ``templates_angles_feats_dim``; ``model(..., templates_feats=,
-templates_mask=, templates_angles=)``) on top of the project's typed config; ``predict`` runs
-the structure stages as well.
+templates_mask=, templates_angles=)``) on top of the project's typed config. :meth:`Alphafold2.predict`
+is the inference call: features in, every output decoded (pLDDT 0-100, PAE in Angstrom, distogram
+and its bin edges, coordinates) in one dict.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 
 from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
-from af2struct.model.heads import DistogramHead, PAEHead, PLDDTHead, TorsionHead, structure_agreement
-from af2struct.model.mds import center_distogram, distances_to_bins, weighted_mds
+from af2struct.common.residue_constants import SequenceError
+from af2struct.model.heads import (DistogramHead, PAEHead, PLDDTHead, TorsionHead, pae_bin_centers, pae_from_logits,
+                                   plddt_from_logits, structure_agreement)
+from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
 from af2struct.model.potential import refine_on_distogram
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.templates import template_trace
@@ -134,6 +138,42 @@ class Alphafold2(nn.Module):
             raise ValueError("templates_feats given to a model built without templates (pass templates_dim=...)")
         out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles, templates)
         return out if return_all else out["distogram"]
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, batch: Dict[str, torch.Tensor], num_recycles: Optional[int] = None,
+                timings: Optional[Dict[str, float]] = None) -> Dict[str, torch.Tensor]:
+        """Inference on a feature ``batch`` (:func:`af2struct.data.features.collate`): trunk with
+        recycling, then the structure stages, every head decoded. Returns ``plddt [B, L]`` (0-100),
+        ``distogram [B, L, L, bins]`` logits with ``bin_edges [bins]`` (A; the last bin is "at or
+        beyond"), ``backbone [B, L, 3, 3]`` (N, CA, C), ``chi [B, L, 4, 2]`` (sin, cos), ``ca_mds``
+        and ``ca [B, L, 3]`` (the MDS and the refined Calpha traces), and, with a PAE head,
+        ``pae [B, L, L]`` (A; row = the residue whose frame aligns) and ``max_pae`` (the largest
+        value it can report, 31.75 A). Raises ``SequenceError`` for a sequence longer than
+        ``trunk.max_seq_len`` and ``ValueError`` for template features given to a model without
+        template modules. ``timings``, if given, gets the seconds of the ``trunk`` and ``structure`` stages."""
+        n, max_len = batch["aatype"].shape[-1], self.config.trunk.max_seq_len
+        if n > max_len:
+            raise SequenceError(f"sequence of {n} residues exceeds the model's max_seq_len={max_len}")
+        templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
+        if templates is not None and self.trunk.template is None and bool(batch["template_mask"].any()):
+            raise ValueError("these weights have no template modules: predict without templates, or with "
+                             "weights trained with templates (the shipped ones are)")
+        t0 = time.perf_counter()
+        out = self(batch=batch, num_recycles=num_recycles, return_all=True)
+        t1 = time.perf_counter()
+        out = self.structure(out, batch["seq_mask"] > 0, templates=templates)
+        if timings is not None:
+            timings.update(trunk=t1 - t0, structure=time.perf_counter() - t1)
+        h = self.config.heads
+        dev = out["distogram"].device
+        result = {"plddt": plddt_from_logits(out["plddt_logits"]), "distogram": out["distogram"],
+                  "bin_edges": distogram_edges(h.distogram_bins, h.distogram_min, h.distogram_max).to(dev),
+                  "backbone": out["backbone"], "chi": out["chi"], "ca_mds": out["ca_mds"], "ca": out["ca"]}
+        if "pae_logits" in out:
+            result["pae"] = pae_from_logits(out["pae_logits"], h.pae_max)
+            result["max_pae"] = pae_bin_centers(h.pae_bins, h.pae_max, dev)[-1]
+        return result
 
     # ------------------------------------------------------------------ structure
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,

@@ -1,6 +1,8 @@
 """Many targets: FASTA in, one folder per target out; shortest first, resumable, atomic.
 
-The output folder is a :class:`~af2struct.common.runner.RunFolder`: one run at a time, each
+The run is :func:`~af2struct.common.runner.run_batch`'s (the loop relax and evaluate use too);
+targets run here, one after another, or on Ray (:mod:`af2struct.predict.ray_backend`). The
+output folder is a :class:`~af2struct.common.runner.RunFolder`: one run at a time, each
 target written in a temporary folder and moved into place when complete, then recorded with a
 fingerprint of its input and options. A rerun skips targets finished with the same fingerprint and
 redoes the rest (changed, failed, missing or unreadable), saying why; ``force`` redoes all. One
@@ -14,12 +16,10 @@ import glob
 import io
 import logging
 from pathlib import Path
-from typing import Dict, List, Sequence
-
-from tqdm import tqdm
+from typing import Dict, Iterator, List, Sequence
 
 from af2struct.common.files import atomic_write_text, csv_cell
-from af2struct.common.runner import RunFolder, plan
+from af2struct.common.runner import Batch, Finished, RunFolder, run_batch
 from af2struct.predict.pipeline import best_device, load_default_model
 from af2struct.predict.ray_backend import predict_on_ray
 from af2struct.predict.targets import PredictOptions, Target, predict_target, resolve_inputs
@@ -36,30 +36,31 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
     """Predict every target not already finished (shortest first) into ``out_dir``; writes
     ``summary.csv`` after each target and at the end, also when interrupted. Returns the rows."""
     order = sorted(targets, key=lambda t: (len(t.sequence), t.name))
-    with RunFolder(out_dir, reserved=[SUMMARY]) as folder:
-        inputs = resolve_inputs(order, folder, opts)  # each target's files, caches and fingerprint, once
-        rows, todo_names = plan(folder, [(i.name, i.fingerprint) for i in inputs], force, "targets")
-        redo = set(todo_names)
-        todo = [i for i in inputs if i.name in redo]
+    inputs = resolve_inputs(order, RunFolder(out_dir), opts)  # each target's files, caches and fingerprint, once
+    by_name = {i.name: i for i in inputs}
+
+    def execute(folder: RunFolder, todo: List[str]) -> Iterator[Finished]:
+        todo_inputs = [by_name[n] for n in todo]
         if force:  # --force searches again too: this run's own search caches of these targets go
-            for t in todo:
+            for t in todo_inputs:
                 for kind, ext in (("msas", "a3m"), ("templates", "json")):
                     for f in folder.cache_path(kind).glob(f"{glob.escape(t.name)}.*.{ext}"):
                         f.unlink()
-        try:
-            if todo and opts.use_ray:
-                for row in predict_on_ray(todo, folder, opts):
-                    rows[row["name"]] = row
-                    write_summary(order, rows, folder.out)
-            elif todo:
-                device = best_device(opts.device)
-                model, _ = load_default_model(opts.weights, device)
-                for t in tqdm(todo, desc="predict", unit="target", disable=not opts.progress):
-                    rows[t.name] = predict_target(model, folder, t, opts, device)
-                    write_summary(order, rows, folder.out)
-        finally:
-            write_summary(order, rows, folder.out)
-    return [rows.get(t.name, {"name": t.name, "status": "not run"}) for t in order]
+        if opts.use_ray:  # the parallel executor: the same steps on a cluster
+            yield from predict_on_ray(todo_inputs, folder, opts)
+            return
+        device = best_device(opts.device)
+        model, _ = load_default_model(opts.weights, device)
+        for t in todo_inputs:
+            yield predict_target(model, folder, t, opts, device)
+
+    def report(folder: RunFolder, records: Dict[str, Dict], final: bool) -> None:
+        write_summary(order, records, folder.out)
+
+    batch = Batch(Path(out_dir), [(i.name, i.fingerprint) for i in inputs], [SUMMARY], report, "predict", "target",
+                  report_every=0.0)
+    records = run_batch(batch, execute, force, opts.progress)
+    return [records.get(t.name, {"name": t.name, "status": "not run"}) for t in order]
 
 
 def write_summary(order: Sequence[Target], rows: Dict[str, Dict], out_dir: Path) -> None:

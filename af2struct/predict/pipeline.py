@@ -10,14 +10,11 @@ from typing import Dict, Optional, Union
 import numpy as np
 import torch
 
-from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
 from af2struct.data.features import collate, make_example, to_numpy
 from af2struct.data.msa import Msa
 from af2struct.geometry.decode import decode_structure
 from af2struct.model.checkpoint import CheckpointError, load_model
-from af2struct.model.heads import pae_bin_centers, pae_from_logits, plddt_from_logits
-from af2struct.model.mds import distogram_edges
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.pt"
 
@@ -71,48 +68,33 @@ def best_device(requested: str = "auto") -> str:
 def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recycles: Optional[int] = None,
                       seed: int = 0, device: str = "cpu", max_msa_rows: int = 128,
                       clean_backbone: bool = True, templates: Optional[Dict[str, np.ndarray]] = None) -> Prediction:
-    """Run the model on one sequence; raises ``SequenceError``/``MsaError`` for bad input.
+    """One target, straight down the line: features -> :meth:`Alphafold2.predict
+    <af2struct.model.network.Alphafold2.predict>` (every head decoded by the model) -> numpy ->
+    all-atom :class:`Protein` (:func:`~af2struct.geometry.decode.decode_structure`). Raises
+    ``SequenceError``/``MsaError`` for bad input.
 
-    ``clean_backbone``: regularize the predicted Calpha trace (3.80 A virtual bonds, no
+    ``clean_backbone``: regularize the predicted Calpha trace (3.802 A virtual bonds, no
     overlapping Calphas) and rebuild the backbone from ideal peptide units on it
     (:mod:`af2struct.geometry.ca_trace`), so the model is physically sound before relax.
     """
     t0 = time.perf_counter()
-    aatype = rc.sequence_to_aatype(sequence)
-    max_len = model.config.trunk.max_seq_len
-    if len(aatype) > max_len:
-        raise rc.SequenceError(f"sequence of {len(aatype)} residues exceeds the model's max_seq_len={max_len}")
+    query = Protein.from_sequence(sequence)  # residue types checked here (SequenceError)
     if msa is not None:
         msa.check_query(sequence)
     torch.manual_seed(seed)
-    ex = make_example(Protein.from_sequence(sequence), msa, max_msa_rows, np.random.default_rng(seed))
-    if templates is not None and len(templates["template_mask"]):
-        if model.trunk.template is None:
-            raise WeightsError("these weights have no template modules: predict without --templates, or with "
-                               "weights trained with templates (the shipped ones are)")
+    ex = make_example(query, msa, max_msa_rows, np.random.default_rng(seed))
+    if templates is not None:
         ex.update(templates)
     batch = {k: v.to(device) for k, v in collate([ex]).items()}
-    t1 = time.perf_counter()
-    with torch.no_grad():
-        out = model(batch=batch, num_recycles=num_recycles, return_all=True)
-        t2 = time.perf_counter()
-        templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
-        out = model.structure(out, batch["seq_mask"] > 0, templates=templates)
-    t3 = time.perf_counter()
-    plddt = to_numpy(plddt_from_logits(out["plddt_logits"]))[0]
-    backbone = to_numpy(out["backbone"])[0]
-    chi = to_numpy(out["chi"])[0]
-    protein = decode_structure(aatype, backbone, chi, plddt, clean=clean_backbone)
-    h = model.config.heads
-    pae = to_numpy(pae_from_logits(out["pae_logits"], h.pae_max))[0] if "pae_logits" in out else None
+    timings = {"features": time.perf_counter() - t0}
+    out = {k: to_numpy(v) for k, v in model.predict(batch, num_recycles, timings).items()}
+    t2 = time.perf_counter()
+    protein = decode_structure(query.aatype, out["backbone"][0], out["chi"][0], out["plddt"][0], clean=clean_backbone)
+    timings["structure"] += time.perf_counter() - t2  # the all-atom model is the structure stage's last step
     return Prediction(
-        protein=protein,
-        plddt=plddt,
-        distogram_logits=to_numpy(out["distogram"])[0],
-        bin_edges=to_numpy(distogram_edges(h.distogram_bins, h.distogram_min, h.distogram_max)),
-        ca_mds=to_numpy(out["ca_mds"])[0],
-        ca_se3=to_numpy(out["ca"])[0],
-        timings={"features": t1 - t0, "trunk": t2 - t1, "structure": t3 - t2 + (time.perf_counter() - t3)},
-        pae=pae,
-        max_pae=float(pae_bin_centers(h.pae_bins, h.pae_max)[-1]) if pae is not None else None,
+        protein=protein, plddt=out["plddt"][0], distogram_logits=out["distogram"][0], bin_edges=out["bin_edges"],
+        ca_mds=out["ca_mds"][0], ca_se3=out["ca"][0],
+        timings=timings,
+        pae=out["pae"][0] if "pae" in out else None,
+        max_pae=float(out["max_pae"]) if "max_pae" in out else None,
     )

@@ -1,7 +1,8 @@
 """Predict on a Ray cluster: the model on GPU workers, MSA search and relax on CPU workers.
 
-Same outputs and resume semantics as the local loop (:mod:`af2struct.predict.batch`):
-the driver alone writes target folders (under a temporary name, renamed when complete) and
+The parallel executor of the run loop (:func:`af2struct.common.runner.run_batch`, as
+:mod:`af2struct.predict.batch` calls it): same outputs, records and resume as targets run one
+after another, because the same loop records them. The driver alone writes target folders (under a temporary name, renamed when complete) and
 ``summary.csv``, so workers need no shared file system. Each target flows through three stages:
 
 1. ``prepare`` (CPU task): check the sequence, read its MSA or search ``--msa-db`` with jackhmmer;
@@ -24,9 +25,8 @@ import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
-from tqdm import tqdm
 
-from af2struct.common.runner import RunFolder
+from af2struct.common.runner import Finished, RunFolder
 from af2struct.predict.pipeline import load_default_model, predict_structure
 from af2struct.predict.targets import (InputError, PredictOptions, TargetInputs, TargetResult, check_target,
                                        fail_target, relax_prediction, target_msa, target_templates, write_target)
@@ -114,8 +114,8 @@ def _connect(opts: PredictOptions) -> Optional[str]:
     return temp
 
 
-def predict_on_ray(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictOptions) -> Iterator[Dict]:
-    """Predict ``targets`` on Ray, yielding each summary row as its folder is complete."""
+def predict_on_ray(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictOptions) -> Iterator[Finished]:
+    """Predict ``targets`` on Ray (the run's parallel executor), yielding each as its folder is complete."""
     import ray  # lazy: optional extra, present once _connect succeeded
 
     started = _connect(opts)
@@ -145,7 +145,7 @@ def predict_on_ray(targets: Sequence[TargetInputs], folder: RunFolder, opts: Pre
 
 
 def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictOptions, actors: List,
-              tasks) -> Iterator[Dict]:
+              tasks) -> Iterator[Finished]:
     """Prepare (MSA, templates) -> predict on a model actor -> relax, pipelined over ``targets``;
     ``tasks`` are the remote prepare and relax functions."""
     import ray  # lazy: optional extra, present once _connect succeeded
@@ -155,7 +155,6 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
     load = [0] * len(actors)
     for t in targets:
         pending[prepare.remote(t, opts)] = ("prepare", t, {"t0": time.perf_counter()})
-    bar = tqdm(total=len(targets), desc="predict (ray)", unit="target", disable=not opts.progress)
     try:
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
@@ -165,7 +164,6 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
             try:
                 value = ray.get(ref)
             except Exception as exc:  # the target fails; the batch goes on
-                bar.update(1)
                 yield fail_target(folder, target, _cause(exc), time.perf_counter() - state["t0"])
                 continue
             if stage == "prepare":
@@ -183,17 +181,14 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
                 state["pred"] = value
                 state["timings"].update(value.timings)
                 if opts.relax == "none":
-                    bar.update(1)
                     yield _finish(folder, target, opts, state, None)
                 else:
                     pending[relax.remote(value.protein, opts)] = ("relax", target, state)
             else:
                 result, t_relax = value
                 state["timings"]["relax"] = t_relax
-                bar.update(1)
                 yield _finish(folder, target, opts, state, result)
     finally:
-        bar.close()
         for ref in pending:  # interrupted: stop what is still queued (finished folders are kept)
             try:
                 ray.cancel(ref)
@@ -201,7 +196,7 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
                 pass
 
 
-def _finish(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, state: Dict, relaxed) -> Dict:
+def _finish(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, state: Dict, relaxed) -> Finished:
     timings = dict(state["timings"])
     timings["total"] = sum(timings.values())  # worker time; queueing between stages is not counted
     return write_target(folder, inputs, opts, TargetResult(state["pred"], relaxed, timings, state.get("msa"),

@@ -23,7 +23,7 @@ import numpy as np
 from af2struct.common import residue_constants as rc
 from af2struct.common.files import atomic_write_text
 from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure, save_structure
-from af2struct.common.runner import RunFolder, file_digest, fingerprint
+from af2struct.common.runner import Finished, RunFolder, file_digest, fingerprint
 from af2struct.common.modelcif import to_modelcif_string
 from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
 from af2struct.data.msa_search import search_msa
@@ -368,9 +368,9 @@ class TargetResult:
     templates: Optional[TemplateResult] = None
 
 
-def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, result: TargetResult) -> Dict:
-    """Write one target's folder (in a temporary folder moved into place when complete, then its
-    record); returns its summary row."""
+def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, result: TargetResult) -> Finished:
+    """Write one target's folder (in a temporary folder moved into place when complete); returns
+    its summary row and files for the run to record."""
     target, pred, relaxed, timings = inputs.target, result.pred, result.relaxed, result.timings
     msa, templates = result.msa, result.templates
     row: Dict = {"name": target.name, "length": len(pred.plddt)}
@@ -422,7 +422,7 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
         atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
         owned = folder.forget(target.name)
         final = folder.publish_dir(partial, target.name, owned)
-        return folder.commit(target.name, inputs.fingerprint, row, sorted(final.iterdir()))
+        return Finished(target.name, row, sorted(final.iterdir()))
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
         return fail_target(folder, inputs, exc, timings.get("total", 0.0))
@@ -451,8 +451,8 @@ def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -
     return conf
 
 
-def fail_target(folder: RunFolder, inputs: TargetInputs, exc: BaseException, seconds: float = 0.0) -> Dict:
-    """Record a failed target (its error row). An older folder of that name (made from other
+def fail_target(folder: RunFolder, inputs: TargetInputs, exc: BaseException, seconds: float = 0.0) -> Finished:
+    """A failed target (its error row, for the run to record). An older folder of that name (made from other
     input or options) is never lost: it is set apart as ``<name>.previous`` so it cannot pass for
     this run's result."""
     target = inputs.target
@@ -462,7 +462,7 @@ def fail_target(folder: RunFolder, inputs: TargetInputs, exc: BaseException, sec
     if moved is not None:
         logger.warning("%s: the earlier result is kept in %s", target.name, moved)
         row["error"] += f" (the earlier result is kept in {moved.name})"
-    return folder.commit(target.name, inputs.fingerprint, row)
+    return Finished(target.name, row)
 
 
 def weights_label(weights: Optional[str]) -> str:
@@ -538,8 +538,8 @@ def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
             "error": msg, "t_total": round(seconds, 3)}
 
 
-def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, device: str) -> Dict:
-    """Predict (and relax, score) one target into its folder; returns its summary row."""
+def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, device: str) -> Finished:
+    """Predict (and relax, score) one target into its folder; returns its summary row and files."""
     t0 = time.perf_counter()
     try:
         check_target(inputs.target, opts)

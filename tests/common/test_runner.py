@@ -142,7 +142,7 @@ def test_a_failed_rerun_sets_the_finished_result_apart(tmp_path):
         final = folder.publish_dir(tmp, "t")
         folder.commit("t", "fp1", {"status": "ok"}, [final / "relaxed.pdb"])
         inputs = TargetInputs(Target("t", "AAAA"), None, None, None, None, "", "fp2")
-        row = fail_target(folder, inputs, OSError(28, "No space left on device"))
+        row = fail_target(folder, inputs, OSError(28, "No space left on device")).record
     assert row["status"] == "error" and "t.previous" in row["error"]
     assert (out / "t.previous" / "relaxed.pdb").read_text() == "good" and not (out / "t").exists()
 
@@ -151,3 +151,35 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_run_batch_records_as_items_come_and_reports_however_it_stops(tmp_path):
+    """The one run loop: finished items kept, the rest executed and recorded one by one, the
+    report written at the end also when the executor raises; a rerun does only what is left."""
+    from af2struct.common.runner import Batch, Finished, run_batch
+
+    reports, ran = [], []
+
+    def report(folder, records, final):
+        reports.append((final, sorted(records)))
+
+    def executor(folder, todo):
+        for name in todo:
+            if name == "c" and not ran.count("stop"):
+                ran.append("stop")
+                raise KeyboardInterrupt
+            ran.append(name)
+            yield Finished(name, {"status": "ok", "name": name})
+
+    batch = Batch(tmp_path / "out", [("a", "1"), ("b", "1"), ("c", "1")], ["report.csv"], report, "test", "item",
+                  report_every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(batch, executor, progress=False)
+    assert ran == ["a", "b", "stop"]
+    assert reports == [(False, ["a"]), (False, ["a", "b"]), (True, ["a", "b"])]
+    records = run_batch(batch, executor, progress=False)  # the rerun: only c
+    assert ran[3:] == ["c"] and sorted(records) == ["a", "b", "c"] and reports[-1] == (True, ["a", "b", "c"])
+    assert records["c"]["fingerprint"] == "1" and records["a"]["status"] == "ok"
+    batch2 = Batch(tmp_path / "out", [("a", "2"), ("b", "1"), ("c", "1")], ["report.csv"], report, "test", "item")
+    run_batch(batch2, executor, progress=False)  # a's fingerprint changed: a alone is redone
+    assert ran[4:] == ["a"]

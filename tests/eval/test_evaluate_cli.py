@@ -181,3 +181,39 @@ def test_a_rerun_scores_only_what_changed_and_a_stopped_run_still_reports(tmp_pa
         ev.evaluate(preds, data_dir / "T1082.pdb", tmp_path / "o", plots=False, progress=False, force=True)
     status = {row["model"]: row["status"] for row in csv.DictReader(open(tmp_path / "o" / "scores.csv"))}
     assert status == {"T1082_model_1": "ok", "T1082_model_2": "not run"}
+
+
+def test_killed_mid_run_then_rerun_gives_the_uninterrupted_reports(tmp_path, data_dir):
+    """kill -9 (no ``finally`` runs) after the second of three models: the rerun keeps the two
+    recorded models, scores the third, and writes the reports an uninterrupted run writes."""
+    nat = load_structure(data_dir / "T1082.pdb")
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    rng = np.random.default_rng(1)
+    for k in (1, 2, 3):
+        noisy = nat.atom_positions + rng.normal(0, 0.4 * k, nat.atom_positions.shape).astype(np.float32)
+        save_structure(nat.replace(atom_positions=noisy), preds / f"T1082_model_{k}.pdb")
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    code = f"""
+import os, signal
+import af2struct.eval.evaluate as ev
+real, seen = ev.score_job, []
+def score_then_die(job, align=False):
+    if len(seen) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    seen.append(job)
+    return real(job, align)
+ev.score_job = score_then_die
+ev.evaluate({str(preds)!r}, {str(data_dir / "T1082.pdb")!r}, {str(killed)!r}, plots=False, progress=False)
+"""
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9, p.stderr
+    assert len(list((killed / ".af2struct" / "records").glob("*.json"))) == 2
+    from af2struct.eval.evaluate import evaluate
+    from tests.cli_run import cli
+
+    evaluate(preds, data_dir / "T1082.pdb", whole, plots=False, progress=False)
+    r = cli("evaluate", "--pred", preds, "--native", data_dir / "T1082.pdb", "--out", killed, "--no-plots")
+    assert r.returncode == 0 and "2 of 3 models already finished" in r.stderr
+    for f in ("scores.csv", "scores.json", "summary.md"):
+        assert (killed / f).read_text() == (whole / f).read_text(), f

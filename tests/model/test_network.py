@@ -33,6 +33,36 @@ def test_structure_outputs(tiny):
     assert torch.allclose(n_ca, torch.full_like(n_ca, 1.458), atol=1e-3)
 
 
+def test_predict_hands_back_every_output_decoded(tiny):
+    """One inference call: pLDDT on 0-100, PAE in Angstrom up to the head's largest value, the
+    distogram with its bin edges, coordinates; the same numbers the heads' decoders give."""
+    import numpy as np
+
+    from af2struct.common.protein import Protein
+    from af2struct.common.residue_constants import SequenceError
+    from af2struct.data.features import collate, make_example
+    from af2struct.model.heads import pae_from_logits
+
+    torch.manual_seed(0)
+    model = Alphafold2(config=tiny).eval()
+    batch = collate([make_example(Protein.from_sequence("MKTAYIAKQRQISFVKSHFS"), None, 8, np.random.default_rng(0))])
+    timings = {}
+    out = model.predict(batch, timings=timings)
+    assert set(timings) == {"trunk", "structure"}
+    assert out["plddt"].shape == (1, 20) and 0 <= float(out["plddt"].min()) and float(out["plddt"].max()) <= 100
+    assert out["pae"].shape == (1, 20, 20) and float(out["max_pae"]) == 31.75
+    assert 0 <= float(out["pae"].min()) and float(out["pae"].max()) <= 31.75
+    assert out["distogram"].shape == (1, 20, 20, 37) and out["bin_edges"].shape == (37,)
+    assert float(out["bin_edges"][0]) == 2.0 and float(out["bin_edges"][-1]) == 20.0
+    assert out["backbone"].shape == (1, 20, 3, 3) and out["ca"].shape == out["ca_mds"].shape == (1, 20, 3)
+    with torch.no_grad():
+        trunk = model(batch=batch, return_all=True)
+    assert torch.allclose(out["pae"], pae_from_logits(trunk["pae_logits"], tiny.heads.pae_max))
+    short = Alphafold2(config=tiny, max_seq_len=16).eval()
+    with pytest.raises(SequenceError, match="20 residues exceeds the model's max_seq_len=16"):
+        short.predict(batch)
+
+
 def test_max_seq_len_is_enforced(tiny):
     model = Alphafold2(config=tiny, max_seq_len=16)
     with pytest.raises(ValueError, match="exceeds max_seq_len=16"):

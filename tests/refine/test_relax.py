@@ -188,7 +188,7 @@ def test_minimiser_failure_is_retried_then_reported(real_structures, monkeypatch
     import refine.openmm_backend as ob
 
     calls = {"n": 0}
-    real = ob._minimize_round
+    real = ob._RelaxRun.minimise_once
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -196,14 +196,14 @@ def test_minimiser_failure_is_retried_then_reported(real_structures, monkeypatch
             raise RelaxError("minimiser diverged (energy nan)")
         return real(*a, **k)
 
-    monkeypatch.setattr(ob, "_minimize_round", flaky)
+    monkeypatch.setattr(ob._RelaxRun, "minimise_once", flaky)
     r = relax(_noisy(load_structure(real_structures[0])))
     assert r.attempts >= 2 and any("attempt 1 failed" in n for n in r.notes)
 
     def always(*a, **k):
         raise RelaxError("minimiser diverged (energy nan)")
 
-    monkeypatch.setattr(ob, "_minimize_round", always)
+    monkeypatch.setattr(ob._RelaxRun, "minimise_once", always)
     with pytest.raises(RelaxError, match="failed 2 times"):
         relax(load_structure(real_structures[0]), RelaxConfig(max_attempts=2))
 
