@@ -270,6 +270,15 @@ class AmberRelaxation:
         return _RelaxRun.start(protein, self.config).run(amber_prefix)
 
 
+def wants_pull_back(config: RelaxConfig, rmsd: float) -> bool:
+    """Whether a clean model ``rmsd`` A (heavy atoms) from its input is pulled back: with the
+    ``repel`` policy, restraints and a ``target_rmsd``, when it ended further than ``target_rmsd``
+    but within ``PULL_BACK_WINDOW`` of it (further: the rounds moved it for a reason)."""
+    c = config
+    return (c.violation_policy == "repel" and c.target_rmsd > 0 and c.stiffness > 0
+            and c.target_rmsd < rmsd <= c.target_rmsd + PULL_BACK_WINDOW)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Minimised:
     """Where the protocol stands after a minimisation: positions (nm, all atoms of the topology),
@@ -434,12 +443,6 @@ class _RelaxRun:
         state.rescued.update(turned)
         return current
 
-    def pull_back_wanted(self, end: _Minimised) -> bool:
-        """A clean ``repel`` model that ended a little further than ``target_rmsd`` from the input
-        (within ``PULL_BACK_WINDOW``): worth pulling back."""
-        c = self.config
-        return (c.violation_policy == "repel" and c.target_rmsd > 0 and c.stiffness > 0 and end.clean
-                and c.target_rmsd < heavy_atom_rmsd(end.protein, self.protein) <= c.target_rmsd + PULL_BACK_WINDOW)
 
     def pull_back(self, end: _Minimised) -> _Minimised:
         """Bring a clean model that ended further than ``target_rmsd`` from the input back towards
@@ -490,7 +493,7 @@ class _RelaxRun:
         from the input pulled back (:meth:`pull_back`); then the result (:meth:`result`)."""
         before = self.violations(self.protein)
         end, rounds = self.rounds(self.prepare() if self.config.violation_policy == "repel" else self.start_nm)
-        if self.pull_back_wanted(end):
+        if end.clean and wants_pull_back(self.config, heavy_atom_rmsd(end.protein, self.protein)):
             end = self.pull_back(end)
         return self.result(end, before, rounds, amber_prefix)
 

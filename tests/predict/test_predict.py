@@ -310,29 +310,43 @@ def test_resume_compares_input_options_and_files(tmp_path, tiny_weights):
     assert (out / "a" / "unrelaxed.pdb").read_text() == first  # same input and options, same model
 
 
-def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path, tiny_weights):
-    import os
+def _kill_when(cmd, ready, timeout: float = 120.0) -> None:
+    """Start ``cmd``, ``kill -9`` it as soon as ``ready()`` is true (polled every 10 ms)."""
     import signal
     import time
 
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not ready() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed_running = p.poll() is None
+    os.kill(p.pid, signal.SIGKILL) if killed_running else None
+    p.wait()
+    assert killed_running, "the run ended before the moment it was to be killed at"
+
+
+def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path, tiny_weights):
+    """kill -9 at three moments (the folder just taken, nothing written; a target recorded, the
+    next one running; a later target's outputs half written), then a rerun: every output byte
+    for byte what an uninterrupted run writes, no temporary folder left."""
     fasta = tmp_path / "in.fasta"
     fasta.write_text("".join(f">t{i}\n{SEQ_1PSM[:18 + 2 * i]}\n" for i in range(4)))
     args = ["--relax", "none", "--weights", tiny_weights, "--no-plots", "--quiet"]
     whole = tmp_path / "whole"
-    t0 = time.perf_counter()
-    assert script("predict", fasta, "--out", whole, *args).returncode == 0  # timed as the killed runs start
-    seconds = time.perf_counter() - t0
-    for delay in (0.5 * seconds, 0.75 * seconds, 0.9 * seconds):  # start-up, then between and inside targets
-        out = tmp_path / f"killed{delay}"
-        p = subprocess.Popen([sys.executable, str(ROOT / "scripts/predict.py"), str(fasta), "--out", str(out), *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+    assert run(fasta, "--out", whole, *args).returncode == 0
+    moments = {
+        "started": lambda out: (out / ".af2struct" / "lock").exists(),
+        "between": lambda out: (out / ".af2struct" / "records" / "t0.json").exists(),
+        "inside": lambda out: any(out.glob(".t2.*.partial")),
+    }
+    for moment, ready in moments.items():
+        out = tmp_path / moment
+        _kill_when([sys.executable, str(ROOT / "scripts/predict.py"), str(fasta), "--out", str(out), *args],
+                   lambda: ready(out))
         assert run(fasta, "--out", out, *args).returncode == 0
         for i in range(4):
             for f in ("unrelaxed.pdb", "confidence.json", "distogram.npz"):
-                assert (out / f"t{i}" / f).read_bytes() == (whole / f"t{i}" / f).read_bytes(), (delay, i, f)
+                assert (out / f"t{i}" / f).read_bytes() == (whole / f"t{i}" / f).read_bytes(), (moment, i, f)
         assert not list(out.glob(".*.partial"))
 
 
