@@ -307,6 +307,43 @@ def test_relax_worker_killed_costs_only_its_structure(tmp_path, data_dir):
     assert r.returncode == 0 and "2 of 3 structures already finished" in r.stderr
 
 
+def test_relax_killed_mid_run_then_rerun_gives_the_uninterrupted_outputs(tmp_path, data_dir):
+    """kill -9 of the relax process itself (no ``finally`` runs) after its first structure: the
+    rerun keeps that one, relaxes the other, and the outputs and report rows (but the wall time)
+    are those of an uninterrupted run."""
+    import csv
+
+    inp = tmp_path / "in"
+    names = _psm_pieces(inp, data_dir, [(0, 12), (12, 24)])
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    code = f"""
+import os, signal
+import refine.batch as rb
+real, seen = rb.relax_file, []
+def relax_then_die(*args):
+    if seen:
+        os.kill(os.getpid(), signal.SIGKILL)
+    seen.append(args)
+    return real(*args)
+rb.relax_file = relax_then_die
+rb.relax_batch([{str(inp)!r}], rb.Path({str(killed)!r}), rb.RelaxConfig(), progress=False)
+"""
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9, p.stderr
+    assert [f.name for f in (killed / ".af2struct" / "records").iterdir()] == [f"{names[0]}.json"]
+    assert cli("relax", inp, "--out", whole).returncode == 0
+    r = cli("relax", inp, "--out", killed)
+    assert r.returncode == 0 and "1 of 2 structures already finished" in r.stderr
+    for n in names:
+        assert (killed / f"{n}_relaxed.pdb").read_bytes() == (whole / f"{n}_relaxed.pdb").read_bytes(), n
+
+    def rows(out):
+        return [{k: v for k, v in row.items() if k not in ("wall_time", "output")}
+                for row in csv.DictReader(open(out / "relax_report.csv"))]
+
+    assert rows(killed) == rows(whole)
+
+
 def _force_field_outliers(pdb_with_hydrogens: str):
     """Heavy-atom bonds and angles of a relaxed model against the force field's own equilibrium
     values (amber99sb, as relax used it): the largest bond-length and angle deviations, every
