@@ -31,8 +31,20 @@ def _overlap_of(top, nat):
     return score
 
 
+_WORST = {}
+
+
 def _worst_rotamer(top, nat, pos, i):
-    """Residue ``i`` turned to the chi1/chi2 grid point that clashes most (a trapped side chain)."""
+    """Residue ``i`` turned to the chi1/chi2 grid point that clashes most (a trapped side chain);
+    searched once per residue of the module's structure (a copy is returned)."""
+    key = (id(top), i)
+    if key not in _WORST:
+        _WORST[key] = _search_worst_rotamer(top, nat, pos, i)
+    worst, worst_score = _WORST[key]
+    return worst.copy(), worst_score
+
+
+def _search_worst_rotamer(top, nat, pos, i):
     residue = list(top.residues())[i]
     chis = rc.chi_angles_atoms[residue.name][:2]
     score = _overlap_of(top, nat)
