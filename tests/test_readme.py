@@ -57,8 +57,16 @@ def test_the_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     test_lines = [b.strip() for b in _shell_blocks(ROOT / "README.md") if "pytest" in b]
     assert len(test_lines) == 1 and test_lines[0] in ci
-    assert "pip install -c constraints.txt -e . && .venv/bin/python scripts/predict.py examples/T1082.fasta" in readme
+    quickstart = ("pip install -c constraints.txt -e . && .venv/bin/python scripts/predict.py examples/T1082.fasta "
+                  "--native tests/fixtures/T1082.pdb --out outputs/quickstart")
+    assert quickstart in readme
     assert (ROOT / "examples" / "T1082.fasta").exists()
+    # CI runs the Quickstart prediction too (its own output folder) and checks the files the README lists
+    assert ("scripts/predict.py examples/T1082.fasta --native tests/fixtures/T1082.pdb --out \"$QUICKSTART_OUT\""
+            in ci)
+    promised = re.findall(r"`([\w./]+\.(?:pdb|png|json|csv))`", readme.split("Look at `outputs/quickstart/T1082/`")[1]
+                          .split("\n\n")[0])
+    assert len(promised) >= 8 and all(f.split("/")[-1] in ci for f in promised), promised
 
 
 def test_links_lead_to_files_and_the_readme_is_a_users_page():
