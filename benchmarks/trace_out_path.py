@@ -7,7 +7,9 @@ tree; the trace walks it to ``--depth`` levels below and lists the files the wor
 order. A file still waiting on the call stack (a coordinator calling its stages in turn) has not
 been left; a call that makes no project call of its own (a leaf: ``atomic_write_text``, a path
 helper) is a utility used, not a hop of the data, and is not counted. "Returns to a file already
-left" counts the calls into a file the work had entered before, that is not on the stack.
+left" counts the calls into a file the work had entered before, that is not on the stack. The
+model (``af2struct/model/``) and relax (``refine/``) are stages: entering one counts, their
+insides (the trunk's modules, the relax protocol's steps) are not walked.
 
     python benchmarks/trace_out_path.py [--sequence SEQ] [--relax none|openmm] [--depth 3] [--files]
 
@@ -67,9 +69,13 @@ def trace(argv):
     return code, roots
 
 
+OPAQUE = ("af2struct/model/", "refine/")  # stages entered as one step: the model, relax
+
+
 def walk(node: Call, depth: int, stack: list, entered: list, returns: list) -> None:
     """Depth-first over non-leaf calls: each call into another file than its caller's is an
-    entry; an entry into a file entered before and not on ``stack`` is a return to it."""
+    entry; an entry into a file entered before and not on ``stack`` is a return to it. The
+    model and relax are stages entered once each: their insides are not walked."""
     for child in node.children:
         if not child.children or depth == 0:
             continue  # a leaf: a utility used, control does not move
@@ -77,14 +83,15 @@ def walk(node: Call, depth: int, stack: list, entered: list, returns: list) -> N
             if child.file in entered and child.file not in stack:
                 returns.append(f"{node.file}:{node.name} -> {child.file}:{child.name}")
             entered.append(child.file)
-        walk(child, depth - 1, stack + [child.file], entered, returns)
+        if not child.file.startswith(OPAQUE):
+            walk(child, depth - 1, stack + [child.file], entered, returns)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sequence", default=SEQ_1PSM)
     p.add_argument("--relax", default="openmm", choices=("openmm", "none"))
-    p.add_argument("--depth", type=int, default=3, help="levels of calls below the per-target call")
+    p.add_argument("--depth", type=int, default=20, help="levels of calls below the per-target call")
     p.add_argument("--files", action="store_true", help="print the file sequence too")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

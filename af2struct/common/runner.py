@@ -203,14 +203,15 @@ class RunFolder:
         atomic_write_text(self._record_path(name), json.dumps(rec, indent=1, default=float))
         return rec
 
-    def publish_dir(self, tmp: Path, name: str, owned: Iterable[str] = ()) -> Path:
-        """Move a finished temporary folder into ``name``'s place. An old folder there loses only
-        the files in ``owned`` (paths relative to the run folder that a record listed); any
-        other file in it is carried into the new folder (as ``<file>.orig`` where a new output
-        takes its name)."""
+    def publish_dir(self, tmp: Path, name: str) -> Path:
+        """Move a finished temporary folder into ``name``'s place, dropping ``name``'s record
+        first (:meth:`forget`; the caller commits the new one). An old folder there loses only the
+        files its record listed; any other file in it is carried into the new folder (as
+        ``<file>.orig`` where a new output takes its name)."""
+        owned = self.forget(name)
         final = self.item_path(name)
         if final.is_dir():
-            _carry_unowned(final, tmp, self.out, set(owned))
+            _carry_unowned(final, tmp, self.out, owned)
             shutil.rmtree(final)
         elif final.exists():
             final.rename(final.with_name(final.name + ".orig"))

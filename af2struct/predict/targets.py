@@ -420,8 +420,7 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
         if relax_error:
             row["error"] = f"relax failed (unrelaxed model written): {relax_error}"
         atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
-        owned = folder.forget(target.name)
-        final = folder.publish_dir(partial, target.name, owned)
+        final = folder.publish_dir(partial, target.name)
         return Finished(target.name, row, sorted(final.iterdir()))
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)

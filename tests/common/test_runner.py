@@ -115,8 +115,7 @@ def test_a_run_removes_only_what_it_can_prove_is_its_own(tmp_path):
         tmp = folder.temp_dir("query")
         assert oct(tmp.stat().st_mode & 0o777) == oct(0o777 & ~_umask())  # not mkdtemp's 0700
         (tmp / "result.json").write_text("{}")
-        owned = folder.forget("query")
-        final = folder.publish_dir(tmp, "query", owned)
+        final = folder.publish_dir(tmp, "query")
         folder.commit("query", "fp1", {"status": "ok"}, [final / "result.json"])
     for f in users[1:]:
         assert f.read_text() == "mine"
@@ -126,7 +125,7 @@ def test_a_run_removes_only_what_it_can_prove_is_its_own(tmp_path):
     with RunFolder(out) as folder:
         tmp = folder.temp_dir("query")
         (tmp / "result.json").write_text('{"v": 2}')
-        folder.publish_dir(tmp, "query", folder.forget("query"))
+        folder.publish_dir(tmp, "query")
     assert (out / "query" / "result.json").read_text() == '{"v": 2}'
     assert (out / "query" / "notes.txt").read_text() == "mine"
     assert not (out / "query" / "result.json.orig.orig").exists()
