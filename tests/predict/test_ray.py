@@ -61,13 +61,14 @@ def ray_temp_dirs():
     return list(Path(tempfile.gettempdir()).glob("af2struct-ray-*"))
 
 
+# what the command says about a Ray it cannot use: in this process (tests/cli_run.py), no Ray started
 def test_ray_needs_two_local_workers(tmp_path):
-    r = run("--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--workers", 1)
-    assert r.returncode == 1 and "at least 2" in r.stderr
+    r = cli("predict", "--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--workers", 1)
+    assert r.returncode == 1 and "at least 2" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_ray_address_and_workers_are_exclusive(tmp_path):
-    r = run("--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--workers", 2, "--ray-address", "auto")
+    r = cli("predict", "--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--workers", 2, "--ray-address", "auto")
     assert r.returncode == 1 and "not both" in r.stderr
 
 
@@ -75,5 +76,6 @@ def test_unreachable_ray_address_is_one_quick_line(tmp_path):
     import time
 
     t0 = time.time()
-    r = run("--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--ray-address", "127.0.0.1:1")
+    r = cli("predict", "--sequence", SEQ_1PSM, "--out", tmp_path / "o", "--ray-address", "127.0.0.1:1")
     assert r.returncode == 1 and "no Ray cluster answers there" in r.stderr and time.time() - t0 < 60
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr  # one line
