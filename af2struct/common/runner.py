@@ -307,14 +307,16 @@ def run_batch(batch: Batch, executor: Executor, force: bool = False, progress: b
         records, todo = plan(folder, batch.items, force, f"{batch.unit}s")
         bar = tqdm(total=len(todo), desc=batch.what, unit=batch.unit, disable=not progress)
         last = time.monotonic()
+        running = executor(folder, todo)
         try:
-            for name, record, files in executor(folder, todo):
+            for name, record, files in running:
                 records[name] = folder.commit(name, fps[name], record, files)
                 bar.update()
                 if time.monotonic() - last >= batch.report_every:
                     batch.report(folder, records, False)
                     last = time.monotonic()
         finally:
+            running.close()  # its workers (processes, Ray tasks) stop before the last report
             bar.close()
             batch.report(folder, records, True)
     return records

@@ -40,6 +40,8 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
     by_name = {i.name: i for i in inputs}
 
     def execute(folder: RunFolder, todo: List[str]) -> Iterator[Finished]:
+        if not todo:  # all finished: no model loaded, no Ray started
+            return
         todo_inputs = [by_name[n] for n in todo]
         if force:  # --force searches again too: this run's own search caches of these targets go
             for t in todo_inputs:

@@ -2,8 +2,9 @@
 
 The parallel executor of the run loop (:func:`af2struct.common.runner.run_batch`, as
 :mod:`af2struct.predict.batch` calls it): same outputs, records and resume as targets run one
-after another, because the same loop records them. The driver alone writes target folders (under a temporary name, renamed when complete) and
-``summary.csv``, so workers need no shared file system. Each target flows through three stages:
+after another, because the same loop records them. The driver alone writes target folders
+(under a temporary name, renamed when complete) and ``summary.csv``, so workers need no shared
+file system. Each target flows through three stages:
 
 1. ``prepare`` (CPU task): check the sequence, read its MSA or search ``--msa-db`` with jackhmmer;
 2. ``predict`` (a model actor; one per GPU, or ``model_workers`` CPU actors): trunk, MDS, SE(3), side chains;

@@ -451,9 +451,9 @@ def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -
 
 
 def fail_target(folder: RunFolder, inputs: TargetInputs, exc: BaseException, seconds: float = 0.0) -> Finished:
-    """A failed target (its error row, for the run to record). An older folder of that name (made from other
-    input or options) is never lost: it is set apart as ``<name>.previous`` so it cannot pass for
-    this run's result."""
+    """A failed target (its error row, for the run to record). An older folder of that name (made
+    from other input or options) is never lost: it is set apart as ``<name>.previous`` so it
+    cannot pass for this run's result."""
     target = inputs.target
     row = error_row(target, exc, seconds)
     folder.forget(target.name)

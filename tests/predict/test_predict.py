@@ -363,6 +363,10 @@ def test_two_runs_into_one_folder_then_a_rerun_leave_every_target_complete(tmp_p
     assert all(rc == 0 or (rc == 1 and "is in use by another run" in err) for rc, err in results), results
     r = run(fasta, "--out", out, "--relax", "none", "--weights", tiny_weights, "--no-plots")
     assert r.returncode == 0 and "3 of 3 targets already finished" in r.stderr
+    # nothing left to do starts nothing: not even a Ray cluster that is not there
+    r = run(fasta, "--out", out, "--relax", "none", "--weights", tiny_weights, "--no-plots",
+            "--ray-address", "127.0.0.1:1")
+    assert r.returncode == 0 and "3 of 3 targets already finished" in r.stderr, r.stderr
     for i in range(3):
         assert load_structure(out / f"t{i}" / "unrelaxed.pdb").sequence == SEQ_1PSM[:18 + 2 * i]
 
