@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -284,7 +285,7 @@ def evaluate(
         logger.warning("%s: no native target matches this file name; skipped", u)
     if not job_list:
         raise EvaluationError(f"no models in {pred} match a native in {native}")
-    names = [_record_name(j) for j in job_list]
+    names = _record_names(job_list)
     native_keys = {t: _native_key(n) for t, n in natives.items() if any(j.target == t for j in job_list)}
     fps = {n: fingerprint([j.target, j.model, file_digest(j.pred_path), native_keys[j.target], align])
            for n, j in zip(names, job_list)}
@@ -316,9 +317,14 @@ def evaluate(
     return summary
 
 
-def _record_name(job: Job) -> str:
-    """The run record's name of one (target, model) pair."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{job.target}__{job.model}")
+def _record_names(jobs: Sequence[Job]) -> List[str]:
+    """The run records' names of the (target, model) pairs: ``<target>__<model>`` where that is a
+    safe file name used once; else made safe and made unique with a hash of the model's path
+    (``T1082/m 1.pdb`` and ``T1082/m_1.pdb``, or ``m.pdb`` beside ``m.cif``, never share a record)."""
+    raw = [f"{j.target}__{j.model}" for j in jobs]
+    safe = [re.sub(r"[^A-Za-z0-9._-]", "_", r) for r in raw]
+    return [s if s == r and safe.count(s) == 1 else f"{s}-{hashlib.sha256(j.pred_path.encode()).hexdigest()[:8]}"
+            for r, s, j in zip(raw, safe, jobs)]
 
 
 def _native_key(native: Union[str, Protein]) -> str:

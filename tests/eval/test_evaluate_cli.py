@@ -217,3 +217,23 @@ ev.evaluate({str(preds)!r}, {str(data_dir / "T1082.pdb")!r}, {str(killed)!r}, pl
     assert r.returncode == 0 and "2 of 3 models already finished" in r.stderr
     for f in ("scores.csv", "scores.json", "summary.md"):
         assert (killed / f).read_text() == (whole / f).read_text(), f
+
+
+def test_models_whose_names_differ_only_in_odd_characters_keep_their_own_scores(tmp_path, data_dir):
+    """``m 1.pdb`` beside ``m_1.pdb``, ``m.pdb`` beside ``m.cif``: each model its own record and row
+    (no row showing another model's scores), also on a rerun."""
+    from af2struct.eval.evaluate import evaluate
+
+    nat = load_structure(data_dir / "T1082.pdb")
+    models = tmp_path / "preds" / "T1082"
+    models.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for name, noise in (("m 1.pdb", 2.0), ("m_1.pdb", 0.0), ("m.pdb", 1.0), ("m.cif", 3.0)):
+        pos = nat.atom_positions + rng.normal(0, noise, nat.atom_positions.shape).astype(np.float32) * (noise > 0)
+        save_structure(nat.replace(atom_positions=pos), models / name)
+    for _ in range(2):  # the rerun reads the records back
+        rows = evaluate(tmp_path / "preds", data_dir / "T1082.pdb", tmp_path / "o", plots=False, progress=False)
+        by_path = {Path(r["pred_path"]).name: r for r in json.loads((tmp_path / "o" / "scores.json").read_text())["models"]}
+        assert rows["n_models"] == 4 and len(by_path) == 4
+        assert by_path["m_1.pdb"]["gdt_ts"] == 100.0 and by_path["m 1.pdb"]["gdt_ts"] < 100.0
+        assert by_path["m.pdb"]["gdt_ts"] > by_path["m.cif"]["gdt_ts"]
