@@ -19,8 +19,8 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
 from af2struct.common.residue_constants import SequenceError
+from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
 from af2struct.model.heads import (DistogramHead, PAEHead, PLDDTHead, TorsionHead, pae_bin_centers, pae_from_logits,
                                    plddt_from_logits, structure_agreement)
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
@@ -151,7 +151,8 @@ class Alphafold2(nn.Module):
         ``pae [B, L, L]`` (A; row = the residue whose frame aligns) and ``max_pae`` (the largest
         value it can report, 31.75 A). Raises ``SequenceError`` for a sequence longer than
         ``trunk.max_seq_len`` and ``ValueError`` for template features given to a model without
-        template modules. ``timings``, if given, gets the seconds of the ``trunk`` and ``structure`` stages."""
+        template modules. ``timings``, if given, gets the seconds of the ``trunk`` and ``structure``
+        stages."""
         n, max_len = batch["aatype"].shape[-1], self.config.trunk.max_seq_len
         if n > max_len:
             raise SequenceError(f"sequence of {n} residues exceeds the model's max_seq_len={max_len}")
