@@ -179,6 +179,9 @@ def test_run_batch_records_as_items_come_and_reports_however_it_stops(tmp_path):
     records = run_batch(batch, executor, progress=False)  # the rerun: only c
     assert ran[3:] == ["c"] and sorted(records) == ["a", "b", "c"] and reports[-1] == (True, ["a", "b", "c"])
     assert records["c"]["fingerprint"] == "1" and records["a"]["status"] == "ok"
-    batch2 = Batch(tmp_path / "out", [("a", "2"), ("b", "1"), ("c", "1")], ["report.csv"], report, "test", "item")
+    batch2 = Batch(tmp_path / "out", [("a", "2"), ("b", "1"), ("c", "1")], ["report.csv"], report, "test", "item",
+                   report_every=3600.0)
+    del reports[:]
     run_batch(batch2, executor, progress=False)  # a's fingerprint changed: a alone is redone
     assert ran[4:] == ["a"]
+    assert reports == [(True, ["a", "b", "c"])]  # within report_every of the start: the final report only
