@@ -64,6 +64,14 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def file_key(path: PathLike) -> str:
+    """A file's identity for caches and fingerprints without reading it: resolved path, size and
+    modification time (a file replaced at the same path is another file)."""
+    p = Path(path)
+    st = p.stat()
+    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def csv_cell(value):
     """A CSV cell a spreadsheet will not run: text starting with ``= + - @``, a tab or a carriage
     return gets a leading ``'`` (OWASP's advice on CSV injection); numbers, including negative

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Union
 
 import pyhmmer
 
-from af2struct.common.files import atomic_write_text
+from af2struct.common.files import atomic_write_text, file_key
 from af2struct.data.backbone_db import BackboneDB
 from af2struct.data.msa import Msa
 from af2struct.data.templates import MAX_HITS, TemplateError, TemplateHit, filter_hits
@@ -57,8 +57,7 @@ class TemplateDB(BackboneDB):
     def content_key(self) -> str:
         """Identifies the database's content (path, size, modification time): a search cache or a
         resume fingerprint made against another database is not reused."""
-        st = self.path.stat()
-        return f"{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        return file_key(self.path)
 
 
 def _hit_from_domain(hit, query: str, name_of) -> Optional[TemplateHit]:

@@ -286,7 +286,8 @@ def evaluate(
     if not job_list:
         raise EvaluationError(f"no models in {pred} match a native in {native}")
     names = _record_names(job_list)
-    native_keys = {t: _native_key(n) for t, n in natives.items() if any(j.target == t for j in job_list)}
+    used = {j.target for j in job_list}
+    native_keys = {t: _native_key(n) for t, n in natives.items() if t in used}
     fps = {n: fingerprint([j.target, j.model, file_digest(j.pred_path), native_keys[j.target], align])
            for n, j in zip(names, job_list)}
     summary: Dict[str, object] = {}

@@ -26,7 +26,7 @@ from scipy.optimize import minimize
 from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import bond_angle, dihedral
 
-CA_CA = rc.ca_ca_distance  # trans peptide virtual bond (3.80 A)
+CA_CA = rc.ca_ca_distance  # trans peptide virtual bond (3.802 A)
 CA_CA_13_MIN = 5.0  # Calpha(i)-Calpha(i+2): 5.2-5.5 A in helices, up to 7.3 A in strands
 CA_CA_MIN = 4.0  # any other pair of Calphas
 K_BOND, K_CLASH = 40.0, 10.0  # stiffness of the virtual bonds and of the Calpha floors

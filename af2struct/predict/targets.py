@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from af2struct.common import residue_constants as rc
-from af2struct.common.files import atomic_write_text
+from af2struct.common.files import atomic_write_text, file_key
 from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure, save_structure
 from af2struct.common.runner import Finished, RunFolder, file_digest, fingerprint
 from af2struct.common.modelcif import to_modelcif_string
@@ -233,7 +233,7 @@ def _fingerprint(target: Target, opts: PredictOptions, msa: Optional[Path], nati
         "num_recycles": opts.num_recycles, "seed": opts.seed, "relax": opts.relax, "format": opts.fmt,
         "relax_config": dataclasses.asdict(opts.relax_config) if opts.relax_config else None, "plots": opts.plots,
         "msa": file_digest(msa) if msa else None,
-        "msa_db": [_file_key(db), opts.msa_iterations] if db and db.is_file() else None,
+        "msa_db": [file_key(db), opts.msa_iterations] if db and db.is_file() else None,
         "native": file_digest(native) if native else None,
         "templates": template_db(opts.templates).content_key() if opts.templates else None,
         "template_options": [opts.max_templates, opts.max_template_date, opts.template_max_identity,
@@ -251,8 +251,7 @@ def template_db(path: str) -> TemplateDB:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"--templates {p}: no such template database file")
-    st = p.stat()
-    return _template_db(str(p.resolve()), f"{st.st_size}:{st.st_mtime_ns}")
+    return _template_db(str(p.resolve()), file_key(p))
 
 
 @dataclasses.dataclass
@@ -320,17 +319,10 @@ def target_msa(inputs: TargetInputs, opts: PredictOptions):
     return msa, time.perf_counter() - t0
 
 
-def _file_key(path: Path) -> str:
-    """A database file's identity for caches and fingerprints: path, size and modification time
-    (a database replaced at the same path is searched again)."""
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
 def msa_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Path:
     """Where a ``--msa-db`` search for ``target`` is kept between runs (named by what it searched)."""
     db = Path(opts.msa_db or "")
-    key = fingerprint([target.sequence, _file_key(db) if db.is_file() else str(db.resolve()), opts.msa_iterations])
+    key = fingerprint([target.sequence, file_key(db) if db.is_file() else str(db.resolve()), opts.msa_iterations])
     return folder.cache_path("msas", f"{target.name}.{key}.a3m")
 
 
@@ -468,7 +460,7 @@ def weights_label(weights: Optional[str]) -> str:
     """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256
     (hashed once per process while the file's size and modification time stay the same)."""
     path = Path(weights) if weights else DEFAULT_WEIGHTS
-    digest = _sha256_prefix(str(path), _file_key(path)) if path.is_file() else "unknown"
+    digest = _sha256_prefix(str(path), file_key(path)) if path.is_file() else "unknown"
     return f"{'shipped ' if not weights else ''}{path.name} (sha256 {digest})"
 
 

@@ -320,7 +320,8 @@ def _kill_when(cmd, ready, timeout: float = 120.0) -> None:
     while not ready() and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     killed_running = p.poll() is None
-    os.kill(p.pid, signal.SIGKILL) if killed_running else None
+    if killed_running:
+        os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert killed_running, "the run ended before the moment it was to be killed at"
 

@@ -37,10 +37,10 @@ _WORST = {}
 def _worst_rotamer(top, nat, pos, i):
     """Residue ``i`` turned to the chi1/chi2 grid point that clashes most (a trapped side chain);
     searched once per residue of the module's structure (a copy is returned)."""
-    key = (id(top), i)
-    if key not in _WORST:
-        _WORST[key] = _search_worst_rotamer(top, nat, pos, i)
-    worst, worst_score = _WORST[key]
+    cached = _WORST.get(i)
+    if cached is None or cached[0] is not top:  # another module's structure: search again
+        cached = _WORST[i] = (top, *_search_worst_rotamer(top, nat, pos, i))
+    _, worst, worst_score = cached
     return worst.copy(), worst_score
 
 
