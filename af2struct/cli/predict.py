@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 from af2struct.cli import run_command
 from af2struct.common.argtypes import HelpFormatter, SEED_MAX, float_in, int_in, out_folder
+from af2struct.common.runner import closing_line, failed_count
 from af2struct.predict.batch import predict_batch
 from af2struct.predict.targets import PredictOptions, read_targets
 from refine.cli import add_relax_arguments, relax_config_from_args
@@ -106,11 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.native:
         print(score_table(records))
     # one rule with relax: violations left are said (status, a warning line), not a failure
-    unclean = sum(r.get("status") == "violations" for r in records)
-    failed = sum(r.get("status") not in ("ok", "violations") for r in records)
-    log.info("%d predicted (relaxed clean or not relaxed), %d relaxed with violations left, %d failed -> %s",
-             len(records) - unclean - failed, unclean, failed, args.out / "summary.csv")
-    return 0 if not failed else 3
+    log.info("%s", closing_line(records, "predicted (relaxed clean or not relaxed)", args.out / "summary.csv"))
+    return 3 if failed_count(records) else 0
 
 
 def score_table(records) -> str:

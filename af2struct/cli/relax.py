@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 from af2struct.cli import run_command
 from af2struct.common.argtypes import HelpFormatter, int_in, out_folder
+from af2struct.common.runner import closing_line, failed_count
 from refine.batch import relax_batch
 from refine.cli import add_relax_arguments, relax_config_from_args
 
@@ -51,11 +52,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     # one rule with predict: violations left are said (status and a warning line) but are not a
     # failure: the structure is written; exit code 3 only when some structure failed
-    unclean = sum(r["status"] == "violations" for r in records)
-    failed = sum(r["status"] not in ("ok", "violations") for r in records)
-    log.info("%d relaxed clean, %d left with violations, %d failed -> %s", len(records) - unclean - failed, unclean,
-             failed, args.out / "relax_report.csv")
-    return 0 if not failed else 3
+    log.info("%s", closing_line(records, "relaxed clean", args.out / "relax_report.csv"))
+    return 3 if failed_count(records) else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -281,6 +281,23 @@ class Batch:
     report_every: float = 5.0
 
 
+def closing_line(records: Sequence[Dict], clean: str, report: os.PathLike) -> str:
+    """The run's last log line, one rule for predict and relax: ``"N <clean>, M with violations
+    left, K failed -> report"`` (violations are named only when some structure has them: a
+    model relaxed with violations left is written and counted, not a failure)."""
+    unclean = sum(r.get("status") == "violations" for r in records)
+    failed = sum(r.get("status") not in ("ok", "violations") for r in records)
+    parts = [f"{len(records) - unclean - failed} {clean}"]
+    if unclean:
+        parts.append(f"{unclean} with violations left")
+    return ", ".join(parts + [f"{failed} failed"]) + f" -> {report}"
+
+
+def failed_count(records: Sequence[Dict]) -> int:
+    """Items that did not finish (errors and items not reached): exit code 3 when any."""
+    return sum(r.get("status") not in ("ok", "violations") for r in records)
+
+
 class Finished(NamedTuple):
     """An item an executor has finished: its record (an item that failed has ``status``
     ``error``) and the output files the record lists."""

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from af2struct.common.runner import RunFolder, RunLockedError, WorkerDied, fingerprint, plan, run_items
+from af2struct.common.runner import (RunFolder, RunLockedError, WorkerDied, closing_line, failed_count, fingerprint, plan,
+                                     run_items)
 
 
 def _square_or_die(x):
@@ -185,3 +186,15 @@ def test_run_batch_records_as_items_come_and_reports_however_it_stops(tmp_path):
     run_batch(batch2, executor, progress=False)  # a's fingerprint changed: a alone is redone
     assert ran[4:] == ["a"]
     assert reports == [(True, ["a", "b", "c"])]  # within report_every of the start: the final report only
+
+
+def test_closing_line_names_violations_only_when_some_are_left():
+    """predict and relax end with this line; whether relax leaves violations depends on the machine
+    (the end-to-end tests see one branch), so both branches are checked here."""
+    clean = [{"status": "ok"}, {"status": "ok"}]
+    assert closing_line(clean, "relaxed clean", "r.csv") == "2 relaxed clean, 0 failed -> r.csv"
+    assert "violations" not in closing_line(clean, "relaxed clean", "r.csv") and failed_count(clean) == 0
+    mixed = clean + [{"status": "violations"}, {"status": "error"}, {"status": "not run"}]
+    assert closing_line(mixed, "relaxed clean", "r.csv") == \
+        "2 relaxed clean, 1 with violations left, 2 failed -> r.csv"
+    assert failed_count(mixed) == 2

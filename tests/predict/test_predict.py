@@ -58,6 +58,8 @@ def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     rr = cli("relax", d / "unrelaxed.pdb", "--out", tmp_path / "rel")
     again = json.loads((tmp_path / "rel" / "relax_report.json").read_text())[0]
     assert again["status"] == row["status"] and rr.returncode == r.returncode == 0
+    # the target's own warning line, and the closing line, name violations exactly when some are left
+    # (either way: this machine's relax decides which branch runs; test_closing_line covers both)
     assert (row["status"] == "violations") == ("violations left" in r.stderr) == ("violations left" in rr.stderr)
     assert np.allclose(load_structure(tmp_path / "rel" / "unrelaxed_relaxed.pdb").atom_positions,
                        relaxed.atom_positions, atol=1e-3)
