@@ -49,8 +49,10 @@ def is_structure_file(path: PathLike) -> bool:
     return str(path).lower().endswith(STRUCTURE_SUFFIXES)
 
 
-def find_structure_files(inputs) -> List[Path]:
-    """Structure files from files, folders (non-recursive) and glob patterns; sorted, unique.
+def find_structure_files(inputs, recursive: bool = False) -> List[Path]:
+    """Structure files from files, folders and glob patterns; sorted, unique. Folders are read
+    one level deep, or with ``recursive`` through their subfolders too (the wwPDB's divided
+    layout: ``mmCIF/ak/1aki.cif.gz``).
 
     Raises ``FileNotFoundError`` for an input that is none of these.
     """
@@ -58,7 +60,8 @@ def find_structure_files(inputs) -> List[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += [x for x in sorted(p.iterdir()) if x.is_file() and is_structure_file(x)]
+            listing = sorted(p.rglob("*")) if recursive else sorted(p.iterdir())
+            found += [x for x in listing if x.is_file() and is_structure_file(x)]
         elif p.is_file():
             found.append(p)
         else:
@@ -83,7 +86,7 @@ def structure_name(path: PathLike) -> str:
     return Path(name).stem
 
 
-def _read_gemmi(path: Path):
+def read_gemmi(path: Path):
     if not path.exists():
         raise StructureError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -163,7 +166,7 @@ def _residue_atoms(res: gemmi.Residue, renames: Dict[str, str]) -> Tuple[np.ndar
 def read_structure(path: PathLike, chain: Optional[str] = None) -> StructureRecord:
     """Like :func:`load_structure`, returning a :class:`StructureRecord` with file details."""
     path = Path(path)
-    st = _read_gemmi(path)
+    st = read_gemmi(path)
     model = st[0]
     chain_names = [c.name for c in model]
     if chain is not None and chain not in chain_names:

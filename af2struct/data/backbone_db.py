@@ -7,9 +7,13 @@ coords_centiA       [R, 4, 3] int16   N, CA, C, O in 0.01 A, relative to the cha
 chain_center        [C, 3] float32    added back to get Angstrom
 offsets, lengths    [C] int64         chain ``i`` is rows ``offsets[i] : offsets[i] + lengths[i]``
 pdb_ids, chain_ids  [C] bytes         chain ``i`` is named ``<pdb_id>_<chain_id>``
-start_resnum        [C] int64         residue number of the first residue (records are gap-free)
+start_resnum        [C] int64         residue number of the first residue
 sequence, dssp      [R] uint8         one ASCII letter per residue
+residue_mask        [R] uint8         optional: 1 where the residue's N, CA, C, O were observed
 ==================  ================  ================================================
+
+``pdb2018_backbone``'s records are gap-free (no ``residue_mask``: every residue observed); a
+template database built from PDB/mmCIF files holds whole chains, unobserved residues masked.
 
 Chains are addressed by index; examples (see :mod:`af2struct.data.features`) are built for a
 crop only, so the whole database stays as compact int16 in memory (~110 MB).
@@ -67,13 +71,16 @@ class BackboneDB:
         self.start_resnum = arrays["start_resnum"].astype(np.int64)
         self._sequence = arrays["sequence"]
         self._dssp = arrays.get("dssp")
+        mask = arrays.get("residue_mask")
+        self.observed = np.ones(len(self._sequence), bool) if mask is None else mask.astype(bool)
         # arrays beyond the layout (e.g. a template library's release_dates), per chain
-        self.extra = {k: v for k, v in arrays.items() if k not in _REQUIRED + ("dssp", "atom_order")}
+        self.extra = {k: v for k, v in arrays.items() if k not in _REQUIRED + ("dssp", "atom_order", "residue_mask")}
         order = arrays.get("atom_order")
         if order is not None and tuple(x.decode() for x in order) != BACKBONE_ATOMS:
             raise BackboneDBError(f"{path}: atom order {order} is not {BACKBONE_ATOMS}")
         r, c = len(self._sequence), len(self.offsets)
-        if self.coords.shape != (r, 4, 3) or self.center.shape != (c, 3) or len(self.lengths) != c:
+        if self.coords.shape != (r, 4, 3) or self.center.shape != (c, 3) or len(self.lengths) != c \
+                or self.observed.shape != (r,):
             raise BackboneDBError(f"{path}: array shapes disagree (coords {self.coords.shape}, {c} chains, {r} residues)")
         if c and (self.offsets.min() < 0 or (self.offsets + self.lengths).max() > r or self.lengths.min() < 1):
             raise BackboneDBError(f"{path}: chain offsets/lengths point outside the {r} residues")
@@ -95,9 +102,12 @@ class BackboneDB:
         if not len(self.offsets):
             return
         n_ca = np.linalg.norm((self.coords[:, 1].astype(np.float32) - self.coords[:, 0]) / 100.0, axis=-1)
+        n_ca = np.where(self.observed, n_ca, np.nan)  # unobserved residues have no coordinates
         order = np.argsort(self.offsets)
         starts = self.offsets[order]
-        medians = np.array([np.median(n_ca[o:o + n]) for o, n in zip(starts, self.lengths[order])])
+        with np.errstate(all="ignore"):
+            medians = np.array([np.nanmedian(n_ca[o:o + n]) if self.observed[o:o + n].any() else 0.0
+                                for o, n in zip(starts, self.lengths[order])])
         wrong = order[(medians < 1.3) | (medians > 1.6)]
         if len(wrong):
             i = int(wrong[0])
@@ -122,8 +132,15 @@ class BackboneDB:
         return "" if self._dssp is None else self._dssp[self._rows(i)].tobytes().decode("ascii")
 
     def backbone(self, i: int, start: int = 0, size: Optional[int] = None) -> np.ndarray:
-        """``[n, 4, 3]`` float32 N, CA, C, O in Angstrom (residues ``start : start + size``)."""
-        return self.coords[self._rows(i, start, size)].astype(np.float32) / 100.0 + self.center[i]
+        """``[n, 4, 3]`` float32 N, CA, C, O in Angstrom (residues ``start : start + size``;
+        zeros where a residue was not observed, see :meth:`observed_mask`)."""
+        rows = self._rows(i, start, size)
+        return np.where(self.observed[rows, None, None],
+                        self.coords[rows].astype(np.float32) / 100.0 + self.center[i], 0.0).astype(np.float32)
+
+    def observed_mask(self, i: int, start: int = 0, size: Optional[int] = None) -> np.ndarray:
+        """``[n]`` bool: the residue's N, CA, C and O were observed."""
+        return self.observed[self._rows(i, start, size)]
 
     def example(self, i: int, start: int = 0, size: Optional[int] = None) -> Example:
         """Training features for residues ``start : start + size`` of chain ``i`` (single
@@ -135,7 +152,7 @@ class BackboneDB:
         mask = np.zeros((n, rc.atom_type_num), np.float32)
         idx = [rc.atom_order[a] for a in BACKBONE_ATOMS]
         pos[:, idx] = self.backbone(i, start, n)
-        mask[:, idx] = 1.0
+        mask[:, idx] = self.observed[rows, None]
         return {
             "aatype": aatype,
             "residue_index": (self.start_resnum[i] + start + np.arange(n)).astype(np.int64),

@@ -20,11 +20,13 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+import numpy as np
 import pyhmmer
 
 from af2struct.common.files import atomic_write_text, file_key
 from af2struct.data.backbone_db import BackboneDB
 from af2struct.data.msa import Msa
+from af2struct.data.template_chains import ACCESSION, valid_date
 from af2struct.data.templates import MAX_HITS, TemplateError, TemplateHit, filter_hits
 
 logger = logging.getLogger(__name__)
@@ -36,14 +38,50 @@ _ALPHABET = pyhmmer.easel.Alphabet.amino()
 class TemplateDB(BackboneDB):
     """A backbone database used as a template library: the chains, their release dates
     (``release_dates`` ``[C]`` strings ``YYYY-MM-DD``, ``""`` unknown; none for
-    ``pdb2018_backbone``, whose chains all predate 2018) and a pyhmmer sequence block."""
+    ``pdb2018_backbone``, whose chains all predate 2018) and a pyhmmer sequence block.
+
+    Checked when opened, so a bad database is named once rather than failing per target: at
+    least one chain; sequences of upper-case letters; one release date per chain, each a real
+    date or empty."""
 
     def __init__(self, path: Union[str, Path]) -> None:
+        path = Path(path)
+        if path.is_dir():
+            raise TemplateError(f"{path} is a folder, not a template database file (make one with "
+                                f"`af2struct templates build {path} --out templates.npz`)")
         super().__init__(path)
+        if not len(self):
+            raise TemplateError(f"{path}: the template database holds no chains")
+        bad = np.nonzero((self._sequence < ord("A")) | (self._sequence > ord("Z")))[0]
+        if len(bad):
+            chain = int(np.searchsorted(self.offsets, bad[0], side="right") - 1)
+            raise TemplateError(f"{path}: chain {self.names[chain]} has {len(bad)} residue letter(s) that are not "
+                                f"upper-case A-Z (e.g. {bytes([self._sequence[bad[0]]])!r}); rebuild the database")
         dates = self.extra.get("release_dates")
-        self.release_dates: Optional[List[str]] = (
-            [d.decode() if isinstance(d, bytes) else str(d) for d in dates] if dates is not None else None)
+        self.release_dates: Optional[List[str]] = None
+        if dates is not None:
+            self.release_dates = [d.decode() if isinstance(d, bytes) else str(d) for d in np.atleast_1d(dates)]
+            if len(self.release_dates) != len(self):
+                raise TemplateError(f"{path}: {len(self.release_dates)} release dates for {len(self)} chains")
+            wrong = [(n, d) for n, d in zip(self.names, self.release_dates) if d and valid_date(d) != d]
+            if wrong:
+                raise TemplateError(f"{path}: chain {wrong[0][0]} has release date {wrong[0][1]!r}, not a "
+                                    f"YYYY-MM-DD date; {len(wrong)} chain(s) in all")
+        acc = self.extra.get("accession")
+        # databases without the array (pdb2018_backbone) name chains by their PDB ids
+        self._accession = (np.asarray(acc, bool) if acc is not None and len(acc) == len(self)
+                           else np.array([bool(ACCESSION.match(n.rsplit("_", 1)[0])) for n in self.names]))
+        src = self.extra.get("sources")
+        self._sources = [x.decode("utf-8", "replace") for x in src] if src is not None and len(src) == len(self) else None
         self._block = None
+
+    def accession(self, i: int) -> Optional[str]:
+        """Chain ``i``'s PDB id when its file stated one, else ``None`` (named by its file)."""
+        return self.names[i].rsplit("_", 1)[0].upper() if self._accession[i] else None
+
+    def source(self, i: int) -> Optional[str]:
+        """The file chain ``i`` was read from, where the database records it."""
+        return self._sources[i] if self._sources is not None else None
 
     @property
     def block(self) -> "pyhmmer.easel.DigitalSequenceBlock":
@@ -162,15 +200,27 @@ def cached_search(sequence: str, db: TemplateDB, cache: Optional[Path], **kwargs
         try:
             saved = json.loads(cache.read_text())
             if saved.get("key") == key:
-                return [TemplateHit.from_dict(d, d["index"]) for d in saved["hits"]]
-        except (ValueError, KeyError, TypeError):
-            logger.warning("%s: unreadable template cache; searching again", cache)
+                hits = [TemplateHit.from_dict(d, d["index"]) for d in saved["hits"]]
+                for h in hits:
+                    _check_hit(h, db)
+                return hits
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, TemplateError) as exc:
+            logger.warning("%s: unusable template search cache (%s); discarded, searching again", cache, exc)
+            cache.unlink(missing_ok=True)
     hits = search_templates(sequence, db, **kwargs)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         rows = [dict(h.to_dict(len(sequence)), index=h.index) for h in hits]
         atomic_write_text(cache, json.dumps({"key": key, "hits": rows}))
     return hits
+
+
+def _check_hit(hit: TemplateHit, db: TemplateDB) -> None:
+    """A cached hit must name a chain of ``db`` and align residues that chain has."""
+    if not 0 <= hit.index < len(db) or db.names[hit.index] != hit.name:
+        raise TemplateError(f"hit {hit.name!r} (index {hit.index}) is not a chain of {db.path}")
+    if db.sequence(hit.index)[hit.hit_from - 1:hit.hit_to] != hit.hit_aln.replace("-", "") or hit.hit_from < 1:
+        raise TemplateError(f"hit {hit.name}: its alignment does not match the database sequence")
 
 
 def _msa_key(msa: Optional[Msa]) -> Optional[str]:

@@ -16,11 +16,12 @@ template_mask            [T] float32           1 for a real template
 The pair features (pseudo-beta distogram, unit vectors in the backbone frames, masks) are built
 from these in the model (:mod:`af2struct.model.templates`), so an example stays ``O(T L)``.
 
-Filters (AlphaFold's ``TemplateHitFeaturizer``): a hit that aligns less than
-``min_align_ratio`` (10 %) of the query is dropped; so is the query itself: the same PDB entry,
-or a hit whose aligned sequence is a stretch of the query covering more than
-``max_subsequence_ratio`` (95 %) of it, or (``max_identity``, for benchmarks) a hit above that
-sequence identity.
+Filters (AlphaFold's ``TemplateHitFeaturizer``, :func:`hit_verdict` says which one a hit
+failed): a hit that aligns less than ``min_align_ratio`` (10 %) of the query is dropped; so is
+the query itself (:func:`is_duplicate`: the same PDB entry, or a hit covering more than 95 % of
+the query at 95 % identity or more, unknown residues not counted), and with ``max_identity``
+(benchmarks) a hit above that sequence identity. With a date cut-off, a hit released later is
+dropped, and so is a hit whose release date is unknown.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import dihedral
 
 MAX_TEMPLATES = 4  # featurised (AlphaFold: 4)
+MAX_PEPTIDE_BOND = 2.0  # A: a longer C-N distance is a chain break
 MAX_HITS = 20  # kept per query (AlphaFold: 20)
 TEMPLATE_KEYS = ("template_aatype", "template_backbone", "template_backbone_mask", "template_torsions",
                  "template_torsion_mask")  # per residue: cropped along axis 1
@@ -65,7 +67,13 @@ class TemplateHit:
 
     @property
     def pdb_id(self) -> str:
-        return self.name.split("_")[0].upper()
+        """The entry part of the name (``1AKI`` of ``1AKI_A``): a PDB id only where the database
+        says so (:meth:`~af2struct.data.template_search.TemplateDB.accession`)."""
+        return self.name.rsplit("_", 1)[0].upper()
+
+    @property
+    def chain(self) -> str:
+        return self.name.rsplit("_", 1)[-1]
 
     def mapping(self) -> Tuple[np.ndarray, np.ndarray]:
         """``(query_idx, hit_idx)``: 0-based positions aligned to each other (match columns)."""
@@ -84,9 +92,9 @@ class TemplateHit:
         return self.aligned_count() / max(1, query_length)
 
     def to_dict(self, query_length: int) -> Dict[str, object]:
-        """For ``templates.json``: identity, coverage, E-value, the aligned ranges (1-based)."""
-        return {"name": self.name, "pdb_id": self.pdb_id, "chain": self.name.split("_", 1)[-1],
-                "evalue": float(f"{self.evalue:.3g}"), "identity": round(self.identity, 3),
+        """For ``templates.json`` and the search cache: identity (full precision: a cached search
+        gives the same numbers as a fresh one), coverage, E-value, the aligned ranges (1-based)."""
+        return {"name": self.name, "chain": self.chain, "evalue": self.evalue, "identity": self.identity,
                 "coverage": round(self.coverage(query_length), 3),
                 "query_range": [self.query_from, self.query_to], "template_range": [self.hit_from, self.hit_to],
                 "query_aln": self.query_aln, "template_aln": self.hit_aln}
@@ -121,57 +129,84 @@ def read_hits_table(path: Union[str, Path]) -> Dict[int, List[TemplateHit]]:
     return out
 
 
-def is_duplicate(hit: TemplateHit, query_sequence: str, query_pdb_id: Optional[str] = None,
-                 max_subsequence_ratio: float = 0.95) -> bool:
-    """The query itself: the same PDB entry, or the hit's aligned residues are a stretch of the
-    query covering more than ``max_subsequence_ratio`` of it (AlphaFold's duplicate rule)."""
+DUPLICATE_COVERAGE = 0.95  # a hit covering more than this of the query ...
+DUPLICATE_IDENTITY = 0.95  # ... at this identity or more is the query itself
+
+
+def is_duplicate(hit: TemplateHit, query_sequence: str, query_pdb_id: Optional[str] = None) -> bool:
+    """The query itself: the same PDB entry, or a hit covering more than 95 % of the query with
+    at least 95 % of its aligned residues identical (template ``X``, unobserved or unknown
+    residues, not counted). This catches the target with missing loops and one-mutation copies;
+    AlphaFold's own rule (an exact substring covering > 95 %) is contained in it."""
     if query_pdb_id and hit.pdb_id == query_pdb_id.upper():
         return True
-    aligned = hit.hit_aln.replace("-", "")
-    return len(aligned) / max(1, len(query_sequence)) > max_subsequence_ratio and aligned in query_sequence
+    if hit.coverage(len(query_sequence)) <= DUPLICATE_COVERAGE:
+        return False
+    qi, ti = hit.mapping()
+    q = np.frombuffer(hit.query_aln.encode(), np.uint8)
+    t = np.frombuffer(hit.hit_aln.encode(), np.uint8)
+    both = (q != ord("-")) & (t != ord("-")) & (t != ord("X"))
+    return bool(both.any()) and float((q[both] == t[both]).mean()) >= DUPLICATE_IDENTITY
+
+
+def hit_verdict(hit: TemplateHit, query_sequence: str, *, query_pdb_id: Optional[str] = None,
+                max_identity: Optional[float] = None, min_align_ratio: float = 0.1,
+                max_date: Optional[str] = None, release_date: Optional[str] = None) -> Optional[str]:
+    """Why ``hit`` may not be used (one line), or ``None`` when it may (module doc's filters;
+    ``release_date`` ``""`` is unknown, ``None`` when the database records no dates)."""
+    n = len(query_sequence)
+    if hit.coverage(n) < min_align_ratio:
+        return f"aligns {hit.coverage(n):.0%} of the target (< {min_align_ratio:.0%})"
+    if is_duplicate(hit, query_sequence, query_pdb_id):
+        return "the target itself (same entry, or > 95 % coverage at >= 95 % identity)"
+    if max_identity is not None and hit.identity > max_identity:
+        return f"identity {hit.identity:.3f} above --template-max-identity {max_identity}"
+    if max_date:
+        if not release_date:
+            return f"no known release date (cut-off {max_date})"
+        if release_date > max_date:
+            return f"released {release_date}, after the cut-off {max_date}"
+    return None
 
 
 def filter_hits(hits: Sequence[TemplateHit], query_sequence: str, *, query_pdb_id: Optional[str] = None,
                 max_identity: Optional[float] = None, min_align_ratio: float = 0.1,
                 exclude: Optional[set] = None, max_hits: int = MAX_HITS,
                 max_date: Optional[str] = None, release_dates: Optional[Sequence[str]] = None) -> List[TemplateHit]:
-    """The hits a query may use, best E-value first, at most ``max_hits``: AlphaFold's filters
-    (module doc), hits in ``exclude`` (chain indices) dropped, and with ``max_date``
-    (``YYYY-MM-DD``) hits released after it (``release_dates`` per chain; unknown dates kept)."""
+    """The hits a query may use, best E-value first, at most ``max_hits``: those
+    :func:`hit_verdict` passes, hits in ``exclude`` (chain indices) dropped; ``release_dates``
+    per chain (with ``max_date``, hits of unknown date are dropped)."""
     out = []
-    n = len(query_sequence)
     for hit in sorted(hits, key=lambda h: h.evalue):
         if exclude and hit.index in exclude:
             continue
-        if hit.coverage(n) < min_align_ratio or is_duplicate(hit, query_sequence, query_pdb_id):
-            continue
-        if max_identity is not None and hit.identity > max_identity:
-            continue
-        if max_date and release_dates is not None:
-            date = release_dates[hit.index]
-            if date and date > max_date:
-                continue
-        out.append(hit)
+        date = release_dates[hit.index] if release_dates is not None else ""
+        if hit_verdict(hit, query_sequence, query_pdb_id=query_pdb_id, max_identity=max_identity,
+                       min_align_ratio=min_align_ratio, max_date=max_date, release_date=date) is None:
+            out.append(hit)
         if len(out) >= max_hits:
             break
     return out
 
 
-def backbone_torsions(backbone: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """phi, psi, omega of a gap-free chain ``[n, 3, 3]`` (N, CA, C) as ``sin/cos [n, 3, 2]`` and a
-    mask ``[n, 3]`` (phi absent at the first residue, psi and omega at the last). omega_i is the
-    CA_i-C_i-N_{i+1}-CA_{i+1} dihedral."""
+def backbone_torsions(backbone: np.ndarray, observed: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """phi, psi, omega of a chain ``[n, 3, 3]`` (N, CA, C) as ``sin/cos [n, 3, 2]`` and a mask
+    ``[n, 3]`` (phi absent at the first residue, psi and omega at the last). omega_i is the
+    CA_i-C_i-N_{i+1}-CA_{i+1} dihedral. An angle that spans two residues exists only where both
+    are ``observed`` and bonded (C-N under 2 A): never across a missing loop or a chain break."""
     n = len(backbone)
     out = np.zeros((n, 3, 2), np.float32)
     mask = np.zeros((n, 3), np.float32)
     if n < 2:
         return out, mask
     N, CA, C = backbone[:, 0], backbone[:, 1], backbone[:, 2]
+    seen = np.ones(n, bool) if observed is None else np.asarray(observed, bool)
+    bonded = seen[:-1] & seen[1:] & (np.linalg.norm(N[1:] - C[:-1], axis=-1) < MAX_PEPTIDE_BOND)  # i -> i + 1
     phi = dihedral(C[:-1], N[1:], CA[1:], C[1:])  # residues 1..n-1
     psi = dihedral(N[:-1], CA[:-1], C[:-1], N[1:])  # residues 0..n-2
     omega = dihedral(CA[:-1], C[:-1], N[1:], CA[1:])
     for k, (ang, rows) in enumerate(((phi, slice(1, n)), (psi, slice(0, n - 1)), (omega, slice(0, n - 1)))):
-        ok = np.isfinite(ang)
+        ok = np.isfinite(ang) & bonded
         with np.errstate(invalid="ignore"):
             out[rows, k, 0] = np.where(ok, np.sin(ang), 0)
             out[rows, k, 1] = np.where(ok, np.cos(ang), 0)
@@ -212,15 +247,16 @@ def template_features(hits: Sequence[TemplateHit], db, query_length: int,
         if len(qi) and (qi.max() >= query_length or qi.min() < 0 or ti.max() >= n_t or ti.min() < 0):
             raise TemplateError(f"template {hit.name}: alignment reaches outside the query ({query_length}) "
                                 f"or the template ({n_t} residues)")
-        full = db.backbone(hit.index)[:, :3]  # [n_t, 3, 3] N, CA, C
+        full = db.backbone(hit.index)[:, :3]  # [n_t, 3, 3] N, CA, C (zeros where unobserved)
+        seen = db.observed_mask(hit.index)
         seq = db.sequence(hit.index)
         aligned = hit.hit_aln.replace("-", "")
         if seq[hit.hit_from - 1:hit.hit_to] != aligned:
             raise TemplateError(f"template {hit.name}: aligned residues do not match the database sequence")
-        tt, tm = backbone_torsions(full)
+        tt, tm = backbone_torsions(full, seen)
         aatype[k, qi] = rc.sequence_to_aatype("".join(seq[j] for j in ti), allow_unknown=True) if len(ti) else []
         bb[k, qi] = full[ti]
-        bb_mask[k, qi] = 1.0
+        bb_mask[k, qi] = seen[ti]  # an aligned residue the template did not observe has no coordinates
         tors[k, qi] = tt[ti]
         tors_mask[k, qi] = tm[ti]
     feats.update(template_aatype=aatype, template_backbone=bb, template_backbone_mask=bb_mask,
@@ -235,5 +271,5 @@ def template_copy_ca(hit: TemplateHit, db, query_length: int) -> Tuple[np.ndarra
     ca = np.zeros((query_length, 3), np.float32)
     mask = np.zeros(query_length, bool)
     ca[qi] = db.backbone(hit.index)[ti, 1]
-    mask[qi] = True
+    mask[qi] = db.observed_mask(hit.index)[ti]
     return ca, mask

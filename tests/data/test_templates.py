@@ -145,6 +145,7 @@ def test_build_from_a_folder_with_a_broken_file(data_dir, tmp_path):
         st = gemmi.read_pdb_string(fh.read().decode())
     st.setup_entities()
     doc = st.make_mmcif_document()
+    doc[0].set_pair("_entry.id", "1AKI")  # the file states its accession
     doc[0].set_mmcif_category("_pdbx_audit_revision_history", {
         "ordinal": ["1", "2"], "revision_date": ["1998-04-08", "2011-07-13"]})
     doc.write_file(str(src / "1aki.cif"))
@@ -155,7 +156,9 @@ def test_build_from_a_folder_with_a_broken_file(data_dir, tmp_path):
     assert {p.split("/")[-1] for p, _ in report.skipped} == {"2bad.cif", "empty.pdb"}
     tdb = TemplateDB(tmp_path / "db.npz")
     assert sorted(tdb.names) == ["1AKI_A", "T1031_A"]
+    assert tdb.accession(tdb.names.index("T1031_A")) is None  # a file name is not a PDB id
     i = tdb.names.index("1AKI_A")
+    assert tdb.accession(i) == "1AKI"
     assert tdb.release_dates[i] == "1998-04-08" and tdb.lengths[i] == 129
     assert tdb.sequence(i).startswith("KVFGRCELAAAMKRHGLDNY")
     # coordinates kept to 0.01 A
