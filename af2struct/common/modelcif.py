@@ -24,8 +24,10 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
                        description: str = "", model_details: str = "",
                        templates: Optional[Sequence[Dict]] = None) -> str:
     """ModelCIF text of a predicted ``protein``; ``plddt [L]`` (0-100) defaults to its B-factors.
-    ``templates``: the templates used, each a dict with ``pdb_id``, ``chain``, ``sequence`` (the
-    template chain), ``template_begin``/``template_end`` (its residue numbers aligned),
+    ``templates``: the templates used, each a dict with ``pdb_id`` (``None`` for a template whose
+    file stated no PDB accession: a customised template), ``name`` (the accession or the file's
+    name), ``chain``, ``sequence`` (the template chain), ``template_begin``/``template_end``
+    (positions in that sequence aligned),
     ``target_begin``/``target_end`` (1-based target positions), ``identity``, ``evalue``,
     ``query_aln``/``template_aln``."""
     st = _to_gemmi(protein, name)
@@ -51,7 +53,7 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
                            "dict_location": ["https://raw.githubusercontent.com/ihmwg/ModelCIF/master/dist/mmcif_ma.dic"]})
     # data: 1 the model, 2 the target sequence, 3.. the templates
     cat("_ma_data", {"id": list(range(1, n_t + 3)),
-                     "name": ["Model", "Target sequence"] + [f"{t['pdb_id']}_{t['chain']}" for t in templates],
+                     "name": ["Model", "Target sequence"] + [f"{t.get('name') or t['pdb_id']}_{t['chain']}" for t in templates],
                      "content_type": ["model coordinates", "target"] + ["template structure"] * n_t})
     entities = [ent.name for ent in st.entities if ent.entity_type == gemmi.EntityType.Polymer] or ["1"]
     cat("_ma_target_entity", {"entity_id": entities, "data_id": [2] * len(entities),
@@ -97,14 +99,22 @@ def _template_categories(cat, st, templates: Sequence[Dict]) -> None:
     the segment used, how it maps onto the target, and the alignment."""
     ids = list(range(1, len(templates) + 1))
     target_asym = st[0][0][0].subchain if len(st[0]) else "A"
+    in_pdb = [t for t in ids if templates[t - 1].get("pdb_id")]
+    custom = [t for t in ids if not templates[t - 1].get("pdb_id")]
     cat("_ma_template_details", {
-        "ordinal_id": ids, "template_id": ids, "template_origin": ["reference database"] * len(ids),
+        "ordinal_id": ids, "template_id": ids,
+        "template_origin": ["reference database" if t in in_pdb else "customized" for t in ids],
         "template_entity_type": ["polymer"] * len(ids), "template_trans_matrix_id": [1] * len(ids),
         "template_data_id": [i + 2 for i in ids], "target_asym_id": [target_asym] * len(ids),
         "template_label_asym_id": [t["chain"] for t in templates], "template_label_entity_id": [1] * len(ids),
         "template_model_num": [1] * len(ids), "template_auth_asym_id": [t["chain"] for t in templates]})
-    cat("_ma_template_ref_db_details", {
-        "template_id": ids, "db_name": ["PDB"] * len(ids), "db_accession_code": [t["pdb_id"] for t in templates]})
+    if in_pdb:
+        cat("_ma_template_ref_db_details", {
+            "template_id": in_pdb, "db_name": ["PDB"] * len(in_pdb),
+            "db_accession_code": [templates[t - 1]["pdb_id"] for t in in_pdb]})
+    if custom:
+        cat("_ma_template_customized", {
+            "template_id": custom, "details": [f"from the file {templates[t - 1].get('name')}" for t in custom]})
     cat("_ma_template_poly", {"template_id": ids, "seq_one_letter_code": [t["sequence"] for t in templates],
                               "seq_one_letter_code_can": [t["sequence"] for t in templates]})
     cat("_ma_template_poly_segment", {"id": ids, "template_id": ids,

@@ -27,8 +27,8 @@ from af2struct.predict.targets import PredictOptions, Target, predict_target, re
 logger = logging.getLogger(__name__)
 
 SUMMARY = "summary.csv"
-SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "t_msa", "t_features", "t_trunk",
-                   "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score",
+SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "n_templates", "t_msa", "t_templates",
+                   "t_features", "t_trunk", "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score",
                    "native_error", "error"]
 
 

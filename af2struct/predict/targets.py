@@ -27,8 +27,10 @@ from af2struct.common.runner import Finished, RunFolder, file_digest, fingerprin
 from af2struct.common.modelcif import to_modelcif_string
 from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
 from af2struct.data.msa_search import search_msa
-from af2struct.data.template_search import SEARCH_METHODS, TemplateDB, cached_search, usable_hits
-from af2struct.data.templates import template_features
+from af2struct.data.backbone_db import BackboneDBError
+from af2struct.data.template_chains import valid_date
+from af2struct.data.template_search import SEARCH_METHODS, TemplateDB, cached_search
+from af2struct.data.templates import TemplateError, hit_verdict, template_features
 from af2struct.eval.metrics import score_model
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS, predict_structure
 from af2struct.predict.plots import plot_distogram, plot_pae, plot_plddt
@@ -115,12 +117,19 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.max_templates <= 20:
             raise ValueError("--max-templates must be between 0 and 20")
-        if self.max_template_date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.max_template_date):
-            raise ValueError(f"--max-template-date must be YYYY-MM-DD, not {self.max_template_date!r}")
+        if self.max_template_date is not None and valid_date(self.max_template_date) != self.max_template_date:
+            raise ValueError(f"--max-template-date must be a date written YYYY-MM-DD, not {self.max_template_date!r}")
         if self.template_max_identity is not None and not 0 < self.template_max_identity <= 1:
             raise ValueError("--template-max-identity must be in (0, 1]")
         if self.template_search not in SEARCH_METHODS:
             raise ValueError(f"--template-search must be one of {SEARCH_METHODS}")
+        if not self.templates:
+            given = [flag for flag, on in (("--max-template-date", self.max_template_date is not None),
+                                           ("--max-templates", self.max_templates != 4),
+                                           ("--template-max-identity", self.template_max_identity is not None),
+                                           ("--template-search", self.template_search != "jackhmmer")) if on]
+            if given:
+                raise ValueError(f"{', '.join(given)} without --templates has no effect: give --templates DB too")
         if self.relax not in ("openmm", "rosetta", "none"):
             raise ValueError("relax must be openmm, rosetta or none")
         if self.fmt not in ("pdb", "cif"):
@@ -214,6 +223,10 @@ class TargetInputs:
 def resolve_inputs(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions) -> List[TargetInputs]:
     """Every target's :class:`TargetInputs`; raises ``InputError`` for a run that cannot start
     (``--msa FILE`` with several targets, a missing ``--msa`` or ``--templates`` path)."""
+    if opts.templates and opts.max_template_date and template_db(opts.templates).release_dates is None:
+        raise InputError(f"--max-template-date {opts.max_template_date}: the template database {opts.templates} records "
+                         "no release dates, so no cut-off can be applied (build one from mmCIF files with "
+                         "`af2struct templates build`, or leave the cut-off out)")
     out = []
     for t in targets:
         msa_file = _msa_file(t, opts, len(targets))
@@ -249,24 +262,59 @@ def _template_db(path: str, key: str) -> TemplateDB:
 def template_db(path: str) -> TemplateDB:
     """The template database at ``path``, read once per process (again when the file changes)."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"--templates {p} is a folder, not a template database file (make one with "
+                         f"`af2struct templates build {p} --out templates.npz`)")
     if not p.is_file():
-        raise InputError(f"--templates {p}: no such template database file")
-    return _template_db(str(p.resolve()), file_key(p))
+        raise InputError(f"--templates {p}: no such template database file"
+                         + (" (a pipe or device cannot be read twice; give a file)" if p.exists() else ""))
+    try:
+        return _template_db(str(p.resolve()), file_key(p))
+    except (TemplateError, BackboneDBError) as exc:
+        raise InputError(f"--templates: {exc}") from None
 
 
 @dataclasses.dataclass
 class TemplateResult:
-    """A target's template search: every hit kept, the ones used, their features, seconds spent."""
+    """A target's template search: every hit kept, the ones used, why each other hit was not
+    used (``reasons[k]`` for ``hits[k]``, ``None`` for a used one), their features, seconds spent."""
 
     hits: List
     used: List
     features: Optional[Dict[str, np.ndarray]]
     seconds: float
+    reasons: List[Optional[str]] = dataclasses.field(default_factory=list)
+    source: str = ""
 
-    def report(self, length: int) -> Dict:
-        used = {h.name for h in self.used}
-        return {"hits": [dict(h.to_dict(length), used=h.name in used) for h in self.hits],
-                "used": [h.name for h in self.used]}
+    def report(self, length: int, db: Optional[TemplateDB] = None) -> Dict:
+        """``templates.json``: where the templates come from, and every hit with its verdict."""
+        used = {h.index for h in self.used}
+        rows = []
+        for k, h in enumerate(self.hits):
+            row = dict(h.to_dict(length), used=h.index in used,
+                       reason=self.reasons[k] if k < len(self.reasons) else None)
+            if db is not None:
+                row.update(pdb_id=db.accession(h.index), release_date=db.release_dates[h.index]
+                           if db.release_dates is not None else None, file=db.source(h.index),
+                           template_residues=[int(db.start_resnum[h.index]) + h.hit_from - 1,
+                                              int(db.start_resnum[h.index]) + h.hit_to - 1])
+            rows.append(row)
+        return {"source": self.source, "hits": rows, "used": [h.name for h in self.used]}
+
+
+def template_verdicts(hits: Sequence, sequence: str, db: TemplateDB, opts: PredictOptions) -> Tuple[List, List]:
+    """``(used, reasons)``: the best ``--max-templates`` hits the filters pass (AlphaFold's, the
+    date cut-off, ``--template-max-identity``), and for every hit why it is not used (or ``None``)."""
+    used, reasons = [], []
+    for h in hits:
+        why = hit_verdict(h, sequence, max_identity=opts.template_max_identity, max_date=opts.max_template_date,
+                          release_date=db.release_dates[h.index] if db.release_dates is not None else "")
+        if why is None and len(used) >= opts.max_templates:
+            why = f"beyond the best {opts.max_templates} (--max-templates)"
+        if why is None:
+            used.append(h)
+        reasons.append(why)
+    return used, reasons
 
 
 def template_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Optional[Path]:
@@ -288,12 +336,13 @@ def target_templates(inputs: TargetInputs, opts: PredictOptions, msa) -> Optiona
     hits = cached_search(target.sequence, db, inputs.template_cache, msa=msa, method=opts.template_search,
                          name=target.name)
     seq = "".join(target.sequence.split()).upper()
-    used = usable_hits(hits, seq, db, max_template_date=opts.max_template_date,
-                       max_identity=opts.template_max_identity)[:opts.max_templates]
+    used, reasons = template_verdicts(hits, seq, db, opts)
     feats = template_features(used, db, len(seq), opts.max_templates)
-    logger.info("%s: %d template hit(s), %d used%s", target.name, len(hits), len(used),
-                (": " + ", ".join(h.name for h in used)) if used else "")
-    return TemplateResult(hits, used, feats, time.perf_counter() - t0)
+    undated = sum(bool(r) and r.startswith("no known release date") for r in reasons)
+    logger.info("%s: %d template hit(s), %d used%s%s", target.name, len(hits), len(used),
+                (": " + ", ".join(h.name for h in used)) if used else "",
+                f"; {undated} without a release date left out (--max-template-date)" if undated else "")
+    return TemplateResult(hits, used, feats, time.perf_counter() - t0, reasons, f"database {opts.templates}")
 
 
 def check_target(target: Target, opts: PredictOptions) -> np.ndarray:
@@ -398,7 +447,7 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
         if templates is not None:
             row["n_templates"] = len(templates.used)
             atomic_write_text(partial / "templates.json",
-                              json.dumps(templates.report(len(pred.plddt)), indent=1))
+                              json.dumps(templates.report(len(pred.plddt), templates_db_or_none(opts)), indent=1))
         conf = write_confidence(partial, target, pred, final_protein, opts.plots)
         row.update(score_against_native(inputs, final_protein))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
@@ -469,6 +518,16 @@ def _sha256_prefix(path: str, key: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
+def template_label(h, db: Optional[TemplateDB]) -> str:
+    """How a model names a template: ``PDB 1AKI chain A`` when its file stated the accession,
+    else the file it came from (never a PDB id made from a file name)."""
+    acc = db.accession(h.index) if db is not None else None
+    if acc:
+        return f"PDB {acc} chain {h.chain}"
+    src = db.source(h.index) if db is not None else None
+    return f"{Path(src).name if src else h.pdb_id} chain {h.chain} (not a PDB accession)"
+
+
 def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None) -> List[str]:
     """What a model file says about itself (PDB ``REMARK 999`` lines)."""
     out = [f"af2struct {__version__} model of {target.name}",
@@ -476,8 +535,9 @@ def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None)
            f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
     if templates is not None:
         n = len("".join(target.sequence.split()))
+        db = templates_db_or_none(opts)
         out.append("templates: " + ("; ".join(
-            f"{h.name} (E {h.evalue:.2g}, identity {h.identity:.2f}, coverage {h.coverage(n):.2f})"
+            f"{template_label(h, db)} (E {h.evalue:.2g}, identity {h.identity:.2f}, coverage {h.coverage(n):.2f})"
             for h in templates) if templates else f"none used from {Path(opts.templates).name} (templates.json lists the hits)"))
     if relaxed is None:
         out.append("not relaxed")
@@ -491,15 +551,17 @@ def templates_db_or_none(opts: PredictOptions) -> Optional[TemplateDB]:
 
 
 def template_records(used, db: Optional[TemplateDB]) -> Optional[List[Dict]]:
-    """The used templates as ModelCIF needs them (:func:`af2struct.common.modelcif.to_modelcif_string`)."""
+    """The used templates as ModelCIF needs them (:func:`af2struct.common.modelcif.to_modelcif_string`):
+    residue numbers are positions in the template sequence given (``template_range`` of
+    ``templates.json``); a template whose file stated no accession is a customised one, named by its file."""
     if used is None or db is None:
         return None
     out = []
     for h in used:
-        qi, ti = h.mapping()
-        out.append({"pdb_id": h.pdb_id, "chain": h.name.split("_", 1)[-1], "sequence": db.sequence(h.index),
-                    "template_begin": int(db.start_resnum[h.index]) + h.hit_from - 1,
-                    "template_end": int(db.start_resnum[h.index]) + h.hit_to - 1,
+        acc = db.accession(h.index)
+        src = db.source(h.index)
+        out.append({"pdb_id": acc, "name": acc or (Path(src).name if src else h.pdb_id), "chain": h.chain,
+                    "sequence": db.sequence(h.index), "template_begin": h.hit_from, "template_end": h.hit_to,
                     "target_begin": h.query_from, "target_end": h.query_to, "identity": h.identity,
                     "evalue": h.evalue, "query_aln": h.query_aln, "template_aln": h.hit_aln})
     return out

@@ -1,6 +1,7 @@
 """predict --templates: search, the templates used in templates.json, REMARKs and ModelCIF, resume."""
 
 import dataclasses
+import csv
 import json
 import shutil
 
@@ -34,9 +35,14 @@ def test_predict_with_templates(tmp_path, template_weights, data_dir):
     assert report["used"] == ["4IYL_A"]
     by_name = {h["name"]: h for h in report["hits"]}
     assert by_name["1A32_A"]["used"] is False and by_name["1A32_A"]["identity"] == 1.0  # itself: never used
+    assert "the target itself" in by_name["1A32_A"]["reason"]  # every hit not used says why
     assert 0.4 < by_name["4IYL_A"]["identity"] < 0.6 and by_name["4IYL_A"]["coverage"] > 0.9
+    assert by_name["4IYL_A"]["reason"] is None and by_name["4IYL_A"]["pdb_id"] == "4IYL"
+    assert report["source"] == f"database {db_path}"
     remarks = (out / "q" / "unrelaxed.pdb").read_text()
-    assert "templates: 4IYL_A (E " in remarks
+    assert "templates: PDB 4IYL chain A (E " in remarks
+    row = next(csv.DictReader(open(out / "summary.csv")))
+    assert row["n_templates"] == "1" and float(row["t_templates"]) > 0
     import modelcif.reader
 
     with open(out / "q" / "unrelaxed.cif") as fh:
@@ -59,7 +65,7 @@ def test_predict_with_templates(tmp_path, template_weights, data_dir):
     assert predict_main(args) == 0 and (out / "q" / "result.json").stat().st_mtime_ns != mtime
 
 
-def test_templates_need_weights_with_template_modules_and_valid_options(tmp_path, data_dir, capsys):
+def test_templates_need_weights_with_template_modules_and_valid_options(tmp_path, data_dir, caplog):
     tiny = Alphafold2(config=preset("tiny"))
     w = save_checkpoint(tmp_path / "plain.pt", tiny, tiny.config)
     seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
@@ -69,6 +75,17 @@ def test_templates_need_weights_with_template_modules_and_valid_options(tmp_path
     row = (tmp_path / "o" / "summary.csv").read_text()
     assert "no template modules" in row
     assert predict_main(base + ["--max-template-date", "2018/01/01"]) == 1
+    assert predict_main(base + ["--max-template-date", "2021-02-30"]) == 1  # not a date
+    caplog.clear()
+    # the pdb2018 library records no release dates: a cut-off cannot be applied, and the run says so
+    assert predict_main(base + ["--weights", str(w), "--max-template-date", "2001-01-01"]) == 1
+    assert "records no release dates" in caplog.text
+    caplog.clear()
+    # template options without --templates would do nothing: refused
+    assert predict_main(base[:-2] + ["--max-template-date", "2001-01-01"]) == 1
+    assert "without --templates has no effect" in caplog.text
+    assert predict_main([*base[:-1], str(tmp_path)]) == 1  # a folder
+    assert "is a folder, not a template database" in caplog.text
     with pytest.raises(SystemExit) as exc:  # out of range: refused when parsed
         predict_main(base + ["--template-max-identity", "0"])
     assert exc.value.code == 2
