@@ -13,7 +13,9 @@ from af2struct.eval.evaluate import EvaluationError, evaluate
 DESCRIPTION = (
     "Score predicted structures against native structures the way CASP does: lDDT-CA and all-atom lDDT, "
     "GDT_TS/GDT_HA and TM-score (maximised over superpositions), CA and all-atom RMSD, clashscore and "
-    "peptide-bond violations. Residues correspond by residue number unless --align. Writes scores.csv, "
+    "peptide-bond violations. Residues correspond by residue number where the numbering agrees, else by "
+    "sequence alignment (the rule predict --native uses; --align or --by-number forces one). A model written "
+    "in two formats (relaxed.pdb and relaxed.cif) is scored once. Writes scores.csv, "
     "scores.json, summary.md and plots."
 )
 
@@ -31,7 +33,12 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                    help="allow --native to be a SidechainNet .pkl: reading a pickle runs any code it holds, so "
                         "only for files you made or trust")
     p.add_argument("--out", required=True, type=out_folder, help="output folder")
-    p.add_argument("--align", action="store_true", help="match residues by sequence alignment instead of numbering")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--align", dest="align", action="store_const", const=True, default=None,
+                     help="always match residues by sequence alignment (default: by number where the numbering "
+                          "agrees, else by alignment)")
+    how.add_argument("--by-number", dest="align", action="store_const", const=False,
+                     help="always match residues by residue number (an error where the numbering differs)")
     p.add_argument("--jobs", type=int_in(1, 1024), default=1, help="parallel worker processes")
     p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
     p.add_argument("--force", action="store_true", help="score every model again, not only new or changed ones")

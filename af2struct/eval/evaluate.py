@@ -20,7 +20,7 @@ import numpy as np
 
 from af2struct.common.files import atomic_path, atomic_write_text, csv_cell
 from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
-from af2struct.common.io import is_structure_file, load_structure, structure_name
+from af2struct.common.io import STRUCTURE_SUFFIXES, is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
 from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
 from af2struct.eval.metrics import score_model
@@ -87,6 +87,37 @@ def _target_for(stem: str, targets: Sequence[str]) -> Optional[str]:
     return best
 
 
+def _same_model(a: Path, b: Path) -> bool:
+    """Two files hold the same model: the same residues and atoms at the same positions (0.001 A)."""
+    try:
+        x, y = load_structure(a), load_structure(b)
+    except Exception:  # noqa: BLE001 - an unreadable file is scored (and reported) on its own
+        return False
+    return (len(x) == len(y) and np.array_equal(x.aatype, y.aatype) and np.array_equal(x.atom_mask, y.atom_mask)
+            and bool(np.allclose(x.atom_positions, y.atom_positions, atol=1e-3)))
+
+
+def _one_file_per_model(paths) -> List[Path]:
+    """``paths`` in natural order, a model written in two formats (``relaxed.pdb`` and
+    ``relaxed.cif`` holding the same atoms, as ``predict --format cif`` writes them) kept once, in
+    its first format in ``STRUCTURE_SUFFIXES`` order (PDB). Files of one name holding different
+    models stay two models."""
+    paths = sorted(paths, key=lambda p: _natural_key(p.name))
+    files = [p for p in paths if p.is_file() and is_structure_file(p)]
+    rank = {p: next(k for k, suf in enumerate(STRUCTURE_SUFFIXES) if p.name.lower().endswith(suf)) for p in files}
+    groups: Dict[str, List[Path]] = {}
+    for p in files:
+        groups.setdefault(structure_name(p), []).append(p)
+    dropped = set()
+    for group in groups.values():
+        group.sort(key=lambda p: rank[p])
+        for p in group[1:]:
+            if _same_model(group[0], p):
+                logger.info("%s and %s hold the same model in two formats: scored once", group[0].name, p.name)
+                dropped.add(p)
+    return [p for p in paths if p not in dropped]
+
+
 def discover_jobs(pred: Union[str, Path], natives: Dict[str, Union[str, Protein]]) -> Tuple[List[Job], List[str]]:
     """Pair model files with natives; returns jobs and the model files that matched no target.
 
@@ -104,9 +135,9 @@ def discover_jobs(pred: Union[str, Path], natives: Dict[str, Union[str, Protein]
         return [Job(t, structure_name(pred), str(pred), natives[t])], []
     if not pred.is_dir():
         raise EvaluationError(f"{pred}: no such file or folder")
-    for entry in sorted(pred.iterdir(), key=lambda p: _natural_key(p.name)):
+    for entry in _one_file_per_model(pred.iterdir()):
         if entry.is_dir() and entry.name in natives:
-            for f in sorted(entry.iterdir(), key=lambda p: _natural_key(p.name)):
+            for f in _one_file_per_model(entry.iterdir()):
                 if f.is_file() and is_structure_file(f):
                     jobs.append(Job(entry.name, structure_name(f), str(f), natives[entry.name]))
         elif entry.is_file() and is_structure_file(entry):
@@ -118,7 +149,7 @@ def discover_jobs(pred: Union[str, Path], natives: Dict[str, Union[str, Protein]
     return jobs, unmatched
 
 
-def score_job(job: Job, align: bool = False) -> Dict[str, object]:
+def score_job(job: Job, align: Optional[bool] = None) -> Dict[str, object]:
     """Score one model; never raises for bad input: failures come back as ``status: error``."""
     row: Dict[str, object] = {"target": job.target, "model": job.model, "pred_path": job.pred_path}
     try:
@@ -267,7 +298,7 @@ def _size(path: str) -> int:
 
 
 def evaluate(
-    pred: Union[str, Path], native: Union[str, Path], out: Union[str, Path], align: bool = False,
+    pred: Union[str, Path], native: Union[str, Path], out: Union[str, Path], align: Optional[bool] = None,
     jobs: int = 1, native_split: Optional[str] = None, plots: bool = True, progress: bool = True,
     trust_pickle: bool = False, force: bool = False,
 ) -> Dict[str, object]:

@@ -47,15 +47,28 @@ def _keys(p: Protein) -> List[Tuple[str, int, str]]:
     return list(zip(p.chain_id.tolist(), p.residue_index.tolist(), p.insertion_code.tolist()))
 
 
-def match_residues(model: Protein, native: Protein, align: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+def match_residues(model: Protein, native: Protein, align: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Indices ``(model_idx, native_idx)`` of corresponding residues.
 
-    By number: residues with equal (chain, number, insertion code); a different residue type at
-    the same number raises :class:`CorrespondenceError` naming the residues. With ``align``:
-    a global alignment of the two sequences (Biopython), identical residues only.
-    When the model has a single chain and the native another single chain id, chains are
-    matched regardless of their ids.
+    ``align=False``, by number: residues with equal (chain, number, insertion code); a different
+    residue type at the same number raises :class:`CorrespondenceError` naming the residues.
+    ``align=True``: a global alignment of the two sequences (Biopython), identical residues only.
+    ``None`` (predict and evaluate): by number where the numbering corresponds (some residue
+    shared, no type differs), else by alignment (a model numbered 1-72 against a CASP native
+    numbered 244-315) when it matches at least half of the native's residues; otherwise the
+    numbering's error, which says the proteins differ. When the model has a single chain and the native another single chain id,
+    chains are matched regardless of their ids.
     """
+    if align is None:
+        try:
+            return match_residues(model, native, align=False)
+        except CorrespondenceError as exc:
+            mi, ni = _align_sequences(model.sequence, native.sequence)
+            if len(ni) < LOW_IDENTITY * len(native):  # not the same protein renumbered: the numbering's own error
+                raise CorrespondenceError(f"{exc} (aligned by sequence, {len(ni)} of the native's {len(native)} "
+                                          "residues match: different proteins?)") from None
+            logger.info("residue numbers do not correspond (%s); matched by sequence alignment", str(exc).split(";")[0])
+            return mi, ni
     if align:
         return _align_sequences(model.sequence, native.sequence)
     mk, nk = _keys(model), _keys(native)
@@ -258,8 +271,9 @@ class ModelScores:
         return {k: getattr(self, k) for k in keys}
 
 
-def score_model(model: Protein, native: Protein, align: bool = False) -> ModelScores:
-    """All CASP metrics for ``model`` against ``native`` (see module doc)."""
+def score_model(model: Protein, native: Protein, align: Optional[bool] = None) -> ModelScores:
+    """All CASP metrics for ``model`` against ``native`` (see module doc); residues matched as
+    :func:`match_residues` does (default: by number where it corresponds, else by alignment)."""
     native = native.select(native.ca_mask > 0)
     if len(native) == 0:
         raise ValueError("native has no residues with a CA atom")

@@ -576,7 +576,7 @@ def score_against_native(inputs: TargetInputs, protein) -> Dict:
             logger.warning("%s: %s", inputs.name, inputs.native_note)
         return {}
     try:
-        s = score_model(protein, load_structure(inputs.native_file), align=True)
+        s = score_model(protein, load_structure(inputs.native_file))  # evaluate's rule: by number, else aligned
     except Exception as exc:  # noqa: BLE001 - reported in the row; the prediction stands
         logger.warning("%s: not scored against the native: %s", inputs.name, exc)
         return {"native_error": f"{type(exc).__name__}: {exc}"}

@@ -100,12 +100,16 @@ def test_renumbered_model_and_nan_in_names(tmp_path, data_dir):
         assert "Traceback" not in r.stderr, r.stderr[-2000:]
         return json.loads((out / "scores.json").read_text())
 
-    scores = evaluate()
+    scores = evaluate("--by-number")
     row = scores["models"][0]
     assert row["status"] == "error" and "share no residue number" in row["error"] and "--align" in row["error"]
     assert row["target"] == "NaNase" and "NaNase" in json.dumps(scores) and "nullase" not in json.dumps(scores)
     aligned = evaluate("--align")["models"][0]
     assert aligned["status"] == "ok" and aligned["lddt_ca"] == 1.0 and aligned["target"] == "NaNase"
+    # by default, predict's rule: the numbering does not correspond, so the sequences are aligned
+    auto = evaluate()["models"][0]
+    assert {k: auto[k] for k in ("status", "lddt_ca", "tm_score")} == {k: aligned[k] for k in ("status", "lddt_ca",
+                                                                                               "tm_score")}
 
 
 def test_csv_reports_never_hold_a_formula(tmp_path, data_dir):
@@ -237,3 +241,24 @@ def test_models_whose_names_differ_only_in_odd_characters_keep_their_own_scores(
         assert rows["n_models"] == 4 and len(by_path) == 4
         assert by_path["m_1.pdb"]["gdt_ts"] == 100.0 and by_path["m 1.pdb"]["gdt_ts"] < 100.0
         assert by_path["m.pdb"]["gdt_ts"] > by_path["m.cif"]["gdt_ts"]
+
+
+def test_a_prediction_folder_in_two_formats_scores_each_model_once_by_predicts_rule(tmp_path, data_dir):
+    """predict --format cif writes relaxed.pdb and relaxed.cif (the same atoms): one model. Its
+    models are numbered 1..L, CASP's natives by the target (T1082: 244-315 style numbering):
+    evaluate matches them as predict --native does, without --align."""
+    from af2struct.eval.evaluate import evaluate
+
+    nat = load_structure(data_dir / "T1082.pdb")
+    folder = tmp_path / "preds" / "T1082"
+    model = nat.replace(residue_index=np.arange(1, len(nat) + 1, dtype=nat.residue_index.dtype),
+                        atom_positions=nat.atom_positions + np.float32(0.3))
+    save_structure(model, folder / "relaxed.pdb")
+    save_structure(model, folder / "relaxed.cif")
+    save_structure(model.replace(atom_positions=model.atom_positions * np.float32(1.05)), folder / "unrelaxed.pdb")
+    assert nat.residue_index[0] != 1  # the native's own numbering
+    s = evaluate(tmp_path / "preds", data_dir / "T1082.pdb", tmp_path / "o", plots=False, progress=False)
+    rows = json.loads((tmp_path / "o" / "scores.json").read_text())["models"]
+    assert s["n_models"] == 2 and sorted(Path(r["pred_path"]).name for r in rows) == ["relaxed.pdb", "unrelaxed.pdb"]
+    relaxed = next(r for r in rows if r["model"] == "relaxed")
+    assert relaxed["status"] == "ok" and relaxed["lddt_ca"] == 1.0

@@ -163,12 +163,18 @@ def test_sequence_mismatch_and_align(natives):
     aat = nat.aatype.copy()
     aat[5] = (aat[5] + 1) % 20
     with pytest.raises(CorrespondenceError, match=r"differ at the same number"):
-        score_model(nat.replace(aatype=aat), nat)
+        score_model(nat.replace(aatype=aat), nat, align=False)
+    # by default the sequences are aligned where the numbering does not correspond: the mutated residue is left out
+    assert score_model(nat.replace(aatype=aat), nat).n_matched == len(nat) - 1
     shifted = nat.replace(residue_index=nat.residue_index + 100)  # renumbered model
     with pytest.raises(CorrespondenceError, match=r"share no residue number.*--align"):
-        score_model(shifted, nat)  # never a silent 0
-    s = score_model(shifted, nat, align=True)
-    assert s.n_matched == len(nat) and s.gdt_ts == 100.0
+        score_model(shifted, nat, align=False)  # never a silent 0
+    for align in (True, None):
+        s = score_model(shifted, nat, align=align)
+        assert s.n_matched == len(nat) and s.gdt_ts == 100.0
+    other = natives[0]  # another protein at the same numbers is not aligned into a score
+    with pytest.raises(CorrespondenceError, match="different proteins"):
+        score_model(other.replace(residue_index=np.arange(len(other)) + int(nat.residue_index[0])), nat)
 
 
 def _batched_kabsch(x: np.ndarray, y: np.ndarray, w: np.ndarray):
