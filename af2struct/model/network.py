@@ -12,6 +12,7 @@ and its bin edges, coordinates) in one dict.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import Dict, Optional
@@ -161,9 +162,10 @@ class Alphafold2(nn.Module):
             raise ValueError("these weights have no template modules: predict without templates, or with "
                              "weights trained with templates (the shipped ones are)")
         t0 = time.perf_counter()
-        out = self(batch=batch, num_recycles=num_recycles, return_all=True)
-        t1 = time.perf_counter()
-        out = self.structure(out, batch["seq_mask"] > 0, templates=templates)
+        with deterministic_algorithms():
+            out = self(batch=batch, num_recycles=num_recycles, return_all=True)
+            t1 = time.perf_counter()
+            out = self.structure(out, batch["seq_mask"] > 0, templates=templates)
         if timings is not None:
             timings.update(trunk=t1 - t0, structure=time.perf_counter() - t1)
         h = self.config.heads
@@ -236,6 +238,21 @@ class Alphafold2(nn.Module):
             agreement = structure_agreement(out["distogram"].detach(), out["ca"].detach(), mask, h)
             out["plddt_logits"] = self.plddt_head(out["single"], out["pair"], mask, agreement)
         return out
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """Same input, same atoms: torch's deterministic kernels for the duration (restored after).
+    The structure stage's L-BFGS minimisers take gradients through gathers with repeated indices
+    (``x[i] - x[j]`` over all pairs), whose backward accumulates with several threads in an
+    order that varies from run to run (a 382-residue templated target moved by up to 0.1 A
+    between two runs); the deterministic accumulation is as fast on the CPU."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def _centered(ca: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -117,3 +117,21 @@ def test_a_template_with_a_missing_loop_is_one_template(tmp_path, data_dir):
     assert all(h["template_range"] == [1, 93] for h in report["hits"])
     score = score_model(load_structure(out / "q" / "unrelaxed.pdb"), load_structure(entry, chain="A"), align=True)
     assert score.tm_score > 0.6
+
+
+def test_a_redo_from_the_search_cache_writes_the_same_files(tmp_path, template_weights, data_dir):
+    """A run resumed after Ctrl-C reads its template search back from the cache: the files must be
+    the fresh run's to the byte (the cache once rounded identities: 'identity 0.36' fresh, '0.35'
+    from the cache, in the REMARKs)."""
+    seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
+    out = tmp_path / "out"
+    args = ["--sequence", seq, "--name", "q", "--out", str(out), "--weights", str(template_weights), "--templates",
+            str(data_dir / "templates_sample.npz"), "--relax", "none", "--format", "cif", "--no-plots", "--quiet"]
+    assert predict_main(args) == 0
+    fresh = {f.name: f.read_bytes() for f in (out / "q").iterdir() if f.name not in ("timings.json", "result.json")}
+    assert list((out / ".af2struct" / "templates").glob("q.*.json"))  # the search is cached
+    (out / ".af2struct" / "records" / "q.json").unlink()  # as if stopped before the target was written
+    shutil.rmtree(out / "q")
+    assert predict_main(args) == 0
+    again = {f.name: f.read_bytes() for f in (out / "q").iterdir() if f.name not in ("timings.json", "result.json")}
+    assert again == fresh
