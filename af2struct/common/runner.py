@@ -17,7 +17,8 @@
 - **Ownership.** A run removes only what it can prove is its own: files an item's record lists
   (or temporary files with af2struct's mark). When an item's folder is replaced, any other file
   in it (a user's notes) is carried into the new folder; a user's file in the way of a new output
-  is kept beside it as ``<file>.orig``. A rerun that fails leaves the finished result it would
+  is kept beside it as ``<file>.orig``, and so is a report file (``summary.csv``) the run did
+  not write (its digest is noted in ``.af2struct/reports.json``). A rerun that fails leaves the finished result it would
   have replaced, set apart as ``<name>.previous`` (never deleted).
 - **One loop.** :func:`run_batch` is the run of all three commands: lock the folder, plan
   (finished items are kept), hand the rest to an *executor* (items here, in worker processes with
@@ -218,6 +219,48 @@ class RunFolder:
         tmp.rename(final)
         return final
 
+    # -- reports ------------------------------------------------------------------------------
+    def _reports_path(self) -> Path:
+        return self.state / "reports.json"
+
+    def keep_users_reports(self, names: Iterable[str]) -> List[Path]:
+        """A report file (``summary.csv``) in the folder that no run of ours wrote, or that was
+        changed since, is a user's: moved aside to ``<file>.orig`` (``.orig-2``, ...) before the
+        run writes its own. Returns the files moved."""
+        try:
+            ours = json.loads(self._reports_path().read_text())
+        except (OSError, ValueError):
+            if any(self.records.glob("*.json")):  # a folder of a version before reports.json: its reports are its own
+                return []
+            ours = {}
+        moved = []
+        for name in names:
+            f = self.out / name
+            if f.is_file() and ours.get(name) != file_digest(f):
+                k, dest = 1, f.with_name(f.name + ".orig")
+                while dest.exists():
+                    k += 1
+                    dest = f.with_name(f"{f.name}.orig-{k}")
+                f.rename(dest)
+                logger.warning("%s was not written by af2struct (or was changed): kept as %s", f, dest.name)
+                moved.append(dest)
+        return moved
+
+    def own_reports(self, names: Iterable[str]) -> None:
+        """Note the report files just written as the run's own (their content digests)."""
+        ours = {n: file_digest(self.out / n) for n in names if (self.out / n).is_file()}
+        atomic_write_text(self._reports_path(), json.dumps(ours, indent=1))
+
+    def recorded(self) -> Dict[str, Dict]:
+        """Every item recorded in the folder (by this run or an earlier one), by name."""
+        out = {}
+        for path in sorted(self.records.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                rec = json.loads(path.read_text())
+                if isinstance(rec, dict):
+                    out[path.stem] = rec
+        return out
+
     def set_apart(self, name: str) -> Optional[Path]:
         """Move ``name``'s finished folder aside to ``<name>.previous`` (``.previous-2``, ...)
         when a rerun of it failed: the old result is kept, and cannot pass for the new one."""
@@ -321,6 +364,12 @@ def run_batch(batch: Batch, executor: Executor, force: bool = False, progress: b
     (items not reached have none)."""
     fps = dict(batch.items)
     with RunFolder(batch.out, reserved=batch.reserved) as folder:
+        folder.keep_users_reports(batch.reserved)
+
+        def report(final: bool) -> None:
+            batch.report(folder, records, final)
+            folder.own_reports(batch.reserved)
+
         records, todo = plan(folder, batch.items, force, f"{batch.unit}s")
         bar = tqdm(total=len(todo), desc=batch.what, unit=batch.unit, disable=not progress)
         last = time.monotonic()
@@ -330,12 +379,12 @@ def run_batch(batch: Batch, executor: Executor, force: bool = False, progress: b
                 records[name] = folder.commit(name, fps[name], record, files)
                 bar.update()
                 if time.monotonic() - last >= batch.report_every:
-                    batch.report(folder, records, False)
+                    report(False)
                     last = time.monotonic()
         finally:
             running.close()  # its workers (processes, Ray tasks) stop before the last report
             bar.close()
-            batch.report(folder, records, True)
+            report(True)
     return records
 
 

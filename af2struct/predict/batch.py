@@ -16,7 +16,7 @@ import glob
 import io
 import logging
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from af2struct.common.files import atomic_write_text, csv_cell
 from af2struct.common.runner import Batch, Finished, RunFolder, run_batch
@@ -57,7 +57,8 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
             yield predict_target(model, folder, t, opts, device)
 
     def report(folder: RunFolder, records: Dict[str, Dict], final: bool) -> None:
-        write_summary(order, records, folder.out)
+        earlier = {n: r for n, r in folder.recorded().items() if n not in by_name and folder.item_path(n).is_dir()}
+        write_summary(order, records, folder.out, earlier)
 
     batch = Batch(Path(out_dir), [(i.name, i.fingerprint) for i in inputs], [SUMMARY], report, "predict", "target",
                   report_every=0.0)
@@ -65,12 +66,17 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
     return [records.get(t.name, {"name": t.name, "status": "not run"}) for t in order]
 
 
-def write_summary(order: Sequence[Target], rows: Dict[str, Dict], out_dir: Path) -> None:
-    """``summary.csv``: one row per target in run order; targets not reached say ``not run``."""
+def write_summary(order: Sequence[Target], rows: Dict[str, Dict], out_dir: Path,
+                  earlier: Optional[Dict[str, Dict]] = None) -> None:
+    """``summary.csv``: one row per target of this run in run order (targets not reached say
+    ``not run``), then the targets earlier runs left in the folder (``earlier_run`` = 1), by name:
+    every target folder in ``DIR`` has its row."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    columns = SUMMARY_COLUMNS + ["earlier_run"]
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
-    for t in order:
-        r = rows.get(t.name, {"name": t.name, "length": len(t.sequence), "status": "not run"})
-        w.writerow({k: csv_cell(f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "")) for k in SUMMARY_COLUMNS})
+    listed = [rows.get(t.name, {"name": t.name, "length": len(t.sequence), "status": "not run"}) for t in order]
+    listed += [dict(r, name=n, earlier_run=1) for n, r in sorted((earlier or {}).items())]
+    for r in listed:
+        w.writerow({k: csv_cell(f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "")) for k in columns})
     atomic_write_text(Path(out_dir) / SUMMARY, buf.getvalue())

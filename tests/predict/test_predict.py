@@ -436,3 +436,18 @@ def test_shipped_pae_is_smallest_on_its_diagonal(data_dir):
     true = aligned_error(torch.tensor(pred.protein.atom_positions[None][:, :, bb]),
                          torch.tensor(native.atom_positions[None][:, :, bb]))[0].numpy()
     assert np.abs(np.diag(true)).max() < 1e-3 and np.corrcoef(pred.pae.ravel(), true.ravel())[0, 1] > 0.4
+
+
+def test_a_users_summary_is_kept_and_every_target_folder_has_a_row(tmp_path, tiny_weights):
+    """A summary.csv af2struct did not write is kept as summary.csv.orig (as a user's relaxed.pdb
+    is); after runs of two FASTA files into one folder, summary.csv lists both runs' targets."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "summary.csv").write_text("my own notes\n")
+    common = ["--out", out, "--relax", "none", "--weights", tiny_weights, "--no-plots"]
+    assert run("--sequence", SEQ_1PSM[:20], "--name", "first", *common).returncode == 0
+    assert (out / "summary.csv.orig").read_text() == "my own notes\n"
+    assert run("--sequence", SEQ_1PSM[:24], "--name", "second", *common).returncode == 0
+    rows = summary(out)
+    assert set(rows) == {"first", "second"} and rows["first"]["earlier_run"] == "1" and rows["second"]["earlier_run"] == ""
+    assert rows["first"]["status"] == "ok" and not (out / "summary.csv.orig-2").exists()  # our own report: no copy
