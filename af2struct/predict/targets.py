@@ -256,7 +256,11 @@ def _fingerprint(target: Target, opts: PredictOptions, msa: Optional[Path], nati
 
 @functools.lru_cache(maxsize=2)
 def _template_db(path: str, key: str) -> TemplateDB:
-    return TemplateDB(path)
+    t0 = time.perf_counter()
+    logger.info("reading the template database %s (%.0f MB)", path, Path(path).stat().st_size / 1e6)
+    db = TemplateDB(path)
+    logger.info("template database: %d chains, %.1f s", len(db), time.perf_counter() - t0)
+    return db
 
 
 def template_db(path: str) -> TemplateDB:
@@ -594,19 +598,38 @@ def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
 def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, device: str) -> Finished:
     """Predict (and relax, score) one target into its folder; returns its summary row and files."""
     t0 = time.perf_counter()
+    stage = _stage_logger(inputs)
     try:
         check_target(inputs.target, opts)
+        if inputs.msa_cache is not None or inputs.msa_file is not None:
+            stage("MSA")
         msa, t_msa = target_msa(inputs, opts)
+        if opts.templates:
+            stage("template search")
         templates = target_templates(inputs, opts, msa)
+        stage("model")
         pred = predict_structure(model, inputs.target.sequence, msa, opts.num_recycles, opts.seed, device,
                                  templates=templates.features if templates else None)
         timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
             | dict(pred.timings)
         tr = time.perf_counter()
+        if opts.relax != "none":
+            stage(f"relax ({opts.relax})")
         relaxed = relax_prediction(pred.protein, opts)
         if relaxed is not None and not isinstance(relaxed, RelaxFailed):
             timings["relax"] = time.perf_counter() - tr
     except Exception as exc:  # one target's failure never stops the batch
         return fail_target(folder, inputs, exc, time.perf_counter() - t0)
     timings["total"] = time.perf_counter() - t0
+    logger.info("%s: %s", inputs.name, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     return write_target(folder, inputs, opts, TargetResult(pred, relaxed, timings, msa, templates))
+
+
+def _stage_logger(inputs: TargetInputs):
+    """``stage(what)`` logs that the target enters a stage: a long single target is never silent."""
+    n = len("".join(inputs.target.sequence.split()))
+
+    def stage(what: str) -> None:
+        logger.info("%s (%d residues): %s", inputs.name, n, what)
+
+    return stage

@@ -198,3 +198,12 @@ def test_closing_line_names_violations_only_when_some_are_left():
     assert closing_line(mixed, "relaxed clean", "r.csv") == \
         "2 relaxed clean, 1 with violations left, 2 failed -> r.csv"
     assert failed_count(mixed) == 2
+
+
+def test_progress_lines_say_what_finished_and_the_time_left():
+    from af2struct.common.runner import Batch, progress_line
+
+    b = Batch(out=None, items=[], reserved=[], report=None, what="relax", unit="structure")
+    assert progress_line(b, "1abc", {"status": "ok"}, 3, 10, 42.0) == \
+        "relax 3/10 structures: 1abc ok; 42 s so far, about 1 min 38 s left"
+    assert progress_line(b, "x", {"status": "error"}, 2, 2, 4000.0) == "relax 2/2 structures: x error; 1 h 6 min so far"
