@@ -10,6 +10,7 @@ list, and pLDDT as a quality metric, per residue (``_ma_qa_metric_local``) and f
 
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional, Sequence
 
 import gemmi
@@ -18,6 +19,8 @@ import numpy as np
 from af2struct.common.io import _to_gemmi
 from af2struct.common.protein import Protein
 from af2struct.version import __version__
+
+UNIPROT_HEADER = re.compile(r"^(sp|tr)\|([A-Z0-9]+(?:-\d+)?)\|(\S+)")
 
 
 def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[float]] = None,
@@ -39,7 +42,9 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
     version = __version__
 
     def cat(category: str, rows: Dict[str, List]) -> None:
-        block.set_mmcif_category(category, {k: [str(v) for v in vals] for k, vals in rows.items()})
+        # None and False stay as gemmi writes them: "?" (unknown) and "." (not applicable)
+        block.set_mmcif_category(category, {k: [v if v is None or v is False else str(v) for v in vals]
+                                            for k, vals in rows.items()})
 
     cat("_struct", {"entry_id": [name], "title": [f"af2struct model of {description or name}"],
                     "pdbx_model_details": [model_details or "predicted with af2struct"]})
@@ -56,8 +61,15 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
                      "name": ["Model", "Target sequence"] + [f"{t.get('name') or t['pdb_id']}_{t['chain']}" for t in templates],
                      "content_type": ["model coordinates", "target"] + ["template structure"] * n_t})
     entities = [ent.name for ent in st.entities if ent.entity_type == gemmi.EntityType.Polymer] or ["1"]
+    # where the target sequence comes from: UniProt when the FASTA header names an entry
+    # (">sp|P69905|HBA_HUMAN ..."), else unknown ("." as AlphaFold writes it; never "designed")
+    uniprot = UNIPROT_HEADER.match(description or "")
     cat("_ma_target_entity", {"entity_id": entities, "data_id": [2] * len(entities),
-                              "origin": ["designed"] * len(entities)})
+                              "origin": ["reference database" if uniprot else False] * len(entities)})
+    if uniprot:
+        cat("_ma_target_ref_db_details", {  # which part of the entry the sequence is: not known here
+            "target_entity_id": entities, "db_name": ["UNP"] * len(entities),
+            "db_code": [uniprot.group(3)] * len(entities), "db_accession": [uniprot.group(2)] * len(entities)})
     asyms = [(res.subchain, ent) for ent in entities for ch in st[0] for res in ch[:1]
              if st.get_entity_of(ch.get_subchain(res.subchain)) and st.get_entity_of(ch.get_subchain(res.subchain)).name == ent]
     if asyms:

@@ -139,3 +139,31 @@ def test_atomic_write(real_structures, tmp_path, monkeypatch):
     assert [f.name for f in tmp_path.iterdir()] == ["out.pdb"]  # no temp files left
     with pytest.raises(StructureError, match="extension"):
         save_structure(p, tmp_path / "out.xyz")
+
+
+def test_modelcif_says_where_the_target_sequence_comes_from(real_structures):
+    """A natural target is not 'designed': UniProt when the FASTA header names the entry, else
+    unknown ('.', as AlphaFold writes it). python-modelcif reads both back."""
+    import io
+
+    import gemmi
+    import modelcif.reader
+
+    from af2struct.common.modelcif import to_modelcif_string
+
+    from af2struct import load_structure
+
+    p = load_structure(real_structures[0])
+    for header, origin in (("sp|P69905|HBA_HUMAN Hemoglobin subunit alpha", "reference database"),
+                           ("my protein", None)):
+        text = to_modelcif_string(p, "t", description=header)
+        block = gemmi.cif.read_string(text).sole_block()
+        value = lambda key: gemmi.cif.as_string(block.find_values(key)[0])  # noqa: E731
+        assert block.find_values("_ma_target_entity.origin")[0] == (".") if origin is None else \
+            value("_ma_target_entity.origin") == origin
+        assert "designed" not in text
+        if origin:
+            assert value("_ma_target_ref_db_details.db_accession") == "P69905"
+            assert value("_ma_target_ref_db_details.db_code") == "HBA_HUMAN"
+        system, = modelcif.reader.read(io.StringIO(text))
+        assert len(system.entities) >= 1
