@@ -135,3 +135,38 @@ def test_a_redo_from_the_search_cache_writes_the_same_files(tmp_path, template_w
     assert predict_main(args) == 0
     again = {f.name: f.read_bytes() for f in (out / "q").iterdir() if f.name not in ("timings.json", "result.json")}
     assert again == fresh
+
+
+def test_a_long_target_is_never_silent_and_a_log_file_gets_lines_not_bars(tmp_path, template_weights, data_dir):
+    """Without --quiet: the database's loading, each stage of the target, its seconds and a line
+    per finished target with the time left; stderr is not a terminal here, so no progress bar
+    (it printed again at every update and at its close)."""
+    from tests.cli_run import cli
+
+    seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
+    r = cli("predict", "--sequence", seq, "--name", "q", "--out", tmp_path / "o", "--weights", template_weights,
+            "--templates", data_dir / "templates_sample.npz", "--relax", "none", "--no-plots", quiet=False)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr
+    for line in ("reading the template database", f"q ({len(seq)} residues): template search",
+                 f"q ({len(seq)} residues): model", "predict 1/1 targets: q ok"):
+        assert line in err, line
+    assert "%|" not in err and "target/s" not in err
+
+
+def test_a_corrupt_search_cache_is_discarded_and_named(tmp_path, template_weights, data_dir, caplog):
+    seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
+    out = tmp_path / "o"
+    args = ["--sequence", seq, "--name", "q", "--out", str(out), "--weights", str(template_weights), "--templates",
+            str(data_dir / "templates_sample.npz"), "--relax", "none", "--no-plots", "--quiet"]
+    assert predict_main(args) == 0
+    first = (out / "q" / "unrelaxed.pdb").read_bytes()
+    cache, = (out / ".af2struct" / "templates").glob("q.*.json")
+    saved = json.loads(cache.read_text())
+    saved["hits"][0]["index"] = 1000000000  # points outside the database
+    cache.write_text(json.dumps(saved))
+    (out / ".af2struct" / "records" / "q.json").unlink()
+    shutil.rmtree(out / "q")
+    assert predict_main(args) == 0  # searched again, not an IndexError on every rerun
+    assert "unusable template search cache" in caplog.text and cache.name in caplog.text
+    assert (out / "q" / "unrelaxed.pdb").read_bytes() == first
