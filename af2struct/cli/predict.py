@@ -58,20 +58,36 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                      "search (pyhmmer) of it, kept for reruns in DIR/.af2struct/msas and copied to DIR/<name>/msa.a3m")
     msa.add_argument("--msa-iterations", type=int_in(1, 20), default=d.msa_iterations, help="jackhmmer iterations")
     msa.add_argument("--msa-cpus", type=int_in(0, 1024), default=d.msa_cpus, help="jackhmmer threads (0: all cores)")
-    tpl = p.add_argument_group("templates (AlphaFold2-style: structures of homologues from a template database)")
-    tpl.add_argument("--templates", metavar="DB",
-                     help="template database: a chains_backbone.npz (e.g. ../shared/data/pdb2018_backbone/"
+    tpl = p.add_argument_group("templates (AlphaFold2-style: structures of homologues)")
+    tpl.add_argument("--templates", metavar="DB|pdb",
+                     help="where to search for templates: 'pdb' (the PDB itself: pdb_seqres.txt, ~270 MB, downloaded "
+                          "once into --template-cache, then only the mmCIF entries of the hits used, each a few "
+                          "hundred KB), or a template database file (e.g. ../shared/data/pdb2018_backbone/"
                           "chains_backbone.npz, or one made by `af2struct templates build`). Each target is searched "
-                          "against it (jackhmmer; with an MSA, hmmsearch with its profile), the search kept for "
-                          "reruns in DIR/.af2struct/templates; every hit and the ones used go to "
+                          "(jackhmmer; with an MSA, hmmsearch with its profile), the search kept for reruns in "
+                          "DIR/.af2struct/templates; every candidate and why it was or was not used go to "
                           "DIR/<name>/templates.json, the used ones to the models' REMARK lines and ModelCIF")
+    tpl.add_argument("--custom-templates", nargs="+", metavar="PATH", default=(),
+                     help="your own template structures: PDB/mmCIF files (.gz too) or folders of them, with or "
+                          "without --templates. Every chain is aligned to each target; each is used (before other "
+                          "templates) or reported in templates.json with why not")
     tpl.add_argument("--max-templates", type=int_in(0, 20), default=d.max_templates, help="templates used per target at most")
     tpl.add_argument("--max-template-date", metavar="YYYY-MM-DD",
-                     help="use no template released after this date (needs release dates in the database)")
+                     help="use no template released after this date, nor one whose release date is unknown")
     tpl.add_argument("--template-max-identity", type=float_in(0, 1, lo_open=True), metavar="FRACTION",
                      help="use no template above this sequence identity to the target (benchmarks: e.g. 0.95)")
     tpl.add_argument("--template-search", choices=("jackhmmer", "phmmer"), default=d.template_search,
                      help="search from a single sequence: jackhmmer (3 iterations) or phmmer (one round, faster)")
+    tpl.add_argument("--pdb-mirror", metavar="URL|DIR", default=d.pdb_mirror,
+                     help="--templates pdb: where the PDB's files come from, in the wwPDB layout "
+                          "(pub/pdb/derived_data/pdb_seqres.txt, pub/pdb/data/structures/divided/mmCIF/): the wwPDB's "
+                          "file server, another URL, or a local folder (an rsync mirror, read in place)")
+    tpl.add_argument("--template-cache", metavar="DIR",
+                     help="--templates pdb: where downloads are kept and shared between runs "
+                          "(default: $XDG_CACHE_HOME/af2struct/pdb, i.e. ~/.cache/af2struct/pdb)")
+    tpl.add_argument("--offline", action="store_true",
+                     help="--templates pdb: never use the network; files not in the cache are named and the targets "
+                          "that need them fail")
     rel = p.add_argument_group("relax (every setting of `af2struct relax`, prefixed --relax-)")
     rel.add_argument("--relax", choices=("openmm", "rosetta", "none"), default=d.relax,
                      help="openmm: Amber restrained minimisation (AlphaFold2's protocol, improved); rosetta: "
@@ -99,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
                               templates=args.templates, max_templates=args.max_templates,
                               max_template_date=args.max_template_date,
                               template_max_identity=args.template_max_identity,
-                              template_search=args.template_search)
+                              template_search=args.template_search,
+                              custom_templates=tuple(args.custom_templates), pdb_mirror=args.pdb_mirror,
+                              template_cache=args.template_cache, offline=args.offline)
         records = predict_batch(targets, args.out, opts, force=args.force)
     except Exception as exc:  # run-level problems (bad input, missing weights): one message, no traceback
         log.error("%s", exc)

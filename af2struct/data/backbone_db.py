@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
@@ -39,30 +39,34 @@ class BackboneDBError(ValueError):
     """A backbone database file that is missing, unreadable or inconsistent."""
 
 
+def _load(path: Path) -> Dict[str, np.ndarray]:
+    if not path.is_file():
+        raise BackboneDBError(f"{path}: no such backbone database file")
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            return {k: d[k] for k in d.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # numpy's own message would suggest allow_pickle=True: never say that
+        what = "truncated or corrupt .npz archive" if isinstance(exc, (zipfile.BadZipFile, EOFError)) \
+            else "not a numpy .npz archive of plain arrays"
+        raise BackboneDBError(f"{path}: {what}") from None
+
+
 class BackboneDB:
     """Read-only view of a ``chains_backbone.npz`` file.
 
     Args:
-        path: the ``.npz`` file (loaded with ``allow_pickle=False``).
+        path: the ``.npz`` file (loaded with ``allow_pickle=False``), or, with ``arrays`` (the
+            same layout, made in memory), only the name it goes by.
     """
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    def __init__(self, path: Union[str, Path], arrays: Optional[Dict[str, np.ndarray]] = None) -> None:
         path = Path(path)
-        if not path.is_file():
-            raise BackboneDBError(f"{path}: no such backbone database file")
-        try:
-            with np.load(path, allow_pickle=False) as d:
-                missing = [k for k in _REQUIRED if k not in d.files]
-                if missing:
-                    raise BackboneDBError(f"{path}: not a backbone database (missing arrays {missing})")
-                arrays = {k: d[k] for k in d.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, BackboneDBError):
-                raise
-            # numpy's own message would suggest allow_pickle=True: never say that
-            what = "truncated or corrupt .npz archive" if isinstance(exc, (zipfile.BadZipFile, EOFError)) \
-                else "not a numpy .npz archive of plain arrays"
-            raise BackboneDBError(f"{path}: {what}") from None
+        if arrays is None:
+            arrays = _load(path)
+        missing = [k for k in _REQUIRED if k not in arrays]
+        if missing:
+            raise BackboneDBError(f"{path}: not a backbone database (missing arrays {missing})")
         self.path = path
         self.coords = arrays["coords_centiA"]
         self.center = arrays["chain_center"].astype(np.float32)

@@ -35,6 +35,7 @@ from af2struct.common.files import atomic_write_bytes
 from af2struct.common.io import StructureError, find_structure_files
 from af2struct.data.backbone_db import BACKBONE_ATOMS
 from af2struct.data.template_chains import TemplateChain, read_template_chains
+from af2struct.data.template_search import TemplateDB
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,11 @@ def _arrays(chains: List[TemplateChain]) -> Dict[str, np.ndarray]:
         "accession": np.array([c.accession for c in chains], bool),
         "sources": np.array([c.source.encode("utf-8", "backslashreplace") for c in chains]),
     }
+
+
+def template_set(chains: List[TemplateChain], label: str) -> TemplateDB:
+    """``chains`` as an in-memory template database (the PDB's fetched entries, a user's files)."""
+    return TemplateDB(label, _arrays(chains))
 
 
 def build_template_db(inputs: List[str], out: Path, min_length: int = 10, progress: bool = True) -> BuildReport:

@@ -18,7 +18,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import pyhmmer
@@ -44,12 +44,14 @@ class TemplateDB(BackboneDB):
     least one chain; sequences of upper-case letters; one release date per chain, each a real
     date or empty."""
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    def __init__(self, path: Union[str, Path], arrays: Optional[Dict[str, np.ndarray]] = None) -> None:
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() and arrays is None:
             raise TemplateError(f"{path} is a folder, not a template database file (make one with "
                                 f"`af2struct templates build {path} --out templates.npz`)")
-        super().__init__(path)
+        super().__init__(path, arrays)
+        self._content = None if arrays is None else hashlib.sha256(
+            b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in sorted(arrays))).hexdigest()
         if not len(self):
             raise TemplateError(f"{path}: the template database holds no chains")
         bad = np.nonzero((self._sequence < ord("A")) | (self._sequence > ord("Z")))[0]
@@ -93,9 +95,10 @@ class TemplateDB(BackboneDB):
         return self._block
 
     def content_key(self) -> str:
-        """Identifies the database's content (path, size, modification time): a search cache or a
-        resume fingerprint made against another database is not reused."""
-        return file_key(self.path)
+        """Identifies the database's content (path, size, modification time; a digest of the arrays
+        for one made in memory): a search cache or a resume fingerprint made against another
+        database is not reused."""
+        return self._content or file_key(self.path)
 
 
 def _hit_from_domain(hit, query: str, name_of) -> Optional[TemplateHit]:

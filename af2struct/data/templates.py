@@ -226,6 +226,34 @@ def empty_template_features(length: int) -> Dict[str, np.ndarray]:
     }
 
 
+def featurise_hit(hit: TemplateHit, db, query_length: int) -> Dict[str, np.ndarray]:
+    """One template's features (the module doc's keys without the ``T`` axis) from chain
+    ``hit.index`` of ``db``. A hit whose alignment disagrees with the database is an error."""
+    qi, ti = hit.mapping()
+    n_t = int(db.lengths[hit.index])
+    if len(qi) and (qi.max() >= query_length or qi.min() < 0 or ti.max() >= n_t or ti.min() < 0):
+        raise TemplateError(f"template {hit.name}: alignment reaches outside the query ({query_length}) "
+                            f"or the template ({n_t} residues)")
+    full = db.backbone(hit.index)[:, :3]  # [n_t, 3, 3] N, CA, C (zeros where unobserved)
+    seen = db.observed_mask(hit.index)
+    seq = db.sequence(hit.index)
+    if seq[hit.hit_from - 1:hit.hit_to] != hit.hit_aln.replace("-", ""):
+        raise TemplateError(f"template {hit.name}: aligned residues do not match the database sequence")
+    tt, tm = backbone_torsions(full, seen)
+    out = {"template_aatype": np.full(query_length, rc.gap_index, np.int64),
+           "template_backbone": np.zeros((query_length, 3, 3), np.float32),
+           "template_backbone_mask": np.zeros(query_length, np.float32),
+           "template_torsions": np.zeros((query_length, 3, 2), np.float32),
+           "template_torsion_mask": np.zeros((query_length, 3), np.float32)}
+    if len(ti):
+        out["template_aatype"][qi] = rc.sequence_to_aatype("".join(seq[j] for j in ti), allow_unknown=True)
+    out["template_backbone"][qi] = full[ti]
+    out["template_backbone_mask"][qi] = seen[ti]  # an aligned residue the template did not observe has no coordinates
+    out["template_torsions"][qi] = tt[ti]
+    out["template_torsion_mask"][qi] = tm[ti]
+    return out
+
+
 def template_features(hits: Sequence[TemplateHit], db, query_length: int,
                       max_templates: int = MAX_TEMPLATES) -> Dict[str, np.ndarray]:
     """Features (module doc) of the first ``max_templates`` ``hits`` against the template
@@ -235,32 +263,10 @@ def template_features(hits: Sequence[TemplateHit], db, query_length: int,
     feats = empty_template_features(query_length)
     if not hits:
         return feats
-    t = len(hits)
-    aatype = np.full((t, query_length), rc.gap_index, np.int64)
-    bb = np.zeros((t, query_length, 3, 3), np.float32)
-    bb_mask = np.zeros((t, query_length), np.float32)
-    tors = np.zeros((t, query_length, 3, 2), np.float32)
-    tors_mask = np.zeros((t, query_length, 3), np.float32)
-    for k, hit in enumerate(hits):
-        qi, ti = hit.mapping()
-        n_t = int(db.lengths[hit.index])
-        if len(qi) and (qi.max() >= query_length or qi.min() < 0 or ti.max() >= n_t or ti.min() < 0):
-            raise TemplateError(f"template {hit.name}: alignment reaches outside the query ({query_length}) "
-                                f"or the template ({n_t} residues)")
-        full = db.backbone(hit.index)[:, :3]  # [n_t, 3, 3] N, CA, C (zeros where unobserved)
-        seen = db.observed_mask(hit.index)
-        seq = db.sequence(hit.index)
-        aligned = hit.hit_aln.replace("-", "")
-        if seq[hit.hit_from - 1:hit.hit_to] != aligned:
-            raise TemplateError(f"template {hit.name}: aligned residues do not match the database sequence")
-        tt, tm = backbone_torsions(full, seen)
-        aatype[k, qi] = rc.sequence_to_aatype("".join(seq[j] for j in ti), allow_unknown=True) if len(ti) else []
-        bb[k, qi] = full[ti]
-        bb_mask[k, qi] = seen[ti]  # an aligned residue the template did not observe has no coordinates
-        tors[k, qi] = tt[ti]
-        tors_mask[k, qi] = tm[ti]
-    feats.update(template_aatype=aatype, template_backbone=bb, template_backbone_mask=bb_mask,
-                 template_torsions=tors, template_torsion_mask=tors_mask, template_mask=np.ones(t, np.float32))
+    rows = [featurise_hit(h, db, query_length) for h in hits]
+    for key in rows[0]:
+        feats[key] = np.stack([r[key] for r in rows])
+    feats["template_mask"] = np.ones(len(hits), np.float32)
     return feats
 
 

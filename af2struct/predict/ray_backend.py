@@ -29,8 +29,10 @@ import torch
 
 from af2struct.common.runner import Finished, RunFolder
 from af2struct.predict.pipeline import load_default_model, predict_structure
-from af2struct.predict.targets import (InputError, PredictOptions, TargetInputs, TargetResult, check_target,
-                                       fail_target, relax_prediction, target_msa, target_templates, write_target)
+from af2struct.predict.errors import InputError
+from af2struct.predict.targets import (PredictOptions, TargetInputs, TargetResult, check_target, fail_target,
+                                       relax_prediction, target_msa, write_target)
+from af2struct.predict.templates import target_templates
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def _prepare(inputs: TargetInputs, opts: PredictOptions):
     """The target's MSA and templates (searched on a CPU worker): ``(msa, seconds, templates)``."""
     check_target(inputs.target, opts)
     msa, t_msa = target_msa(inputs, opts)
-    templates = target_templates(inputs, opts, msa)
+    templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts, msa)
     return msa, t_msa, templates
 
 

@@ -28,9 +28,12 @@ from af2struct.common.modelcif import to_modelcif_string
 from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
 from af2struct.data.msa_search import search_msa
 from af2struct.data.backbone_db import BackboneDBError
+from af2struct.data.pdb_mirror import DEFAULT_MIRROR
 from af2struct.data.template_chains import valid_date
-from af2struct.data.template_search import SEARCH_METHODS, TemplateDB, cached_search
-from af2struct.data.templates import TemplateError, hit_verdict, template_features
+from af2struct.data.template_search import SEARCH_METHODS
+from af2struct.predict.errors import InputError
+from af2struct.predict.templates import (PDB, TemplateResult, check_sources, remark_line, search_cache,
+                                         sources_key, target_templates, template_records)
 from af2struct.eval.metrics import score_model
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS, predict_structure
 from af2struct.predict.plots import plot_distogram, plot_pae, plot_plddt
@@ -40,10 +43,6 @@ from refine import RelaxConfig, relax
 logger = logging.getLogger(__name__)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-class InputError(ValueError):
-    """A problem with the run's input as a whole (no targets, duplicate or unsafe names)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,11 +107,15 @@ class PredictOptions:
     relax_config: Optional[RelaxConfig] = None  # relax settings (backend and seed come from relax / seed)
     plots: bool = True
     progress: bool = True
-    templates: Optional[str] = None  # template database (chains_backbone.npz layout) to search
+    templates: Optional[str] = None  # a template database (chains_backbone.npz layout), or "pdb": the PDB on demand
     max_templates: int = 4  # featurised per target (AlphaFold: 4)
     max_template_date: Optional[str] = None  # YYYY-MM-DD: templates released after it are not used
     template_max_identity: Optional[float] = None  # benchmarks: no template above this identity
     template_search: str = "jackhmmer"  # or phmmer; with an MSA: hmmsearch with its profile
+    custom_templates: Tuple[str, ...] = ()  # the user's own PDB/mmCIF files or folders
+    pdb_mirror: str = DEFAULT_MIRROR  # --templates pdb: URL or folder in the wwPDB layout
+    template_cache: Optional[str] = None  # --templates pdb: download cache (default ~/.cache/af2struct/pdb)
+    offline: bool = False  # --templates pdb: never use the network
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_templates <= 20:
@@ -125,11 +128,18 @@ class PredictOptions:
             raise ValueError(f"--template-search must be one of {SEARCH_METHODS}")
         if not self.templates:
             given = [flag for flag, on in (("--max-template-date", self.max_template_date is not None),
-                                           ("--max-templates", self.max_templates != 4),
                                            ("--template-max-identity", self.template_max_identity is not None),
                                            ("--template-search", self.template_search != "jackhmmer")) if on]
+            if not self.custom_templates:
+                given += ["--max-templates"] if self.max_templates != 4 else []
             if given:
                 raise ValueError(f"{', '.join(given)} without --templates has no effect: give --templates DB too")
+        if self.templates != PDB:
+            given = [flag for flag, on in (("--pdb-mirror", self.pdb_mirror != DEFAULT_MIRROR),
+                                           ("--template-cache", self.template_cache is not None),
+                                           ("--offline", self.offline)) if on]
+            if given:
+                raise ValueError(f"{', '.join(given)} without --templates pdb has no effect")
         if self.relax not in ("openmm", "rosetta", "none"):
             raise ValueError("relax must be openmm, rosetta or none")
         if self.fmt not in ("pdb", "cif"):
@@ -223,16 +233,13 @@ class TargetInputs:
 def resolve_inputs(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions) -> List[TargetInputs]:
     """Every target's :class:`TargetInputs`; raises ``InputError`` for a run that cannot start
     (``--msa FILE`` with several targets, a missing ``--msa`` or ``--templates`` path)."""
-    if opts.templates and opts.max_template_date and template_db(opts.templates).release_dates is None:
-        raise InputError(f"--max-template-date {opts.max_template_date}: the template database {opts.templates} records "
-                         "no release dates, so no cut-off can be applied (build one from mmCIF files with "
-                         "`af2struct templates build`, or leave the cut-off out)")
+    check_sources(opts)
     out = []
     for t in targets:
         msa_file = _msa_file(t, opts, len(targets))
         native, note = _native_file(t, opts, len(targets))
         searched = msa_cache(folder, t, opts) if opts.msa_db and msa_file is None else None
-        out.append(TargetInputs(t, msa_file, searched, template_cache(folder, t, opts), native, note,
+        out.append(TargetInputs(t, msa_file, searched, search_cache(folder, t.name, t.sequence, opts), native, note,
                                 _fingerprint(t, opts, msa_file, native)))
     return out
 
@@ -248,105 +255,10 @@ def _fingerprint(target: Target, opts: PredictOptions, msa: Optional[Path], nati
         "msa": file_digest(msa) if msa else None,
         "msa_db": [file_key(db), opts.msa_iterations] if db and db.is_file() else None,
         "native": file_digest(native) if native else None,
-        "templates": template_db(opts.templates).content_key() if opts.templates else None,
-        "template_options": [opts.max_templates, opts.max_template_date, opts.template_max_identity,
-                             opts.template_search] if opts.templates else None,
+        # one key for every template source and option ("template_options" kept as None so a run
+        # without templates keeps the fingerprint it had before)
+        "templates": sources_key(opts), "template_options": None,
     })
-
-
-@functools.lru_cache(maxsize=2)
-def _template_db(path: str, key: str) -> TemplateDB:
-    t0 = time.perf_counter()
-    logger.info("reading the template database %s (%.0f MB)", path, Path(path).stat().st_size / 1e6)
-    db = TemplateDB(path)
-    logger.info("template database: %d chains, %.1f s", len(db), time.perf_counter() - t0)
-    return db
-
-
-def template_db(path: str) -> TemplateDB:
-    """The template database at ``path``, read once per process (again when the file changes)."""
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(f"--templates {p} is a folder, not a template database file (make one with "
-                         f"`af2struct templates build {p} --out templates.npz`)")
-    if not p.is_file():
-        raise InputError(f"--templates {p}: no such template database file"
-                         + (" (a pipe or device cannot be read twice; give a file)" if p.exists() else ""))
-    try:
-        return _template_db(str(p.resolve()), file_key(p))
-    except (TemplateError, BackboneDBError) as exc:
-        raise InputError(f"--templates: {exc}") from None
-
-
-@dataclasses.dataclass
-class TemplateResult:
-    """A target's template search: every hit kept, the ones used, why each other hit was not
-    used (``reasons[k]`` for ``hits[k]``, ``None`` for a used one), their features, seconds spent."""
-
-    hits: List
-    used: List
-    features: Optional[Dict[str, np.ndarray]]
-    seconds: float
-    reasons: List[Optional[str]] = dataclasses.field(default_factory=list)
-    source: str = ""
-
-    def report(self, length: int, db: Optional[TemplateDB] = None) -> Dict:
-        """``templates.json``: where the templates come from, and every hit with its verdict."""
-        used = {h.index for h in self.used}
-        rows = []
-        for k, h in enumerate(self.hits):
-            row = dict(h.to_dict(length), used=h.index in used,
-                       reason=self.reasons[k] if k < len(self.reasons) else None)
-            if db is not None:
-                row.update(pdb_id=db.accession(h.index), release_date=db.release_dates[h.index]
-                           if db.release_dates is not None else None, file=db.source(h.index),
-                           template_residues=[int(db.start_resnum[h.index]) + h.hit_from - 1,
-                                              int(db.start_resnum[h.index]) + h.hit_to - 1])
-            rows.append(row)
-        return {"source": self.source, "hits": rows, "used": [h.name for h in self.used]}
-
-
-def template_verdicts(hits: Sequence, sequence: str, db: TemplateDB, opts: PredictOptions) -> Tuple[List, List]:
-    """``(used, reasons)``: the best ``--max-templates`` hits the filters pass (AlphaFold's, the
-    date cut-off, ``--template-max-identity``), and for every hit why it is not used (or ``None``)."""
-    used, reasons = [], []
-    for h in hits:
-        why = hit_verdict(h, sequence, max_identity=opts.template_max_identity, max_date=opts.max_template_date,
-                          release_date=db.release_dates[h.index] if db.release_dates is not None else "")
-        if why is None and len(used) >= opts.max_templates:
-            why = f"beyond the best {opts.max_templates} (--max-templates)"
-        if why is None:
-            used.append(h)
-        reasons.append(why)
-    return used, reasons
-
-
-def template_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Optional[Path]:
-    """Where a target's template search is kept between runs (``None`` without ``--templates``)."""
-    if not opts.templates:
-        return None
-    key = fingerprint([target.sequence, template_db(opts.templates).content_key(), opts.template_search])
-    return folder.cache_path("templates", f"{target.name}.{key}.json")
-
-
-def target_templates(inputs: TargetInputs, opts: PredictOptions, msa) -> Optional[TemplateResult]:
-    """Search ``--templates`` for the target (kept at ``inputs.template_cache``), filter the hits
-    as AlphaFold does and featurise the best ``max_templates``; ``None`` without ``--templates``."""
-    if not opts.templates:
-        return None
-    t0 = time.perf_counter()
-    db = template_db(opts.templates)
-    target = inputs.target
-    hits = cached_search(target.sequence, db, inputs.template_cache, msa=msa, method=opts.template_search,
-                         name=target.name)
-    seq = "".join(target.sequence.split()).upper()
-    used, reasons = template_verdicts(hits, seq, db, opts)
-    feats = template_features(used, db, len(seq), opts.max_templates)
-    undated = sum(bool(r) and r.startswith("no known release date") for r in reasons)
-    logger.info("%s: %d template hit(s), %d used%s%s", target.name, len(hits), len(used),
-                (": " + ", ".join(h.name for h in used)) if used else "",
-                f"; {undated} without a release date left out (--max-template-date)" if undated else "")
-    return TemplateResult(hits, used, feats, time.perf_counter() - t0, reasons, f"database {opts.templates}")
 
 
 def check_target(target: Target, opts: PredictOptions) -> np.ndarray:
@@ -439,7 +351,7 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
                 atomic_write_text(partial / f"{tag}.cif", to_modelcif_string(
                     prot, target.name, pred.plddt, target.description,
                     "\n".join(model_remarks(target, opts, rel, used)[2:]),
-                    templates=template_records(used, templates_db_or_none(opts))))
+                    templates=template_records(used)))
         buf = io.BytesIO()
         np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
                             sequence=np.array(target.sequence))
@@ -451,7 +363,7 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
         if templates is not None:
             row["n_templates"] = len(templates.used)
             atomic_write_text(partial / "templates.json",
-                              json.dumps(templates.report(len(pred.plddt), templates_db_or_none(opts)), indent=1))
+                              json.dumps(templates.report(len(pred.plddt)), indent=1))
         conf = write_confidence(partial, target, pred, final_protein, opts.plots)
         row.update(score_against_native(inputs, final_protein))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
@@ -522,52 +434,17 @@ def _sha256_prefix(path: str, key: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def template_label(h, db: Optional[TemplateDB]) -> str:
-    """How a model names a template: ``PDB 1AKI chain A`` when its file stated the accession,
-    else the file it came from (never a PDB id made from a file name)."""
-    acc = db.accession(h.index) if db is not None else None
-    if acc:
-        return f"PDB {acc} chain {h.chain}"
-    src = db.source(h.index) if db is not None else None
-    return f"{Path(src).name if src else h.pdb_id} chain {h.chain} (not a PDB accession)"
-
-
 def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None) -> List[str]:
     """What a model file says about itself (PDB ``REMARK 999`` lines)."""
     out = [f"af2struct {__version__} model of {target.name}",
            "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
            f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
     if templates is not None:
-        n = len("".join(target.sequence.split()))
-        db = templates_db_or_none(opts)
-        out.append("templates: " + ("; ".join(
-            f"{template_label(h, db)} (E {h.evalue:.2g}, identity {h.identity:.2f}, coverage {h.coverage(n):.2f})"
-            for h in templates) if templates else f"none used from {Path(opts.templates).name} (templates.json lists the hits)"))
+        out.append(remark_line(templates, len("".join(target.sequence.split())), opts))
     if relaxed is None:
         out.append("not relaxed")
     else:
         out.append(relaxed.remark())
-    return out
-
-
-def templates_db_or_none(opts: PredictOptions) -> Optional[TemplateDB]:
-    return template_db(opts.templates) if opts.templates else None
-
-
-def template_records(used, db: Optional[TemplateDB]) -> Optional[List[Dict]]:
-    """The used templates as ModelCIF needs them (:func:`af2struct.common.modelcif.to_modelcif_string`):
-    residue numbers are positions in the template sequence given (``template_range`` of
-    ``templates.json``); a template whose file stated no accession is a customised one, named by its file."""
-    if used is None or db is None:
-        return None
-    out = []
-    for h in used:
-        acc = db.accession(h.index)
-        src = db.source(h.index)
-        out.append({"pdb_id": acc, "name": acc or (Path(src).name if src else h.pdb_id), "chain": h.chain,
-                    "sequence": db.sequence(h.index), "template_begin": h.hit_from, "template_end": h.hit_to,
-                    "target_begin": h.query_from, "target_end": h.query_to, "identity": h.identity,
-                    "evalue": h.evalue, "query_aln": h.query_aln, "template_aln": h.hit_aln})
     return out
 
 
@@ -604,9 +481,9 @@ def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: Predict
         if inputs.msa_cache is not None or inputs.msa_file is not None:
             stage("MSA")
         msa, t_msa = target_msa(inputs, opts)
-        if opts.templates:
-            stage("template search")
-        templates = target_templates(inputs, opts, msa)
+        if opts.templates or opts.custom_templates:
+            stage("templates")
+        templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts, msa)
         stage("model")
         pred = predict_structure(model, inputs.target.sequence, msa, opts.num_recycles, opts.seed, device,
                                  templates=templates.features if templates else None)

@@ -1,0 +1,248 @@
+"""A target's templates in a prediction: the sources opened once per process, the search kept
+between runs, every candidate's verdict, the features, and what the outputs say about them.
+
+Sources (:mod:`af2struct.data.template_sources`): ``--templates DB.npz`` (a template database),
+``--templates pdb`` (the PDB on demand, :mod:`af2struct.data.pdb_mirror`) and
+``--custom-templates`` (the user's files), alone or together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from af2struct.common.files import file_key
+from af2struct.common.runner import RunFolder, file_digest, fingerprint
+from af2struct.common.io import find_structure_files
+from af2struct.data.backbone_db import BackboneDBError
+from af2struct.data.pdb_mirror import MirrorError, PdbMirror
+from af2struct.data.seqres_db import SeqresDB
+from af2struct.data.template_search import TemplateDB, cached_search
+from af2struct.data.template_sources import (Candidate, candidate_features, choose, custom_candidates,
+                                             database_candidates, pdb_candidates)
+from af2struct.data.templates import TemplateError
+from af2struct.predict.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+PDB = "pdb"  # --templates pdb: the PDB itself
+
+
+# -- sources, opened once per process --------------------------------------------------------
+@functools.lru_cache(maxsize=2)
+def _template_db(path: str, key: str) -> TemplateDB:
+    t0 = time.perf_counter()
+    logger.info("reading the template database %s (%.0f MB)", path, Path(path).stat().st_size / 1e6)
+    db = TemplateDB(path)
+    logger.info("template database: %d chains, %.1f s", len(db), time.perf_counter() - t0)
+    return db
+
+
+def template_db(path: str) -> TemplateDB:
+    """The template database at ``path``, read once per process (again when the file changes)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"--templates {p} is a folder, not a template database file (make one with "
+                         f"`af2struct templates build {p} --out templates.npz`, or use --templates pdb)")
+    if not p.is_file():
+        raise InputError(f"--templates {p}: no such template database file"
+                         + (" (a pipe or device cannot be read twice; give a file)" if p.exists() else ""))
+    try:
+        return _template_db(str(p.resolve()), file_key(p))
+    except (TemplateError, BackboneDBError) as exc:
+        raise InputError(f"--templates: {exc}") from None
+
+
+def pdb_mirror(opts) -> PdbMirror:
+    """``--pdb-mirror`` with ``--template-cache`` and ``--offline``."""
+    try:
+        return PdbMirror(opts.pdb_mirror, Path(opts.template_cache) if opts.template_cache else None,
+                         offline=opts.offline, progress=opts.progress)
+    except MirrorError as exc:
+        raise InputError(str(exc)) from None
+
+
+_SEQRES: Dict[tuple, object] = {}  # (mirror, cache, offline) -> SeqresDB or the MirrorError it gave
+
+
+def pdb_seqres(opts) -> SeqresDB:
+    """The mirror's ``pdb_seqres.txt`` (downloaded once into the cache), read once per process.
+    An unreachable mirror is remembered: the next target fails at once with the same line."""
+    mirror = pdb_mirror(opts)
+    key = (mirror.url, str(mirror.cache), opts.offline)
+    got = _SEQRES.get(key)
+    if isinstance(got, SeqresDB) and got.is_current():
+        return got
+    if isinstance(got, MirrorError):
+        raise got
+    try:
+        path = mirror.seqres()
+        db = SeqresDB(path, index_dir=mirror.cache if mirror.local else None)
+    except MirrorError as exc:
+        _SEQRES[key] = exc
+        raise
+    _SEQRES[key] = db
+    return db
+
+
+def sources_key(opts) -> Optional[List]:
+    """What the templates depend on, for the fingerprint: the database's content, the
+    ``pdb_seqres.txt`` version searched (a rerun after ``templates update`` redoes the target),
+    the custom files' content, and every template option."""
+    if not (opts.templates or opts.custom_templates):
+        return None
+    if opts.templates == PDB:
+        try:
+            source = ["pdb", pdb_mirror(opts).url, pdb_seqres(opts).content_key()]
+        except MirrorError as exc:  # the targets fail with it; their fingerprint says so
+            source = ["pdb", pdb_mirror(opts).url, f"unavailable: {exc}"]
+    else:
+        source = template_db(opts.templates).content_key() if opts.templates else None
+    custom = [file_digest(p) for p in custom_files(opts)] if opts.custom_templates else None
+    return [source, custom, opts.max_templates, opts.max_template_date, opts.template_max_identity,
+            opts.template_search]
+
+
+def custom_files(opts) -> List[Path]:
+    try:
+        return find_structure_files(list(opts.custom_templates), recursive=True)
+    except FileNotFoundError as exc:
+        raise InputError(f"--custom-templates: {exc}") from None
+
+
+def check_sources(opts) -> None:
+    """Refuse, before any target runs, what cannot work: a missing database or custom path, a
+    cut-off on a database without dates."""
+    if opts.templates and opts.templates != PDB:
+        db = template_db(opts.templates)
+        if opts.max_template_date and db.release_dates is None:
+            raise InputError(f"--max-template-date {opts.max_template_date}: the template database {opts.templates} "
+                             "records no release dates, so no cut-off can be applied (build one from mmCIF files with "
+                             "`af2struct templates build`, use --templates pdb, or leave the cut-off out)")
+    if opts.templates == PDB:
+        pdb_mirror(opts)
+    if opts.custom_templates and not custom_files(opts):
+        raise InputError(f"--custom-templates {' '.join(opts.custom_templates)}: no PDB/mmCIF files there")
+
+
+def search_cache(folder: RunFolder, name: str, sequence: str, opts) -> Optional[Path]:
+    """Where a target's template search is kept between runs (``None`` when nothing is searched)."""
+    if not opts.templates:
+        return None
+    source = pdb_seqres_key(opts) if opts.templates == PDB else template_db(opts.templates).content_key()
+    key = fingerprint([sequence, source, opts.template_search])
+    return folder.cache_path("templates", f"{name}.{key}.json")
+
+
+def pdb_seqres_key(opts) -> str:
+    try:
+        return pdb_seqres(opts).content_key()
+    except MirrorError:
+        return "unavailable"
+
+
+# -- one target ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TemplateResult:
+    """A target's templates: every candidate with its verdict, the ones used (featurised), the
+    features, the seconds spent, and where they came from."""
+
+    candidates: List[Candidate]
+    used: List[Candidate]
+    features: Optional[Dict[str, np.ndarray]]
+    seconds: float
+    source: str = ""
+
+    def report(self, length: int) -> Dict:
+        """``templates.json``: the sources, and every candidate with its verdict."""
+        rows = []
+        for c in self.candidates:
+            row = c.row(length)
+            row["used"] = any(c is u for u in self.used)
+            rows.append(row)
+        return {"source": self.source, "hits": rows, "used": [c.hit.name for c in self.used]}
+
+
+def describe_sources(opts) -> str:
+    parts = []
+    if opts.templates == PDB:
+        parts.append(f"pdb ({pdb_mirror(opts).describe()})")
+    elif opts.templates:
+        parts.append(f"database {opts.templates}")
+    if opts.custom_templates:
+        parts.append("custom " + " ".join(opts.custom_templates))
+    return "; ".join(parts)
+
+
+def target_templates(name: str, sequence: str, cache: Optional[Path], opts, msa) -> Optional[TemplateResult]:
+    """Every source searched for the target (searches kept at ``cache``), each candidate judged
+    (AlphaFold's filters, the date cut-off), the best ``--max-templates`` featurised; ``None``
+    without templates. Raises :class:`~af2struct.data.pdb_mirror.MirrorError` when the PDB's
+    mirror cannot be reached (the target fails with that one line)."""
+    if not (opts.templates or opts.custom_templates):
+        return None
+    t0 = time.perf_counter()
+    seq = "".join(sequence.split()).upper()
+    candidates: List[Candidate] = []
+    if opts.custom_templates:
+        candidates += custom_candidates([str(p) for p in custom_files(opts)], seq, method="phmmer")
+    if opts.templates == PDB:
+        seqres = pdb_seqres(opts)
+        hits = cached_search(seq, seqres, cache, msa=msa, method=opts.template_search, name=name)
+        wanted = max(0, opts.max_templates - sum(c.reason is None for c in candidates))
+        candidates += pdb_candidates(hits, seqres, pdb_mirror(opts), seq, wanted, max_date=opts.max_template_date,
+                                     max_identity=opts.template_max_identity)
+    elif opts.templates:
+        db = template_db(opts.templates)
+        hits = cached_search(seq, db, cache, msa=msa, method=opts.template_search, name=name)
+        candidates += database_candidates(hits, db, seq, max_date=opts.max_template_date,
+                                          max_identity=opts.template_max_identity)
+    used = choose(candidates, opts.max_templates)
+    feats = candidate_features(used, len(seq))
+    undated = sum(bool(c.reason) and c.reason.startswith("no known release date") for c in candidates)
+    unused_custom = [c for c in candidates if c.source == "custom" and c.reason]
+    logger.info("%s: %d template candidate(s), %d used%s%s", name, len(candidates), len(used),
+                (": " + ", ".join(c.hit.name for c in used)) if used else "",
+                f"; {undated} without a release date left out (--max-template-date)" if undated else "")
+    for c in unused_custom:
+        logger.warning("%s: custom template %s not used: %s", name, c.file or c.hit.name, c.reason)
+    return TemplateResult(candidates, used, feats, time.perf_counter() - t0, describe_sources(opts))
+
+
+# -- what the outputs say ---------------------------------------------------------------------
+def template_label(c: Candidate) -> str:
+    """How a model names a template: ``PDB 1AKI chain A`` when its file stated the accession,
+    else the file it came from (never a PDB id made from a file name)."""
+    if c.pdb_id:
+        return f"PDB {c.pdb_id} chain {c.hit.chain}"
+    return f"{Path(c.file).name if c.file else c.hit.pdb_id} chain {c.hit.chain} (not a PDB accession)"
+
+
+def remark_line(used: List[Candidate], length: int, opts) -> str:
+    if not used:
+        return f"templates: none used from {describe_sources(opts)} (templates.json lists the candidates)"
+    return "templates: " + "; ".join(
+        f"{template_label(c)} (E {c.hit.evalue:.2g}, identity {c.hit.identity:.2f}, coverage "
+        f"{c.hit.coverage(length):.2f})" for c in used)
+
+
+def template_records(used: Optional[List[Candidate]]) -> Optional[List[Dict]]:
+    """The used templates as ModelCIF needs them (:func:`af2struct.common.modelcif.to_modelcif_string`):
+    residue numbers are positions in the template sequence given (``template_range`` of
+    ``templates.json``); a template whose file stated no accession is a customised one, named by its file."""
+    if used is None:
+        return None
+    out = []
+    for c in used:
+        h = c.hit
+        out.append({"pdb_id": c.pdb_id, "name": c.pdb_id or (Path(c.file).name if c.file else h.pdb_id),
+                    "chain": h.chain, "sequence": c.db.sequence(h.index), "template_begin": h.hit_from,
+                    "template_end": h.hit_to, "target_begin": h.query_from, "target_end": h.query_to,
+                    "identity": h.identity, "evalue": h.evalue, "query_aln": h.query_aln, "template_aln": h.hit_aln})
+    return out
