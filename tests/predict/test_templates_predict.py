@@ -1,6 +1,5 @@
 """predict --templates: search, the templates used in templates.json, REMARKs and ModelCIF, resume."""
 
-import dataclasses
 import csv
 import json
 import shutil
@@ -13,14 +12,6 @@ from af2struct.data.backbone_db import BackboneDB
 from af2struct.model.checkpoint import save_checkpoint
 from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
-
-
-@pytest.fixture(scope="module")
-def template_weights(tmp_path_factory):
-    cfg = preset("tiny")
-    cfg = dataclasses.replace(cfg, templates=dataclasses.replace(cfg.templates, enabled=True, zero_init=False))
-    model = Alphafold2(config=cfg)
-    return save_checkpoint(tmp_path_factory.mktemp("w") / "tiny_templates.pt", model, model.config)
 
 
 def test_predict_with_templates(tmp_path, template_weights, data_dir):
