@@ -132,14 +132,16 @@ def test_a_long_target_is_never_silent_and_a_log_file_gets_lines_not_bars(tmp_pa
     """Without --quiet: the database's loading, each stage of the target, its seconds and a line
     per finished target with the time left; stderr is not a terminal here, so no progress bar
     (it printed again at every update and at its close)."""
+    from af2struct.predict.templates import _template_db
     from tests.cli_run import cli
 
+    _template_db.cache_clear()  # read in this run, as in a new process
     seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
     r = cli("predict", "--sequence", seq, "--name", "q", "--out", tmp_path / "o", "--weights", template_weights,
             "--templates", data_dir / "templates_sample.npz", "--relax", "none", "--no-plots", quiet=False)
     assert r.returncode == 0, r.stderr
     err = r.stderr
-    for line in ("reading the template database", f"q ({len(seq)} residues): template search",
+    for line in ("reading the template database", f"q ({len(seq)} residues): templates",
                  f"q ({len(seq)} residues): model", "predict 1/1 targets: q ok"):
         assert line in err, line
     assert "%|" not in err and "target/s" not in err
