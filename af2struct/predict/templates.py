@@ -98,10 +98,7 @@ def sources_key(opts) -> Optional[List]:
     if not (opts.templates or opts.custom_templates):
         return None
     if opts.templates == PDB:
-        try:
-            source = ["pdb", pdb_mirror(opts).url, pdb_seqres(opts).content_key()]
-        except MirrorError as exc:  # the targets fail with it; their fingerprint says so
-            source = ["pdb", pdb_mirror(opts).url, f"unavailable: {exc}"]
+        source = ["pdb", pdb_mirror(opts).url, seqres_version(opts)]
     else:
         source = template_db(opts.templates).content_key() if opts.templates else None
     custom = [file_digest(p) for p in custom_files(opts)] if opts.custom_templates else None
@@ -135,16 +132,19 @@ def search_cache(folder: RunFolder, name: str, sequence: str, opts) -> Optional[
     """Where a target's template search is kept between runs (``None`` when nothing is searched)."""
     if not opts.templates:
         return None
-    source = pdb_seqres_key(opts) if opts.templates == PDB else template_db(opts.templates).content_key()
+    source = seqres_version(opts) if opts.templates == PDB else template_db(opts.templates).content_key()
     key = fingerprint([sequence, source, opts.template_search])
     return folder.cache_path("templates", f"{name}.{key}.json")
 
 
-def pdb_seqres_key(opts) -> str:
+def seqres_version(opts) -> str:
+    """The ``pdb_seqres.txt`` a search reads (path, size, modification time; fetched into the
+    cache when missing), without reading it; ``unavailable: why`` when it cannot be had (the
+    targets then fail with that line)."""
     try:
-        return pdb_seqres(opts).content_key()
-    except MirrorError:
-        return "unavailable"
+        return file_key(pdb_mirror(opts).seqres())
+    except MirrorError as exc:
+        return f"unavailable: {exc}"
 
 
 # -- one target ------------------------------------------------------------------------------
