@@ -45,12 +45,24 @@ MONOMERS = ("T1024 T1025 T1026 T1027 T1029 T1030 T1031 T1032 T1033 T1035 T1038 T
             "T1049 T1054 T1056 T1064 T1067 T1073 T1074 T1080 T1082 T1090 T1099").split()
 
 
-def scores(pred_ca: np.ndarray, present: np.ndarray, true_ca: np.ndarray) -> dict:
-    """TM-score and lDDT-CA of ``pred_ca [n, 3]`` (``present [n]``) against ``true_ca [n, 3]``."""
+def scores(pred_ca: np.ndarray, present: np.ndarray, true_ca: np.ndarray, per_residue: bool = False) -> dict:
+    """TM-score and lDDT-CA of ``pred_ca [n, 3]`` (``present [n]``) against ``true_ca [n, 3]``
+    (with ``per_residue``, also the per-residue lDDT-CA under ``_per_residue``)."""
     n = len(true_ca)
     tm = tm_score(pred_ca[present], true_ca[present], n) if present.sum() >= 3 else 0.0
-    l, _ = lddt(pred_ca, true_ca, np.ones(n, bool), pred_mask=present)
-    return {"tm": round(float(tm), 4), "lddt_ca": round(float(l), 4)}
+    l, per = lddt(pred_ca, true_ca, np.ones(n, bool), pred_mask=present)
+    out = {"tm": round(float(tm), 4), "lddt_ca": round(float(l), 4)}
+    if per_residue:
+        out["_per_residue"] = np.asarray(per, np.float64)
+    return out
+
+
+def calibration(plddt: np.ndarray, true: dict, prefix: str, row: dict) -> None:
+    """pLDDT against the true lDDT-CA x 100: the chain's mean and each residue (kept for the
+    pooled correlation in the summary)."""
+    row[f"{prefix}_plddt"] = round(float(plddt.mean()), 1)
+    row[f"{prefix}_plddt_err"] = round(float(plddt.mean() - 100 * true["lddt_ca"]), 1)
+    row[f"_{prefix}_residues"] = (plddt, 100 * true["_per_residue"])
 
 
 def model_ca(model, sequence: str, feats=None, seed: int = 0):
@@ -108,17 +120,20 @@ def run_set(model, db, targets, casp: bool):
         row = {"target": name, "length": n, "n_hits": len(hits),
                "top_hit": hits[0].name if hits else "", "identity": round(hits[0].identity, 3) if hits else "",
                "coverage": round(hits[0].coverage(n), 3) if hits else ""}
-        ca0, _ = model_ca(model, seq)
-        row.update({f"model_{k}": v for k, v in scores(ca0[obs], np.ones(len(obs), bool), true).items()})
+        ca0, pred0 = model_ca(model, seq)
+        s0 = scores(ca0[obs], np.ones(len(obs), bool), true, per_residue=True)
+        row.update({f"model_{k}": v for k, v in s0.items() if not k.startswith("_")})
+        calibration(pred0.plddt[obs], s0, "model", row)
         if hits:
             ca_c, present = template_copy_ca(hits[0], db, n)
             row.update({f"copy_{k}": v for k, v in scores(ca_c[obs], present[obs], true).items()})
             feats = template_features(hits, db, n)
             ca_t, pred = model_ca(model, seq, feats)
-            row.update({f"templates_{k}": v for k, v in scores(ca_t[obs], np.ones(len(obs), bool), true).items()})
-            row["templates_plddt"] = round(float(pred.plddt.mean()), 1)
+            st = scores(ca_t[obs], np.ones(len(obs), bool), true, per_residue=True)
+            row.update({f"templates_{k}": v for k, v in st.items() if not k.startswith("_")})
+            calibration(pred.plddt[obs], st, "templates", row)
         row["seconds"] = round(time.perf_counter() - t0, 1)
-        print(json.dumps(row), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}), flush=True)
         rows.append(row)
     return rows
 
@@ -135,6 +150,17 @@ def summary(rows):
     for m in ("tm", "lddt_ca"):
         if nohit:
             out[f"nohit_model_{m}"] = round(float(np.mean([r[f"model_{m}"] for r in nohit])), 4)
+    # calibration: mean over chains of |mean pLDDT - 100 x lDDT-CA|, the signed mean, and the
+    # per-residue Pearson r (pooled over the chains' residues)
+    for group, rs, key in (("hit", hit, "templates"), ("hit", hit, "model"), ("nohit", nohit, "model")):
+        rs = [r for r in rs if f"_{key}_residues" in r]
+        if not rs:
+            continue
+        out[f"{group}_{key}_plddt_abs_err"] = round(float(np.mean([abs(r[f"{key}_plddt_err"]) for r in rs])), 2)
+        out[f"{group}_{key}_plddt_err"] = round(float(np.mean([r[f"{key}_plddt_err"] for r in rs])), 2)
+        p = np.concatenate([r[f"_{key}_residues"][0] for r in rs])
+        t = np.concatenate([r[f"_{key}_residues"][1] for r in rs])
+        out[f"{group}_{key}_plddt_r_residue"] = round(float(np.corrcoef(p, t)[0, 1]), 3)
     return out
 
 
@@ -190,9 +216,9 @@ def main() -> None:
         targets = validation_targets(db, args.n_hit, args.n_nohit, args.max_len, args.seed) if name == "valid" \
             else casp_targets(db)
         rows = run_set(model, db, targets, casp=name == "casp14")
-        keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "target", k))
+        keys = sorted({k for r in rows for k in r if not k.startswith("_")}, key=lambda k: (k != "target", k))
         with open(args.out / f"templates_{name}.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
+            w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
         report[name] = summary(rows)

@@ -153,6 +153,9 @@ class HeadsConfig:
     # with context: also the distogram's expected lDDT of the structure and 6 related features
     # (af2struct.model.heads.expected_lddt_features; False: the 6 features of checkpoints before it)
     plddt_expected_lddt: bool = True
+    # with context: also how the templates cover each residue (af2struct.model.heads.template_support;
+    # False: checkpoints fitted before it, which read a templated model as if it had none)
+    plddt_template_support: bool = False
     # predicted aligned error (AlphaFold's PAE): bins of 0.5 A up to pae_max, one more beyond;
     # 0 = no PAE head (checkpoints written before it)
     pae_bins: int = 64

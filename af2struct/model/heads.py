@@ -4,7 +4,7 @@ the pair (1.9.7) and side-chain torsions (as Algorithm 20's angle outputs)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 from torch import nn
@@ -108,6 +108,27 @@ def structure_agreement(logits: torch.Tensor, ca: torch.Tensor, mask: torch.Tens
     return out * m[..., None]
 
 
+TEMPLATE_SUPPORT_FEATURES = 3
+
+
+def template_support(templates: Optional[Dict[str, torch.Tensor]], mask: torch.Tensor,
+                     max_templates: int = 4) -> torch.Tensor:
+    """``[B, L, 3]`` how the templates cover each residue (``mask [B, L]``): the share of
+    ``max_templates`` slots with a template residue aligned there, whether any has, and the
+    number of templates / ``max_templates`` (zeros without templates). A pLDDT head fitted
+    without it cannot tell a model copied from a good template from one folded ab initio."""
+    b, n = mask.shape
+    out = mask.new_zeros((b, n, TEMPLATE_SUPPORT_FEATURES), dtype=torch.float32)
+    if not templates or "template_backbone_mask" not in templates or templates["template_backbone_mask"].shape[1] == 0:
+        return out
+    tm = templates["template_mask"].float()  # [B, T]
+    covered = templates["template_backbone_mask"].float() * tm[..., None]  # [B, T, L]
+    out[..., 0] = covered.sum(1) / max_templates
+    out[..., 1] = covered.amax(1)
+    out[..., 2] = (tm.sum(1) / max_templates)[:, None]
+    return out * mask[..., None].float()
+
+
 class PLDDTHead(nn.Module):
     """Per-residue logits ``[B, L, bins]`` over lDDT-CA bins (0..1) from the sequence row
     ``s [B, L, C]``; with ``cfg.plddt_context`` also from the pair row ``z [B, L, L, Cz]``
@@ -121,6 +142,7 @@ class PLDDTHead(nn.Module):
         self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, cfg.plddt_bins))
         self.context = cfg.plddt_context
         self.expected_lddt = cfg.plddt_context and cfg.plddt_expected_lddt
+        self.template_support = False
         if self.context:
             self.pair = nn.Sequential(nn.LayerNorm(z_dim), nn.Linear(z_dim, dim))
             self.agree = nn.Sequential(nn.Linear(BASE_AGREEMENT_FEATURES, dim), nn.ReLU(), nn.Linear(dim, dim))
@@ -129,6 +151,10 @@ class PLDDTHead(nn.Module):
                 extra = AGREEMENT_FEATURES - BASE_AGREEMENT_FEATURES
                 self.agree_expected = nn.Sequential(nn.Linear(extra, dim), nn.ReLU(), nn.Linear(dim, dim))
                 new.append(self.agree_expected[-1])
+            self.template_support = cfg.plddt_template_support
+            if self.template_support:
+                self.template = nn.Sequential(nn.Linear(TEMPLATE_SUPPORT_FEATURES, dim), nn.ReLU(), nn.Linear(dim, dim))
+                new.append(self.template[-1])
             for last in new:
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
@@ -144,22 +170,28 @@ class PLDDTHead(nn.Module):
         return (zn * m[:, None, :, None]).sum(2) / m.sum(1).clamp(min=1)[:, None, None]
 
     def from_pooled(self, s: torch.Tensor, pair_mean: Optional[torch.Tensor] = None,
-                    agreement: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    agreement: Optional[torch.Tensor] = None, support: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits ``[B, L, bins]`` from ``s [B, L, C]`` and (with context) :meth:`pool_pair`'s
-        ``pair_mean [B, L, Cz]`` and :func:`structure_agreement`'s ``agreement [B, L, 13]``."""
+        ``pair_mean [B, L, Cz]``, :func:`structure_agreement`'s ``agreement [B, L, 13]`` and
+        :func:`template_support`'s ``support [B, L, 3]`` (``None``: no templates)."""
         if self.context:
             norm = self.pair[0]
             s = s + self.pair[1](pair_mean * norm.weight + norm.bias)
             s = s + self.agree(agreement[..., :BASE_AGREEMENT_FEATURES])
             if self.expected_lddt:
                 s = s + self.agree_expected(agreement[..., BASE_AGREEMENT_FEATURES:])
+            if self.template_support:
+                if support is None:
+                    support = s.new_zeros((*s.shape[:-1], TEMPLATE_SUPPORT_FEATURES))
+                s = s + self.template(support.to(s.dtype))
         return self.net(s)
 
-    def forward(self, s, z=None, mask=None, agreement=None):
-        """``s [B, L, C]``; with context also ``z``, ``mask [B, L]`` and ``agreement [B, L, 13]``."""
+    def forward(self, s, z=None, mask=None, agreement=None, support=None):
+        """``s [B, L, C]``; with context also ``z``, ``mask [B, L]``, ``agreement [B, L, 13]``
+        and ``support [B, L, 3]``."""
         if not self.context:
             return self.net(s)
-        return self.from_pooled(s, self.pool_pair(z, mask), agreement)
+        return self.from_pooled(s, self.pool_pair(z, mask), agreement, support)
 
 
 class TorsionHead(nn.Module):

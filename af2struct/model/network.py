@@ -23,7 +23,7 @@ from torch import nn
 from af2struct.common.residue_constants import SequenceError
 from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
 from af2struct.model.heads import (DistogramHead, PAEHead, PLDDTHead, TorsionHead, pae_bin_centers, pae_from_logits,
-                                   plddt_from_logits, structure_agreement)
+                                   plddt_from_logits, structure_agreement, template_support)
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
 from af2struct.model.potential import refine_on_distogram
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
@@ -201,11 +201,13 @@ class Alphafold2(nn.Module):
                 ca_t, known = template_trace(templates)
                 if bool(known.any(-1).all()):
                     init = _centered(ca_t, mask)
-            return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters, init)
+            support = template_support(templates, mask) if has_templates(templates) else None
+            return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters, init, support)
 
     def _structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool,
                    mds_iters: Optional[int], lbfgs_iters: int, potential_iters: Optional[int],
-                   init: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                   init: Optional[torch.Tensor] = None,
+                   support: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         h = self.config.heads
         sc = self.config.structure
         iters = sc.mds_iters if mds_iters is None else mds_iters
@@ -236,7 +238,7 @@ class Alphafold2(nn.Module):
             out.update(ca=ca, backbone=backbone)
         if h.plddt_context:
             agreement = structure_agreement(out["distogram"].detach(), out["ca"].detach(), mask, h)
-            out["plddt_logits"] = self.plddt_head(out["single"], out["pair"], mask, agreement)
+            out["plddt_logits"] = self.plddt_head(out["single"], out["pair"], mask, agreement, support)
         return out
 
 

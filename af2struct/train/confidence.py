@@ -30,15 +30,15 @@ from af2struct.common.runner import file_digest
 from af2struct.data.features import Example, collate
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.config import ModelConfig
-from af2struct.model.heads import plddt_from_logits, structure_agreement
+from af2struct.model.heads import plddt_from_logits, structure_agreement, template_support
 from af2struct.model.network import Alphafold2
 from af2struct.train.losses import CA, lddt_ca_per_residue, plddt_cross_entropy
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: agreement has the 13 features of structure_agreement (was 6)
+CACHE_VERSION = 3  # 2: agreement has the 13 features of structure_agreement (was 6); 3: template support
 
-Inputs = Dict[str, torch.Tensor]  # single [L, C], pair_mean [L, Cz], agreement [L, 13], target [L], mask [L]
+Inputs = Dict[str, torch.Tensor]  # single [L, C], pair_mean [L, Cz], agreement [L, 13], support [L, 3], target, mask [L]
 
 
 @torch.no_grad()
@@ -49,7 +49,8 @@ def plddt_inputs(model: Alphafold2, example: Example) -> Inputs:
     model.eval()
     batch = collate([example])
     seq_mask = batch["seq_mask"] > 0
-    out = model.structure(model(batch=batch, return_all=True), seq_mask)
+    templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
+    out = model.structure(model(batch=batch, return_all=True), seq_mask, templates=templates)
     head = model.plddt_head
     pos, atom_mask = batch["all_atom_positions"], batch["all_atom_mask"]
     rec = {"single": out["single"][0].float(), "target": lddt_ca_per_residue(out["ca"].float(), pos, atom_mask)[0],
@@ -57,6 +58,7 @@ def plddt_inputs(model: Alphafold2, example: Example) -> Inputs:
     if head.context:
         rec["pair_mean"] = head.pool_pair(out["pair"], seq_mask)[0].float()
         rec["agreement"] = structure_agreement(out["distogram"], out["ca"], seq_mask, model.config.heads)[0].float()
+        rec["support"] = template_support(templates, seq_mask)[0]
     return rec
 
 
@@ -64,7 +66,8 @@ def _logits(model: Alphafold2, rec: Inputs) -> torch.Tensor:
     """``[L, bins]`` from cached inputs."""
     pair = rec["pair_mean"][None] if "pair_mean" in rec else None
     agree = rec["agreement"][None] if "agreement" in rec else None
-    return model.plddt_head.from_pooled(rec["single"][None], pair, agree)[0]
+    support = rec["support"][None] if "support" in rec else None
+    return model.plddt_head.from_pooled(rec["single"][None], pair, agree, support)[0]
 
 
 def _loss(logits: torch.Tensor, rec: Inputs) -> torch.Tensor:

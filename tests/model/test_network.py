@@ -198,3 +198,31 @@ def test_agreement_of_a_padded_chain_is_that_of_the_chain():
     padded = structure_agreement(logits, ca, mask, cfg)
     torch.testing.assert_close(padded[:, :20], alone)
     assert (padded[:, 20:] == 0).all()
+
+
+def test_template_support_tells_the_plddt_head_what_the_templates_cover():
+    """Per residue: the share of 4 template slots aligned there, whether any is, how many
+    templates; zeros without templates. The head's new input starts at zero: a checkpoint fitted
+    before it predicts as it did, with or without templates."""
+    import dataclasses
+
+    from af2struct.model.heads import PLDDTHead, template_support
+
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    templates = {"template_mask": torch.tensor([[1.0, 1.0, 0.0]]),  # two real templates, one padding slot
+                 "template_backbone_mask": torch.tensor([[[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0],
+                                                          [1.0, 1.0, 1.0, 1.0]]])}
+    sup = template_support(templates, mask)
+    assert sup.shape == (1, 4, 3)
+    assert torch.allclose(sup[0, :, 0], torch.tensor([0.5, 0.25, 0.0, 0.0]))
+    assert torch.allclose(sup[0, :, 1], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    assert torch.allclose(sup[0, :, 2], torch.tensor([0.5, 0.5, 0.5, 0.0]))
+    assert not template_support(None, mask).any()
+    empty = {"template_mask": torch.zeros(1, 0), "template_backbone_mask": torch.zeros(1, 0, 4)}
+    assert not template_support(empty, mask).any()
+    cfg = dataclasses.replace(preset("tiny").heads, plddt_template_support=True)
+    head = PLDDTHead(16, cfg, 8)
+    s, pair, agree = torch.randn(1, 4, 16), torch.randn(1, 4, 8), torch.randn(1, 4, 13)
+    assert torch.equal(head.from_pooled(s, pair, agree, sup), head.from_pooled(s, pair, agree, None))
+    torch.nn.init.normal_(head.template[-1].weight)
+    assert not torch.equal(head.from_pooled(s, pair, agree, sup), head.from_pooled(s, pair, agree, None))
