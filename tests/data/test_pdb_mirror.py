@@ -105,3 +105,24 @@ def test_seqres_keeps_proteins_and_collapses_identical_chains(mirror_root, tmp_p
     again = SeqresDB(mirror_root / SEQRES, index_dir=tmp_path)  # from the index kept in the cache
     assert again.names == db.names and again.sequence(0) == db.sequence(0)
     assert (tmp_path / ".pdb_seqres.txt.index.npz").is_file()
+
+
+def test_templates_update_refreshes_pdb_seqres(mirror_root, tmp_path):
+    import shutil
+
+    from tests.cli_run import cli
+
+    root = tmp_path / "served"
+    shutil.copytree(mirror_root, root)
+    cache = tmp_path / "cache"
+    with serve(root) as (url, counts):
+        assert cli("templates", "update", "--pdb-mirror", url, "--template-cache", cache).returncode == 0
+        first = SeqresDB(cache / SEQRES)
+        with open(root / SEQRES, "a") as fh:  # the PDB releases a new entry
+            fh.write(">9zzz_A mol:protein length:12  NEW\nMKTAYIAKQRQI\n")
+        r = cli("templates", "update", "--pdb-mirror", url, "--template-cache", cache)
+        assert r.returncode == 0 and counts["pdb_seqres.txt"] == 2
+    again = SeqresDB(cache / SEQRES)
+    assert "9ZZZ_A" in again.names and again.content_key() != first.content_key()
+    r = cli("templates", "update", "--pdb-mirror", str(mirror_root))
+    assert r.returncode == 1 and "read in place" in r.stderr
