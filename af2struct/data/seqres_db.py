@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import pyhmmer
 
 from af2struct.common.files import atomic_path, file_key
+from af2struct.data.template_search import sequence_block
 from af2struct.data.templates import TemplateError
 
 logger = logging.getLogger(__name__)
 
-_ALPHABET = pyhmmer.easel.Alphabet.amino()
 _HEADER = re.compile(r"^>(\S+)\s+mol:(\S+)")
 INDEX_VERSION = 1
 
@@ -77,10 +76,9 @@ class SeqresDB:
 
     @property
     def block(self) -> "pyhmmer.easel.DigitalSequenceBlock":
+        """The distinct sequences, digitised (names are their indices)."""
         if self._block is None:
-            seqs = [pyhmmer.easel.TextSequence(name=str(i).encode(), sequence=self.sequence(i)).digitize(_ALPHABET)
-                    for i in range(len(self))]
-            self._block = pyhmmer.easel.DigitalSequenceBlock(_ALPHABET, seqs)
+            self._block = sequence_block(len(self), self.sequence)
         return self._block
 
     def content_key(self) -> str:

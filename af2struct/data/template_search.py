@@ -35,6 +35,14 @@ SEARCH_METHODS = ("jackhmmer", "phmmer")
 _ALPHABET = pyhmmer.easel.Alphabet.amino()
 
 
+def sequence_block(n: int, sequence_of) -> "pyhmmer.easel.DigitalSequenceBlock":
+    """Sequences ``sequence_of(0..n-1)`` digitised for pyhmmer, each named by its index (a hit's
+    name is then the index into the database searched)."""
+    seqs = [pyhmmer.easel.TextSequence(name=str(i).encode(), sequence=sequence_of(i)).digitize(_ALPHABET)
+            for i in range(n)]
+    return pyhmmer.easel.DigitalSequenceBlock(_ALPHABET, seqs)
+
+
 class TemplateDB(BackboneDB):
     """A backbone database used as a template library: the chains, their release dates
     (``release_dates`` ``[C]`` strings ``YYYY-MM-DD``, ``""`` unknown; none for
@@ -89,9 +97,7 @@ class TemplateDB(BackboneDB):
     def block(self) -> "pyhmmer.easel.DigitalSequenceBlock":
         """The chains' sequences, digitised (names are the chain indices)."""
         if self._block is None:
-            seqs = [pyhmmer.easel.TextSequence(name=str(i).encode(), sequence=self.sequence(i)).digitize(_ALPHABET)
-                    for i in range(len(self))]
-            self._block = pyhmmer.easel.DigitalSequenceBlock(_ALPHABET, seqs)
+            self._block = sequence_block(len(self), self.sequence)
         return self._block
 
     def content_key(self) -> str:
