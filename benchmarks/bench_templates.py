@@ -35,6 +35,7 @@ from af2struct.data.msa import read_fasta
 from af2struct.data.template_search import TemplateDB, search_templates, usable_hits
 from af2struct.data.templates import template_copy_ca, template_features
 from af2struct.eval.metrics import lddt, tm_score
+from af2struct.model.frames import aligned_error
 from af2struct.predict.pipeline import load_default_model, predict_structure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,17 @@ def scores(pred_ca: np.ndarray, present: np.ndarray, true_ca: np.ndarray, per_re
     if per_residue:
         out["_per_residue"] = np.asarray(per, np.float64)
     return out
+
+
+def pae_calibration(pred, true_bb, prefix: str, row: dict) -> None:
+    """PAE against the written model's true aligned error: the within-target Pearson r."""
+    if true_bb is None or pred.pae is None:
+        return
+    model_bb = torch.tensor(pred.protein.atom_positions[:, :3], dtype=torch.float64)
+    err = aligned_error(model_bb, torch.tensor(true_bb, dtype=torch.float64)).numpy()
+    row[f"{prefix}_pae_r"] = round(float(np.corrcoef(pred.pae.ravel(), err.ravel())[0, 1]), 3)
+    row[f"{prefix}_pae_mean"] = round(float(pred.pae.mean()), 2)
+    row[f"{prefix}_true_ae_mean"] = round(float(err.mean()), 2)
 
 
 def calibration(plddt: np.ndarray, true: dict, prefix: str, row: dict) -> None:
@@ -89,9 +101,9 @@ def validation_targets(db: TemplateDB, n_hit: int, n_nohit: int, max_len: int, s
         hits = [h for h in usable_hits(hits, seq, db, query_pdb_id=db.names[i].split("_")[0])
                 if h.index not in held_set and clusters.get(h.name, "_own_" + h.name) != own]
         if hits and len(with_hit) < n_hit:
-            with_hit.append((db.names[i], seq, db.backbone(i)[:, 1], hits))
+            with_hit.append((db.names[i], seq, db.backbone(i), hits))
         elif not hits and len(without) < n_nohit:
-            without.append((db.names[i], seq, db.backbone(i)[:, 1], hits))
+            without.append((db.names[i], seq, db.backbone(i), hits))
     return with_hit + without
 
 
@@ -111,12 +123,13 @@ def run_set(model, db, targets, casp: bool):
     for name, seq, native, hits in targets:
         t0 = time.perf_counter()
         n = len(seq)
+        true_bb = None
         if casp:  # score over the observed residues (CASP numbering: residue r is seq[r - 1])
             obs = native.residue_index - 1
             true = native.ca_positions
         else:
             obs = np.arange(n)
-            true = native
+            true, true_bb = native[:, 1], native[:, :3]
         row = {"target": name, "length": n, "n_hits": len(hits),
                "top_hit": hits[0].name if hits else "", "identity": round(hits[0].identity, 3) if hits else "",
                "coverage": round(hits[0].coverage(n), 3) if hits else ""}
@@ -124,6 +137,7 @@ def run_set(model, db, targets, casp: bool):
         s0 = scores(ca0[obs], np.ones(len(obs), bool), true, per_residue=True)
         row.update({f"model_{k}": v for k, v in s0.items() if not k.startswith("_")})
         calibration(pred0.plddt[obs], s0, "model", row)
+        pae_calibration(pred0, true_bb, "model", row)
         if hits:
             ca_c, present = template_copy_ca(hits[0], db, n)
             row.update({f"copy_{k}": v for k, v in scores(ca_c[obs], present[obs], true).items()})
@@ -132,6 +146,7 @@ def run_set(model, db, targets, casp: bool):
             st = scores(ca_t[obs], np.ones(len(obs), bool), true, per_residue=True)
             row.update({f"templates_{k}": v for k, v in st.items() if not k.startswith("_")})
             calibration(pred.plddt[obs], st, "templates", row)
+            pae_calibration(pred, true_bb, "templates", row)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}), flush=True)
         rows.append(row)
@@ -161,6 +176,9 @@ def summary(rows):
         p = np.concatenate([r[f"_{key}_residues"][0] for r in rs])
         t = np.concatenate([r[f"_{key}_residues"][1] for r in rs])
         out[f"{group}_{key}_plddt_r_residue"] = round(float(np.corrcoef(p, t)[0, 1]), 3)
+        if any(f"{key}_pae_r" in r for r in rs):
+            for k in ("pae_r", "pae_mean", "true_ae_mean"):
+                out[f"{group}_{key}_{k}"] = round(float(np.mean([r[f"{key}_{k}"] for r in rs])), 3)
     return out
 
 
