@@ -11,8 +11,6 @@ from af2struct.common.residue_constants import SequenceError
 from af2struct.version import __version__
 
 
-
-
 def __getattr__(name):
     # the model (and torch) load only when asked for: ``from af2struct import Alphafold2``
     if name == "Alphafold2":

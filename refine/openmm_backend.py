@@ -11,8 +11,9 @@ violation changes for the next round:
   are turned to a free rotamer before the first round; after a round, residues with broken
   geometry are released, clashing heavy-atom pairs are held apart by a flat-bottom repulsion
   that stiffens 10x per round they persist, then softens their side chains' restraints, then
-  releases them; trapped or jammed side chains move to another rotamer once. A model that ends clean but slightly further than ``target_rmsd`` from the
-  input is pulled back with stiffer restraints, each step kept only if it stays clean.
+  releases them; trapped or jammed side chains move to another rotamer once. A model that ends
+  clean but slightly further than ``target_rmsd`` from the input is pulled back with stiffer
+  restraints, each step kept only if it stays clean.
 
 A failed minimisation is retried from coordinates jittered by 0.01 A (``max_attempts``).
 Measurements: ``benchmarks/RESULTS.md``.

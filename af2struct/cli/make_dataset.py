@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import HelpFormatter, SEED_MAX, float_in, int_in
+from af2struct.common.argtypes import SEED_MAX, HelpFormatter, float_in, int_in
 from af2struct.common.io import StructureError
 from af2struct.data.make_dataset import make_dataset
 from af2struct.data.msa import MsaError

@@ -7,7 +7,7 @@ import logging
 from typing import Optional, Sequence
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import HelpFormatter, SEED_MAX, float_in, int_in, out_folder
+from af2struct.common.argtypes import SEED_MAX, HelpFormatter, float_in, int_in, out_folder
 from af2struct.common.runner import closing_line, failed_count
 from af2struct.predict.batch import predict_batch
 from af2struct.predict.targets import PredictOptions, read_targets
@@ -37,7 +37,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("--out", required=True, type=out_folder, help="output folder")
     p.add_argument("--weights", help="checkpoint to load (default: the shipped weights in af2struct/weights)")
     p.add_argument("--device", default=d.device, help="auto (a GPU if present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--num-recycles", type=int_in(0, 32), default=None, help="recycling passes (default: the checkpoint's)")
+    p.add_argument("--num-recycles", type=int_in(0, 32), default=None,
+                   help="recycling passes (default: the checkpoint's)")
     p.add_argument("--seed", type=int_in(0, SEED_MAX), default=d.seed,
                    help="seeds the model's random state and relax (atoms PDBFixer builds); same seed, same output")
     p.add_argument("--format", choices=("pdb", "cif"), default=d.fmt,
@@ -71,7 +72,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                      help="your own template structures: PDB/mmCIF files (.gz too) or folders of them, with or "
                           "without --templates. Every chain is aligned to each target; each is used (before other "
                           "templates) or reported in templates.json with why not")
-    tpl.add_argument("--max-templates", type=int_in(0, 20), default=d.max_templates, help="templates used per target at most")
+    tpl.add_argument("--max-templates", type=int_in(0, 20), default=d.max_templates,
+                     help="templates used per target at most")
     tpl.add_argument("--max-template-date", metavar="YYYY-MM-DD",
                      help="use no template released after this date, nor one whose release date is unknown")
     tpl.add_argument("--template-max-identity", type=float_in(0, 1, lo_open=True), metavar="FRACTION",

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import torch
 
 from af2struct.cli import run_command
-from af2struct.common.argtypes import HelpFormatter, SEED_MAX, float_in, int_in
+from af2struct.common.argtypes import SEED_MAX, HelpFormatter, float_in, int_in
 from af2struct.model.config import PRESETS
 from af2struct.train.loop import STAGES, TrainConfig, train
 
@@ -50,7 +50,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     g.add_argument("--valid-fraction", type=float_in(0, 0.99), default=d["valid_fraction"],
                    help="fraction of chains held out for validation, as whole clusters")
     g.add_argument("--max-valid", type=int_in(0), default=d["max_valid"], help="validation crops evaluated each time")
-    g.add_argument("--crop-size", type=int_in(8, 4096), default=d["crop_size"], help="residues per random contiguous crop")
+    g.add_argument("--crop-size", type=int_in(8, 4096), default=d["crop_size"],
+                   help="residues per random contiguous crop")
     _add_template_options(p, d)
     g = p.add_argument_group("model and run")
     g.add_argument("--out", required=True, help="run folder (last.pt, best.pt, metrics.jsonl, loss.png)")
@@ -65,22 +66,26 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
                         "losses; plddt: the pLDDT head alone, on whole chains (e.g. --crop-size 400 "
                         "--plddt-chains 600 --steps 6000 --lr 1e-3)")
     g.add_argument("--plddt-chains", type=int_in(1), default=d["plddt_chains"],
-                   help="stage plddt: distinct training chains predicted (each once, ~3 s at 200 residues on a CPU core)")
+                   help="stage plddt: distinct training chains predicted (each once, ~3 s at 200 residues on a "
+                        "CPU core)")
     g.add_argument("--init-from", default=None,
                    help="checkpoint to start from: its weights and config (changed by --set; new tensors start "
                         "at their initial values)")
-    g.add_argument("--steps", type=int_in(0), default=d["steps"], help="optimiser steps in all (the LR schedule spans them)")
+    g.add_argument("--steps", type=int_in(0), default=d["steps"],
+                   help="optimiser steps in all (the LR schedule spans them)")
     g.add_argument("--time-limit-min", type=float_in(0), default=d["time_limit_min"],
                    help="stop (resumably) after this many minutes of this run, 0 = no limit")
     g.add_argument("--batch-size", type=int_in(1), default=d["batch_size"], help="crops per micro-batch per process")
     g.add_argument("--accum", type=int_in(1), default=d["accum"], help="micro-batches per optimiser step")
-    g.add_argument("--seed", type=int_in(0, SEED_MAX), default=d["seed"], help="seeds model init and the training samples and crops")
+    g.add_argument("--seed", type=int_in(0, SEED_MAX), default=d["seed"],
+                   help="seeds model init and the training samples and crops")
     g.add_argument("--split-seed", type=int_in(0, SEED_MAX), default=d["split_seed"],
                    help="seeds which clusters are held out for validation and the validation crops: keep it "
                         "when a run continues from another's checkpoint, or validation holds chains it trained on")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     g = p.add_argument_group("optimiser")
-    g.add_argument("--lr", type=float_in(0, lo_open=True), default=d["lr"], help="peak AdamW learning rate (cosine decay to 10%%)")
+    g.add_argument("--lr", type=float_in(0, lo_open=True), default=d["lr"],
+                   help="peak AdamW learning rate (cosine decay to 10%%)")
     g.add_argument("--warmup", type=int_in(0), default=d["warmup"], help="linear warm-up steps")
     g.add_argument("--weight-decay", type=float_in(0), default=d["weight_decay"], help="AdamW weight decay")
     g.add_argument("--clip", type=float_in(0, lo_open=True), default=d["clip"], help="gradient-norm clipping")
@@ -92,9 +97,11 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
 def _add_run_options(p: argparse.ArgumentParser, d: dict) -> None:
     """Logging, checkpoints, resume, precision and threads."""
     g = p.add_argument_group("logging")
-    g.add_argument("--eval-every", type=int_in(1), default=d["eval_every"], help="validate (and maybe write best.pt) every N steps")
+    g.add_argument("--eval-every", type=int_in(1), default=d["eval_every"],
+                   help="validate (and maybe write best.pt) every N steps")
     g.add_argument("--ckpt-every", type=int_in(1), default=d["ckpt_every"], help="write last.pt every N steps")
-    g.add_argument("--log-every", type=int_in(1), default=d["log_every"], help="append a metrics.jsonl row every N steps")
+    g.add_argument("--log-every", type=int_in(1), default=d["log_every"],
+                   help="append a metrics.jsonl row every N steps")
     g.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     g.add_argument("--no-amp", action="store_true",
                    help="train in float32 everywhere. By default a step autocasts the trunk to bf16 where the "
@@ -130,13 +137,17 @@ def _add_template_options(p: argparse.ArgumentParser, d: dict) -> None:
 def _add_loss_options(p: argparse.ArgumentParser, d: dict) -> None:
     """Loss weights and the structure path's settings while training."""
     g = p.add_argument_group("losses")
-    g.add_argument("--w-distogram", type=float_in(0), default=d["w_distogram"], help="weight of the distogram cross-entropy")
-    g.add_argument("--w-structure", type=float_in(0), default=d["w_structure"], help="weight of the backbone distance loss")
+    g.add_argument("--w-distogram", type=float_in(0), default=d["w_distogram"],
+                   help="weight of the distogram cross-entropy")
+    g.add_argument("--w-structure", type=float_in(0), default=d["w_structure"],
+                   help="weight of the backbone distance loss")
     g.add_argument("--w-plddt", type=float_in(0), default=d["w_plddt"], help="weight of the pLDDT cross-entropy")
     g.add_argument("--w-pae", type=float_in(0), default=d["w_pae"],
                    help="weight of the predicted-aligned-error cross-entropy (stage full)")
-    g.add_argument("--w-chi", type=float_in(0), default=d["w_chi"], help="weight of the chi-angle loss (all-atom chains)")
-    g.add_argument("--mds-iters", type=int_in(0), default=d["mds_iters"], help="SMACOF iterations while training (stage full)")
+    g.add_argument("--w-chi", type=float_in(0), default=d["w_chi"],
+                   help="weight of the chi-angle loss (all-atom chains)")
+    g.add_argument("--mds-iters", type=int_in(0), default=d["mds_iters"],
+                   help="SMACOF iterations while training (stage full)")
     g.add_argument("--mds-lbfgs-iters", type=int_in(0), default=d["mds_lbfgs_iters"],
                    help="L-BFGS stress iterations while training (stage full)")
     g.add_argument("--potential-iters", type=int_in(0), default=d["potential_iters"],

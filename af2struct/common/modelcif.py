@@ -58,23 +58,10 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
                            "dict_location": ["https://raw.githubusercontent.com/ihmwg/ModelCIF/master/dist/mmcif_ma.dic"]})
     # data: 1 the model, 2 the target sequence, 3.. the templates
     cat("_ma_data", {"id": list(range(1, n_t + 3)),
-                     "name": ["Model", "Target sequence"] + [f"{t.get('name') or t['pdb_id']}_{t['chain']}" for t in templates],
+                     "name": ["Model", "Target sequence"]
+                     + [f"{t.get('name') or t['pdb_id']}_{t['chain']}" for t in templates],
                      "content_type": ["model coordinates", "target"] + ["template structure"] * n_t})
-    entities = [ent.name for ent in st.entities if ent.entity_type == gemmi.EntityType.Polymer] or ["1"]
-    # where the target sequence comes from: UniProt when the FASTA header names an entry
-    # (">sp|P69905|HBA_HUMAN ..."), else unknown ("." as AlphaFold writes it; never "designed")
-    uniprot = UNIPROT_HEADER.match(description or "")
-    cat("_ma_target_entity", {"entity_id": entities, "data_id": [2] * len(entities),
-                              "origin": ["reference database" if uniprot else False] * len(entities)})
-    if uniprot:
-        cat("_ma_target_ref_db_details", {  # which part of the entry the sequence is: not known here
-            "target_entity_id": entities, "db_name": ["UNP"] * len(entities),
-            "db_code": [uniprot.group(3)] * len(entities), "db_accession": [uniprot.group(2)] * len(entities)})
-    asyms = [(res.subchain, ent) for ent in entities for ch in st[0] for res in ch[:1]
-             if st.get_entity_of(ch.get_subchain(res.subchain)) and st.get_entity_of(ch.get_subchain(res.subchain)).name == ent]
-    if asyms:
-        cat("_ma_target_entity_instance", {"asym_id": [a for a, _ in asyms], "entity_id": [e for _, e in asyms],
-                                           "details": ["Model subunit " + a for a, _ in asyms]})
+    _target_categories(cat, st, description)
     cat("_ma_model_list", {"ordinal_id": [1], "model_id": [1], "model_group_id": [1],
                            "model_name": ["Top ranked model"], "model_group_name": [f"af2struct {version}"],
                            "data_id": [1], "model_type": ["Homology model" if n_t else "Ab initio model"]})
@@ -104,6 +91,26 @@ def to_modelcif_string(protein: Protein, name: str, plddt: Optional[Sequence[flo
         cat("_entity_poly_seq", {"entity_id": ent_id, "num": num, "mon_id": mon, "hetero": ["n"] * len(num)})
     return doc.as_string()
 
+
+
+def _target_categories(cat, st, description: str) -> None:
+    """The target's entities: where the sequence comes from (UniProt when the FASTA header names
+    an entry, ``>sp|P69905|HBA_HUMAN ...``, else unknown: ``.`` as AlphaFold writes it, never
+    "designed") and their instances in the model."""
+    entities = [ent.name for ent in st.entities if ent.entity_type == gemmi.EntityType.Polymer] or ["1"]
+    uniprot = UNIPROT_HEADER.match(description or "")
+    cat("_ma_target_entity", {"entity_id": entities, "data_id": [2] * len(entities),
+                              "origin": ["reference database" if uniprot else False] * len(entities)})
+    if uniprot:
+        cat("_ma_target_ref_db_details", {  # which part of the entry the sequence is: not known here
+            "target_entity_id": entities, "db_name": ["UNP"] * len(entities),
+            "db_code": [uniprot.group(3)] * len(entities), "db_accession": [uniprot.group(2)] * len(entities)})
+    asyms = [(res.subchain, ent) for ent in entities for ch in st[0] for res in ch[:1]
+             if st.get_entity_of(ch.get_subchain(res.subchain))
+             and st.get_entity_of(ch.get_subchain(res.subchain)).name == ent]
+    if asyms:
+        cat("_ma_target_entity_instance", {"asym_id": [a for a, _ in asyms], "entity_id": [e for _, e in asyms],
+                                           "details": ["Model subunit " + a for a, _ in asyms]})
 
 
 def _template_categories(cat, st, templates: Sequence[Dict]) -> None:

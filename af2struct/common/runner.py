@@ -329,7 +329,8 @@ def progress_line(batch: "Batch", name: str, record: Dict, done: int, total: int
     (the time left estimated from the mean time per item so far)."""
     left = elapsed / max(1, done) * (total - done)
     eta = f", about {_duration(left)} left" if done < total else ""
-    return f"{batch.what} {done}/{total} {batch.unit}s: {name} {record.get('status', '')}; {_duration(elapsed)} so far{eta}"
+    status = record.get("status", "")
+    return f"{batch.what} {done}/{total} {batch.unit}s: {name} {status}; {_duration(elapsed)} so far{eta}"
 
 
 def _duration(seconds: float) -> str:

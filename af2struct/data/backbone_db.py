@@ -85,7 +85,8 @@ class BackboneDB:
         r, c = len(self._sequence), len(self.offsets)
         if self.coords.shape != (r, 4, 3) or self.center.shape != (c, 3) or len(self.lengths) != c \
                 or self.observed.shape != (r,):
-            raise BackboneDBError(f"{path}: array shapes disagree (coords {self.coords.shape}, {c} chains, {r} residues)")
+            raise BackboneDBError(f"{path}: array shapes disagree (coords {self.coords.shape}, {c} chains, "
+                                  f"{r} residues)")
         if c and (self.offsets.min() < 0 or (self.offsets + self.lengths).max() > r or self.lengths.min() < 1):
             raise BackboneDBError(f"{path}: chain offsets/lengths point outside the {r} residues")
         self.names: List[str] = [f"{p.decode()}_{ch.decode()}" for p, ch in zip(arrays["pdb_ids"], arrays["chain_ids"])]

@@ -27,9 +27,9 @@ import numpy as np
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
-from af2struct.geometry.angles import chi_angles
 from af2struct.data.msa import Msa, MsaError
 from af2struct.data.templates import empty_template_features
+from af2struct.geometry.angles import chi_angles
 
 Example = Dict[str, np.ndarray]
 

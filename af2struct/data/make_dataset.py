@@ -9,6 +9,7 @@ import logging
 import random
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
 from tqdm import tqdm
 
 from af2struct.common.io import StructureError, find_structure_files, read_structure, structure_name

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+import pyhmmer  # noqa: F401 - the type of SeqresDB.block
 
 from af2struct.common.files import atomic_path, file_key
 from af2struct.data.template_search import sequence_block

@@ -100,7 +100,8 @@ def _arrays(chains: List[TemplateChain]) -> Dict[str, np.ndarray]:
     return {
         "coords_centiA": np.concatenate(coords), "chain_center": np.stack(centers),
         "offsets": np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64), "lengths": lengths,
-        "pdb_ids": np.array([c.entry.encode() for c in chains]), "chain_ids": np.array([c.chain.encode() for c in chains]),
+        "pdb_ids": np.array([c.entry.encode() for c in chains]),
+        "chain_ids": np.array([c.chain.encode() for c in chains]),
         "start_resnum": np.array([c.first_number for c in chains], np.int64),
         "sequence": np.frombuffer("".join(c.sequence for c in chains).encode("ascii"), np.uint8).copy(),
         "residue_mask": np.concatenate([c.observed for c in chains]).astype(np.uint8),

@@ -82,7 +82,8 @@ class TemplateDB(BackboneDB):
         self._accession = (np.asarray(acc, bool) if acc is not None and len(acc) == len(self)
                            else np.array([bool(ACCESSION.match(n.rsplit("_", 1)[0])) for n in self.names]))
         src = self.extra.get("sources")
-        self._sources = [x.decode("utf-8", "replace") for x in src] if src is not None and len(src) == len(self) else None
+        self._sources = ([x.decode("utf-8", "replace") for x in src] if src is not None and len(src) == len(self)
+                         else None)
         self._block = None
 
     def accession(self, i: int) -> Optional[str]:

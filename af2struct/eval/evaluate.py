@@ -19,9 +19,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from af2struct.common.files import atomic_path, atomic_write_text, csv_cell
-from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
 from af2struct.common.io import STRUCTURE_SUFFIXES, is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
+from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
 from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
 from af2struct.eval.metrics import score_model
 
@@ -168,7 +168,8 @@ def score_job(job: Job, align: Optional[bool] = None) -> Dict[str, object]:
         unmatched_model=s.unmatched_model,
     )
     if s.unmatched_model:
-        logger.info("%s/%s: %d model residues have no native counterpart", job.target, job.model, len(s.unmatched_model))
+        logger.info("%s/%s: %d model residues have no native counterpart", job.target, job.model,
+                    len(s.unmatched_model))
     return row
 
 
@@ -197,7 +198,8 @@ def summarize(rows: List[dict]) -> Dict[str, object]:
         "n_scored": len(ok),
         "n_targets": len(by_target),
         "groups": {g: {m: dict(zip(("mean", "median"), _stats(rs, m))) for m in METRICS} for g, rs in groups.items()},
-        "failures": [{"target": r["target"], "model": r["model"], "error": r["error"]} for r in rows if r["status"] != "ok"],
+        "failures": [{"target": r["target"], "model": r["model"], "error": r["error"]}
+                     for r in rows if r["status"] != "ok"],
     }
 
 
@@ -241,7 +243,8 @@ def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots
         for k in ("mean", "median"):
             lines.append(f"| {g} ({k}) | " + " | ".join(_fmt(stats[m][k]) for m in METRICS) + " |")
     if summary["failures"]:
-        lines += ["", "## Failures", ""] + [f"- {f['target']} / {f['model']}: {f['error']}" for f in summary["failures"]]
+        lines += ["", "## Failures", ""]
+        lines += [f"- {f['target']} / {f['model']}: {f['error']}" for f in summary["failures"]]
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     if plots:
         _plots(rows, out)

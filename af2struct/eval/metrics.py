@@ -14,8 +14,8 @@ import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.spatial.distance import cdist
 from Bio import Align
+from scipy.spatial.distance import cdist
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.protein import Protein
@@ -56,8 +56,8 @@ def match_residues(model: Protein, native: Protein, align: Optional[bool] = None
     ``None`` (predict and evaluate): by number where the numbering corresponds (some residue
     shared, no type differs), else by alignment (a model numbered 1-72 against a CASP native
     numbered 244-315) when it matches at least half of the native's residues; otherwise the
-    numbering's error, which says the proteins differ. When the model has a single chain and the native another single chain id,
-    chains are matched regardless of their ids.
+    numbering's error, which says the proteins differ. When the model has a single chain and the
+    native another single chain id, chains are matched regardless of their ids.
     """
     if align is None:
         try:

@@ -106,7 +106,8 @@ def ramachandran_energy(phi: np.ndarray, psi: np.ndarray, glycine: np.ndarray) -
     def mixture(basins):
         total = np.full(np.broadcast(phi, psi).shape, 1e-3)
         for p0, s0, w in basins:
-            total = total + w * np.exp(_RAMA_KAPPA * (np.cos(phi - math.radians(p0)) + np.cos(psi - math.radians(s0)) - 2))
+            agree = np.cos(phi - math.radians(p0)) + np.cos(psi - math.radians(s0))
+            total = total + w * np.exp(_RAMA_KAPPA * (agree - 2))
         return -np.log(total) + math.log(max(w for *_, w in basins) + 1e-3)
 
     return np.where(glycine, mixture(_RAMA_BASINS_GLY), mixture(_RAMA_BASINS))

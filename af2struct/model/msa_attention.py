@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-
 from einops import rearrange
 from torch import nn
 

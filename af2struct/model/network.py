@@ -22,8 +22,17 @@ from torch import nn
 
 from af2struct.common.residue_constants import SequenceError
 from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
-from af2struct.model.heads import (DistogramHead, PAEHead, PLDDTHead, TorsionHead, pae_bin_centers, pae_from_logits,
-                                   plddt_from_logits, structure_agreement, template_support)
+from af2struct.model.heads import (
+    DistogramHead,
+    PAEHead,
+    PLDDTHead,
+    TorsionHead,
+    pae_bin_centers,
+    pae_from_logits,
+    plddt_from_logits,
+    structure_agreement,
+    template_support,
+)
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
 from af2struct.model.potential import refine_on_distogram
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone

@@ -81,7 +81,8 @@ class _ReversibleFunction(torch.autograd.Function):
                 _backward([t for t, p in zip(gy, present) if p], g2)
             with torch.no_grad():
                 x2 = _add(y2, gy, -1.0)
-                g1 = [a + (b.grad if b.grad is not None else 0) for a, b in zip(g1, [t for t in y1_req if t is not None])]
+                g1 = [a + (b.grad if b.grad is not None else 0)
+                      for a, b in zip(g1, [t for t in y1_req if t is not None])]
             # y1 = x1 + F(x2)
             with torch.enable_grad():
                 x2_req = tuple(None if t is None else t.detach().requires_grad_(True) for t in x2)
@@ -89,7 +90,8 @@ class _ReversibleFunction(torch.autograd.Function):
                 _backward([t for t, p in zip(fy, present) if p], g1)
             with torch.no_grad():
                 x1 = _add(y1, fy, -1.0)
-                g2 = [a + (b.grad if b.grad is not None else 0) for a, b in zip(g2, [t for t in x2_req if t is not None])]
+                g2 = [a + (b.grad if b.grad is not None else 0)
+                      for a, b in zip(g2, [t for t in x2_req if t is not None])]
             y1, y2 = x1, x2
         return (None, None, None, None, *g1, *g2)
 

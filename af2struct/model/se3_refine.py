@@ -9,8 +9,9 @@ rotates/translates the output.
 Notes on the library (0.9.0): its basis cache path is read from ``CACHE_PATH`` when the module
 is first imported (default: a folder in the home directory, holding pickles). ``import_se3``
 sets it to the folder the user named in ``$AF2STRUCT_SE3_CACHE``, or disables the disk cache
-(in-memory only); a model config or checkpoint never chooses it. Its ``get_basis(differentiable=True)`` enters ``no_grad`` (the context is inverted), so we
-keep ``differentiable_coors=False``: the basis is a function of the input geometry only, and
+(in-memory only); a model config or checkpoint never chooses it. Its
+``get_basis(differentiable=True)`` enters ``no_grad`` (the context is inverted), so we keep
+``differentiable_coors=False``: the basis is a function of the input geometry only, and
 gradients reach the trunk through node and edge features.
 """
 
@@ -78,7 +79,8 @@ class SE3Refiner(nn.Module):
         # the Calpha update starts switched off, so an untrained refiner leaves the MDS trace as is
         self.step_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, ca: torch.Tensor, s: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, ca: torch.Tensor, s: torch.Tensor, z: torch.Tensor,
+                mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``ca [B, L, 3]`` -> refined ``ca [B, L, 3]`` and backbone ``[B, L, 3, 3]`` (N, CA, C)."""
         n = ca.shape[1]
         if n < 2:  # a lone residue has no neighbour to attend to: an ideal backbone around its CA

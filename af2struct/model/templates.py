@@ -23,9 +23,9 @@ from torch import nn
 
 from af2struct.common import residue_constants as rc
 from af2struct.model.config import TemplateConfig
+from af2struct.model.frames import backbone_frames
 from af2struct.model.transition import Transition
 from af2struct.model.triangle_multiplication import TriangleMultiplication
-from af2struct.model.frames import backbone_frames
 
 TEMPLATE_AATYPES = 22  # 20 amino acids, X, gap
 ANGLE_FEATURES = TEMPLATE_AATYPES + 3 * 2 + 3  # residue type, sin/cos of phi/psi/omega, their masks

@@ -12,7 +12,8 @@ class Transition(nn.Module):
 
     def __init__(self, dim: int, factor: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * factor), nn.ReLU(), nn.Linear(dim * factor, dim))
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * factor), nn.ReLU(),
+                                 nn.Linear(dim * factor, dim))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 

@@ -4,7 +4,6 @@ row chunks with a bound on the logits held at once."""
 
 from __future__ import annotations
 
-
 import torch
 from einops import rearrange
 from torch import nn

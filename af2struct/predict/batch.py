@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 SUMMARY = "summary.csv"
 SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "n_templates", "t_msa", "t_templates",
-                   "t_features", "t_trunk", "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca", "gdt_ts", "tm_score",
-                   "native_error", "error"]
+                   "t_features", "t_trunk", "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca",
+                   "gdt_ts", "tm_score", "native_error", "error"]
 
 
 def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions, force: bool = False) -> List[Dict]:

@@ -20,18 +20,26 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 import socket
+import tempfile
 import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 
 from af2struct.common.runner import Finished, RunFolder
-from af2struct.predict.pipeline import load_default_model, predict_structure
 from af2struct.predict.errors import InputError
-from af2struct.predict.targets import (PredictOptions, TargetInputs, TargetResult, check_target, fail_target,
-                                       relax_prediction, target_msa, write_target)
+from af2struct.predict.pipeline import load_default_model, predict_structure
+from af2struct.predict.targets import (
+    PredictOptions,
+    TargetInputs,
+    TargetResult,
+    check_target,
+    fail_target,
+    relax_prediction,
+    target_msa,
+    write_target,
+)
 from af2struct.predict.templates import target_templates
 
 logger = logging.getLogger(__name__)

@@ -23,20 +23,27 @@ import numpy as np
 from af2struct.common import residue_constants as rc
 from af2struct.common.files import atomic_write_text, file_key
 from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure, save_structure
-from af2struct.common.runner import Finished, RunFolder, file_digest, fingerprint
 from af2struct.common.modelcif import to_modelcif_string
+from af2struct.common.runner import Finished, RunFolder, file_digest, fingerprint
 from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
 from af2struct.data.msa_search import search_msa
-from af2struct.data.backbone_db import BackboneDBError
 from af2struct.data.pdb_mirror import DEFAULT_MIRROR
 from af2struct.data.template_chains import valid_date
 from af2struct.data.template_search import SEARCH_METHODS
-from af2struct.predict.errors import InputError
-from af2struct.predict.templates import (PDB, TemplateResult, check_sources, remark_line, search_cache,
-                                         sources_key, target_templates, template_records)
 from af2struct.eval.metrics import score_model
+from af2struct.predict.errors import InputError
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS, predict_structure
 from af2struct.predict.plots import plot_distogram, plot_pae, plot_plddt
+from af2struct.predict.templates import (
+    PDB,
+    TemplateResult,
+    check_sources,
+    remark_line,
+    search_cache,
+    sources_key,
+    target_templates,
+    template_records,
+)
 from af2struct.version import __version__
 from refine import RelaxConfig, relax
 
@@ -154,7 +161,8 @@ class PredictOptions:
         return bool(self.ray_address or self.workers)
 
 
-def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None, name: Optional[str] = None) -> List[Target]:
+def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None,
+                 name: Optional[str] = None) -> List[Target]:
     """Targets from a FASTA file, or one ``sequence``/``name``; checks names (sequences are
     checked per target so one bad sequence does not stop the run)."""
     if (fasta is None) == (sequence is None):
@@ -358,7 +366,8 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
         (partial / "distogram.npz").write_bytes(buf.getvalue())
         if msa is not None:
             row["msa_depth"] = len(msa)
-            if inputs.msa_cache is not None and inputs.msa_cache.is_file():  # the searched alignment goes with the model
+            # the searched alignment goes with the model
+            if inputs.msa_cache is not None and inputs.msa_cache.is_file():
                 shutil.copyfile(inputs.msa_cache, partial / "msa.a3m")
         if templates is not None:
             row["n_templates"] = len(templates.used)

@@ -18,14 +18,20 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from af2struct.common.files import file_key
-from af2struct.common.runner import RunFolder, file_digest, fingerprint
 from af2struct.common.io import find_structure_files
+from af2struct.common.runner import RunFolder, file_digest, fingerprint
 from af2struct.data.backbone_db import BackboneDBError
 from af2struct.data.pdb_mirror import MirrorError, PdbMirror
 from af2struct.data.seqres_db import SeqresDB
 from af2struct.data.template_search import TemplateDB, cached_search
-from af2struct.data.template_sources import (Candidate, candidate_features, choose, custom_candidates,
-                                             database_candidates, pdb_candidates)
+from af2struct.data.template_sources import (
+    Candidate,
+    candidate_features,
+    choose,
+    custom_candidates,
+    database_candidates,
+    pdb_candidates,
+)
 from af2struct.data.templates import TemplateError
 from af2struct.predict.errors import InputError
 

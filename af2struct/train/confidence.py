@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 3  # 2: agreement has the 13 features of structure_agreement (was 6); 3: template support
 
-Inputs = Dict[str, torch.Tensor]  # single [L, C], pair_mean [L, Cz], agreement [L, 13], support [L, 3], target, mask [L]
+# single [L, C], pair_mean [L, Cz], agreement [L, 13], support [L, 3], target [L], mask [L]
+Inputs = Dict[str, torch.Tensor]
 
 
 @torch.no_grad()

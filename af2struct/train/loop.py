@@ -26,8 +26,8 @@ from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechain
 from af2struct.data.features import Example, collate
 from af2struct.data.make_dataset import read_clusters, split_by_cluster
 from af2struct.data.templates import read_hits_table
-from af2struct.model.config import ModelConfig, StructureConfig, preset
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
+from af2struct.model.config import ModelConfig, StructureConfig, preset
 from af2struct.model.network import Alphafold2
 from af2struct.train.confidence import calibrate_plddt
 from af2struct.train.losses import long_range_contact_precision, total_loss

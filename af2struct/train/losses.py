@@ -68,7 +68,8 @@ def plddt_cross_entropy(plddt_logits: torch.Tensor, lddt: torch.Tensor, mask: to
     return (ce * m).sum() / m.sum().clamp(min=1)
 
 
-def plddt_loss(plddt_logits: torch.Tensor, ca_pred: torch.Tensor, pos37: torch.Tensor, mask37: torch.Tensor) -> torch.Tensor:
+def plddt_loss(plddt_logits: torch.Tensor, ca_pred: torch.Tensor, pos37: torch.Tensor,
+               mask37: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the pLDDT head against the binned true lDDT-CA of ``ca_pred``."""
     return plddt_cross_entropy(plddt_logits, lddt_ca_per_residue(ca_pred.detach(), pos37, mask37),
                                mask37[:, :, CA] > 0)
@@ -89,7 +90,8 @@ def pae_loss(pae_logits: torch.Tensor, backbone: torch.Tensor, pos37: torch.Tens
     return (ce * pair).sum() / pair.sum().clamp(min=1)
 
 
-def chi_loss(chi_pred: torch.Tensor, chi_true: torch.Tensor, chi_mask: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
+def chi_loss(chi_pred: torch.Tensor, chi_true: torch.Tensor, chi_mask: torch.Tensor,
+             aatype: torch.Tensor) -> torch.Tensor:
     """Squared error of unit (sin, cos) vectors, with pi-periodic chis (ASP, GLU, PHE, TYR)
     scored against the closer of the two equivalent angles."""
     true = torch.stack([torch.sin(chi_true), torch.cos(chi_true)], -1)

@@ -149,9 +149,8 @@ def test_modelcif_says_where_the_target_sequence_comes_from(real_structures):
     import gemmi
     import modelcif.reader
 
-    from af2struct.common.modelcif import to_modelcif_string
-
     from af2struct import load_structure
+    from af2struct.common.modelcif import to_modelcif_string
 
     p = load_structure(real_structures[0])
     for header, origin in (("sp|P69905|HBA_HUMAN Hemoglobin subunit alpha", "reference database"),

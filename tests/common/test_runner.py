@@ -10,8 +10,16 @@ import time
 
 import pytest
 
-from af2struct.common.runner import (RunFolder, RunLockedError, WorkerDied, closing_line, failed_count, fingerprint, plan,
-                                     run_items)
+from af2struct.common.runner import (
+    RunFolder,
+    RunLockedError,
+    WorkerDied,
+    closing_line,
+    failed_count,
+    fingerprint,
+    plan,
+    run_items,
+)
 
 
 def _square_or_die(x):

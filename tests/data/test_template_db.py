@@ -12,8 +12,14 @@ import pytest
 from af2struct.data.template_chains import read_template_chains, valid_date
 from af2struct.data.template_db import TemplateBuildError, build_template_db
 from af2struct.data.template_search import TemplateDB, search_templates
-from af2struct.data.templates import (TemplateError, TemplateHit, filter_hits, hit_verdict, is_duplicate,
-                                      template_features)
+from af2struct.data.templates import (
+    TemplateError,
+    TemplateHit,
+    filter_hits,
+    hit_verdict,
+    is_duplicate,
+    template_features,
+)
 
 MMCIF = "pub/pdb/data/structures/divided/mmCIF"
 

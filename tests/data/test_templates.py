@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 
 from af2struct.common import residue_constants as rc
+from af2struct.data.msa import Msa
 from af2struct.data.template_db import build_template_db
 from af2struct.data.template_search import TemplateDB, cached_search, search_templates, usable_hits
-from af2struct.data.templates import (TemplateError, backbone_torsions, filter_hits, read_hits_table,
-                                      template_copy_ca, template_features)
-from af2struct.data.msa import Msa
+from af2struct.data.templates import (
+    TemplateError,
+    backbone_torsions,
+    filter_hits,
+    read_hits_table,
+    template_copy_ca,
+    template_features,
+)
 from af2struct.train.sampling import TemplateSource, backbone_pool
 
 

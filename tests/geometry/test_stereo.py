@@ -7,8 +7,13 @@ import pytest
 
 from af2struct.common import residue_constants as rc
 from af2struct.common.io import load_structure
-from af2struct.geometry.stereo import (ANGLE_TOLERANCE, BOND_TOLERANCE, find_violations, ideal_residue_geometry,
-                                       stereo_report)
+from af2struct.geometry.stereo import (
+    ANGLE_TOLERANCE,
+    BOND_TOLERANCE,
+    find_violations,
+    ideal_residue_geometry,
+    stereo_report,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures"
 

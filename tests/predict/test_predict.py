@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from af2struct import load_structure
+from af2struct.model.checkpoint import save_checkpoint
 from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS
-from af2struct.model.checkpoint import save_checkpoint
 from tests.cli_run import cli, empty_home_env, script
 
 ROOT = Path(__file__).resolve().parents[2]

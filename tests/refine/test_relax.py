@@ -56,8 +56,8 @@ def test_relax_predicted_quality_model(data_dir, policy):
     """A predictor-like full-atom model (ideal geometry, 0.5 A trace error, chi angles 20 deg off,
     so side chains clash) of real 1PSM: clashes and bad peptide bonds go, the model stays, with
     either violation policy."""
-    from af2struct.geometry.decoys import predicted_quality_model
     from af2struct.eval.metrics import score_model
+    from af2struct.geometry.decoys import predicted_quality_model
 
     nat = load_structure(data_dir / "openfold_1psm_A.pdb.gz")
     model = predicted_quality_model(nat, seed=0)

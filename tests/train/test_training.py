@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from af2struct.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
-from af2struct.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from af2struct.train.loop import TrainConfig, forward_losses, train
 
 ROOT = Path(__file__).resolve().parents[2]
