@@ -54,11 +54,15 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """One sequence to fold: ``name`` (safe as a folder name) and the FASTA header it came from."""
+    """One sequence to fold: ``name`` (safe as a folder name) and the FASTA header it came from.
+    The sequence is normalised here, once for the whole run: white space removed, upper case."""
 
     name: str
     sequence: str
     description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sequence", "".join(self.sequence.split()).upper())
 
 
 def safe_name(text: str) -> str:
@@ -449,7 +453,7 @@ def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None)
            "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
            f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
     if templates is not None:
-        out.append(remark_line(templates, len("".join(target.sequence.split())), opts))
+        out.append(remark_line(templates, len(target.sequence), opts))
     if relaxed is None:
         out.append("not relaxed")
     else:
@@ -477,7 +481,7 @@ def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
     """The summary row of a failed target (and the error logged)."""
     msg = f"{type(exc).__name__}: {exc}"
     logger.error("%s: %s", target.name, msg)
-    return {"name": target.name, "length": len("".join(target.sequence.split())), "status": "error",
+    return {"name": target.name, "length": len(target.sequence), "status": "error",
             "error": msg, "t_total": round(seconds, 3)}
 
 
@@ -513,7 +517,7 @@ def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: Predict
 
 def _stage_logger(inputs: TargetInputs):
     """``stage(what)`` logs that the target enters a stage: a long single target is never silent."""
-    n = len("".join(inputs.target.sequence.split()))
+    n = len(inputs.target.sequence)
 
     def stage(what: str) -> None:
         logger.info("%s (%d residues): %s", inputs.name, n, what)

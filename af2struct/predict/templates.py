@@ -121,7 +121,9 @@ def custom_files(opts) -> List[Path]:
 
 def check_sources(opts) -> None:
     """Refuse, before any target runs, what cannot work: a missing database or custom path, a
-    cut-off on a database without dates."""
+    cut-off on a database without dates. (A run starts with no remembered mirror failure.)"""
+    for key in [k for k, v in _SEQRES.items() if isinstance(v, MirrorError)]:
+        del _SEQRES[key]
     if opts.templates and opts.templates != PDB:
         db = template_db(opts.templates)
         if opts.max_template_date and db.release_dates is None:
@@ -147,9 +149,14 @@ def seqres_version(opts) -> str:
     """The ``pdb_seqres.txt`` a search reads (path, size, modification time; fetched into the
     cache when missing), without reading it; ``unavailable: why`` when it cannot be had (the
     targets then fail with that line)."""
+    mirror = pdb_mirror(opts)
+    key = (mirror.url, str(mirror.cache), opts.offline)
+    if isinstance(_SEQRES.get(key), MirrorError):
+        return f"unavailable: {_SEQRES[key]}"
     try:
-        return file_key(pdb_mirror(opts).seqres())
-    except MirrorError as exc:
+        return file_key(mirror.seqres())
+    except MirrorError as exc:  # remembered: the targets fail with it at once, not after more retries
+        _SEQRES[key] = exc
         return f"unavailable: {exc}"
 
 
@@ -194,7 +201,7 @@ def target_templates(name: str, sequence: str, cache: Optional[Path], opts, msa)
     if not (opts.templates or opts.custom_templates):
         return None
     t0 = time.perf_counter()
-    seq = "".join(sequence.split()).upper()
+    seq = sequence  # normalised by the target reader (predict.targets.Target)
     candidates: List[Candidate] = []
     if opts.custom_templates:
         candidates += custom_candidates([str(p) for p in custom_files(opts)], seq, method="phmmer")

@@ -22,6 +22,7 @@ def _subparsers():
     return action.choices
 
 
+@pytest.mark.slow
 def test_help_lists_the_subcommands():
     r = subprocess.run([sys.executable, "-m", "af2struct.cli", "--help"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0
@@ -57,6 +58,7 @@ def test_relax_settings_reach_both_commands():
         RelaxConfig(), soften_factor=0.5, keep_hydrogens=True)
 
 
+@pytest.mark.slow
 def test_relax_and_evaluate_write_nothing_into_home(tmp_path, data_dir):
     """relax and evaluate with plots: the home folder stays empty (predict with plots, relax and
     scoring: tests/predict/test_predict.py::test_default_weights_end_to_end_with_relax)."""
@@ -72,6 +74,7 @@ def test_relax_and_evaluate_write_nothing_into_home(tmp_path, data_dir):
     assert sorted(p.relative_to(home) for p in home.rglob("*")) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     import signal
     import time

@@ -38,6 +38,7 @@ def test_a_dead_worker_costs_only_its_item():
     assert {i: results[i] for i in (0, 1, 2, 4, 6, 7)} == {i: i * i for i in (0, 1, 2, 4, 6, 7)}
 
 
+@pytest.mark.slow
 def test_workers_die_with_their_parent(tmp_path):
     pids = tmp_path / "pids"
     script = textwrap.dedent(f"""

@@ -36,6 +36,7 @@ def test_download_once_then_use_the_cache_with_the_server_gone(mirror_root, tmp_
     assert not _no_leftovers(cache)
 
 
+@pytest.mark.slow
 def test_a_404_and_a_truncated_file_are_never_kept(mirror_root, tmp_path):
     cache = tmp_path / "cache"
     with serve(mirror_root, faults={"4i6p.cif.gz": "truncate", "3zee.cif.gz": "404"}) as (url, counts):

@@ -5,12 +5,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from af2struct import load_structure, save_structure
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_batch_with_bad_inputs(tmp_path, data_dir):
     natives = tmp_path / "natives"
     natives.mkdir()

@@ -69,6 +69,7 @@ def test_rigid_motion_invariance(natives):
         assert getattr(s1, k) == pytest.approx(getattr(s2, k), abs=1e-3), k
 
 
+@pytest.mark.slow
 def test_tm_score_agrees_with_tmalign(natives):
     import tmtools
 
@@ -233,6 +234,7 @@ def _dense_gdt_reference(x, y, cutoffs, margins=(0.0, 1.0), lengths=(3, 5, 8, 12
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise", [1.0, 2.0, 3.0, 4.0])
 def test_gdt_is_never_below_a_dense_search(natives, noise):
     """GDT is a maximum over superpositions: on natives with 1-4 A of noise per Calpha, no

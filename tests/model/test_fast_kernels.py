@@ -50,6 +50,7 @@ def _inputs(dtype, masked_row=True):
     return q, k, v, bias, mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recompute", [False, True])
 def test_biased_attention_gradcheck(recompute):
     q, k, v, bias, mask = _inputs(torch.float64)

@@ -20,6 +20,7 @@ def _rmsd(x, ref):
     return superpose(x.numpy().astype(np.float64), ref.numpy().astype(np.float64))[1]
 
 
+@pytest.mark.slow
 def test_every_target_exact_and_binned(traces):
     assert len(traces) == 27
     worst_exact = worst_binned = 0.0

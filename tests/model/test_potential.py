@@ -86,6 +86,7 @@ def test_structure_path_runs_it_only_when_asked():
     assert on["ca"].shape == (1, 24, 3) and torch.isfinite(on["ca"]).all()
 
 
+@pytest.mark.slow
 def test_the_same_input_gives_the_same_trace_with_two_threads(monkeypatch):
     """With two threads the gradient of ``x[i] - x[j]`` over all pairs accumulated in a varying
     order, and the minimiser's path drifted (Angstroms after 100 iterations on this input);

@@ -1,6 +1,7 @@
 """The code examples of the original alphafold2-pytorch README, with only the import changed
 (``.cuda()`` only where a GPU is present)."""
 
+import pytest
 import torch
 
 from af2struct import Alphafold2
@@ -9,6 +10,7 @@ from af2struct.utils import MDScaling, center_distogram_torch
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@pytest.mark.slow
 def test_usage_example():
     model = Alphafold2(
         dim=256,
@@ -38,6 +40,7 @@ def _small_forward(model, n=32):
         return model(seq, msa, mask=torch.ones_like(seq).bool(), msa_mask=torch.ones_like(msa).bool())
 
 
+@pytest.mark.slow
 def test_sparse_attention_example():
     model = Alphafold2(
         dim=256,

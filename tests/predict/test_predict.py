@@ -35,6 +35,7 @@ def summary(out):
     return {r["name"]: r for r in csv.DictReader(open(out / "summary.csv"))}
 
 
+@pytest.mark.slow
 def test_default_weights_end_to_end_with_relax(tmp_path, data_dir):
     assert DEFAULT_WEIGHTS.exists(), "the shipped checkpoint must be in the repository"
     out = tmp_path / "out"
@@ -181,6 +182,7 @@ def test_prediction_backbone_is_physical():
     assert d.min() > 3.8
 
 
+@pytest.mark.slow
 def test_msa_search_with_msa_db(tmp_path, tiny_weights, data_dir):
     """--msa-db: jackhmmer (pyhmmer) finds 1PSM's real homologs; the A3M is kept and reused."""
     out = tmp_path / "o"
@@ -278,6 +280,7 @@ def test_bad_or_missing_native_costs_only_the_scores(tmp_path, tiny_weights, dat
     assert "b: no native" in r.stderr and "not scored against the native" in r.stderr
 
 
+@pytest.mark.slow
 def test_resume_compares_input_options_and_files(tmp_path, tiny_weights):
     """A rerun redoes a target whose sequence, options or files changed, and says why; a target
     named like a run file cannot overwrite it; a second run into the folder is refused."""
@@ -328,6 +331,7 @@ def _kill_when(cmd, ready, timeout: float = 120.0) -> None:
     assert killed_running, "the run ended before the moment it was to be killed at"
 
 
+@pytest.mark.slow
 def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path, tiny_weights):
     """kill -9 at two moments (a target recorded, the next one running; a later target's outputs
     half written), then a rerun: every output byte for byte what an uninterrupted run writes, no
@@ -355,6 +359,7 @@ def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_outputs(tmp_path,
         assert not list(out.glob(".*.partial"))
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_then_a_rerun_leave_every_target_complete(tmp_path, tiny_weights):
     fasta = tmp_path / "in.fasta"
     fasta.write_text("".join(f">t{i}\n{SEQ_1PSM[:18 + 2 * i]}\n" for i in range(3)))

@@ -23,6 +23,7 @@ def run(*args):
     return r
 
 
+@pytest.mark.slow
 def test_local_ray_two_workers_relax_msa_search_and_resume(tmp_path, data_dir):
     fasta = tmp_path / "t.fasta"
     fasta.write_text(f">psm\n{SEQ_1PSM}\n>half\n{SEQ_1PSM[:24]}\n>bad\nEAYKKAKQAS1DAEQ\n")

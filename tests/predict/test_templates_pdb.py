@@ -47,6 +47,7 @@ def _report(out):
     return json.loads((out / "q" / "templates.json").read_text())
 
 
+@pytest.mark.slow
 def test_pdb_on_demand_then_a_rerun_with_the_server_gone(tmp_path, mirror, zee, template_weights):
     cache = tmp_path / "cache"
     with serve(mirror) as (url, counts):
@@ -81,6 +82,7 @@ def test_pdb_on_demand_then_a_rerun_with_the_server_gone(tmp_path, mirror, zee, 
     assert (tmp_path / "b" / "q" / "result.json").stat().st_mtime_ns != mtime
 
 
+@pytest.mark.slow
 def test_a_missing_or_broken_entry_is_skipped_with_its_reason(tmp_path, mirror, zee, template_weights):
     with serve(mirror, faults={"3zee.cif.gz": "404"}) as (url, _):
         assert _run(tmp_path / "a", zee, template_weights, "--templates", "pdb", "--pdb-mirror", url,
@@ -107,6 +109,7 @@ def test_the_date_cut_off_skips_later_entries(tmp_path, mirror, zee, template_we
     assert by["3ZEE_A"]["reason"] == "released 2013-10-16, after the cut-off 2013-08-01"
 
 
+@pytest.mark.slow
 def test_an_unreachable_mirror_fails_the_targets_with_one_line(tmp_path, zee, template_weights, caplog):
     import socket
 
@@ -128,6 +131,7 @@ def test_an_unreachable_mirror_fails_the_targets_with_one_line(tmp_path, zee, te
     assert "--offline" in (tmp_path / "off" / "summary.csv").read_text() and "is not cached" in caplog.text
 
 
+@pytest.mark.slow
 def test_custom_templates_used_or_said_why_not(tmp_path, mirror, data_dir, template_weights):
     own = tmp_path / "mine"
     own.mkdir()
@@ -151,6 +155,7 @@ def test_custom_templates_used_or_said_why_not(tmp_path, mirror, data_dir, templ
         (tmp_path / "c" / "q" / "unrelaxed.pdb").read_text().split("REMARK 999 not relaxed")[1]
 
 
+@pytest.mark.slow
 def test_the_pdb_and_a_custom_file_fold_a_homologue_as_the_library_does(tmp_path, mirror):
     """The shipped weights on a 75 %-identity homologue of 3U8V (93 residues, a missing loop in the
     template): from the PDB on demand and from the user's own file, TM > 0.6 (0.73 from a

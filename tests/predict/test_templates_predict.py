@@ -14,6 +14,7 @@ from af2struct.model.config import preset
 from af2struct.model.network import Alphafold2
 
 
+@pytest.mark.slow
 def test_predict_with_templates(tmp_path, template_weights, data_dir):
     db_path = tmp_path / "library.npz"
     shutil.copyfile(data_dir / "templates_sample.npz", db_path)
@@ -110,6 +111,7 @@ def test_a_template_with_a_missing_loop_is_one_template(tmp_path, data_dir):
     assert score.tm_score > 0.6
 
 
+@pytest.mark.slow
 def test_a_redo_from_the_search_cache_writes_the_same_files(tmp_path, template_weights, data_dir):
     """A run resumed after Ctrl-C reads its template search back from the cache: the files must be
     the fresh run's to the byte (the cache once rounded identities: 'identity 0.36' fresh, '0.35'
@@ -147,6 +149,7 @@ def test_a_long_target_is_never_silent_and_a_log_file_gets_lines_not_bars(tmp_pa
     assert "%|" not in err and "target/s" not in err
 
 
+@pytest.mark.slow
 def test_a_corrupt_search_cache_is_discarded_and_named(tmp_path, template_weights, data_dir, caplog):
     seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
     out = tmp_path / "o"

@@ -30,6 +30,7 @@ def relaxed_set(real_structures):
     return out
 
 
+@pytest.mark.slow
 def test_relax_lowers_energy_and_removes_violations(relaxed_set):
     for noisy, r in relaxed_set:
         assert r.final_energy < r.initial_energy
@@ -51,6 +52,7 @@ def test_relax_keeps_sequence_numbering_and_confidence(relaxed_set):
         assert (p.atom_mask >= noisy.atom_mask).all()  # atoms may be added, never dropped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["repel", "release"])
 def test_relax_predicted_quality_model(data_dir, policy):
     """A predictor-like full-atom model (ideal geometry, 0.5 A trace error, chi angles 20 deg off,
@@ -69,6 +71,7 @@ def test_relax_predicted_quality_model(data_dir, policy):
     assert np.array_equal(r.protein.residue_index, nat.residue_index)
 
 
+@pytest.mark.slow
 def test_pull_back_brings_a_clean_model_closer_without_violations(data_dir):
     """A model that ends clean but further than ``target_rmsd`` is pulled back by stiffer
     restraints with near-contacts held apart: closer to the input, still clean, below the input's
@@ -102,6 +105,7 @@ def test_pull_back_brings_a_clean_model_closer_without_violations(data_dir):
     assert not wants_pull_back(RelaxConfig(target_rmsd=target, violation_policy="release"), plain.rmsd_heavy)
 
 
+@pytest.mark.slow
 def test_lone_residue_between_long_bonds_is_bonded_back(real_structures):
     """A residue cut off on both sides by long C-N distances (consecutive numbering) cannot be an
     Amber chain of its own: it is bonded back to its neighbours and relaxed."""
@@ -235,6 +239,7 @@ def _psm_pieces(folder: Path, data_dir: Path, pieces=((0, 38), (0, 24))) -> list
     return names
 
 
+@pytest.mark.slow
 def test_relax_script_batch_resume_and_amber(tmp_path, data_dir):
     inp = tmp_path / "in"
     whole, part = _psm_pieces(inp, data_dir)
@@ -270,6 +275,7 @@ def test_relax_script_batch_resume_and_amber(tmp_path, data_dir):
     assert f"{whole}: redone: its input or options changed" in r.stderr
 
 
+@pytest.mark.slow
 def test_relax_worker_killed_costs_only_its_structure(tmp_path, data_dir):
     """A worker killed as by the out-of-memory killer: its structure is reported failed, the others
     finish, the report is written; the rerun finishes it. (The command line itself: the worker is
@@ -307,6 +313,7 @@ def test_relax_worker_killed_costs_only_its_structure(tmp_path, data_dir):
     assert r.returncode == 0 and "2 of 3 structures already finished" in r.stderr
 
 
+@pytest.mark.slow
 def test_relax_killed_mid_run_then_rerun_gives_the_uninterrupted_outputs(tmp_path, data_dir):
     """kill -9 of the relax process itself (no ``finally`` runs) after its first structure: the
     rerun keeps that one, relaxes the other, and the outputs and report rows (but the wall time)
@@ -382,6 +389,7 @@ def _force_field_outliers(pdb_with_hydrogens: str):
 
 # with_violations.pdb (the same 148-residue target as with_violations_casp14, fewer violations) is
 # covered by the harder CASP14 model; both are kept in tests/fixtures/af2_relax.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["multiple_disulfides_target", "with_violations_casp14"])
 def test_relax_leaves_force_field_geometry_on_alphafold_test_structures(data_dir, name):
     """AlphaFold's relax test structures: after relax no heavy-atom bond is more than 0.1 A and no
@@ -441,6 +449,7 @@ def test_inputs_sharing_a_file_name_are_named_after_their_folders(tmp_path, data
         item_names([tmp_path / "A" / "unrelaxed.pdb"] * 2)
 
 
+@pytest.mark.slow
 def test_relax_keeps_the_models_annotations(tmp_path, data_dir):
     from af2struct.common.io import read_annotations, save_structure
     from af2struct.common.modelcif import to_modelcif_string

@@ -94,6 +94,7 @@ def test_trapped_side_chain_is_found_and_turned_free(t1082):
     assert _overlap_of(top, nat)(new, i) < 0.2 * overlap
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rescue_overlap", [0.8, 0.41])
 def test_relax_frees_a_side_chain_built_into_its_neighbours(t1082, rescue_overlap):
     """Relax (default repel policy) frees a side chain built into its neighbours: no violation

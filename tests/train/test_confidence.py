@@ -92,6 +92,7 @@ def test_stage_needs_a_trained_model():
         TrainConfig(data=FIXTURES, out="x", stage="plddt")
 
 
+@pytest.mark.slow
 def test_fit_can_add_the_expected_lddt_features_to_an_older_head(tmp_path):
     """Stage plddt with ``heads.plddt_expected_lddt=true`` on a checkpoint without them: the head
     gains the new inputs (starting at zero, so step 0 is the old head) and trains them; the

@@ -86,6 +86,7 @@ def test_split_seed_alone_chooses_the_validation(tmp_path, db, data_dir):
     assert any(held_and_crops(split_seed=k)[0] != held0 for k in range(1, 8))
 
 
+@pytest.mark.slow
 def test_training_on_the_backbone_db_resumes_exactly(tmp_path, db, data_dir):
     torch.manual_seed(0)
     full = train(_cfg(tmp_path / "a", db, data_dir))

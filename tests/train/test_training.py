@@ -71,6 +71,7 @@ def _cfg(tmp_path, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     torch.manual_seed(0)
     full = train(_cfg(tmp_path / "a"))
@@ -86,6 +87,7 @@ def test_resume_is_exact(tmp_path):
     assert any("valid_distogram" in r for r in log) and (tmp_path / "a" / "run" / "loss.png").exists()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -97,6 +99,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert load_checkpoint(out / "last.pt")["train_state"]["step"] == 2
 
 
+@pytest.mark.slow
 def test_checkpoint_cannot_choose_a_path(tmp_path):
     """A crafted checkpoint naming se3-transformer's basis cache folder (which the library fills
     with pickles and reads back) gets no folder made and nothing read from it: in a fresh process,
