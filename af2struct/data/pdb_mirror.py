@@ -55,6 +55,10 @@ class BadDownload(MirrorError):
     """A file came back truncated or corrupt (never kept)."""
 
 
+class NotCached(MirrorError):
+    """``offline`` and the file is not in the cache."""
+
+
 def entry_path(pdb_id: str) -> str:
     """``pub/pdb/data/structures/divided/mmCIF/ak/1aki.cif.gz`` for ``1AKI``."""
     pid = pdb_id.lower()
@@ -110,7 +114,7 @@ class PdbMirror:
         if dest.is_file() and not refresh:
             return dest
         if self.offline:
-            raise MirrorError(f"--offline: {dest} is not cached (it comes from {self.url}/{rel})")
+            raise NotCached(f"--offline: {dest} is not cached (it comes from {self.url}/{rel})")
         with self._lock(dest):
             if dest.is_file() and not refresh:  # another run fetched it while we waited
                 return dest

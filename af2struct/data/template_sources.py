@@ -6,8 +6,9 @@ Three sources, each giving :class:`Candidate` rows (a hit aligned to a chain who
 - ``database``: a template database file (``--templates DB.npz``);
 - ``pdb``: the PDB on demand (``--templates pdb``): ``pdb_seqres.txt`` searched, then only the
   entries of the hits that will be used fetched (:mod:`af2struct.data.pdb_mirror`); a hit whose
-  entry is missing, obsolete, unreadable, lacks the chain or is newer than the cut-off is skipped
-  with its reason and the next chain carrying the same sequence, then the next hit, is tried;
+  entry is missing, obsolete, unreadable, not cached (``--offline``), lacks the chain or is newer
+  than the cut-off is skipped with its reason and the next chain carrying the same sequence,
+  then the next hit, is tried; a mirror that cannot be reached fails the target;
 - ``custom``: the user's own PDB/mmCIF files (``--custom-templates``): every chain aligned to the
   target; a chain that does not align, aligns too little, or a file that cannot be read is
   reported, never dropped silently. The user chose them: neither the "target itself" filter nor
@@ -110,9 +111,9 @@ def _fetch_candidate(hit: TemplateHit, name: str, seqres_seq: str, mirror: PdbMi
     try:
         path = mirror.entry(pdb_id)
     except MirrorError as exc:
-        if type(exc) is MirrorError:  # unreachable or offline: every other hit would fail the same way
+        if type(exc) is MirrorError:  # unreachable: every other hit would fail the same way
             raise
-        return Candidate(hit, None, "pdb", f"entry {pdb_id}: {exc}", pdb_id)
+        return Candidate(hit, None, "pdb", f"entry {pdb_id}: {exc}", pdb_id)  # missing, broken, not cached
     try:
         chains, _ = read_template_chains(path, min_observed=1)
     except (StructureError, ValueError, RuntimeError) as exc:

@@ -107,9 +107,15 @@ def sources_key(opts) -> Optional[List]:
         source = ["pdb", pdb_mirror(opts).url, seqres_version(opts)]
     else:
         source = template_db(opts.templates).content_key() if opts.templates else None
-    custom = [file_digest(p) for p in custom_files(opts)] if opts.custom_templates else None
+    custom = [_digest(str(p), file_key(p)) for p in custom_files(opts)] if opts.custom_templates else None
     return [source, custom, opts.max_templates, opts.max_template_date, opts.template_max_identity,
             opts.template_search]
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest(path: str, key: str) -> str:
+    """A custom template file's content digest, once per process while the file stays the same."""
+    return file_digest(path)
 
 
 def custom_files(opts) -> List[Path]:

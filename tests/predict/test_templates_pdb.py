@@ -80,6 +80,13 @@ def test_pdb_on_demand_then_a_rerun_with_the_server_gone(tmp_path, mirror, zee, 
     assert _run(tmp_path / "b", zee, template_weights, "--templates", "pdb", "--pdb-mirror", url,
                 "--template-cache", str(cache), "--format", "cif") == 0
     assert (tmp_path / "b" / "q" / "result.json").stat().st_mtime_ns != mtime
+    # --offline with an entry no longer cached: that hit is skipped, saying so; the rest is used
+    (cache / MMCIF / "i6" / "4i6p.cif.gz").unlink()
+    assert _run(tmp_path / "d", zee, template_weights, "--templates", "pdb", "--pdb-mirror", url,
+                "--template-cache", str(cache), "--offline") == 0
+    off = _report(tmp_path / "d")
+    assert off["used"] == ["3ZEE_A"]
+    assert "--offline" in next(h for h in off["hits"] if h["name"].startswith("4I6P"))["reason"]
 
 
 @pytest.mark.slow
