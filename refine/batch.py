@@ -10,15 +10,13 @@ only its structure. ``relax_report.csv`` / ``.json`` gather all records and are 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from af2struct.common.files import atomic_write_text, csv_cell
+from af2struct.common.files import atomic_write_text, write_csv
 from af2struct.common.io import find_structure_files, load_structure, read_annotations, save_structure, structure_name
 from af2struct.common.modelcif import to_modelcif_string
 from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
@@ -163,10 +161,5 @@ def _unrecorded(folder: RunFolder, name: str, fmt: str) -> Dict:
 
 
 def write_report(records: List[Dict], out_dir: Path) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    for r in records:
-        w.writerow({k: csv_cell(r.get(k, "")) for k in REPORT_COLUMNS})
-    atomic_write_text(out_dir / REPORTS[0], buf.getvalue())
+    write_csv(out_dir / REPORTS[0], REPORT_COLUMNS, records)
     atomic_write_text(out_dir / REPORTS[1], json.dumps(records, indent=1, default=float))

@@ -7,10 +7,12 @@ complete or not at all.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Dict, Iterator, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -83,3 +85,15 @@ def csv_cell(value):
         return value
     except ValueError:
         return "'" + value
+
+
+def write_csv(path: PathLike, columns: Sequence[str], rows: Sequence[Dict],
+              cell: Callable[[object], object] = lambda v: v) -> None:
+    """A CSV report, atomically: a header of ``columns``, then each row's values (``""`` where it
+    has none), each through ``cell`` (formatting) and :func:`csv_cell` (no formula)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([csv_cell(cell(r.get(c, ""))) for c in columns])
+    atomic_write_text(path, buf.getvalue())

@@ -5,10 +5,8 @@ Used by ``scripts/evaluate.py``; see :func:`evaluate` for the outputs.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import math
@@ -18,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from af2struct.common.files import atomic_path, atomic_write_text, csv_cell
+from af2struct.common.files import atomic_path, atomic_write_text, write_csv
 from af2struct.common.io import STRUCTURE_SUFFIXES, is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
 from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
@@ -225,12 +223,7 @@ def _json_safe(value):
 def write_reports(rows: List[dict], summary: Dict[str, object], out: Path, plots: bool = True) -> None:
     """scores.csv, scores.json, summary.md and PNG plots in ``out`` (each written atomically)."""
     out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(COLUMNS + ["status", "error"])
-    for r in rows:
-        w.writerow([csv_cell(_fmt(r.get(c, ""))) for c in COLUMNS] + [r["status"], csv_cell(r.get("error", ""))])
-    atomic_write_text(out / "scores.csv", buf.getvalue())
+    write_csv(out / "scores.csv", COLUMNS + ["status", "error"], rows, _fmt)
     atomic_write_text(out / "scores.json", json.dumps(_json_safe({"summary": summary, "models": rows}), indent=1,
                                                       allow_nan=False))
     lines = [

@@ -11,14 +11,12 @@ failing target is reported in ``summary.csv`` and the rest go on.
 
 from __future__ import annotations
 
-import csv
 import glob
-import io
 import logging
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from af2struct.common.files import atomic_write_text, csv_cell
+from af2struct.common.files import write_csv
 from af2struct.common.runner import Batch, Finished, RunFolder, run_batch
 from af2struct.predict.pipeline import best_device, load_default_model
 from af2struct.predict.ray_backend import predict_on_ray
@@ -71,12 +69,7 @@ def write_summary(order: Sequence[Target], rows: Dict[str, Dict], out_dir: Path,
     """``summary.csv``: one row per target of this run in run order (targets not reached say
     ``not run``), then the targets earlier runs left in the folder (``earlier_run`` = 1), by name:
     every target folder in ``DIR`` has its row."""
-    buf = io.StringIO()
-    columns = SUMMARY_COLUMNS + ["earlier_run"]
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    w.writeheader()
     listed = [rows.get(t.name, {"name": t.name, "length": len(t.sequence), "status": "not run"}) for t in order]
     listed += [dict(r, name=n, earlier_run=1) for n, r in sorted((earlier or {}).items())]
-    for r in listed:
-        w.writerow({k: csv_cell(f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "")) for k in columns})
-    atomic_write_text(Path(out_dir) / SUMMARY, buf.getvalue())
+    write_csv(Path(out_dir) / SUMMARY, SUMMARY_COLUMNS + ["earlier_run"], listed,
+              lambda v: f"{v:.4f}" if isinstance(v, float) else v)
