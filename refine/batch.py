@@ -19,7 +19,8 @@ from typing import Dict, List, Sequence
 from af2struct.common.files import atomic_write_text, write_csv
 from af2struct.common.io import find_structure_files, load_structure, read_annotations, save_structure, structure_name
 from af2struct.common.modelcif import to_modelcif_string
-from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
+from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch
+from af2struct.common.workers import run_items
 from refine import relax
 from refine.openmm_backend import AmberRelaxation
 from refine.types import RelaxConfig

@@ -19,7 +19,8 @@ import numpy as np
 from af2struct.common.files import atomic_path, atomic_write_text, write_csv
 from af2struct.common.io import STRUCTURE_SUFFIXES, is_structure_file, load_structure, structure_name
 from af2struct.common.protein import Protein
-from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch, run_items
+from af2struct.common.runner import Batch, Finished, RunFolder, file_digest, fingerprint, run_batch
+from af2struct.common.workers import run_items
 from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
 from af2struct.eval.metrics import score_model
 

@@ -10,16 +10,8 @@ import time
 
 import pytest
 
-from af2struct.common.runner import (
-    RunFolder,
-    RunLockedError,
-    WorkerDied,
-    closing_line,
-    failed_count,
-    fingerprint,
-    plan,
-    run_items,
-)
+from af2struct.common.runner import RunFolder, RunLockedError, closing_line, failed_count, fingerprint, plan
+from af2struct.common.workers import WorkerDied, run_items
 
 
 def _square_or_die(x):
@@ -43,7 +35,7 @@ def test_workers_die_with_their_parent(tmp_path):
     pids = tmp_path / "pids"
     script = textwrap.dedent(f"""
         import os, time
-        from af2struct.common.runner import run_items
+        from af2struct.common.workers import run_items
         def slow(i):
             with open({str(pids)!r}, "a") as fh:
                 fh.write(f"{{os.getpid()}}\\n")
