@@ -20,7 +20,8 @@ from af2struct.common.files import write_csv
 from af2struct.common.runner import Batch, Finished, RunFolder, run_batch
 from af2struct.predict.pipeline import best_device, load_default_model
 from af2struct.predict.ray_backend import predict_on_ray
-from af2struct.predict.targets import PredictOptions, Target, predict_target, resolve_inputs
+from af2struct.predict.stages import predict_target
+from af2struct.predict.targets import PredictOptions, Target, resolve_inputs
 
 logger = logging.getLogger(__name__)
 

@@ -29,16 +29,15 @@ import torch
 
 from af2struct.common.runner import Finished, RunFolder
 from af2struct.predict.errors import InputError
+from af2struct.predict.outputs import fail_target, write_target
 from af2struct.predict.pipeline import load_default_model, predict_structure
 from af2struct.predict.targets import (
     PredictOptions,
     TargetInputs,
     TargetResult,
     check_target,
-    fail_target,
     relax_prediction,
     target_msa,
-    write_target,
 )
 from af2struct.predict.templates import target_templates
 

@@ -1,4 +1,7 @@
-"""One target of a prediction run: its name, options, MSA, model, relax, scores and output folder.
+"""A prediction run's inputs and a target's stages: the targets (names, normalised sequences),
+the options, each target's inputs resolved once with its fingerprint, and the stage functions
+(check, MSA, relax) :mod:`af2struct.predict.stages` calls in order; templates are
+:mod:`af2struct.predict.templates`, the outputs :mod:`af2struct.predict.outputs`.
 
 The run over many targets (order, resume, reports) is :mod:`af2struct.predict.batch`; the Ray
 backend (:mod:`af2struct.predict.ray_backend`) runs the same steps on a cluster.
@@ -9,11 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
-import json
 import logging
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,30 +21,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from af2struct.common import residue_constants as rc
-from af2struct.common.files import atomic_write_text, file_key
-from af2struct.common.io import STRUCTURE_SUFFIXES, load_structure, save_structure
-from af2struct.common.modelcif import to_modelcif_string
-from af2struct.common.runner import Finished, RunFolder, file_digest, fingerprint
+from af2struct.common.files import file_key
+from af2struct.common.io import STRUCTURE_SUFFIXES
+from af2struct.common.runner import RunFolder, file_digest, fingerprint
 from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
 from af2struct.data.msa_search import search_msa
 from af2struct.data.pdb_mirror import DEFAULT_MIRROR
 from af2struct.data.template_chains import valid_date
 from af2struct.data.template_search import SEARCH_METHODS
-from af2struct.eval.metrics import score_model
 from af2struct.predict.errors import InputError
-from af2struct.predict.pipeline import DEFAULT_WEIGHTS, predict_structure
-from af2struct.predict.plots import plot_distogram, plot_pae, plot_plddt
+from af2struct.predict.pipeline import DEFAULT_WEIGHTS
 from af2struct.predict.templates import (
     PDB,
     TemplateResult,
     check_sources,
-    remark_line,
     search_cache,
     sources_key,
-    target_templates,
-    template_records,
 )
-from af2struct.version import __version__
 from refine import RelaxConfig, relax
 
 logger = logging.getLogger(__name__)
@@ -337,103 +330,6 @@ class TargetResult:
     templates: Optional[TemplateResult] = None
 
 
-def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, result: TargetResult) -> Finished:
-    """Write one target's folder (in a temporary folder moved into place when complete); returns
-    its summary row and files for the run to record."""
-    target, pred, relaxed, timings = inputs.target, result.pred, result.relaxed, result.timings
-    msa, templates = result.msa, result.templates
-    row: Dict = {"name": target.name, "length": len(pred.plddt)}
-    relax_error = relaxed.error if isinstance(relaxed, RelaxFailed) else None
-    relaxed = None if relax_error else relaxed
-    partial = folder.temp_dir(target.name)
-    used = templates.used if templates else None
-    try:
-        save_structure(pred.protein, partial / "unrelaxed.pdb", model_remarks(target, opts, None, used))
-        final_protein = pred.protein
-        if relaxed is not None:
-            final_protein = relaxed.protein
-            save_structure(relaxed.protein, partial / "relaxed.pdb", model_remarks(target, opts, relaxed, used))
-            if relaxed.pdb_with_hydrogens:  # --relax-keep-hydrogens
-                atomic_write_text(partial / "relaxed_with_h.pdb", relaxed.pdb_with_hydrogens)
-            row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
-        if opts.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
-            for tag, prot, rel in (("unrelaxed", pred.protein, None), ("relaxed", final_protein, relaxed)):
-                if tag == "relaxed" and relaxed is None:
-                    continue
-                atomic_write_text(partial / f"{tag}.cif", to_modelcif_string(
-                    prot, target.name, pred.plddt, target.description,
-                    "\n".join(model_remarks(target, opts, rel, used)[2:]),
-                    templates=template_records(used)))
-        buf = io.BytesIO()
-        np.savez_compressed(buf, probabilities=pred.distogram_probs.astype(np.float16), bin_edges=pred.bin_edges,
-                            sequence=np.array(target.sequence))
-        (partial / "distogram.npz").write_bytes(buf.getvalue())
-        if msa is not None:
-            row["msa_depth"] = len(msa)
-            # the searched alignment goes with the model
-            if inputs.msa_cache is not None and inputs.msa_cache.is_file():
-                shutil.copyfile(inputs.msa_cache, partial / "msa.a3m")
-        if templates is not None:
-            row["n_templates"] = len(templates.used)
-            atomic_write_text(partial / "templates.json",
-                              json.dumps(templates.report(len(pred.plddt)), indent=1))
-        conf = write_confidence(partial, target, pred, final_protein, opts.plots)
-        row.update(score_against_native(inputs, final_protein))
-        atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
-        # one rule with `af2struct relax`: "ok" is clean; violations left after relax are "violations"
-        status = "relax_failed" if relax_error else "violations" if relaxed is not None and not relaxed.clean \
-            else "ok"
-        if status == "violations":
-            logger.warning("%s: %s", target.name, relaxed.remark())
-        row.update(status=status, mean_plddt=conf["mean_plddt"],
-                   **{f"t_{k}": round(v, 3) for k, v in timings.items()})
-        if relax_error:
-            row["error"] = f"relax failed (unrelaxed model written): {relax_error}"
-        atomic_write_text(partial / "result.json", json.dumps(row, indent=1, default=float))
-        final = folder.publish_dir(partial, target.name)
-        return Finished(target.name, row, sorted(final.iterdir()))
-    except Exception as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        return fail_target(folder, inputs, exc, timings.get("total", 0.0))
-
-
-def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -> Dict:
-    """``confidence.json`` (per-residue pLDDT), ``pae.json`` (predicted aligned error in the
-    AlphaFold database's layout: ``[{"predicted_aligned_error": [[...]],
-    "max_predicted_aligned_error": 31.75}]``, row = the residue whose frame aligns) and, with
-    ``plots``, ``pLDDT.png``, ``pae.png`` and ``distogram.png``. Returns the confidence dict."""
-    conf = {"name": target.name, "description": target.description, "sequence": protein.sequence,
-            "mean_plddt": round(float(np.mean(pred.plddt)), 2), "plddt": [round(float(x), 2) for x in pred.plddt]}
-    if pred.pae is not None:
-        conf["mean_pae"] = round(float(np.mean(pred.pae)), 3)
-        # two decimals, as the AlphaFold database writes it (float64 first: no float32 noise)
-        pae = [{"predicted_aligned_error": np.round(pred.pae.astype(np.float64), 2).tolist(),
-                "max_predicted_aligned_error": round(float(pred.max_pae), 2)}]
-        atomic_write_text(folder / "pae.json", json.dumps(pae, separators=(",", ":")))
-    atomic_write_text(folder / "confidence.json", json.dumps(conf))
-    if plots:
-        plot_plddt(pred.plddt, protein.residue_index, folder / "pLDDT.png", target.name)
-        plot_distogram(pred.distogram_probs, pred.bin_edges, folder / "distogram.png", target.name,
-                       protein.residue_index)
-        if pred.pae is not None:
-            plot_pae(pred.pae, pred.max_pae, folder / "pae.png", target.name, protein.residue_index)
-    return conf
-
-
-def fail_target(folder: RunFolder, inputs: TargetInputs, exc: BaseException, seconds: float = 0.0) -> Finished:
-    """A failed target (its error row, for the run to record). An older folder of that name (made
-    from other input or options) is never lost: it is set apart as ``<name>.previous`` so it
-    cannot pass for this run's result."""
-    target = inputs.target
-    row = error_row(target, exc, seconds)
-    folder.forget(target.name)
-    moved = folder.set_apart(target.name)
-    if moved is not None:
-        logger.warning("%s: the earlier result is kept in %s", target.name, moved)
-        row["error"] += f" (the earlier result is kept in {moved.name})"
-    return Finished(target.name, row)
-
-
 def weights_label(weights: Optional[str]) -> str:
     """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256
     (hashed once per process while the file's size and modification time stay the same)."""
@@ -445,81 +341,3 @@ def weights_label(weights: Optional[str]) -> str:
 @functools.lru_cache(maxsize=8)
 def _sha256_prefix(path: str, key: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
-def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None) -> List[str]:
-    """What a model file says about itself (PDB ``REMARK 999`` lines)."""
-    out = [f"af2struct {__version__} model of {target.name}",
-           "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
-           f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
-    if templates is not None:
-        out.append(remark_line(templates, len(target.sequence), opts))
-    if relaxed is None:
-        out.append("not relaxed")
-    else:
-        out.append(relaxed.remark())
-    return out
-
-
-def score_against_native(inputs: TargetInputs, protein) -> Dict:
-    """lDDT-CA, GDT_TS and TM-score against the target's native, if one was given. A native that
-    cannot be read or matched costs only the scores (noted in ``native_error``), never the
-    finished prediction."""
-    if inputs.native_file is None:
-        if inputs.native_note:
-            logger.warning("%s: %s", inputs.name, inputs.native_note)
-        return {}
-    try:
-        s = score_model(protein, load_structure(inputs.native_file))  # evaluate's rule: by number, else aligned
-    except Exception as exc:  # noqa: BLE001 - reported in the row; the prediction stands
-        logger.warning("%s: not scored against the native: %s", inputs.name, exc)
-        return {"native_error": f"{type(exc).__name__}: {exc}"}
-    return {"lddt_ca": s.lddt_ca, "gdt_ts": s.gdt_ts, "tm_score": s.tm_score}
-
-
-def error_row(target: Target, exc: BaseException, seconds: float = 0.0) -> Dict:
-    """The summary row of a failed target (and the error logged)."""
-    msg = f"{type(exc).__name__}: {exc}"
-    logger.error("%s: %s", target.name, msg)
-    return {"name": target.name, "length": len(target.sequence), "status": "error",
-            "error": msg, "t_total": round(seconds, 3)}
-
-
-def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, device: str) -> Finished:
-    """Predict (and relax, score) one target into its folder; returns its summary row and files."""
-    t0 = time.perf_counter()
-    stage = _stage_logger(inputs)
-    try:
-        check_target(inputs.target, opts)
-        if inputs.msa_cache is not None or inputs.msa_file is not None:
-            stage("MSA")
-        msa, t_msa = target_msa(inputs, opts)
-        if opts.templates or opts.custom_templates:
-            stage("templates")
-        templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts, msa)
-        stage("model")
-        pred = predict_structure(model, inputs.target.sequence, msa, opts.num_recycles, opts.seed, device,
-                                 templates=templates.features if templates else None)
-        timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
-            | dict(pred.timings)
-        tr = time.perf_counter()
-        if opts.relax != "none":
-            stage(f"relax ({opts.relax})")
-        relaxed = relax_prediction(pred.protein, opts)
-        if relaxed is not None and not isinstance(relaxed, RelaxFailed):
-            timings["relax"] = time.perf_counter() - tr
-    except Exception as exc:  # one target's failure never stops the batch
-        return fail_target(folder, inputs, exc, time.perf_counter() - t0)
-    timings["total"] = time.perf_counter() - t0
-    logger.info("%s: %s", inputs.name, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    return write_target(folder, inputs, opts, TargetResult(pred, relaxed, timings, msa, templates))
-
-
-def _stage_logger(inputs: TargetInputs):
-    """``stage(what)`` logs that the target enters a stage: a long single target is never silent."""
-    n = len(inputs.target.sequence)
-
-    def stage(what: str) -> None:
-        logger.info("%s (%d residues): %s", inputs.name, n, what)
-
-    return stage

@@ -134,7 +134,8 @@ def test_a_run_removes_only_what_it_can_prove_is_its_own(tmp_path):
 
 
 def test_a_failed_rerun_sets_the_finished_result_apart(tmp_path):
-    from af2struct.predict.targets import Target, TargetInputs, fail_target
+    from af2struct.predict.outputs import fail_target
+    from af2struct.predict.targets import Target, TargetInputs
 
     out = tmp_path / "out"
     with RunFolder(out) as folder:

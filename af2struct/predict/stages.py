@@ -1,0 +1,65 @@
+"""A target's life, in order: check, MSA, templates, model, relax, then its outputs
+(:mod:`af2struct.predict.outputs`); each stage's seconds kept. The serial run
+(:mod:`af2struct.predict.batch`) calls :func:`predict_target`; the Ray backend runs the same
+stage functions on a cluster."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from af2struct.common.runner import Finished, RunFolder
+from af2struct.predict.outputs import fail_target, write_target
+from af2struct.predict.pipeline import predict_structure
+from af2struct.predict.targets import (
+    PredictOptions,
+    RelaxFailed,
+    TargetInputs,
+    TargetResult,
+    check_target,
+    relax_prediction,
+    target_msa,
+)
+from af2struct.predict.templates import target_templates
+
+logger = logging.getLogger(__name__)
+
+
+def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, device: str) -> Finished:
+    """Predict (and relax, score) one target into its folder; returns its summary row and files."""
+    t0 = time.perf_counter()
+    stage = _stage_logger(inputs)
+    try:
+        check_target(inputs.target, opts)
+        if inputs.msa_cache is not None or inputs.msa_file is not None:
+            stage("MSA")
+        msa, t_msa = target_msa(inputs, opts)
+        if opts.templates or opts.custom_templates:
+            stage("templates")
+        templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts, msa)
+        stage("model")
+        pred = predict_structure(model, inputs.target.sequence, msa, opts.num_recycles, opts.seed, device,
+                                 templates=templates.features if templates else None)
+        timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
+            | dict(pred.timings)
+        tr = time.perf_counter()
+        if opts.relax != "none":
+            stage(f"relax ({opts.relax})")
+        relaxed = relax_prediction(pred.protein, opts)
+        if relaxed is not None and not isinstance(relaxed, RelaxFailed):
+            timings["relax"] = time.perf_counter() - tr
+    except Exception as exc:  # one target's failure never stops the batch
+        return fail_target(folder, inputs, exc, time.perf_counter() - t0)
+    timings["total"] = time.perf_counter() - t0
+    logger.info("%s: %s", inputs.name, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    return write_target(folder, inputs, opts, TargetResult(pred, relaxed, timings, msa, templates))
+
+
+def _stage_logger(inputs: TargetInputs):
+    """``stage(what)`` logs that the target enters a stage: a long single target is never silent."""
+    n = len(inputs.target.sequence)
+
+    def stage(what: str) -> None:
+        logger.info("%s (%d residues): %s", inputs.name, n, what)
+
+    return stage
