@@ -37,7 +37,7 @@ from scipy.spatial import cKDTree
 from af2struct.common import residue_constants as rc
 from af2struct.common.files import atomic_path
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import Clash, StructureViolations, clashscore, find_clashes, find_violations
+from af2struct.geometry.stereo import Clash, StructureViolations, find_clashes, find_violations
 from af2struct.geometry.superposition import heavy_atom_rmsd
 from refine.cleanup import check_input, fix_with_pdbfixer, segment_ids
 from refine.repack import BACKBONE_AND_CB, repackable, rescue_rotamers, trapped_residues
@@ -553,25 +553,10 @@ class _RelaxRun:
         relaxed = end.protein.replace(chain_id=protein.chain_id)
         pdb_h = self.export(end.positions, amber_prefix)
         after = self.violations(relaxed)
-        return RelaxResult(
-            protein=relaxed,
-            initial_energy=float(self.initial_energy),
-            final_energy=float(end.energy),
-            rmsd_heavy=heavy_atom_rmsd(relaxed, protein),
-            violations_before=before.actionable,
-            violations_after=after.actionable,
-            violation_counts_before=before.counts(),
-            violation_counts_after=after.counts(),
-            clashscore_before=clashscore(protein),
-            clashscore_after=clashscore(relaxed),
-            outer_iterations=rounds,
-            attempts=self.attempts,
-            wall_time=time.perf_counter() - self.t0,
-            backend="openmm",
-            platform=self.platform,
-            pdb_with_hydrogens=pdb_h,
-            notes=self.notes + self.state.notes(protein),
-        )
+        return RelaxResult.measured(
+            protein, relaxed, before, after, self.initial_energy, end.energy, outer_iterations=rounds,
+            attempts=self.attempts, wall_time=time.perf_counter() - self.t0, backend="openmm",
+            platform=self.platform, pdb_with_hydrogens=pdb_h, notes=self.notes + self.state.notes(protein))
 
 
 def _chain_ids_per_segment(protein: Protein, seg: np.ndarray) -> list[str]:

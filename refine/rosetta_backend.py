@@ -16,8 +16,7 @@ import numpy as np
 
 from af2struct.common.io import load_structure, to_pdb_string
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import clashscore, find_violations
-from af2struct.geometry.superposition import heavy_atom_rmsd
+from af2struct.geometry.stereo import find_violations
 from refine.cleanup import check_input, input_breaks
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
@@ -76,25 +75,8 @@ def relax_rosetta(protein: Protein, config: RelaxConfig) -> RelaxResult:
     b = np.where(out.atom_mask > 0, res_b[:, None], 0.0).astype(np.float32)
     out = out.replace(residue_index=protein.residue_index, chain_id=protein.chain_id,
                       insertion_code=protein.insertion_code, b_factors=b)
-    rmsd = heavy_atom_rmsd(out, protein)
     before = find_violations(protein, config.clash_overlap, kept_breaks)
     after = find_violations(out, config.clash_overlap, kept_breaks)
-    return RelaxResult(
-        protein=out,
-        initial_energy=e0,
-        final_energy=e1,
-        rmsd_heavy=rmsd,
-        violations_before=before.actionable,
-        violations_after=after.actionable,
-        violation_counts_before=before.counts(),
-        violation_counts_after=after.counts(),
-        clashscore_before=clashscore(protein),
-        clashscore_after=clashscore(out),
-        outer_iterations=config.rosetta_rounds,
-        attempts=1,
-        wall_time=time.perf_counter() - t0,
-        backend="rosetta",
-        platform="CPU",
-        energy_unit="REU",
-        notes=notes,
-    )
+    return RelaxResult.measured(protein, out, before, after, e0, e1, outer_iterations=config.rosetta_rounds,
+                                attempts=1, wall_time=time.perf_counter() - t0, backend="rosetta",
+                                platform="CPU", energy_unit="REU", notes=notes)

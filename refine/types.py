@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from af2struct.common.protein import Protein
-from af2struct.geometry.stereo import CLASH_OVERLAP
+from af2struct.geometry.stereo import CLASH_OVERLAP, StructureViolations, clashscore
+from af2struct.geometry.superposition import heavy_atom_rmsd
 
 BACKENDS = ("openmm", "rosetta")
 FORCEFIELDS = ("amber99sb", "amber14")
@@ -160,6 +161,18 @@ class RelaxResult:
     # cis_peptide, chirality): what was there before and what is left
     violation_counts_before: dict[str, int] = dataclasses.field(default_factory=dict)
     violation_counts_after: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def measured(cls, start: Protein, relaxed: Protein, before: StructureViolations, after: StructureViolations,
+                 initial_energy: float, final_energy: float, **run: Any) -> "RelaxResult":
+        """A result whose measurements are made one way for every backend: the heavy-atom RMSD of
+        ``relaxed`` to ``start``, the violations (``before``/``after``: ``find_violations`` of
+        each) and the clashscores; ``run`` gives the rest (backend, platform, rounds, ...)."""
+        return cls(protein=relaxed, initial_energy=float(initial_energy), final_energy=float(final_energy),
+                   rmsd_heavy=heavy_atom_rmsd(relaxed, start), violations_before=before.actionable,
+                   violations_after=after.actionable, violation_counts_before=before.counts(),
+                   violation_counts_after=after.counts(), clashscore_before=clashscore(start),
+                   clashscore_after=clashscore(relaxed), **run)
 
     @property
     def clean(self) -> bool:
