@@ -36,7 +36,8 @@ from af2struct.geometry.stereo import find_violations  # noqa: E402
 from af2struct.geometry.superposition import heavy_atom_rmsd  # noqa: E402
 from refine import RelaxConfig, relax  # noqa: E402
 from refine.cleanup import fix_with_pdbfixer, segment_ids  # noqa: E402
-from refine.openmm_backend import KJ_PER_KCAL, _heavy_protein  # noqa: E402
+from refine.openmm_system import KJ_PER_KCAL  # noqa: E402
+from refine.openmm_system import heavy_protein as _heavy_protein  # noqa: E402
 
 
 def bare_alphafold_relax(protein, stiffness=10.0, tolerance=2.39, max_outer_iterations=3, seed=0):

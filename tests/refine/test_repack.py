@@ -10,7 +10,7 @@ from af2struct.geometry.angles import dihedral
 from af2struct.geometry.stereo import find_clashes
 from refine import RelaxConfig, relax
 from refine.cleanup import fix_with_pdbfixer
-from refine.openmm_backend import _heavy_protein
+from refine.openmm_system import heavy_protein as _heavy_protein
 from refine.repack import rescue_rotamers, set_chi, trapped_residues
 
 
