@@ -16,23 +16,20 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from af2struct.common.files import atomic_path, atomic_write_text
-from af2struct.data.backbone_db import BackboneDB
-from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
+from af2struct.common.files import atomic_write_text
 from af2struct.data.features import Example, collate
-from af2struct.data.make_dataset import read_clusters, split_by_cluster
-from af2struct.data.templates import read_hits_table
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.config import ModelConfig, StructureConfig, preset
 from af2struct.model.network import Alphafold2
 from af2struct.train.confidence import calibrate_plddt
+from af2struct.train.data import load_training_data
 from af2struct.train.losses import long_range_contact_precision, total_loss
+from af2struct.train.metrics_log import plot_curve, trim_log
 from af2struct.train.precision import use_bf16_autocast
-from af2struct.train.sampling import TemplateSource, TrainingMix, backbone_pool, center_crops, protein_pool
+from af2struct.train.sampling import TrainingMix
 
 logger = logging.getLogger(__name__)
 
@@ -132,71 +129,6 @@ def _dist_info():
     return world, rank
 
 
-def _clusters(cfg: TrainConfig) -> Optional[Dict[str, str]]:
-    if cfg.clusters:
-        return read_clusters(Path(cfg.clusters), "cluster")
-    if cfg.manifest:
-        return read_clusters(Path(cfg.manifest))
-    return None
-
-
-def load_proteins(cfg: TrainConfig):
-    """``(train, valid)`` dicts of all-atom Proteins: a SidechainNet pickle's splits, a folder
-    with ``valid_data``, or a folder (``valid`` empty: :func:`load_training_data` splits it)."""
-    if cfg.data.endswith(".pkl"):
-        train = proteins_from_sidechainnet(cfg.data, "train")
-        try:
-            valid = proteins_from_sidechainnet(cfg.valid_data or cfg.data, "valid")
-        except KeyError:
-            valid = {}
-        return train, valid
-    proteins = proteins_from_folder(cfg.data)
-    if cfg.valid_data:
-        return proteins, proteins_from_folder(cfg.valid_data)
-    return proteins, {}
-
-
-def load_training_data(cfg: TrainConfig) -> Tuple[TrainingMix, List[Example]]:
-    """The sampler over the training chains and the fixed validation crops.
-
-    Whole sequence clusters are held out across both kinds of data, so an all-atom chain never
-    trains while a member of its cluster validates."""
-    clusters = _clusters(cfg)
-    db = BackboneDB(cfg.backbone_db) if cfg.backbone_db else None
-    train_p, valid_p = load_proteins(cfg) if cfg.data else ({}, {})
-    # a folder without its own validation set is split here, together with the database
-    split_folder = bool(cfg.data) and not cfg.data.endswith(".pkl") and not cfg.valid_data
-    split: Dict[str, str] = {}
-    if not cfg.valid_data and (clusters is not None or db is not None):
-        names = (list(db.names) if db is not None else []) + (list(train_p) if split_folder else [])
-        split = split_by_cluster(sorted(set(names)), clusters or {}, cfg.valid_fraction, cfg.split_seed)
-    if split_folder and split:
-        valid_p = {k: v for k, v in train_p.items() if split.get(k, "train") != "train"}
-        train_p = {k: v for k, v in train_p.items() if split.get(k, "train") == "train"}
-    pools, fractions, valid = [], [], []
-    n_bb_valid = round(cfg.max_valid * (cfg.backbone_fraction if cfg.data else 1.0))
-    if db is not None:
-        train_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") == "train"]
-        valid_idx = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train"]
-        train_t = valid_t = None
-        if cfg.template_hits:
-            # held-out chains are never a template; a held-out chain's templates come from other clusters
-            hits = read_hits_table(cfg.template_hits)
-            held_out = frozenset(valid_idx)
-            train_t = TemplateSource(db, hits, held_out, None, cfg.max_templates, min_templates=cfg.min_templates)
-            valid_t = TemplateSource(db, hits, held_out, clusters or {}, cfg.max_templates)
-        pools.append(backbone_pool(db, train_idx, clusters, cfg.crop_size, templates=train_t))
-        fractions.append(cfg.backbone_fraction if cfg.data else 1.0)
-        valid += center_crops(backbone_pool(db, valid_idx, None, cfg.crop_size, templates=valid_t), cfg.crop_size,
-                              n_bb_valid, cfg.split_seed)
-    if cfg.data:
-        pools.append(protein_pool(train_p, clusters, cfg.crop_size))
-        fractions.append(1.0 - cfg.backbone_fraction if db is not None else 1.0)
-        valid += center_crops(protein_pool(valid_p, None, cfg.crop_size), cfg.crop_size,
-                              cfg.max_valid - len(valid), cfg.split_seed)
-    return TrainingMix(pools, fractions, cfg.crop_size, cfg.seed), valid
-
-
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -263,36 +195,6 @@ def evaluate_model(model, examples: List[Example], cfg: TrainConfig, device) -> 
                 counts[k] = counts.get(k, 0) + 1
     model.train()
     return {f"valid_{k}": v / counts[k] for k, v in sums.items()}
-
-
-def _plot_curve(log_path: Path, out_png: Path) -> None:
-    import matplotlib  # lazy: when a plot is drawn, after the run set MPLCONFIGDIR (read on import)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
-
-    train, valid = [], []
-    for line in log_path.read_text().splitlines():
-        r = json.loads(line)
-        (valid if "valid_loss" in r else train).append(r)
-    if not train:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [r["step"] for r in train]
-    vals = np.array([r["distogram"] for r in train])
-    ax.plot(steps, vals, lw=0.6, alpha=0.35, label="train distogram CE (logged batches)")
-    k = min(len(vals), 20)
-    if k > 1:
-        smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, lw=1.5, label=f"train, moving mean of {k}")
-    if valid:
-        ax.plot([r["step"] for r in valid], [r["valid_distogram"] for r in valid], "o-", label="valid distogram CE")
-    ax.set(xlabel="step", ylabel="loss")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def _device(cfg: TrainConfig, world: int) -> torch.device:
@@ -386,22 +288,6 @@ def _train_step(model, ddp_model, opt, data: TrainingMix, cfg: TrainConfig, step
     return {**terms_sum, "grad_norm": grad_norm}
 
 
-def _trim_log(log_path: Path, step: int) -> None:
-    """Drop log rows beyond ``step`` (written after the checkpoint a resumed run starts from)."""
-    if not log_path.exists():
-        return
-    rows = [line for line in log_path.read_text().splitlines() if line.strip()]
-    keep = []
-    for line in rows:
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            logger.warning("%s: dropping an unreadable row", log_path)
-    if len(keep) != len(rows):
-        atomic_write_text(log_path, "".join(r + "\n" for r in keep))
-
-
 def train(cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> Dict[str, Any]:
     """Run (or resume) training; returns the last metrics. Writes into ``cfg.out``:
     ``last.pt`` (resume point), ``best.pt`` (best validation), ``metrics.jsonl``, ``loss.png``.
@@ -434,7 +320,7 @@ class TrainingRun:
         self.log_path = self.out / "metrics.jsonl"
         self.use_amp = use_bf16_autocast(cfg.amp, self.device)
         if self.is_main:
-            _trim_log(self.log_path, self.state["step"])
+            trim_log(self.log_path, self.state["step"])
             atomic_write_text(self.out / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
             logger.info("%d training chains, %d validation crops, %d parameters, device %s, %s steps",
                         len(self.data), len(self.valid_examples), sum(p.numel() for p in self.model.parameters()),
@@ -482,7 +368,7 @@ class TrainingRun:
         if best is None or score > best:
             state["best"] = score
             self.checkpoint("best.pt", metrics)
-        _plot_curve(self.log_path, self.out / "loss.png")
+        plot_curve(self.log_path, self.out / "loss.png")
         return metrics
 
     def run(self) -> Dict[str, Any]:
@@ -510,7 +396,7 @@ class TrainingRun:
             last_metrics = self.validate()
         self.checkpoint("last.pt")
         if self.is_main and self.log_path.exists():
-            _plot_curve(self.log_path, self.out / "loss.png")
+            plot_curve(self.log_path, self.out / "loss.png")
         if self.world > 1:
             torch.distributed.barrier()
         return {"step": state["step"], **last_metrics}

@@ -10,7 +10,8 @@ import torch
 
 from af2struct.data.backbone_db import BackboneDB
 from af2struct.model.checkpoint import load_checkpoint
-from af2struct.train.loop import TrainConfig, load_training_data, train
+from af2struct.train.data import load_training_data
+from af2struct.train.loop import TrainConfig, train
 from af2struct.train.sampling import TrainingMix, backbone_pool, balanced_weights
 
 ROOT = Path(__file__).resolve().parents[2]
