@@ -221,3 +221,10 @@ def test_ruff_passes():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     r = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]
+
+
+def test_no_module_over_450_lines():
+    """A module a newcomer can read in one sitting: split by concern past 450 lines."""
+    long = [f"{path.relative_to(ROOT)} ({n} lines)" for path in MODULES.values()
+            if (n := len(path.read_text().splitlines())) > 450]
+    assert not long, "\n".join(long)
