@@ -4,7 +4,7 @@
 ``step``: one training step (forward, distogram cross-entropy, backward, AdamW), single sequence,
 for af2struct's ``default`` preset and for the model at the peer's widths ("matched":
 ``dim=64, depth=2, heads=8, dim_head=32`` with ``pair_heads=8, pair_dim_head=32,
-transition_factor=4``), against alphafold2-pytorch 0.4.32 (the seed's package, same
+transition_factor=4``), against alphafold2-pytorch 0.4.32 (alphafold2-pytorch's package, same
 constructor arguments) and against an older af2struct commit (``--baseline``, checked out into a
 temporary git worktree). The cases of one length run interleaved, ``--rounds`` times; a row
 gives the median over rounds of each process's fastest timed step, and the ratios.

@@ -170,7 +170,7 @@ class TemplateConfig:
         enabled: build the template modules (False: a model without them, as checkpoints
             written before templates).
         pair_dim: template pair channels (c_t).
-        blocks: template pair stack blocks (the seed's ``templates_embed_layers``).
+        blocks: template pair stack blocks (alphafold2-pytorch's ``templates_embed_layers``).
         heads, dim_head: pointwise attention over the templates.
         dgram_bins, dgram_min, dgram_max: the pseudo-beta distogram (AlphaFold: 39 bins,
             3.25-50.75 A).
@@ -178,13 +178,13 @@ class TemplateConfig:
             model predicts Calpha distances, AlphaFold pseudo-beta ones: the template feature
             that matches the target; 0 bins = left out).
         raw_feat_dim: width of precomputed pair features ``templates_feats [B, T, L, L, F]``
-            (the seed's ``templates_dim``; 0 = only the model's own featurisation).
+            (alphafold2-pytorch's ``templates_dim``; 0 = only the model's own featurisation).
         angle_feat_dim: per-residue template features that become extra MSA rows (31 for the
-            model's own: residue type, backbone torsions, masks; the seed's
+            model's own: residue type, backbone torsions, masks; alphafold2-pytorch's
             ``templates_angles_feats_dim``); 0 = no template rows.
         zero_init: the template update and the template rows start at zero (AlphaFold's
             "final" init: a trained model given the modules starts exactly where it was); False,
-            as a model built with the seed's template arguments, starts with small random ones
+            as a model built with alphafold2-pytorch's template arguments, starts with small random ones
             so its output depends on the templates from the start.
     """
 

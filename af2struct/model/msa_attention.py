@@ -2,10 +2,10 @@
 
 * :class:`RowAttentionWithPairBias`: AlphaFold2 supplement Algorithm 7 (MSA row-wise gated
   self-attention with pair bias), the bias tied across rows; optionally block-sparse
-  (the seed's ``sparse_self_attn``).
-* :class:`ColumnAttention`: Algorithm 8 (MSA column-wise gated self-attention; the seed's
+  (alphafold2-pytorch's ``sparse_self_attn``).
+* :class:`ColumnAttention`: Algorithm 8 (MSA column-wise gated self-attention; alphafold2-pytorch's
   ``inter_msa_self_attn``).
-* :class:`CrossAttention`: the seed's sequence <-> unaligned-MSA cross attention, keys and values
+* :class:`CrossAttention`: alphafold2-pytorch's sequence <-> unaligned-MSA cross attention, keys and values
   optionally compressed by a strided convolution (``cross_attn_compress_ratio``; not in AlphaFold2).
 """
 

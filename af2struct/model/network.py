@@ -43,7 +43,7 @@ from af2struct.model.trunk import Trunk, has_templates
 class Alphafold2(nn.Module):
     """Sequence (+MSA) -> distogram, pLDDT, torsions and (``predict``) coordinates.
 
-    Either pass the seed README's keyword arguments, or ``config=ModelConfig(...)`` (a preset
+    Either pass the alphafold2-pytorch README's keyword arguments, or ``config=ModelConfig(...)`` (a preset
     from :mod:`af2struct.model.config`); keyword arguments override the config's trunk fields.
     """
 
@@ -67,10 +67,10 @@ class Alphafold2(nn.Module):
     ) -> None:
         super().__init__()
         config = config or ModelConfig()
-        seed_args = dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head, reversible=reversible,
+        a2p_args = dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head, reversible=reversible,
                          max_seq_len=max_seq_len, sparse_self_attn=sparse_self_attn,
                          cross_attn_compress_ratio=cross_attn_compress_ratio, inter_msa_self_attn=inter_msa_self_attn)
-        changes = {k: v for k, v in seed_args.items() if v is not None}
+        changes = {k: v for k, v in a2p_args.items() if v is not None}
         unknown = sorted(set(trunk_overrides) - {f.name for f in dataclasses.fields(TrunkConfig)})
         if unknown:
             raise TypeError(f"Alphafold2: unknown argument(s) {unknown}")
@@ -79,12 +79,12 @@ class Alphafold2(nn.Module):
             changes["pair_dim"] = None
         if changes:
             config = dataclasses.replace(config, trunk=dataclasses.replace(config.trunk, **changes))
-        seed_templates = dict(raw_feat_dim=templates_dim, blocks=templates_embed_layers,
+        a2p_templates = dict(raw_feat_dim=templates_dim, blocks=templates_embed_layers,
                               angle_feat_dim=templates_angles_feats_dim)
-        seed_templates = {k: v for k, v in seed_templates.items() if v is not None}
-        if seed_templates:
+        a2p_templates = {k: v for k, v in a2p_templates.items() if v is not None}
+        if a2p_templates:
             config = dataclasses.replace(config, templates=dataclasses.replace(
-                config.templates, enabled=True, zero_init=False, **seed_templates))
+                config.templates, enabled=True, zero_init=False, **a2p_templates))
         self.config = config
         t, h = config.trunk, config.heads
         self.trunk = Trunk(t, h.distogram_bins, config.templates)

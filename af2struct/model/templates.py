@@ -188,7 +188,7 @@ class TemplateEmbedder(nn.Module):
         """``z [B, L, L, Cz]``, template features of ``batch``, the query's residue ``mask [B, L]``."""
         tmask = batch["templates_mask"] if "templates_feats" in batch else batch["template_mask"]
         tmask = tmask.bool()
-        if tmask.dim() == 3:  # the seed's templates_mask [B, T, L]: a template with any residue is real
+        if tmask.dim() == 3:  # alphafold2-pytorch's templates_mask [B, T, L]: a template with any residue is real
             res_mask = tmask
             tmask = tmask.any(-1)
         else:
@@ -205,8 +205,8 @@ class TemplateEmbedder(nn.Module):
         update = self.pointwise(z, t, tmask)
         rows = row_mask = None
         if self.angles is not None:
-            seed = "templates_feats" in batch
-            feats = batch.get("templates_angles") if seed else angle_features(batch)
+            a2p = "templates_feats" in batch  # alphafold2-pytorch's template dialect
+            feats = batch.get("templates_angles") if a2p else angle_features(batch)
             if feats is not None:
                 rows = self.angles(feats.to(z.dtype))
                 row_mask = res_mask & tmask[..., None] & mask.bool()[:, None]

@@ -39,7 +39,7 @@ class Trunk(nn.Module):
                 prev_z=None, prev_bins=None, templates: Optional[Dict[str, torch.Tensor]] = None):
         """Returns the sequence row ``s [B, L, C]`` and the pair ``z [B, L, L, Cz]``.
         ``templates``: template features (:mod:`af2struct.data.templates`, ``[B, T, ...]``) or the
-        seed's ``templates_feats``/``templates_mask``/``templates_angles``; ignored by a model
+        alphafold2-pytorch's ``templates_feats``/``templates_mask``/``templates_angles``; ignored by a model
         built without template modules, skipped when ``T = 0``."""
         b, n = seq.shape
         if n > self.cfg.max_seq_len:

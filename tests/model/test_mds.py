@@ -1,4 +1,4 @@
-"""MDS and the seed README's utilities on real CASP14 Calpha traces (tests/fixtures/casp14_monomers_ca.npz:
+"""MDS and the alphafold2-pytorch README's utilities on real CASP14 Calpha traces (tests/fixtures/casp14_monomers_ca.npz:
 the 27 monomeric CASP14 targets of <= 400 residues)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Template modules: the seed's 0.4 template call, invariance, and "no template = as before"."""
+"""Template modules: alphafold2-pytorch's 0.4 template call, invariance, and "no template = as before"."""
 
 import dataclasses
 

@@ -32,7 +32,7 @@ def test_usage_example():
 
 
 def _small_forward(model, n=32):
-    """A forward pass on a short sequence (the seed's models are 12 blocks of dim 256: ~6 s at 64
+    """A forward pass on a short sequence (alphafold2-pytorch's models are 12 blocks of dim 256: ~6 s at 64
     residues on one CPU thread; the examples are about building them)."""
     seq = torch.randint(0, 21, (1, n)).to(dev)
     msa = torch.randint(0, 21, (1, 3, n // 2)).to(dev)
