@@ -157,6 +157,12 @@ class PredictOptions:
     def use_ray(self) -> bool:
         return bool(self.ray_address or self.workers)
 
+    @functools.cached_property
+    def relax_settings(self) -> RelaxConfig:
+        """The relax settings every target uses, built once: ``relax_config`` with the backend of
+        ``--relax`` and the run's ``--seed``."""
+        return dataclasses.replace(self.relax_config or RelaxConfig(), backend=self.relax, seed=self.seed)
+
 
 def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None,
                  name: Optional[str] = None) -> List[Target]:
@@ -310,8 +316,7 @@ def relax_prediction(protein, opts: PredictOptions):
     if opts.relax == "none":
         return None
     try:
-        return relax(protein, dataclasses.replace(opts.relax_config or RelaxConfig(), backend=opts.relax,
-                                                  seed=opts.seed))
+        return relax(protein, opts.relax_settings)
     except Exception as exc:  # noqa: BLE001 - the unrelaxed model stands; the row says why relax failed
         logger.error("relax failed (the unrelaxed model is kept): %s: %s", type(exc).__name__, exc)
         return RelaxFailed(f"{type(exc).__name__}: {exc}")
