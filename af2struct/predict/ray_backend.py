@@ -37,6 +37,7 @@ from af2struct.predict.targets import (
     TargetResult,
     check_target,
     relax_prediction,
+    stage_timings,
     target_msa,
 )
 from af2struct.predict.templates import target_templates
@@ -177,10 +178,7 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
                 yield fail_target(folder, target, _cause(exc), time.perf_counter() - state["t0"])
                 continue
             if stage == "prepare":
-                state["msa"], t_msa, state["templates"] = value
-                state["timings"] = {"msa": t_msa} if opts.msa_db else {}
-                if state["templates"] is not None:
-                    state["timings"]["templates"] = state["templates"].seconds
+                state["msa"], state["t_msa"], state["templates"] = value
                 i = min(range(len(actors)), key=load.__getitem__)
                 load[i] += 1
                 state["actor"] = i
@@ -189,15 +187,13 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
                 pending[ref2] = ("predict", target, state)
             elif stage == "predict":
                 state["pred"] = value
-                state["timings"].update(value.timings)
                 if opts.relax == "none":
-                    yield _finish(folder, target, opts, state, None)
+                    yield _finish(folder, target, opts, state, None, None)
                 else:
                     pending[relax.remote(value.protein, opts)] = ("relax", target, state)
             else:
                 result, t_relax = value
-                state["timings"]["relax"] = t_relax
-                yield _finish(folder, target, opts, state, result)
+                yield _finish(folder, target, opts, state, result, t_relax)
     finally:
         for ref in pending:  # interrupted: stop what is still queued (finished folders are kept)
             try:
@@ -206,8 +202,8 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
                 pass
 
 
-def _finish(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, state: Dict, relaxed) -> Finished:
-    timings = dict(state["timings"])
-    timings["total"] = sum(timings.values())  # worker time; queueing between stages is not counted
+def _finish(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, state: Dict, relaxed,
+            t_relax) -> Finished:
+    timings = stage_timings(opts, state["t_msa"], state["templates"], state["pred"].timings, t_relax, relaxed)
     return write_target(folder, inputs, opts, TargetResult(state["pred"], relaxed, timings, state.get("msa"),
                                                            state.get("templates")))

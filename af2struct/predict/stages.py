@@ -13,11 +13,11 @@ from af2struct.predict.outputs import fail_target, write_target
 from af2struct.predict.pipeline import predict_structure
 from af2struct.predict.targets import (
     PredictOptions,
-    RelaxFailed,
     TargetInputs,
     TargetResult,
     check_target,
     relax_prediction,
+    stage_timings,
     target_msa,
 )
 from af2struct.predict.templates import target_templates
@@ -40,17 +40,13 @@ def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: Predict
         stage("model")
         pred = predict_structure(model, inputs.target.sequence, msa, opts.num_recycles, opts.seed, device,
                                  templates=templates.features if templates else None)
-        timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
-            | dict(pred.timings)
         tr = time.perf_counter()
         if opts.relax != "none":
             stage(f"relax ({opts.relax})")
         relaxed = relax_prediction(pred.protein, opts)
-        if relaxed is not None and not isinstance(relaxed, RelaxFailed):
-            timings["relax"] = time.perf_counter() - tr
+        timings = stage_timings(opts, t_msa, templates, pred.timings, time.perf_counter() - tr, relaxed)
     except Exception as exc:  # one target's failure never stops the batch
         return fail_target(folder, inputs, exc, time.perf_counter() - t0)
-    timings["total"] = time.perf_counter() - t0
     logger.info("%s: %s", inputs.name, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     return write_target(folder, inputs, opts, TargetResult(pred, relaxed, timings, msa, templates))
 

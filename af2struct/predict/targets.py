@@ -322,6 +322,19 @@ def relax_prediction(protein, opts: PredictOptions):
         return RelaxFailed(f"{type(exc).__name__}: {exc}")
 
 
+def stage_timings(opts: PredictOptions, t_msa: float, templates, pred_timings: Dict[str, float],
+                  t_relax: Optional[float], relaxed) -> Dict[str, float]:
+    """A target's seconds per stage, one way for the serial run and for Ray: ``msa`` (with
+    ``--msa-db``), ``templates``, the model's stages, ``relax`` (only when it ran and did not fail),
+    and ``total``, their sum (on Ray, queueing between stages is not a stage)."""
+    timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
+        | dict(pred_timings)
+    if relaxed is not None and not isinstance(relaxed, RelaxFailed) and t_relax is not None:
+        timings["relax"] = t_relax
+    timings["total"] = sum(timings.values())
+    return timings
+
+
 @dataclasses.dataclass
 class TargetResult:
     """What one target's work made: the prediction (:class:`~af2struct.predict.pipeline.Prediction`),
