@@ -86,7 +86,7 @@ def structure_name(path: PathLike) -> str:
     return Path(name).stem
 
 
-def read_gemmi(path: Path):
+def _check_readable(path: Path) -> None:
     if not path.exists():
         raise StructureError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -99,15 +99,40 @@ def read_gemmi(path: Path):
                     pass
         except (OSError, EOFError, zlib.error) as exc:
             raise StructureError(f"{path}: corrupt or truncated gzip ({exc})") from None
-    try:
-        st = gemmi.read_structure(str(path), merge_chain_parts=True)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise StructureError(f"{path}: not a readable PDB/mmCIF file ({exc})") from None
+
+
+def _cleaned(st, path: Path):
     if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise StructureError(f"{path}: no atoms found; is this a PDB/mmCIF structure?")
     st.remove_hydrogens()
     st.remove_alternative_conformations()
     return st
+
+
+def read_gemmi(path: Path):
+    """A gemmi Structure of ``path`` (chain parts merged, hydrogens and alternative locations
+    removed); :class:`StructureError` for a missing, empty, truncated or unreadable file."""
+    _check_readable(path)
+    try:
+        st = gemmi.read_structure(str(path), merge_chain_parts=True)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise StructureError(f"{path}: not a readable PDB/mmCIF file ({exc})") from None
+    return _cleaned(st, path)
+
+
+def read_gemmi_with_block(path: Path):
+    """``(structure, mmCIF block)``: :func:`read_gemmi`, the file parsed once, its mmCIF block
+    kept for the items a Structure does not carry (the block is ``None`` for a PDB file)."""
+    if ".cif" not in path.name.lower():
+        return read_gemmi(path), None
+    _check_readable(path)
+    try:
+        block = gemmi.cif.read(str(path)).sole_block()
+        st = gemmi.make_structure_from_block(block)
+        st.merge_chain_parts()
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise StructureError(f"{path}: not a readable PDB/mmCIF file ({exc})") from None
+    return _cleaned(st, path), block
 
 
 @dataclasses.dataclass(frozen=True)

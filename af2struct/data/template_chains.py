@@ -29,7 +29,7 @@ import gemmi
 import numpy as np
 
 from af2struct.common import residue_constants as rc
-from af2struct.common.io import read_gemmi, structure_name
+from af2struct.common.io import read_gemmi_with_block, structure_name
 
 BACKBONE_ATOMS = ("N", "CA", "C", "O")
 MAX_NUMBERING_GAP = 500  # residue-number jumps beyond this are renumbering, not missing residues
@@ -90,14 +90,11 @@ def valid_date(text: str) -> str:
     return ""
 
 
-def _release_date(st: gemmi.Structure, path: Path) -> str:
-    dates: List[str] = []
-    if ".cif" in path.name.lower():
-        try:
-            block = gemmi.cif.read(str(path)).sole_block()
-            dates = [valid_date(d) for d in block.find_values("_pdbx_audit_revision_history.revision_date")]
-        except (RuntimeError, ValueError, OSError):
-            dates = []
+def _release_date(st: gemmi.Structure, block) -> str:
+    """The earliest revision date of the mmCIF ``block`` (``None`` for a PDB file), else the
+    deposition date."""
+    dates = [valid_date(d) for d in block.find_values("_pdbx_audit_revision_history.revision_date")] \
+        if block is not None else []
     dates = [d for d in dates if d]
     if dates:
         return min(dates)
@@ -172,14 +169,14 @@ def read_template_chains(path: Path, min_observed: int = 10) -> Tuple[List[Templ
     """Every protein chain of ``path`` (model 1) with at least ``min_observed`` observed residues,
     and a note for each chain left out. Raises ``StructureError`` for an unreadable file."""
     path = Path(path)
-    st = read_gemmi(path)
+    st, block = read_gemmi_with_block(path)  # the file parsed once: the block has the revision dates
     st.setup_entities()
     has_seqres = any(e.full_sequence for e in st.entities if e.entity_type == gemmi.EntityType.Polymer)
-    if path.suffix.lower() not in (".cif", ".mmcif") and ".cif" not in path.name.lower() and has_seqres:
+    if block is None and has_seqres:
         st.assign_label_seq_id(False)  # PDB SEQRES: align the observed residues to it
     accession = _accession(st)
     entry = accession or structure_name(path)
-    date = _release_date(st, path)
+    date = _release_date(st, block)
     chains, notes = [], []
     for ch in st[0]:
         polymer = ch.get_polymer()
