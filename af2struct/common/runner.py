@@ -340,7 +340,7 @@ def closing_line(records: Sequence[Dict], clean: str, report: os.PathLike) -> st
     left, K failed -> report"`` (violations are named only when some structure has them: a
     model relaxed with violations left is written and counted, not a failure)."""
     unclean = sum(r.get("status") == "violations" for r in records)
-    failed = sum(r.get("status") not in ("ok", "violations") for r in records)
+    failed = failed_count(records)
     parts = [f"{len(records) - unclean - failed} {clean}"]
     if unclean:
         parts.append(f"{unclean} with violations left")

@@ -21,6 +21,7 @@ E-value) by :func:`candidate_features`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -28,13 +29,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from Bio import Align
 
+from af2struct.common.files import file_key
 from af2struct.common.io import StructureError, find_structure_files
 from af2struct.data.pdb_mirror import MirrorError, PdbMirror
 from af2struct.data.seqres_db import SeqresDB
 from af2struct.data.template_chains import TemplateChain, read_template_chains
 from af2struct.data.template_db import template_set
 from af2struct.data.template_search import TemplateDB, search_templates
-from af2struct.data.templates import TemplateHit, empty_template_features, featurise_hit, hit_verdict
+from af2struct.data.templates import TemplateHit, features_of, hit_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def _fetch_candidate(hit: TemplateHit, name: str, seqres_seq: str, mirror: PdbMi
             raise
         return Candidate(hit, None, "pdb", f"entry {pdb_id}: {exc}", pdb_id)  # missing, broken, not cached
     try:
-        chains, _ = read_template_chains(path, min_observed=1)
+        chains = _entry_chains(str(path), file_key(path))
     except (StructureError, ValueError, RuntimeError) as exc:
         return Candidate(hit, None, "pdb", f"entry {pdb_id} unreadable: {exc}", pdb_id, file=str(path))
     chain = next((c for c in chains if c.chain == chain_id), None)
@@ -132,6 +134,13 @@ def _fetch_candidate(hit: TemplateHit, name: str, seqres_seq: str, mirror: PdbMi
                          pdb_id, date, str(path))
     db = template_set([chain], f"PDB {pdb_id}")
     return Candidate(dataclasses.replace(moved, index=0), db, "pdb", None, pdb_id, date, str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _entry_chains(path: str, key: str) -> Tuple[TemplateChain, ...]:
+    """An entry's chains, parsed once per process (while the file stays the same): the same
+    entries come back as hits of target after target in a large run."""
+    return tuple(read_template_chains(Path(path), min_observed=1)[0])
 
 
 def realign(hit: TemplateHit, hit_sequence: str, chain: TemplateChain, query: str) -> Optional[TemplateHit]:
@@ -174,26 +183,43 @@ def hit_from_pairs(hit: TemplateHit, pairs: Sequence[Tuple[int, int]], query: st
 
 
 # -- the user's own files -------------------------------------------------------------------
-def custom_candidates(paths: Sequence[str], sequence: str, *, method: str = "phmmer",
-                      min_align_ratio: float = 0.1) -> List[Candidate]:
-    """Every chain of the user's files (files or folders, PDB/mmCIF, ``.gz``), aligned to the
-    target; a file that cannot be read and a chain that does not align are rows too."""
-    out: List[Candidate] = []
+@dataclasses.dataclass(frozen=True)
+class CustomTemplates:
+    """The user's files, read once for a whole run: their chains as a template database, and the
+    files that gave none (``(path, why)``)."""
+
+    db: Optional[TemplateDB]
+    chains: Tuple[TemplateChain, ...]
+    unread: Tuple[Tuple[str, str], ...]
+
+
+def read_custom(paths: Sequence[str]) -> CustomTemplates:
+    """Every chain of the user's files (files or folders, PDB/mmCIF, ``.gz``)."""
     chains: List[TemplateChain] = []
+    unread: List[Tuple[str, str]] = []
     for path in find_structure_files(list(paths), recursive=True):
         try:
-            found, notes = read_template_chains(path, min_observed=1)
+            found, _ = read_template_chains(path, min_observed=1)
         except (StructureError, ValueError, RuntimeError) as exc:
-            out.append(_unused_file(path, f"unreadable: {exc}"))
+            unread.append((str(path), f"unreadable: {exc}"))
             continue
         if not found:
-            out.append(_unused_file(path, "no protein chain with N, CA, C and O"))
+            unread.append((str(path), "no protein chain with N, CA, C and O"))
         chains += found
-    if not chains:
+    db = template_set(chains, "custom templates") if chains else None
+    return CustomTemplates(db, tuple(chains), tuple(unread))
+
+
+def custom_candidates(custom: CustomTemplates, sequence: str, *, method: str = "phmmer",
+                      min_align_ratio: float = 0.1) -> List[Candidate]:
+    """The user's chains aligned to the target; a file that cannot be read and a chain that does
+    not align are rows too."""
+    out = [_unused_file(Path(path), why) for path, why in custom.unread]
+    if custom.db is None:
         return out
-    db = template_set(chains, "custom templates")
+    db = custom.db
     hits = {h.index: h for h in search_templates(sequence, db, method=method, name="custom", max_hits=len(db))}
-    for i, c in enumerate(chains):
+    for i, c in enumerate(custom.chains):
         h = hits.get(i)
         if h is None:
             blank = TemplateHit(c.name, i, float("inf"), 0.0, 0, 0, 0, 0, "", "")
@@ -225,11 +251,4 @@ def choose(candidates: Sequence[Candidate], max_templates: int) -> List[Candidat
 
 def candidate_features(used: Sequence[Candidate], query_length: int) -> Dict[str, np.ndarray]:
     """AlphaFold's template features (:mod:`af2struct.data.templates`) of the ``used`` candidates."""
-    feats = empty_template_features(query_length)
-    if not used:
-        return feats
-    rows = [featurise_hit(c.hit, c.db, query_length) for c in used]
-    for key in rows[0]:
-        feats[key] = np.stack([r[key] for r in rows])
-    feats["template_mask"] = np.ones(len(used), np.float32)
-    return feats
+    return features_of([(c.hit, c.db) for c in used], query_length)

@@ -142,7 +142,6 @@ def is_duplicate(hit: TemplateHit, query_sequence: str, query_pdb_id: Optional[s
         return True
     if hit.coverage(len(query_sequence)) <= DUPLICATE_COVERAGE:
         return False
-    qi, ti = hit.mapping()
     q = np.frombuffer(hit.query_aln.encode(), np.uint8)
     t = np.frombuffer(hit.hit_aln.encode(), np.uint8)
     both = (q != ord("-")) & (t != ord("-")) & (t != ord("X"))
@@ -254,20 +253,24 @@ def featurise_hit(hit: TemplateHit, db, query_length: int) -> Dict[str, np.ndarr
     return out
 
 
+def features_of(pairs: Sequence[Tuple[TemplateHit, object]], query_length: int) -> Dict[str, np.ndarray]:
+    """Features (module doc) of templates given as ``(hit, database holding its chain)`` pairs."""
+    feats = empty_template_features(query_length)
+    if not pairs:
+        return feats
+    rows = [featurise_hit(h, db, query_length) for h, db in pairs]
+    for key in rows[0]:
+        feats[key] = np.stack([r[key] for r in rows])
+    feats["template_mask"] = np.ones(len(rows), np.float32)
+    return feats
+
+
 def template_features(hits: Sequence[TemplateHit], db, query_length: int,
                       max_templates: int = MAX_TEMPLATES) -> Dict[str, np.ndarray]:
     """Features (module doc) of the first ``max_templates`` ``hits`` against the template
     database ``db`` (a :class:`~af2struct.data.backbone_db.BackboneDB`) for a query of
     ``query_length`` residues. A hit whose alignment disagrees with the database is an error."""
-    hits = list(hits)[:max_templates]
-    feats = empty_template_features(query_length)
-    if not hits:
-        return feats
-    rows = [featurise_hit(h, db, query_length) for h in hits]
-    for key in rows[0]:
-        feats[key] = np.stack([r[key] for r in rows])
-    feats["template_mask"] = np.ones(len(hits), np.float32)
-    return feats
+    return features_of([(h, db) for h in list(hits)[:max_templates]], query_length)
 
 
 def template_copy_ca(hit: TemplateHit, db, query_length: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -55,9 +55,13 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
         for t in todo_inputs:
             yield predict_target(model, folder, t, opts, device)
 
+    earlier: Dict[str, Dict] = {}  # other targets' records: read once per run (this run never writes them)
+
     def report(folder: RunFolder, records: Dict[str, Dict], final: bool) -> None:
-        earlier = {n: r for n, r in folder.recorded().items() if n not in by_name and folder.item_path(n).is_dir()}
-        write_summary(order, records, folder.out, earlier)
+        if "read" not in earlier:
+            earlier["read"] = {n: r for n, r in folder.recorded().items()
+                               if n not in by_name and folder.item_path(n).is_dir()}
+        write_summary(order, records, folder.out, earlier["read"])
 
     batch = Batch(Path(out_dir), [(i.name, i.fingerprint) for i in inputs], [SUMMARY], report, "predict", "target",
                   report_every=0.0)

@@ -26,11 +26,13 @@ from af2struct.data.seqres_db import SeqresDB
 from af2struct.data.template_search import TemplateDB, cached_search
 from af2struct.data.template_sources import (
     Candidate,
+    CustomTemplates,
     candidate_features,
     choose,
     custom_candidates,
     database_candidates,
     pdb_candidates,
+    read_custom,
 )
 from af2struct.data.templates import TemplateError
 from af2struct.predict.errors import InputError
@@ -116,6 +118,17 @@ def sources_key(opts) -> Optional[List]:
 def _digest(path: str, key: str) -> str:
     """A custom template file's content digest, once per process while the file stays the same."""
     return file_digest(path)
+
+
+def custom_templates(opts) -> CustomTemplates:
+    """The ``--custom-templates`` files read once per process (again when one changes), not per target."""
+    files = custom_files(opts)
+    return _read_custom(tuple(str(p) for p in files), tuple(file_key(p) for p in files))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_custom(paths: tuple, keys: tuple) -> CustomTemplates:
+    return read_custom(paths)
 
 
 def custom_files(opts) -> List[Path]:
@@ -210,7 +223,7 @@ def target_templates(name: str, sequence: str, cache: Optional[Path], opts, msa)
     seq = sequence  # normalised by the target reader (predict.targets.Target)
     candidates: List[Candidate] = []
     if opts.custom_templates:
-        candidates += custom_candidates([str(p) for p in custom_files(opts)], seq, method="phmmer")
+        candidates += custom_candidates(custom_templates(opts), seq, method="phmmer")
     if opts.templates == PDB:
         seqres = pdb_seqres(opts)
         hits = cached_search(seq, seqres, cache, msa=msa, method=opts.template_search, name=name)
