@@ -18,8 +18,9 @@
   (or temporary files with af2struct's mark). When an item's folder is replaced, any other file
   in it (a user's notes) is carried into the new folder; a user's file in the way of a new output
   is kept beside it as ``<file>.orig``, and so is a report file (``summary.csv``) the run did
-  not write (its digest is noted in ``.af2struct/reports.json``). A rerun that fails leaves the finished result it would
-  have replaced, set apart as ``<name>.previous`` (never deleted).
+  not write (its size and modification time are noted in ``.af2struct/reports.json``). A rerun
+  that fails leaves the finished result it would have replaced, set apart as
+  ``<name>.previous`` (never deleted).
 - **One loop.** :func:`run_batch` is the run of all three commands: lock the folder, plan
   (finished items are kept), hand the rest to an *executor* (items here, in worker processes with
   :func:`run_items`, or on a Ray cluster), record each item as it comes back, and write the
@@ -48,7 +49,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Op
 
 from tqdm import tqdm
 
-from af2struct.common.files import TEMP_MARK, atomic_write_text
+from af2struct.common.files import TEMP_MARK, atomic_write_text, file_key
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class RunFolder:
         moved = []
         for name in names:
             f = self.out / name
-            if f.is_file() and ours.get(name) != file_digest(f):
+            if f.is_file() and ours.get(name) != file_key(f):
                 k, dest = 1, f.with_name(f.name + ".orig")
                 while dest.exists():
                     k += 1
@@ -241,8 +242,9 @@ class RunFolder:
         return moved
 
     def own_reports(self, names: Iterable[str]) -> None:
-        """Note the report files just written as the run's own (their content digests)."""
-        ours = {n: file_digest(self.out / n) for n in names if (self.out / n).is_file()}
+        """Note the report files just written as the run's own (path, size and modification time:
+        a stat, not a read, as predict writes its summary after every target)."""
+        ours = {n: file_key(self.out / n) for n in names if (self.out / n).is_file()}
         atomic_write_text(self._reports_path(), json.dumps(ours, indent=1))
 
     def recorded(self) -> Dict[str, Dict]:
