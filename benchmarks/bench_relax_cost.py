@@ -89,7 +89,7 @@ def predictions(preds: Path, lengths):
         if not path.exists():
             name, seq = next(((k, s) for k, s in seqs if len(s) >= n), seqs[-1])
             subprocess.run([sys.executable, str(ROOT / "scripts/predict.py"), "--sequence", seq[:n], "--name", f"L{n}",
-                            "--out", str(preds), "--relax", "none", "--no-plots", "--quiet", "--max-length", "5000"],
+                            "--out", str(preds), "--relax", "none", "--no-plots", "--quiet", "--max-length", "2048"],
                            check=True)
         out.append((f"prediction L{n}", path))
     return out

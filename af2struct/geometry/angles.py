@@ -29,8 +29,16 @@ def dihedral(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> 
         v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
         w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
         x = (v * w).sum(-1)
-        y = (np.cross(b1n, v) * w).sum(-1)
+        y = (_cross(b1n, v) * w).sum(-1)
         return np.arctan2(y, x)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross`` of ``[..., 3]`` vectors, the same arithmetic without its axis handling
+    (which costs more than the products on the small arrays of the backbone builder)."""
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
 
 
 def chi_angles(protein: Protein):

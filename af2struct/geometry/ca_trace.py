@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.spatial import cKDTree
 
 from af2struct.common import residue_constants as rc
 from af2struct.geometry.angles import bond_angle, dihedral
@@ -55,22 +56,26 @@ def _peptide_unit() -> Tuple[np.ndarray, float]:
 
 
 def _trace_energy(x: np.ndarray, x0: np.ndarray, restraint: float) -> Tuple[float, np.ndarray]:
-    """Energy and gradient of the trace terms; ``x [L, 3]``."""
+    """Energy and gradient of the trace terms; ``x [L, 3]``. Only pairs closer than their floor
+    contribute besides the virtual bonds, so the repulsion is summed over a neighbour search's
+    pairs (O(L) per call rather than every pair)."""
     n = len(x)
-    diff = x[:, None] - x[None]
+    bond_i = np.arange(n - 1)
+    near = cKDTree(x).query_pairs(CA_CA_13_MIN, output_type="ndarray")
+    near = near[near[:, 1] - near[:, 0] >= 2] if len(near) else np.zeros((0, 2), np.int64)
+    i = np.concatenate([bond_i, near[:, 0]])
+    j = np.concatenate([bond_i + 1, near[:, 1]])
+    diff = x[i] - x[j]  # [P, 3]
     d = np.sqrt((diff ** 2).sum(-1) + 1e-12)
-    sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
-    # floors: pairs closer than allowed are pushed apart (flat-bottom)
-    floor = np.where(sep == 2, CA_CA_13_MIN, CA_CA_MIN)
-    floor = np.where(sep >= 2, floor, 0.0)
-    over = np.clip(floor - d, 0.0, None)
-    # virtual bonds: harmonic at 3.80 A
-    bond = sep == 1
+    bond = np.arange(len(i)) < n - 1
+    floor = np.where(j - i == 2, CA_CA_13_MIN, CA_CA_MIN)
+    over = np.where(bond, 0.0, np.clip(floor - d, 0.0, None))
     dev = np.where(bond, d - CA_CA, 0.0)
-    # each pair appears twice in the symmetric matrices: 0.5 * k * dev^2 per pair
-    e = 0.25 * (K_BOND * (dev ** 2).sum() + K_CLASH * (over ** 2).sum()) + restraint * ((x - x0) ** 2).sum()
-    coef = (K_BOND * dev - K_CLASH * over) / d  # dE/dd / d per pair
-    grad = (coef[..., None] * diff).sum(1) + 2 * restraint * (x - x0)
+    e = 0.5 * (K_BOND * (dev ** 2).sum() + K_CLASH * (over ** 2).sum()) + restraint * ((x - x0) ** 2).sum()
+    pull = ((K_BOND * dev - K_CLASH * over) / d)[:, None] * diff  # dE/dx_i of each pair
+    grad = 2 * restraint * (x - x0)
+    for axis in range(3):
+        grad[:, axis] += np.bincount(i, pull[:, axis], n) - np.bincount(j, pull[:, axis], n)
     return float(e), grad
 
 
@@ -103,14 +108,17 @@ _RAMA_KAPPA = 3.0  # von Mises concentration of each basin (about 35 degrees wid
 def ramachandran_energy(phi: np.ndarray, psi: np.ndarray, glycine: np.ndarray) -> np.ndarray:
     """A smooth backbone-torsion prior (radians in, ~0 in the favoured basins up to ~6 far
     from any): ``-log`` of a mixture of von Mises basins, glycine with its mirror basins."""
-    def mixture(basins):
-        total = np.full(np.broadcast(phi, psi).shape, 1e-3)
-        for p0, s0, w in basins:
-            agree = np.cos(phi - math.radians(p0)) + np.cos(psi - math.radians(s0))
-            total = total + w * np.exp(_RAMA_KAPPA * (agree - 2))
-        return -np.log(total) + math.log(max(w for *_, w in basins) + 1e-3)
+    if np.ndim(glycine) == 0:  # one residue type: only its own mixture
+        return _rama_mixture(phi, psi, _RAMA_BASINS_GLY if glycine else _RAMA_BASINS)
+    return np.where(glycine, _rama_mixture(phi, psi, _RAMA_BASINS_GLY), _rama_mixture(phi, psi, _RAMA_BASINS))
 
-    return np.where(glycine, mixture(_RAMA_BASINS_GLY), mixture(_RAMA_BASINS))
+
+def _rama_mixture(phi: np.ndarray, psi: np.ndarray, basins) -> np.ndarray:
+    total = np.full(np.broadcast(phi, psi).shape, 1e-3)
+    for p0, s0, w in basins:
+        agree = np.cos(phi - math.radians(p0)) + np.cos(psi - math.radians(s0))
+        total = total + w * np.exp(_RAMA_KAPPA * (agree - 2))
+    return -np.log(total) + math.log(max(w for *_, w in basins) + 1e-3)
 
 
 def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_dir: Optional[np.ndarray] = None,
@@ -151,27 +159,31 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
     p2 = np.cross(u, p1)
     thetas = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
     scale = dist / d_ideal  # stretch along the axis so N_i+1 stays bonded to CA_i+1
-
-    def place(k: int, th: np.ndarray) -> np.ndarray:
-        """[T, 3 (C_k, O_k, N_k+1), 3] for plane angles ``th [T]``."""
-        w = np.cos(th)[:, None] * p1[k] + np.sin(th)[:, None] * p2[k]
-        return ca[k] + uw[None, :, :1] * scale[k] * u[k] + uw[None, :, 1:] * w[:, None, :]
-
+    # every candidate unit: [L-1, T, 3 (C_k, O_k, N_k+1), 3] for the plane angles ``thetas``
+    w = np.cos(thetas)[None, :, None] * p1[:, None] + np.sin(thetas)[None, :, None] * p2[:, None]
+    cand = (ca[:-1, None, None] + uw[None, None, :, :1] * scale[:, None, None] * u[:, None, None]
+            + uw[None, None, :, 1:] * w[:, :, None, :])
     if c_dir is not None:
         c_dir = np.asarray(c_dir, np.float64)
         c_dir = c_dir / np.linalg.norm(c_dir, axis=-1, keepdims=True).clip(min=1e-6)
-    # start: planes following the predicted C directions (or zero angle)
-    theta = np.zeros(L - 1)
+    # start: planes following the predicted C directions (or zero angle); ``pick[k]`` is unit
+    # k's candidate
+    pick = np.zeros(L - 1, np.int64)
     if c_dir is not None:
         for k in range(L - 1):
-            pts = place(k, thetas)
-            cdir = pts[:, 0] - ca[k]
-            theta[k] = thetas[np.argmax(cdir @ c_dir[k])]
-    units = np.stack([place(k, theta[k:k + 1])[0] for k in range(L - 1)])  # [L-1, 3, 3]
+            pick[k] = np.argmax((cand[k, :, 0] - ca[k]) @ c_dir[k])
+    units = cand[np.arange(L - 1), pick]  # [L-1, 3, 3]
     gly = np.zeros(L, bool) if glycine is None else np.asarray(glycine, bool)
+    # coordinate descent: unit k's cost depends only on units k-1 and k+1, so a unit whose
+    # neighbours kept their candidates since it was last chosen keeps its own (skipped, exactly)
+    seen = {}
     for _ in range(sweeps):
         for k in range(L - 1):
-            pts = place(k, thetas)  # candidates for C_k, O_k, N_k+1
+            key = (pick[k - 1] if k > 0 else -1, pick[k + 1] if k + 1 < L - 1 else -1)
+            if seen.get(k) == key:
+                continue
+            seen[k] = key
+            pts = cand[k]  # candidates for C_k, O_k, N_k+1
             cost = np.zeros(n_angles)
             if k > 0:  # residue k: N_k from unit k-1, C_k from this unit
                 cost += (bond_angle(units[k - 1, 2][None], ca[k][None], pts[:, 0]) - _N_CA_C) ** 2
@@ -182,7 +194,8 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
                 cost += prior * (1.0 - cdir @ c_dir[k])
             if rama > 0:
                 cost += rama * _plane_torsion_cost(k, pts, ca, units, gly)
-            units[k] = pts[np.argmin(cost)]
+            pick[k] = np.argmin(cost)
+            units[k] = pts[pick[k]]
     backbone[:-1, 2] = units[:, 0]
     oxygen[:-1] = units[:, 1]
     backbone[1:, 0] = units[:, 2]

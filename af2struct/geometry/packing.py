@@ -47,23 +47,19 @@ def _clash(cand: np.ndarray, atoms: np.ndarray, i: int, env: np.ndarray, env_res
     -> ``[K]``. ``env [N, 3]`` with residue ``env_res [N]`` and atom37 index ``env_atom [N]``."""
     k, a = cand.shape[:2]
     flat = cand.reshape(-1, 3)
-    r_a = np.tile(_RADIUS[atoms], k)
     hits = tree.query_ball_point(flat, 2 * _RADIUS.max() - CLASH_OVERLAP)
-    score = np.zeros(k * a)
-    for p, idx in enumerate(hits):
-        idx = np.asarray(idx, dtype=int)
-        idx = idx[env_res[idx] != i]
-        if not len(idx):
-            continue
-        d = np.linalg.norm(env[idx] - flat[p], axis=-1)
-        over = r_a[p] + _RADIUS[env_atom[idx]] - d - CLASH_OVERLAP
-        atom = atoms[p % a]
-        if _POLAR[atom]:
-            over = np.where(_POLAR[env_atom[idx]] & (d >= HBOND_MIN_DISTANCE), 0.0, over)
-        if is_cys and atom == _SG:
-            over = np.where(env_cys_sg[idx], 0.0, over)
-        score[p] = np.clip(over, 0.0, None).sum()
-    return score.reshape(k, a).sum(1)
+    counts = np.fromiter(map(len, hits), dtype=int, count=len(hits))
+    point = np.repeat(np.arange(len(flat)), counts)  # [P] candidate atom of each neighbour pair
+    idx = np.fromiter(itertools.chain.from_iterable(hits), dtype=int, count=int(counts.sum()))
+    other = env_res[idx] != i
+    point, idx = point[other], idx[other]
+    d = np.linalg.norm(env[idx] - flat[point], axis=-1)
+    atom, env_type = atoms[point % a], env_atom[idx]
+    over = _RADIUS[atom] + _RADIUS[env_type] - d - CLASH_OVERLAP
+    over = np.where(_POLAR[atom] & _POLAR[env_type] & (d >= HBOND_MIN_DISTANCE), 0.0, over)  # H-bonds
+    if is_cys:
+        over = np.where((atom == _SG) & env_cys_sg[idx], 0.0, over)  # disulfides
+    return np.bincount(point, np.clip(over, 0.0, None), k * a).reshape(k, a).sum(1)
 
 
 def _candidates(chi: np.ndarray, n_chi: int) -> np.ndarray:
