@@ -1,7 +1,8 @@
 """AlphaFold2-style Amber relax with OpenMM (:class:`AmberRelaxation`).
 
 The protocol: PDBFixer adds missing atoms and hydrogens; harmonic restraints (``stiffness``) hold
-heavy atoms at the input; L-BFGS minimises amber99sb to ``tolerance``; the violation model
+heavy atoms at the input; L-BFGS minimises amber99sb to ``tolerance`` (no bond constraints: a
+minimisation needs none); the violation model
 (:func:`af2struct.geometry.stereo.find_violations`) decides the next round, until nothing is left,
 a round changes nothing, or ``max_outer_iterations`` rounds ran. ``violation_policy`` says what a
 violation changes for the next round:
@@ -11,7 +12,8 @@ violation changes for the next round:
   are turned to a free rotamer before the first round; after a round, residues with broken
   geometry are released, clashing heavy-atom pairs are held apart by a flat-bottom repulsion
   that stiffens 10x per round they persist, then softens their side chains' restraints, then
-  releases them; trapped or jammed side chains move to another rotamer once. A model that ends
+  releases them; trapped or jammed side chains move to another rotamer once; a released side
+  chain that stays distorted has the residues crowding it (within 4 A) released, once. A model that ends
   clean but slightly further than ``target_rmsd`` from the input is pulled back with stiffer
   restraints, each step kept only if it stays clean.
 
@@ -63,6 +65,7 @@ PULL_BACK_MIN_GAIN = 0.05  # A: a pull-back step must bring the model at least t
 PULL_BACK_WINDOW = 0.25  # A: only models within target_rmsd + this are pulled back
 THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's centre is threaded through it
 NEIGHBOURHOOD = 24.0  # A: residues whose Calpha is this close can touch each other's side chains
+CROWDING = 4.0  # A: residues this close to a free side chain that stays distorted make room for it
 UNCHANGED = 0.05  # A: a round whose atoms all moved less than this (same violations) changed nothing
 
 
@@ -226,14 +229,17 @@ class _RelaxRun:
         still clashing after a round with repulsion is repelled 10x more stiffly, up to
         ``repel_stiffness_max``; past that it softens its residues' side-chain restraints
         (x ``soften_factor``), and after that frees the whole residues (AlphaFold's rule, as a
-        last resort)."""
+        last resort). A residue released in an earlier round whose side chain is still distorted
+        (and not jammed) is crowded: its neighbours within ``CROWDING`` are released, once."""
         state, config = self.state, self.config
         geometry = found.geometry_residues()
         jammed = {i for i in (geometry & state.released) - state.moved_out
                   if repackable(rc.resnames[int(self.protein.aatype[i])])
                   and any(i in v.residues and set(v.atoms) - BACKBONE_AND_CB for v in found.bonds + found.angles)}
-        logger.debug("repel step: %s; geometry %s; jammed %s", found.counts(), sorted(geometry), sorted(jammed))
-        state.release(self.topology, geometry)
+        crowded = self._crowding(current, found, geometry & state.released - jammed)
+        logger.debug("repel step: %s; geometry %s; jammed %s; crowding %s", found.counts(), sorted(geometry),
+                     sorted(jammed), sorted(crowded))
+        state.release(self.topology, geometry | crowded)
         trapped = trapped_residues(found.clashes, self.protein.aatype, config.rescue_overlap) - state.rescue_tried
         current = self._rescue(current, trapped - jammed, jammed)
         clashes = found.clashes if not (trapped or jammed) else find_clashes(self.model(current), config.clash_overlap)
@@ -248,6 +254,26 @@ class _RelaxRun:
         state.release(self.topology, stuck & state.side_chains_released)
         state.release(self.topology, stuck - state.side_chains_released, side_chain_factor=config.soften_factor)
         return current
+
+    def _crowding(self, current: np.ndarray, found: StructureViolations, distorted: set[int]) -> set[int]:
+        """Residues crowding a side chain that stays distorted although it is free (released
+        in an earlier round, not jammed by its rotamer): those with a heavy atom within
+        ``CROWDING`` of its distorted atoms beyond CB, released once per distorted residue so
+        the neighbourhood can make room."""
+        distorted = distorted - self.state.crowding_released
+        if not distorted:
+            return set()
+        model = self.model(current)
+        pos, mask = model.atom_positions, model.atom_mask > 0
+        atoms = [pos[v.residues[0], [rc.atom_order[a] for a in v.atoms if a not in BACKBONE_AND_CB]]
+                 for v in found.bonds + found.angles if len(v.residues) == 1 and v.residues[0] in distorted]
+        self.state.crowding_released |= distorted
+        atoms = [a for a in atoms if len(a)]
+        if not atoms:
+            return set()
+        res_of = np.nonzero(mask)[0]
+        near = cKDTree(pos[mask]).query_ball_point(np.concatenate(atoms), CROWDING)
+        return {int(res_of[j]) for hits in near for j in hits} - distorted
 
     def _rescue(self, current: np.ndarray, trapped: set[int], jammed: set[int]) -> np.ndarray:
         """Turn ``trapped`` side chains to their least-clashing rotamer (if better) and ``jammed``

@@ -90,12 +90,16 @@ def force_field(forcefield: str, solvent: str):
     return app.ForceField(*FF_FILES[(forcefield, solvent)])
 
 
-def build_system(topology, config: RelaxConfig, constraints=True):
+def build_system(topology, config: RelaxConfig):
+    """The force field's system for ``topology``, without constraints: a minimisation needs
+    none (AlphaFold2 constrains bonds to hydrogen, which OpenMM's minimiser enforces by
+    re-minimising with stiffer penalties: 3-5x the time, for the same heavy atoms; the X-H
+    bonds end at the force field's lengths either way)."""
     use_cutoff = config.nonbonded_cutoff > 0 and topology.getNumAtoms() >= CUTOFF_MIN_ATOMS
     cutoff = ({"nonbondedMethod": app.CutoffNonPeriodic, "nonbondedCutoff": config.nonbonded_cutoff * unit.nanometer}
               if use_cutoff else {"nonbondedMethod": app.NoCutoff})
     system = force_field(config.forcefield, config.solvent).createSystem(
-        topology, constraints=app.HBonds if constraints else None, **cutoff)
+        topology, constraints=None, **cutoff)
     if use_cutoff:  # vacuum inside and out: forces within the cutoff are Coulomb's own
         for force in system.getForces():
             if isinstance(force, openmm.NonbondedForce):
@@ -160,6 +164,7 @@ class Restraints:
     rescued: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)  # residue -> chi (deg)
     rescue_tried: set[int] = dataclasses.field(default_factory=set)  # residues
     moved_out: set[int] = dataclasses.field(default_factory=set)  # jammed residues sent to another rotamer
+    crowding_released: set[int] = dataclasses.field(default_factory=set)  # distorted; their neighbours freed
 
     def release(self, topology, residues: set[int], side_chain_factor: float | None = None) -> None:
         """Free ``residues`` (AlphaFold's rule) or, with ``side_chain_factor``, scale the restraints
@@ -203,7 +208,7 @@ def export_amber(topology, positions_nm: np.ndarray, config: RelaxConfig, prefix
     """Write ``prefix.prmtop`` and ``prefix.inpcrd`` (Amber) through parmed, atomically."""
     import parmed  # lazy: only --amber-out needs it (0.3-0.5 s at every relax process's start otherwise)
 
-    system = build_system(topology, config, constraints=False)
+    system = build_system(topology, config)
     structure = parmed.openmm.load_topology(topology, system, xyz=positions_nm * 10.0)
     prefix = Path(prefix)
     paths = (Path(f"{prefix}.prmtop"), Path(f"{prefix}.inpcrd"))  # not with_suffix: names may hold dots

@@ -140,7 +140,6 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
     """
     ca = np.asarray(ca, np.float64)
     L = len(ca)
-    uw, d_ideal = _peptide_unit()
     backbone = np.zeros((L, 3, 3))
     backbone[:, 1] = ca
     oxygen = np.zeros((L, 3))
@@ -149,20 +148,7 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
         backbone[0, 0], backbone[0, 2] = ca[0] + _N_CA * e[0], ca[0] + _CA_C * e[1]
         oxygen[0] = backbone[0, 2] + _C_O * e[0]
         return backbone, oxygen
-    vec = ca[1:] - ca[:-1]
-    dist = np.linalg.norm(vec, axis=-1, keepdims=True).clip(min=1e-6)
-    u = vec / dist
-    # two perpendiculars to each CA-CA axis span the peptide plane's possible orientations
-    ref = np.where(np.abs(u[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
-    p1 = np.cross(u, ref)
-    p1 /= np.linalg.norm(p1, axis=-1, keepdims=True)
-    p2 = np.cross(u, p1)
-    thetas = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
-    scale = dist / d_ideal  # stretch along the axis so N_i+1 stays bonded to CA_i+1
-    # every candidate unit: [L-1, T, 3 (C_k, O_k, N_k+1), 3] for the plane angles ``thetas``
-    w = np.cos(thetas)[None, :, None] * p1[:, None] + np.sin(thetas)[None, :, None] * p2[:, None]
-    cand = (ca[:-1, None, None] + uw[None, None, :, :1] * scale[:, None, None] * u[:, None, None]
-            + uw[None, None, :, 1:] * w[:, :, None, :])
+    cand = _candidate_units(ca, n_angles)  # [L-1, T, 3 (C_k, O_k, N_k+1), 3]
     if c_dir is not None:
         c_dir = np.asarray(c_dir, np.float64)
         c_dir = c_dir / np.linalg.norm(c_dir, axis=-1, keepdims=True).clip(min=1e-6)
@@ -206,6 +192,26 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
     bis = (c_last - ca[-1]) / _CA_C + (c_last - n_last) / np.linalg.norm(c_last - n_last)
     oxygen[-1] = c_last + _C_O * bis / max(np.linalg.norm(bis), 1e-6)
     return backbone, oxygen
+
+
+def _candidate_units(ca: np.ndarray, n_angles: int) -> np.ndarray:
+    """Every candidate peptide unit between consecutive Calphas of ``ca [L, 3]``: ``[L-1, T, 3
+    (C_k, O_k, N_k+1), 3]`` for ``T = n_angles`` rotations of the plane about the CA-CA axis,
+    stretched along the axis so N_k+1 stays bonded to CA_k+1."""
+    uw, d_ideal = _peptide_unit()
+    vec = ca[1:] - ca[:-1]
+    dist = np.linalg.norm(vec, axis=-1, keepdims=True).clip(min=1e-6)
+    u = vec / dist
+    # two perpendiculars to each CA-CA axis span the peptide plane's possible orientations
+    ref = np.where(np.abs(u[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
+    p1 = np.cross(u, ref)
+    p1 /= np.linalg.norm(p1, axis=-1, keepdims=True)
+    p2 = np.cross(u, p1)
+    thetas = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
+    scale = dist / d_ideal
+    w = np.cos(thetas)[None, :, None] * p1[:, None] + np.sin(thetas)[None, :, None] * p2[:, None]
+    return (ca[:-1, None, None] + uw[None, None, :, :1] * scale[:, None, None] * u[:, None, None]
+            + uw[None, None, :, 1:] * w[:, :, None, :])
 
 
 def _plane_torsion_cost(k: int, pts: np.ndarray, ca: np.ndarray, units: np.ndarray, gly: np.ndarray) -> np.ndarray:

@@ -134,21 +134,31 @@ def _stress(x, dist, w, far):
     return (w * (d - target) ** 2).sum((-1, -2)) / 2
 
 
+def _stress_and_grad(x, dist, w, far):
+    """``(stress [B], gradient [B, L, 3])`` of :func:`_stress` in closed form (no autograd:
+    the L-BFGS stage runs hundreds of these): d stress / d x_k = 2 sum_j c_kj (x_k - x_j) with
+    c = w (d - target) / d (far pairs beyond their bound have d = target)."""
+    d = (((x[:, :, None] - x[:, None]) ** 2).sum(-1) + 1e-9).sqrt()
+    target = torch.where(far, torch.maximum(d, dist), dist)
+    resid = d - target
+    c = w * resid / d
+    grad = 2 * (c.sum(-1, keepdim=True) * x - c @ x)
+    return (w * resid ** 2).sum((-1, -2)) / 2, grad
+
+
 def _lbfgs_stress(x0, dist, w, far, iters: int) -> torch.Tensor:
     """Minimise the (lower-bounded) stress with L-BFGS from ``x0``; no gradient to the inputs."""
-    with torch.enable_grad():
-        x = x0.detach().clone().contiguous().requires_grad_(True)
+    with torch.no_grad():
+        x = x0.detach().clone().contiguous()
         opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iters, history_size=20, tolerance_grad=1e-7,
                                 tolerance_change=1e-10, line_search_fn="strong_wolfe")
 
         def closure():
-            opt.zero_grad()
-            loss = _stress(x, dist, w, far).sum()
-            loss.backward()
-            return loss
+            loss, x.grad = _stress_and_grad(x, dist, w, far)
+            return loss.sum()
 
         opt.step(closure)
-    return x.detach()
+    return x
 
 
 def weighted_mds(
