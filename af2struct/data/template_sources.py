@@ -55,13 +55,33 @@ class Candidate:
     release_date: Optional[str] = None
     file: Optional[str] = None
 
+    chain_sequence: Optional[str] = None  # the template chain's sequence, kept by :meth:`detached`
+    first_resnum: Optional[int] = None  # its first residue's number, kept by :meth:`detached`
+
+    def _in_db(self) -> bool:
+        return self.db is not None and self.hit.index < len(self.db)
+
+    def sequence(self) -> Optional[str]:
+        """The template chain's whole sequence."""
+        return self.db.sequence(self.hit.index) if self._in_db() else self.chain_sequence
+
+    def first_residue_number(self) -> Optional[int]:
+        return int(self.db.start_resnum[self.hit.index]) if self._in_db() else self.first_resnum
+
+    def detached(self) -> "Candidate":
+        """This candidate without its database, what the reports read from it kept: a Ray task
+        returns candidates to the driver, and a database (thousands of chains, a pyhmmer
+        sequence block) neither can nor should travel with each target."""
+        return dataclasses.replace(self, db=None, chain_sequence=self.sequence(),
+                                   first_resnum=self.first_residue_number())
+
     def row(self, length: int) -> Dict:
         """Its ``templates.json`` row."""
         d = self.hit.to_dict(length)
         d.update(source=self.source, pdb_id=self.pdb_id, release_date=self.release_date, file=self.file,
                  used=False, reason=self.reason)
-        if self.db is not None and self.hit.index < len(self.db):
-            first = int(self.db.start_resnum[self.hit.index])
+        first = self.first_residue_number()
+        if first is not None:
             d["template_residues"] = [first + self.hit.hit_from - 1, first + self.hit.hit_to - 1]
         return d
 

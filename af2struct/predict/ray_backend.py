@@ -64,7 +64,7 @@ def _prepare(inputs: TargetInputs, opts: PredictOptions):
     check_target(inputs.target, opts)
     msa, t_msa = target_msa(inputs, opts)
     templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts, msa)
-    return msa, t_msa, templates
+    return msa, t_msa, templates.detached() if templates is not None else None
 
 
 def _relax(protein, opts: PredictOptions):

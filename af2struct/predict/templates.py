@@ -200,6 +200,13 @@ class TemplateResult:
             rows.append(row)
         return {"source": self.source, "hits": rows, "used": [c.hit.name for c in self.used]}
 
+    def detached(self) -> "TemplateResult":
+        """The same result with every candidate :meth:`~af2struct.data.template_sources.Candidate.detached`
+        from its database (what a Ray task sends back to the driver)."""
+        copies = {id(c): c.detached() for c in self.candidates + self.used}
+        return dataclasses.replace(self, candidates=[copies[id(c)] for c in self.candidates],
+                                   used=[copies[id(c)] for c in self.used])
+
 
 def describe_sources(opts) -> str:
     parts = []
@@ -274,7 +281,7 @@ def template_records(used: Optional[List[Candidate]]) -> Optional[List[Dict]]:
     for c in used:
         h = c.hit
         out.append({"pdb_id": c.pdb_id, "name": c.pdb_id or (Path(c.file).name if c.file else h.pdb_id),
-                    "chain": h.chain, "sequence": c.db.sequence(h.index), "template_begin": h.hit_from,
+                    "chain": h.chain, "sequence": c.sequence(), "template_begin": h.hit_from,
                     "template_end": h.hit_to, "target_begin": h.query_from, "target_end": h.query_to,
                     "identity": h.identity, "evalue": h.evalue, "query_aln": h.query_aln, "template_aln": h.hit_aln})
     return out

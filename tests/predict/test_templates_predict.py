@@ -166,3 +166,22 @@ def test_a_corrupt_search_cache_is_discarded_and_named(tmp_path, template_weight
     assert predict_main(args) == 0  # searched again, not an IndexError on every rerun
     assert "unusable template search cache" in caplog.text and cache.name in caplog.text
     assert (out / "q" / "unrelaxed.pdb").read_bytes() == first
+
+
+def test_a_targets_templates_travel_between_processes_without_their_database(data_dir):
+    """Ray's search task returns a target's templates to the driver: they must pickle (a database
+    holds a pyhmmer block, which cannot) and report the same as before they travelled."""
+    import pickle
+
+    from af2struct.predict.targets import PredictOptions
+    from af2struct.predict.templates import target_templates, template_records
+
+    db_path = data_dir / "templates_sample.npz"
+    seq = BackboneDB(db_path).sequence(0)  # 1A32_A: its homologue 4IYL_A is used, itself is not
+    result = target_templates("q", seq, None, PredictOptions(templates=str(db_path)), None)
+    assert [c.hit.name for c in result.used] == ["4IYL_A"]
+    travelled = pickle.loads(pickle.dumps(result.detached()))
+    assert all(c.db is None for c in travelled.candidates)
+    assert travelled.report(len(seq)) == result.report(len(seq))
+    assert template_records(travelled.used) == template_records(result.used)
+    np.testing.assert_array_equal(travelled.features["template_backbone"], result.features["template_backbone"])
