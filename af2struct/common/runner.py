@@ -309,7 +309,8 @@ class Batch:
     ``items``: ``(name, fingerprint)`` of every item, in report order. ``report(folder, records,
     final)`` writes the command's reports from the records so far (``final``: the run is over;
     not-final reports come at most every ``report_every`` seconds). ``what``/``unit``: the progress
-    bar's words ("relax", "structure")."""
+    bar's words ("relax", "structure"). ``cost``: each item's expected relative cost (predict: a
+    power of the length), so the time left is not read off the short items done first."""
 
     out: Path
     items: Sequence[Tuple[str, str]]
@@ -318,15 +319,23 @@ class Batch:
     what: str
     unit: str
     report_every: float = 5.0
+    cost: Optional[Dict[str, float]] = None  # expected relative cost of each item: weights the time left
 
 
-def progress_line(batch: "Batch", name: str, record: Dict, done: int, total: int, elapsed: float) -> str:
+def progress_line(batch: "Batch", name: str, record: Dict, done: int, total: int, elapsed: float,
+                  share: Optional[float] = None) -> str:
     """One line per finished item: ``relax 3/10 structures: 1abc ok; 42 s so far, about 1 min 38 s left``
-    (the time left estimated from the mean time per item so far)."""
-    left = elapsed / max(1, done) * (total - done)
-    eta = f", about {_duration(left)} left" if done < total else ""
+    (the time left from the share of the work done so far: ``share`` in (0, 1], by the items'
+    expected costs, else the share of items done)."""
+    eta = f", about {_duration(time_left(elapsed, done / max(1, total) if share is None else share))} left" \
+        if done < total else ""
     status = record.get("status", "")
     return f"{batch.what} {done}/{total} {batch.unit}s: {name} {status}; {_duration(elapsed)} so far{eta}"
+
+
+def time_left(elapsed: float, share: float) -> float:
+    """Seconds left when ``share`` of the work took ``elapsed`` seconds."""
+    return elapsed * (1.0 - share) / max(share, 1e-9)
 
 
 def _duration(seconds: float) -> str:
@@ -386,15 +395,22 @@ def run_batch(batch: Batch, executor: Executor, force: bool = False, progress: b
         records, todo = plan(folder, batch.items, force, f"{batch.unit}s")
         # a bar on a terminal (None: tqdm leaves it out where stderr is a log file, which gets the
         # per-item lines below instead of a bar printed again at every update and at its close)
-        bar = tqdm(total=len(todo), desc=batch.what, unit=batch.unit, disable=None if progress else True)
+        bar = tqdm(total=len(todo), desc=batch.what, unit=batch.unit, disable=None if progress else True,
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        cost = {n: (batch.cost or {}).get(n, 1.0) for n in todo}
+        total_cost, done_cost = sum(cost.values()), 0.0
         last = start = time.monotonic()
         running = executor(folder, todo)
         try:
             for done, (name, record, files) in enumerate(running, 1):
                 records[name] = folder.commit(name, fps[name], record, files)
+                done_cost += cost.get(name, 0.0)
+                share, elapsed = min(1.0, done_cost / max(total_cost, 1e-9)), time.monotonic() - start
+                if done < len(todo):
+                    bar.set_postfix_str(f"about {_duration(time_left(elapsed, share))} left", refresh=False)
                 bar.update()
                 if progress:
-                    logger.info("%s", progress_line(batch, name, record, done, len(todo), time.monotonic() - start))
+                    logger.info("%s", progress_line(batch, name, record, done, len(todo), elapsed, share))
                 if time.monotonic() - last >= batch.report_every:
                     report(False)
                     last = time.monotonic()

@@ -26,6 +26,7 @@ from af2struct.predict.targets import PredictOptions, Target, resolve_inputs
 logger = logging.getLogger(__name__)
 
 SUMMARY = "summary.csv"
+TIME_EXPONENT = 1.5  # a target's time grows about as length^1.5 (benchmarks/bench_throughput.py): the time left
 SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "n_templates", "t_msa", "t_templates",
                    "t_features", "t_trunk", "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca",
                    "gdt_ts", "tm_score", "native_error", "error"]
@@ -64,7 +65,7 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
         write_summary(order, records, folder.out, earlier["read"])
 
     batch = Batch(Path(out_dir), [(i.name, i.fingerprint) for i in inputs], [SUMMARY], report, "predict", "target",
-                  report_every=0.0)
+                  report_every=0.0, cost={t.name: len(t.sequence) ** TIME_EXPONENT for t in order})
     records = run_batch(batch, execute, force, opts.progress)
     return [records.get(t.name, {"name": t.name, "status": "not run"}) for t in order]
 

@@ -209,3 +209,24 @@ def test_progress_lines_say_what_finished_and_the_time_left():
     assert progress_line(b, "1abc", {"status": "ok"}, 3, 10, 42.0) == \
         "relax 3/10 structures: 1abc ok; 42 s so far, about 1 min 38 s left"
     assert progress_line(b, "x", {"status": "error"}, 2, 2, 4000.0) == "relax 2/2 structures: x error; 1 h 6 min so far"
+    # shortest first: the 3 short targets done were a tenth of the work, so 9x the time is left
+    assert progress_line(b, "1abc", {"status": "ok"}, 3, 10, 42.0, share=0.1) == \
+        "relax 3/10 structures: 1abc ok; 42 s so far, about 6 min 18 s left"
+
+
+def test_predict_weighs_the_time_left_by_length(tmp_path, monkeypatch):
+    """predict runs the shortest first; its time left is weighted by length^TIME_EXPONENT."""
+    from af2struct.predict import batch as predict_batch_module
+
+    seen = {}
+
+    def fake_run_batch(batch, executor, force, progress):
+        seen.update(batch.cost)
+        return {}
+
+    from af2struct.predict.targets import PredictOptions, Target
+
+    targets = [Target("short", "A" * 10), Target("long", "A" * 40)]
+    monkeypatch.setattr(predict_batch_module, "run_batch", fake_run_batch)
+    predict_batch_module.predict_batch(targets, tmp_path, PredictOptions(relax="none"))
+    assert seen["long"] / seen["short"] == 4 ** predict_batch_module.TIME_EXPONENT
