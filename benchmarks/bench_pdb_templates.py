@@ -115,7 +115,7 @@ def quality(n: int, out: Path) -> dict:
     from af2struct import load_structure
     from af2struct.cli.predict import main as predict_main
     from af2struct.common.io import structure_name
-    from af2struct.data.make_dataset import find_structures, read_clusters, split_by_cluster
+    from af2struct.data.clusters import find_structures, read_clusters, split_by_cluster
     from af2struct.data.pdb_mirror import SEQRES, entry_path
     from af2struct.data.template_search import TemplateDB
     from af2struct.data.templates import filter_hits

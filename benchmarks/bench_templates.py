@@ -30,7 +30,7 @@ import torch
 
 from af2struct import load_structure
 from af2struct.common.io import structure_name
-from af2struct.data.make_dataset import find_structures, read_clusters, split_by_cluster
+from af2struct.data.clusters import find_structures, read_clusters, split_by_cluster
 from af2struct.data.msa import read_fasta
 from af2struct.data.template_search import TemplateDB, search_templates, usable_hits
 from af2struct.data.templates import template_copy_ca, template_features

@@ -53,7 +53,7 @@ def make_fasta(path: Path, seed: int = 0) -> None:
     from bench_templates import CLUSTERS, SHARED
 
     from af2struct.common.io import structure_name
-    from af2struct.data.make_dataset import find_structures, read_clusters, split_by_cluster
+    from af2struct.data.clusters import find_structures, read_clusters, split_by_cluster
     from af2struct.data.template_search import TemplateDB
 
     db = TemplateDB(LIBRARY)

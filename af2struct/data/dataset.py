@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from af2struct.common.io import StructureError, load_structure, structure_name
 from af2struct.common.protein import Protein
+from af2struct.data.clusters import find_structures
 from af2struct.data.features import Example, collate, make_example, random_crop
-from af2struct.data.make_dataset import find_structures
 from af2struct.data.msa import Msa
 from af2struct.data.sidechainnet import entry_to_protein, load_dataset, split_names
 

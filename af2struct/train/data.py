@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from af2struct.data.backbone_db import BackboneDB
+from af2struct.data.clusters import read_clusters, split_by_cluster
 from af2struct.data.dataset import proteins_from_folder, proteins_from_sidechainnet
 from af2struct.data.features import Example
-from af2struct.data.make_dataset import read_clusters, split_by_cluster
 from af2struct.data.templates import read_hits_table
 from af2struct.train.sampling import TemplateSource, TrainingMix, backbone_pool, center_crops, protein_pool
 

@@ -8,7 +8,8 @@ import pytest
 
 from af2struct import load_structure
 from af2struct.common.io import read_structure
-from af2struct.data.make_dataset import make_dataset, split_by_cluster
+from af2struct.data.clusters import split_by_cluster
+from af2struct.data.make_dataset import make_dataset
 from af2struct.data.sidechainnet import DatasetError, entry_to_protein, iter_proteins, load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
