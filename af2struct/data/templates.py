@@ -2,16 +2,9 @@
 
 A *hit* is a chain of a :class:`~af2struct.data.backbone_db.BackboneDB` aligned to the query
 (pyhmmer's phmmer/jackhmmer alignment, or a row of ``self_hits_phmmer.tsv.gz``). Features
-(AlphaFold2 supplement 1.2.3 and 1.7.1, for templates that have only N, CA, C, O):
-
-=======================  ====================  =============================================
-template_aatype          [T, L] int64          template residue at each query position (21 = gap)
-template_backbone        [T, L, 3, 3] float32  template N, CA, C at each query position
-template_backbone_mask   [T, L] float32        1 where the query position is aligned
-template_torsions        [T, L, 3, 2] float32  sin/cos of the template's phi, psi, omega
-template_torsion_mask    [T, L, 3] float32     1 where the torsion exists in the template
-template_mask            [T] float32           1 for a real template
-=======================  ====================  =============================================
+(AlphaFold2 supplement 1.2.3 and 1.7.1, for templates that have only N, CA, C, O): the
+``template_*`` keys of the model's batch contract, :data:`af2struct.model.network.BATCH_FEATURES`
+(here per example: without its ``B`` axis).
 
 The pair features (pseudo-beta distogram, unit vectors in the backbone frames, masks) are built
 from these in the model (:mod:`af2struct.model.templates`), so an example stays ``O(T L)``.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -39,6 +39,31 @@ from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.templates import template_trace
 from af2struct.model.trunk import Trunk, has_templates
 
+#: The feature batch the network consumes, written once (:func:`af2struct.data.features.collate`
+#: makes it from per-example features; ``B`` examples, ``L`` residues, ``N`` MSA rows, ``T``
+#: templates): key -> (shape and dtype, meaning). The ``template_*`` keys are optional; a model
+#: with template modules uses them.
+BATCH_FEATURES: Dict[str, Tuple[str, str]] = {
+    "aatype": ("[B, L] int64", "residue types (residue_constants.restypes order; 20 = unknown)"),
+    "residue_index": ("[B, L] int64", "residue numbers: relative positions come from them"),
+    "seq_mask": ("[B, L] float32", "1 for a residue, 0 for padding"),
+    "msa": ("[B, N, L] int64", "alignment rows, row 0 the query (20 = unknown, 21 = gap); one row: no MSA path"),
+    "msa_mask": ("[B, N, L] float32", "1 for a real MSA entry"),
+    "deletion_value": ("[B, N, L] float32", "2/pi arctan(d/3) of the d residues deleted before each position"),
+    "template_aatype": ("[B, T, L] int64", "template residue at each query position (21 = gap)"),
+    "template_backbone": ("[B, T, L, 3, 3] float32", "template N, CA, C at each query position (A)"),
+    "template_backbone_mask": ("[B, T, L] float32", "1 where the query position is aligned to an observed residue"),
+    "template_torsions": ("[B, T, L, 3, 2] float32", "sin, cos of the template's phi, psi, omega"),
+    "template_torsion_mask": ("[B, T, L, 3] float32", "1 where the torsion exists in the template"),
+    "template_mask": ("[B, T] float32", "1 for a real template"),
+}
+#: What training adds to the batch: the losses' targets (the network never reads them).
+BATCH_LABELS: Dict[str, Tuple[str, str]] = {
+    "all_atom_positions": ("[B, L, 37, 3] float32", "the native's atom37 coordinates (A)"),
+    "all_atom_mask": ("[B, L, 37] float32", "1 where the native has the atom"),
+    "chi_angles": ("[B, L, 4] float32", "the native's chi1-4 (radians, 0 where undefined)"),
+    "chi_mask": ("[B, L, 4] float32", "1 where the chi angle exists"),
+}
 
 class Alphafold2(nn.Module):
     """Sequence (+MSA) -> distogram, pLDDT, torsions and (``predict``) coordinates.
@@ -131,8 +156,8 @@ class Alphafold2(nn.Module):
         Tensors as in alphafold2-pytorch (``seq [B, L]``, ``msa [B, N, L]``, masks; templates as
         its 0.4 took them: ``templates_feats [B, T, L, L, templates_dim]``, ``templates_mask
         [B, T, L]``, ``templates_angles [B, T, L, templates_angles_feats_dim]``), or ``batch``:
-        the feature dict of :func:`af2struct.data.features.collate` (how predict and train call
-        it; its ``template_*`` features are used when the model has template modules).
+        the features of :data:`BATCH_FEATURES` (how predict and train call it; its ``template_*``
+        features are used when the model has template modules).
         """
         templates = None
         if batch is not None:
@@ -153,7 +178,7 @@ class Alphafold2(nn.Module):
     @torch.no_grad()
     def predict(self, batch: Dict[str, torch.Tensor], num_recycles: Optional[int] = None,
                 timings: Optional[Dict[str, float]] = None) -> Dict[str, torch.Tensor]:
-        """Inference on a feature ``batch`` (:func:`af2struct.data.features.collate`): trunk with
+        """Inference on a feature ``batch`` (:data:`BATCH_FEATURES`): trunk with
         recycling, then the structure stages, every head decoded. Returns ``plddt [B, L]`` (0-100),
         ``distogram [B, L, L, bins]`` logits with ``bin_edges [bins]`` (A; the last bin is "at or
         beyond"), ``backbone [B, L, 3, 3]`` (N, CA, C), ``chi [B, L, 4, 2]`` (sin, cos), ``ca_mds``

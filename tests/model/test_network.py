@@ -1,5 +1,6 @@
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -226,3 +227,34 @@ def test_template_support_tells_the_plddt_head_what_the_templates_cover():
     assert torch.equal(head.from_pooled(s, pair, agree, sup), head.from_pooled(s, pair, agree, None))
     torch.nn.init.normal_(head.template[-1].weight)
     assert not torch.equal(head.from_pooled(s, pair, agree, sup), head.from_pooled(s, pair, agree, None))
+
+
+def test_the_batch_contract_is_what_collate_makes(data_dir):
+    """BATCH_FEATURES (+ BATCH_LABELS) names every key of a collated example with templates, with
+    the rank and dtype it states, and the network reads no key outside it."""
+    import inspect
+
+    import af2struct.model.network as network
+    import af2struct.model.templates as model_templates
+    import af2struct.model.trunk as trunk
+    from af2struct.common.protein import Protein
+    from af2struct.data.features import collate, make_example
+    from af2struct.data.template_search import TemplateDB, search_templates, usable_hits
+    from af2struct.data.templates import template_features
+
+    db = TemplateDB(data_dir / "templates_sample.npz")
+    seq = db.sequence(0)
+    hits = usable_hits(search_templates(seq, db, method="phmmer"), seq, db, query_pdb_id="1A32")
+    ex = make_example(Protein.from_sequence(seq), None, 8, np.random.default_rng(0))
+    ex.update(template_features(hits, db, len(seq)))
+    batch = collate([ex])
+    contract = network.BATCH_FEATURES | network.BATCH_LABELS
+    assert set(batch) == set(contract)
+    for key, value in batch.items():
+        shape, dtype = contract[key][0].rsplit(" ", 1)
+        assert value.dim() == shape.count(",") + 1, key
+        assert str(value.dtype) == f"torch.{dtype}", key
+    read = set()
+    for module in (network, trunk, model_templates):
+        read |= set(re.findall(r'batch\["([a-z_]+)"\]', inspect.getsource(module)))
+    assert read and read <= set(network.BATCH_FEATURES) | {"templates_feats", "templates_mask", "templates_angles"}
