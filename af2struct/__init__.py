@@ -14,7 +14,7 @@ from af2struct.version import __version__
 def __getattr__(name):
     # the model (and torch) load only when asked for: ``from af2struct import Alphafold2``
     if name == "Alphafold2":
-        from af2struct.model.network import Alphafold2  # lazy: torch only for the model
+        from af2struct.model.alphafold2_pytorch import Alphafold2  # lazy: torch only for the model
 
         return Alphafold2
     raise AttributeError(f"module 'af2struct' has no attribute {name!r}")

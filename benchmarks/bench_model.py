@@ -84,8 +84,8 @@ def run_step(impl: str, model_name: str, length: int, steps: int, device: str, t
 
         model = Peer(**MATCHED)
     else:
+        from af2struct import Alphafold2
         from af2struct.model.config import preset
-        from af2struct.model.network import Alphafold2
 
         if model_name == "default":
             model = Alphafold2(config=preset("default"))
@@ -129,8 +129,8 @@ def run_step(impl: str, model_name: str, length: int, steps: int, device: str, t
 def run_option(name: str, length: int, device: str) -> dict:
     import torch
 
+    from af2struct import Alphafold2
     from af2struct.model.config import preset
-    from af2struct.model.network import Alphafold2
 
     opts = dict(OPTION_CASES[name])
     train, msa_on, full = opts.pop("_train", False), opts.pop("_msa", False), opts.pop("_full", False)

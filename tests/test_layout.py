@@ -14,7 +14,7 @@ PACKAGES = ("af2struct", "refine")
 # The only function-level import of a project module: ``from af2struct import Alphafold2`` imports
 # the model (and torch) only when asked for, so ``import af2struct`` stays numpy + gemmi. (Heavy
 # third-party packages, OpenMM, PyRosetta, Ray, matplotlib, are imported where they are used.)
-LAZY_ALLOWED = {("af2struct", "af2struct.model.network")}
+LAZY_ALLOWED = {("af2struct", "af2struct.model.alphafold2_pytorch")}
 MAX_FUNCTION_LINES = 80
 
 
@@ -150,7 +150,7 @@ def test_the_checks_see_what_they_check():
     line = ["af2struct.data.features", "af2struct.model.checkpoint", "af2struct.geometry.decode"]
     assert set(line) <= GRAPH["af2struct.predict.pipeline"][0]
     assert "refine" in GRAPH["af2struct.predict.targets"][0]
-    assert GRAPH["af2struct"][1][0][0] == "af2struct.model.network"
+    assert GRAPH["af2struct"][1][0][0] == "af2struct.model.alphafold2_pytorch"
     assert "torch" in GRAPH["af2struct.model.network"][2] and "torch" not in GRAPH["refine.openmm_backend"][2]
 
 

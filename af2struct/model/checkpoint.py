@@ -11,7 +11,7 @@ import torch
 
 from af2struct.common.files import atomic_write_bytes
 from af2struct.model.config import ModelConfig
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 from af2struct.version import __version__
 
 FORMAT = "af2struct-checkpoint"
@@ -79,7 +79,7 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
         config = config_from_checkpoint(payload)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: bad config in checkpoint ({str(exc)[:300]})") from None
-    model = Alphafold2(config=config)
+    model = Af2StructModel(config)
     state = payload["model"]
     own = model.state_dict()
     missing = [k for k in own if k not in state]

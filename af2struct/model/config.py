@@ -177,7 +177,7 @@ class TemplateConfig:
         ca_dgram_bins, ca_dgram_min, ca_dgram_max: the template's Calpha-Calpha distogram (this
             model predicts Calpha distances, AlphaFold pseudo-beta ones: the template feature
             that matches the target; 0 bins = left out).
-        raw_feat_dim: width of precomputed pair features ``templates_feats [B, T, L, L, F]``
+        raw_feat_dim: width of precomputed pair features ``template_pair_features [B, T, L, L, F]``
             (alphafold2-pytorch's ``templates_dim``; 0 = only the model's own featurisation).
         angle_feat_dim: per-residue template features that become extra MSA rows (31 for the
             model's own: residue type, backbone torsions, masks; alphafold2-pytorch's

@@ -1,19 +1,18 @@
 """The whole network: trunk -> distogram (+ pLDDT, torsions) -> MDS -> SE(3) refinement.
 
-``Alphafold2`` keeps the constructor and call of the original alphafold2-pytorch README
-(``Alphafold2(dim, depth, heads, dim_head, reversible, max_seq_len, sparse_self_attn,
-cross_attn_compress_ratio, inter_msa_self_attn)``; ``model(seq, msa, mask=, msa_mask=)`` returns
-distogram logits ``[B, L, L, 37]``) and its later template arguments (0.4: ``templates_dim``,
-``templates_embed_layers``, ``templates_angles_feats_dim``; ``model(..., templates_feats=,
-templates_mask=, templates_angles=)``) on top of the project's typed config. :meth:`Alphafold2.predict`
+:class:`Af2StructModel` takes a typed config and a feature batch, as OpenFold's
+``AlphaFold(config)`` / ``forward(batch)`` do: ``Af2StructModel(config)(batch)`` returns the
+distogram logits ``[B, L, L, 37]`` (every trunk output with ``return_all``); the batch's keys,
+shapes and meanings are written once, in :data:`BATCH_FEATURES`. :meth:`Af2StructModel.predict`
 is the inference call: features in, every output decoded (pLDDT 0-100, PAE in Angstrom, distogram
-and its bin edges, coordinates) in one dict.
+and its bin edges, coordinates) in one dict. alphafold2-pytorch's constructor keywords and call
+(``Alphafold2(dim=..., depth=...)(seq, msa, mask=...)``) are mapped onto these once, in
+:mod:`af2struct.model.alphafold2_pytorch` (``from af2struct import Alphafold2``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from typing import Dict, Optional, Tuple
 
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from af2struct.common.residue_constants import SequenceError
-from af2struct.model.config import ModelConfig, SparseSpec, TrunkConfig
+from af2struct.model.config import ModelConfig
 from af2struct.model.heads import (
     DistogramHead,
     PAEHead,
@@ -56,7 +55,15 @@ BATCH_FEATURES: Dict[str, Tuple[str, str]] = {
     "template_torsions": ("[B, T, L, 3, 2] float32", "sin, cos of the template's phi, psi, omega"),
     "template_torsion_mask": ("[B, T, L, 3] float32", "1 where the torsion exists in the template"),
     "template_mask": ("[B, T] float32", "1 for a real template"),
+    # precomputed template inputs instead of the above (alphafold2-pytorch 0.4's, mapped by
+    # af2struct.model.alphafold2_pytorch): pair features, which residues each template has, and
+    # per-residue features that become extra MSA rows
+    "template_pair_features": ("[B, T, L, L, F] float32", "precomputed template pair features"),
+    "template_residue_mask": ("[B, T, L] bool", "1 where a template with precomputed features has the residue"),
+    "template_angle_features": ("[B, T, L, A] float32", "precomputed per-residue template features"),
 }
+#: Keys of :data:`BATCH_FEATURES` a batch may leave out (see :func:`batch_inputs`).
+OPTIONAL_FEATURES = ("residue_index", "seq_mask", "msa", "msa_mask", "deletion_value")
 #: What training adds to the batch: the losses' targets (the network never reads them).
 BATCH_LABELS: Dict[str, Tuple[str, str]] = {
     "all_atom_positions": ("[B, L, 37, 3] float32", "the native's atom37 coordinates (A)"),
@@ -65,51 +72,16 @@ BATCH_LABELS: Dict[str, Tuple[str, str]] = {
     "chi_mask": ("[B, L, 4] float32", "1 where the chi angle exists"),
 }
 
-class Alphafold2(nn.Module):
-    """Sequence (+MSA) -> distogram, pLDDT, torsions and (``predict``) coordinates.
+class Af2StructModel(nn.Module):
+    """Features -> distogram, pLDDT, torsions, PAE and (``predict``) coordinates.
 
-    Either pass the alphafold2-pytorch README's keyword arguments, or ``config=ModelConfig(...)`` (a preset
-    from :mod:`af2struct.model.config`); keyword arguments override the config's trunk fields.
+    ``config``: a :class:`~af2struct.model.config.ModelConfig` (a preset of
+    :mod:`af2struct.model.config`; the default config when omitted).
     """
 
-    def __init__(
-        self,
-        dim: Optional[int] = None,
-        depth: Optional[int] = None,
-        heads: Optional[int] = None,
-        dim_head: Optional[int] = None,
-        reversible: Optional[bool] = None,
-        max_seq_len: Optional[int] = None,
-        sparse_self_attn: Optional[SparseSpec] = None,
-        cross_attn_compress_ratio: Optional[int] = None,
-        inter_msa_self_attn: Optional[bool] = None,
-        templates_dim: Optional[int] = None,
-        templates_embed_layers: Optional[int] = None,
-        templates_angles_feats_dim: Optional[int] = None,
-        *,
-        config: Optional[ModelConfig] = None,
-        **trunk_overrides,
-    ) -> None:
+    def __init__(self, config: Optional[ModelConfig] = None) -> None:
         super().__init__()
         config = config or ModelConfig()
-        a2p_args = dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head, reversible=reversible,
-                         max_seq_len=max_seq_len, sparse_self_attn=sparse_self_attn,
-                         cross_attn_compress_ratio=cross_attn_compress_ratio, inter_msa_self_attn=inter_msa_self_attn)
-        changes = {k: v for k, v in a2p_args.items() if v is not None}
-        unknown = sorted(set(trunk_overrides) - {f.name for f in dataclasses.fields(TrunkConfig)})
-        if unknown:
-            raise TypeError(f"Alphafold2: unknown argument(s) {unknown}")
-        changes.update(trunk_overrides)
-        if "dim" in changes and "pair_dim" not in changes and config.trunk.pair_dim is not None:
-            changes["pair_dim"] = None
-        if changes:
-            config = dataclasses.replace(config, trunk=dataclasses.replace(config.trunk, **changes))
-        a2p_templates = dict(raw_feat_dim=templates_dim, blocks=templates_embed_layers,
-                              angle_feat_dim=templates_angles_feats_dim)
-        a2p_templates = {k: v for k, v in a2p_templates.items() if v is not None}
-        if a2p_templates:
-            config = dataclasses.replace(config, templates=dataclasses.replace(
-                config.templates, enabled=True, zero_init=False, **a2p_templates))
         self.config = config
         t, h = config.trunk, config.heads
         self.trunk = Trunk(t, h.distogram_bins, config.templates)
@@ -148,30 +120,13 @@ class Alphafold2(nn.Module):
             out["pae_logits"] = self.pae_head(z)
         return out
 
-    def forward(self, seq=None, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
-                num_recycles: Optional[int] = None, return_all: bool = False, batch: Optional[Dict] = None,
-                templates_feats=None, templates_mask=None, templates_angles=None):
-        """Distogram logits ``[B, L, L, bins]`` (or every trunk output with ``return_all``).
-
-        Tensors as in alphafold2-pytorch (``seq [B, L]``, ``msa [B, N, L]``, masks; templates as
-        its 0.4 took them: ``templates_feats [B, T, L, L, templates_dim]``, ``templates_mask
-        [B, T, L]``, ``templates_angles [B, T, L, templates_angles_feats_dim]``), or ``batch``:
-        the features of :data:`BATCH_FEATURES` (how predict and train call it; its ``template_*``
-        features are used when the model has template modules).
-        """
-        templates = None
-        if batch is not None:
-            seq, msa, mask, msa_mask, residue_index, deletion_value = batch_inputs(batch)
-            templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
-        elif templates_feats is not None:
-            if templates_mask is None:
-                templates_mask = torch.ones(templates_feats.shape[:3], dtype=torch.bool, device=templates_feats.device)
-            templates = {"templates_feats": templates_feats, "templates_mask": templates_mask}
-            if templates_angles is not None:
-                templates["templates_angles"] = templates_angles
-        if templates is not None and self.trunk.template is None and templates_feats is not None:
-            raise ValueError("templates_feats given to a model built without templates (pass templates_dim=...)")
-        out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles, templates)
+    def forward(self, batch: Dict[str, torch.Tensor], num_recycles: Optional[int] = None,
+                return_all: bool = False):
+        """Distogram logits ``[B, L, L, bins]`` (every trunk output with ``return_all``) of a
+        feature ``batch`` (:data:`BATCH_FEATURES`; its ``template_*`` features are used when the
+        model has template modules)."""
+        templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
+        out = self.run_trunk(*batch_inputs(batch), num_recycles=num_recycles, templates=templates)
         return out if return_all else out["distogram"]
 
     # ------------------------------------------------------------------ inference
@@ -297,8 +252,12 @@ def _centered(ca: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def batch_inputs(batch: Dict[str, torch.Tensor]) -> tuple:
-    """``(seq, msa, mask, msa_mask, residue_index, deletion_value)`` from a collated feature batch;
-    a single-sequence MSA is passed as none (the trunk then skips the MSA path)."""
-    msa = batch["msa"] if batch["msa"].shape[1] > 1 else None
-    return (batch["aatype"], msa, batch["seq_mask"] > 0, (batch["msa_mask"] > 0) if msa is not None else None,
-            batch["residue_index"], batch["deletion_value"] if msa is not None else None)
+    """``(seq, msa, mask, msa_mask, residue_index, deletion_value)`` from a feature batch
+    (:data:`BATCH_FEATURES`); a single-sequence MSA is passed as none (the trunk then skips the
+    MSA path), and optional inputs a batch leaves out as none (the trunk's defaults: every
+    residue present, numbered 0..L-1, no deletions)."""
+    msa = batch["msa"] if "msa" in batch and batch["msa"].shape[1] > 1 else None
+    mask = batch["seq_mask"] > 0 if "seq_mask" in batch else None
+    msa_mask = (batch["msa_mask"] > 0) if msa is not None and "msa_mask" in batch else None
+    return (batch["aatype"], msa, mask, msa_mask, batch.get("residue_index"),
+            batch.get("deletion_value") if msa is not None else None)

@@ -2,10 +2,11 @@
 
 Per template ``t``: pair features of its backbone (:func:`template_pair_embedding`: the
 pseudo-beta distogram, unit vectors in the backbone frames, pair masks, residue types; or a
-caller's precomputed ``templates_feats [B, T, L, L, F]``, as alphafold2-pytorch 0.4 took them)
+caller's precomputed ``template_pair_features [B, T, L, L, F]``, alphafold2-pytorch 0.4's
+``templates_feats``)
 -> a template pair stack (triangle multiplicative updates and transitions, Algorithm 16) ->
 pointwise attention of each pair ``z_ij`` over the templates' ``t_ij`` (Algorithm 17), added to
-the pair. Backbone torsions (or the caller's ``templates_angles [B, T, L, A]``) become extra MSA
+the pair. Backbone torsions (or the caller's ``template_angle_features [B, T, L, A]``) become extra MSA
 rows (Algorithm 2, line 7-8).
 
 The output projections start at zero (``TemplateConfig.zero_init``), so a trained model given
@@ -86,10 +87,11 @@ class TemplatePairEmbedder(nn.Module):
         self.raw = nn.Linear(cfg.raw_feat_dim, c) if cfg.raw_feat_dim else None
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        if "templates_feats" in batch:
+        if "template_pair_features" in batch:
             if self.raw is None:
-                raise ValueError("templates_feats given, but the model was built without templates_dim")
-            return self.raw(batch["templates_feats"])
+                raise ValueError("template pair features given, but the model was built without raw_feat_dim "
+                                 "(alphafold2-pytorch: templates_dim)")
+            return self.raw(batch["template_pair_features"])
         bins, pb_mask, unit, bb_mask, aatype, ca_bins = template_pair_inputs(self.cfg, batch)
         x = self.dgram(bins) * pb_mask[..., None] + self.unit(unit)
         if self.ca_dgram is not None:
@@ -186,12 +188,12 @@ class TemplateEmbedder(nn.Module):
     def forward(self, z: torch.Tensor, batch: Dict[str, torch.Tensor],
                 mask: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """``z [B, L, L, Cz]``, template features of ``batch``, the query's residue ``mask [B, L]``."""
-        tmask = batch["templates_mask"] if "templates_feats" in batch else batch["template_mask"]
-        tmask = tmask.bool()
-        if tmask.dim() == 3:  # alphafold2-pytorch's templates_mask [B, T, L]: a template with any residue is real
-            res_mask = tmask
-            tmask = tmask.any(-1)
+        precomputed = "template_pair_features" in batch
+        if precomputed:  # a template with any residue is real
+            res_mask = batch["template_residue_mask"].bool()
+            tmask = res_mask.any(-1)
         else:
+            tmask = batch["template_mask"].bool()
             res_mask = batch["template_backbone_mask"].bool() & tmask[..., None]
         b, n_t = tmask.shape
         t = self.pair_embed(batch).to(z.dtype)  # [B, T, L, L, c_t]
@@ -205,8 +207,7 @@ class TemplateEmbedder(nn.Module):
         update = self.pointwise(z, t, tmask)
         rows = row_mask = None
         if self.angles is not None:
-            a2p = "templates_feats" in batch  # alphafold2-pytorch's template dialect
-            feats = batch.get("templates_angles") if a2p else angle_features(batch)
+            feats = batch.get("template_angle_features") if precomputed else angle_features(batch)
             if feats is not None:
                 rows = self.angles(feats.to(z.dtype))
                 row_mask = res_mask & tmask[..., None] & mask.bool()[:, None]

@@ -18,7 +18,7 @@ def has_templates(templates: Optional[Dict[str, torch.Tensor]]) -> bool:
     """Whether a template feature dict holds at least one template slot (``T > 0``)."""
     if not templates:
         return False
-    key = "templates_feats" if "templates_feats" in templates else "template_mask"
+    key = "template_pair_features" if "template_pair_features" in templates else "template_mask"
     return key in templates and templates[key].shape[1] > 0
 
 
@@ -38,9 +38,8 @@ class Trunk(nn.Module):
     def forward(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
                 prev_z=None, prev_bins=None, templates: Optional[Dict[str, torch.Tensor]] = None):
         """Returns the sequence row ``s [B, L, C]`` and the pair ``z [B, L, L, Cz]``.
-        ``templates``: template features (:mod:`af2struct.data.templates`, ``[B, T, ...]``) or the
-        alphafold2-pytorch's ``templates_feats``/``templates_mask``/``templates_angles``; ignored by a model
-        built without template modules, skipped when ``T = 0``."""
+        ``templates``: the ``template_*`` features of :data:`af2struct.model.network.BATCH_FEATURES`
+        (``[B, T, ...]``); ignored by a model built without template modules, skipped when ``T = 0``."""
         b, n = seq.shape
         if n > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {n} exceeds max_seq_len={self.cfg.max_seq_len}")

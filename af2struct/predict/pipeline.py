@@ -68,8 +68,8 @@ def best_device(requested: str = "auto") -> str:
 def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recycles: Optional[int] = None,
                       seed: int = 0, device: str = "cpu", max_msa_rows: int = 128,
                       clean_backbone: bool = True, templates: Optional[Dict[str, np.ndarray]] = None) -> Prediction:
-    """One target, straight down the line: features -> :meth:`Alphafold2.predict
-    <af2struct.model.network.Alphafold2.predict>` (every head decoded by the model) -> numpy ->
+    """One target, straight down the line: features -> :meth:`Af2StructModel.predict
+    <af2struct.model.network.Af2StructModel.predict>` (every head decoded by the model) -> numpy ->
     all-atom :class:`Protein` (:func:`~af2struct.geometry.decode.decode_structure`). Raises
     ``SequenceError``/``MsaError`` for bad input.
 

@@ -31,7 +31,7 @@ from af2struct.data.features import Example, collate
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.config import ModelConfig
 from af2struct.model.heads import plddt_from_logits, structure_agreement, template_support
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 from af2struct.train.losses import CA, lddt_ca_per_residue, plddt_cross_entropy
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ Inputs = Dict[str, torch.Tensor]
 
 
 @torch.no_grad()
-def plddt_inputs(model: Alphafold2, example: Example) -> Inputs:
+def plddt_inputs(model: Af2StructModel, example: Example) -> Inputs:
     """One chain through the frozen model as ``predict`` runs it (its configured MDS, SE(3)
     refinement): the pLDDT head's inputs and the true per-residue lDDT-CA of the predicted
     Calphas (``mask``: residues whose native Calpha is known)."""
@@ -63,7 +63,7 @@ def plddt_inputs(model: Alphafold2, example: Example) -> Inputs:
     return rec
 
 
-def _logits(model: Alphafold2, rec: Inputs) -> torch.Tensor:
+def _logits(model: Af2StructModel, rec: Inputs) -> torch.Tensor:
     """``[L, bins]`` from cached inputs."""
     pair = rec["pair_mean"][None] if "pair_mean" in rec else None
     agree = rec["agreement"][None] if "agreement" in rec else None
@@ -76,7 +76,7 @@ def _loss(logits: torch.Tensor, rec: Inputs) -> torch.Tensor:
 
 
 @torch.no_grad()
-def confidence_metrics(model: Alphafold2, records: List[Inputs]) -> Dict[str, float]:
+def confidence_metrics(model: Af2StructModel, records: List[Inputs]) -> Dict[str, float]:
     """Validation: pLDDT cross-entropy (residue mean), and Pearson r of pLDDT against the true
     lDDT-CA: all residues pooled, the mean within-chain r, and across chains (chain means)."""
     ce_sum, n_res, pred, true, within, means = 0.0, 0, [], [], [], []
@@ -138,7 +138,7 @@ class _Cache:
             torch.save(self.data, tmp)
 
 
-def _fill(cache: _Cache, split: str, examples, count: int, model: Alphafold2, progress: bool) -> List[Inputs]:
+def _fill(cache: _Cache, split: str, examples, count: int, model: Af2StructModel, progress: bool) -> List[Inputs]:
     """Predict chains from ``examples`` (an iterator) until ``count`` distinct ones are cached."""
     records = cache.data[split]
     keys = cache.data.setdefault(split + "_keys", [])
@@ -161,13 +161,13 @@ def _fill(cache: _Cache, split: str, examples, count: int, model: Alphafold2, pr
     return records[:count]  # a cache filled by a run that asked for more
 
 
-def _initial_model(path: str, overrides) -> Tuple[Alphafold2, ModelConfig]:
+def _initial_model(path: str, overrides) -> Tuple[Af2StructModel, ModelConfig]:
     """The checkpoint's model in eval mode, its config changed by ``overrides``; only tensors of
     the pLDDT head may be new (e.g. ``heads.plddt_expected_lddt=true`` on an older checkpoint:
     they start at zero, so the head starts where it was)."""
     payload = load_checkpoint(path)
     model_config = config_from_checkpoint(payload).with_overrides(overrides)
-    model = Alphafold2(config=model_config)
+    model = Af2StructModel(model_config)
     try:
         missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     except RuntimeError as exc:

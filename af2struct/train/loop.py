@@ -23,7 +23,7 @@ from af2struct.common.files import atomic_write_text
 from af2struct.data.features import Example, collate
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from af2struct.model.config import ModelConfig, StructureConfig, preset
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 from af2struct.train.confidence import calibrate_plddt
 from af2struct.train.data import load_training_data
 from af2struct.train.losses import long_range_contact_precision, total_loss
@@ -225,7 +225,7 @@ def _model_and_optimizer(cfg: TrainConfig, model_config: Optional[ModelConfig], 
                                   "away, e.g. to resume from best.pt by copying it to last.pt)") from None
         model_config = config_from_checkpoint(payload)
         state.update(payload["train_state"])
-    model = Alphafold2(config=model_config).to(device)
+    model = Af2StructModel(model_config).to(device)
     if payload is not None:
         model.load_state_dict(payload["model"])
         logger.info("resumed from %s at step %d", out / "last.pt", state["step"])

@@ -4,7 +4,7 @@ Training autocasts to bfloat16 where the hardware multiplies bf16 natively: a CU
 supports it, or an x86 CPU with AVX512-BF16 or AMX. On a CPU without them PyTorch emulates bf16
 and a step runs several times slower than in float32, so there training stays float32. Whatever
 the step runs in, the structure module (MDS, SE(3) refinement, the pLDDT head on the structure)
-runs in float32 (:meth:`af2struct.model.network.Alphafold2.structure`), as do the losses, the
+runs in float32 (:meth:`af2struct.model.network.Af2StructModel.structure`), as do the losses, the
 parameters and the optimiser.
 """
 

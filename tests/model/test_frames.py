@@ -87,10 +87,10 @@ def test_checkpoints_without_the_pae_and_context_plddt_heads_still_load(tmp_path
     model, _ = load_model(path)
     assert model.pae_head is None and not model.plddt_head.context
     seq = torch.randint(0, 20, (1, 12))
-    out = model(seq, return_all=True)
+    out = model({"aatype": seq}, return_all=True)
     assert "pae_logits" not in out and out["plddt_logits"].shape == (1, 12, 50)
     new = Alphafold2(config=cfg)
     model, _ = load_model(save_checkpoint(tmp_path / "new.pt", new, new.config))
-    out = model(seq, return_all=True)
+    out = model({"aatype": seq}, return_all=True)
     assert out["pae_logits"].shape == (1, 12, 12, 64)
     assert not np.allclose(out["pae_logits"][0, 0, 1].detach().numpy(), out["pae_logits"][0, 1, 0].detach().numpy())

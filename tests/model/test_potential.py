@@ -70,8 +70,8 @@ def test_far_bin_is_a_density_over_its_width():
 
 
 def test_structure_path_runs_it_only_when_asked():
+    from af2struct.model.alphafold2_pytorch import Alphafold2
     from af2struct.model.config import preset
-    from af2struct.model.network import Alphafold2
 
     torch.manual_seed(0)
     model = Alphafold2(config=preset("tiny")).eval()
@@ -91,8 +91,9 @@ def test_the_same_input_gives_the_same_trace_with_two_threads(monkeypatch):
     """With two threads the gradient of ``x[i] - x[j]`` over all pairs accumulated in a varying
     order, and the minimiser's path drifted (Angstroms after 100 iterations on this input);
     ``Alphafold2.predict`` runs with torch's deterministic kernels, which fix the order."""
+    from af2struct.model.alphafold2_pytorch import Alphafold2
     from af2struct.model.config import preset
-    from af2struct.model.network import Alphafold2, deterministic_algorithms
+    from af2struct.model.network import deterministic_algorithms
 
     torch.set_num_threads(2)  # restored by conftest
     g = torch.Generator().manual_seed(0)

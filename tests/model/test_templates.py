@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from af2struct import Alphafold2
 from af2struct.data.features import collate, make_example
 from af2struct.data.template_search import TemplateDB
 from af2struct.data.templates import read_hits_table, template_features
-from af2struct.model.network import Alphafold2
 from af2struct.model.templates import pseudo_beta
 from af2struct.predict.pipeline import load_default_model
 

@@ -28,9 +28,9 @@ def test_pae_json_and_confidence_are_rounded_and_modelcif_identifies_itself(tmp_
     from af2struct.cli.predict import main as predict_main
     from af2struct.model.checkpoint import save_checkpoint
     from af2struct.model.config import preset
-    from af2struct.model.network import Alphafold2
+    from af2struct.model.network import Af2StructModel
 
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     w = save_checkpoint(tmp_path / "w.pt", model, model.config)
     out = tmp_path / "o"
     assert predict_main(["--sequence", "EAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK", "--name", "q", "--out", str(out),

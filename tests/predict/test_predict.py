@@ -11,7 +11,7 @@ import pytest
 from af2struct import load_structure
 from af2struct.model.checkpoint import save_checkpoint
 from af2struct.model.config import preset
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 from af2struct.predict.pipeline import DEFAULT_WEIGHTS
 from tests.cli_run import cli, empty_home_env, script
 
@@ -22,7 +22,7 @@ SEQ_1PSM = "EAYKKAKQASQDAEQAAKDAENASKEAEEAAKEAVNLK"
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     return save_checkpoint(path, model, model.config)
 
 

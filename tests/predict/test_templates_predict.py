@@ -11,7 +11,7 @@ from af2struct.cli.predict import main as predict_main
 from af2struct.data.backbone_db import BackboneDB
 from af2struct.model.checkpoint import save_checkpoint
 from af2struct.model.config import preset
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 
 
 @pytest.mark.slow
@@ -58,7 +58,7 @@ def test_predict_with_templates(tmp_path, template_weights, data_dir):
 
 
 def test_templates_need_weights_with_template_modules_and_valid_options(tmp_path, data_dir, caplog):
-    tiny = Alphafold2(config=preset("tiny"))
+    tiny = Af2StructModel(preset("tiny"))
     w = save_checkpoint(tmp_path / "plain.pt", tiny, tiny.config)
     seq = BackboneDB(data_dir / "templates_sample.npz").sequence(0)
     base = ["--sequence", seq, "--name", "q", "--out", str(tmp_path / "o"), "--relax", "none", "--no-plots",

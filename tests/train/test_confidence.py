@@ -11,7 +11,7 @@ from af2struct.data.dataset import proteins_from_folder
 from af2struct.data.features import collate, make_example
 from af2struct.model.checkpoint import load_checkpoint, save_checkpoint
 from af2struct.model.config import preset
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 from af2struct.train import confidence
 from af2struct.train.loop import TrainConfig, train
 
@@ -22,7 +22,7 @@ FIXTURES = str(ROOT / "tests" / "fixtures")
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, preset("tiny"))
 
 
@@ -37,7 +37,7 @@ def _cfg(out, init, **kw):
 def test_cached_inputs_give_the_heads_own_logits(tiny_checkpoint):
     """What the fit trains on is exactly what the head sees at inference."""
     payload = load_checkpoint(tiny_checkpoint)
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     model.load_state_dict(payload["model"])
     model.eval()
     protein = proteins_from_folder(FIXTURES, names=["T1031"])["T1031"]
@@ -82,7 +82,7 @@ def test_rerun_reuses_the_cache_and_repeats_the_fit(tmp_path, tiny_checkpoint, m
 def test_cache_of_another_checkpoint_is_not_used(tmp_path, tiny_checkpoint):
     train(_cfg(tmp_path / "run", tiny_checkpoint, steps=2))
     torch.manual_seed(5)
-    other = save_checkpoint(tmp_path / "other.pt", Alphafold2(config=preset("tiny")), preset("tiny"))
+    other = save_checkpoint(tmp_path / "other.pt", Af2StructModel(preset("tiny")), preset("tiny"))
     cache = confidence._Cache(tmp_path / "run" / "plddt_inputs.pt", file_digest(other))
     assert cache.data["train"] == [] and cache.data["valid"] == []
 
@@ -99,7 +99,7 @@ def test_fit_can_add_the_expected_lddt_features_to_an_older_head(tmp_path):
     rest of the model is untouched."""
     torch.manual_seed(0)
     old_config = preset("tiny").with_overrides(["heads.plddt_expected_lddt=false"])
-    old = save_checkpoint(tmp_path / "old.pt", Alphafold2(config=old_config), old_config)
+    old = save_checkpoint(tmp_path / "old.pt", Af2StructModel(old_config), old_config)
     best = train(_cfg(tmp_path / "run", old, model_overrides=("heads.plddt_expected_lddt=true",)))
     assert best["step"] > 0
     before = load_checkpoint(old)["model"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from af2struct.model.config import preset
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 from af2struct.train.loop import TrainConfig, forward_losses, forward_outputs
 from af2struct.train.precision import native_bf16, use_bf16_autocast
 
@@ -44,7 +44,7 @@ def test_bf16_step_matches_float32(real_batch, trunk):
     cfg = preset("default")
     cfg = dataclasses.replace(cfg, trunk=dataclasses.replace(cfg.trunk, **trunk))
     torch.manual_seed(0)
-    model = Alphafold2(config=cfg)
+    model = Af2StructModel(cfg)
     train_cfg = TrainConfig(data="-", out="-", stage="distogram")
     loss32, grad32 = _loss_and_grad(model, real_batch, train_cfg, amp=False)
     loss16, grad16 = _loss_and_grad(model, real_batch, train_cfg, amp=True)
@@ -57,7 +57,7 @@ def test_structure_module_runs_float32_under_autocast(real_batch):
     """Same trunk outputs in, the same structure out, with or without bf16 autocast around it;
     bf16 trunk outputs are cast up before MDS."""
     torch.manual_seed(0)
-    model = Alphafold2(config=preset("tiny")).eval()
+    model = Af2StructModel(preset("tiny")).eval()
     mask = real_batch["seq_mask"] > 0
     with torch.no_grad():
         trunk = forward_outputs(model, real_batch, TrainConfig(data="-", out="-", stage="distogram"))

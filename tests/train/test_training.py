@@ -9,7 +9,7 @@ import torch
 
 from af2struct.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from af2struct.model.config import preset
-from af2struct.model.network import Alphafold2
+from af2struct.model.network import Af2StructModel
 from af2struct.train.loop import TrainConfig, forward_losses, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_few_steps_lower_the_loss(real_batch):
     torch.manual_seed(0)
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     cfg = TrainConfig(data="-", out="-", stage="distogram")
     losses = []
@@ -31,7 +31,7 @@ def test_few_steps_lower_the_loss(real_batch):
 
 
 def test_full_stage_has_structure_losses(real_batch):
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     terms = forward_losses(model, real_batch, TrainConfig(data="-", out="-", stage="full"))
     for k in ("distogram", "structure", "plddt", "pae", "chi", "lddt_ca"):
         assert torch.isfinite(terms[k]), k
@@ -42,7 +42,7 @@ def test_full_stage_has_structure_losses(real_batch):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     path = save_checkpoint(tmp_path / "m.pt", model, model.config, {"step": 3})
     loaded, payload = load_model(path)
     assert payload["train_state"]["step"] == 3 and loaded.config == model.config
@@ -106,7 +106,7 @@ def test_checkpoint_cannot_choose_a_path(tmp_path):
     as ``predict.py --weights`` would load it."""
     import os
 
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     path = save_checkpoint(tmp_path / "m.pt", model, model.config)
     payload = load_checkpoint(path)
     planted = tmp_path / "planted_cache"
@@ -126,7 +126,7 @@ def test_checkpoint_cannot_choose_a_path(tmp_path):
 def test_bad_checkpoints_are_one_clear_line(tmp_path):
     """A checkpoint without a config, with a weight of the wrong shape, or with NaN weights is
     refused with one short message naming the problem (no tensor dump)."""
-    model = Alphafold2(config=preset("tiny"))
+    model = Af2StructModel(preset("tiny"))
     payload = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, model.config))
     cases = {
         "noconfig": ({k: v for k, v in payload.items() if k != "config"}, "no model config"),
