@@ -188,9 +188,12 @@ def backbone_from_trace(ca: np.ndarray, c_dir: Optional[np.ndarray] = None, n_di
     # chain ends: first N and last C at ideal N-CA-C from the neighbouring atoms
     backbone[0, 0] = _end_atom(ca[0], backbone[0, 2], ca[1], n_dir[0] if n_dir is not None else None, _N_CA)
     backbone[-1, 2] = _end_atom(ca[-1], backbone[-1, 0], ca[-2], c_dir[-1] if c_dir is not None else None, _CA_C)
+    # the last carbonyl O at the ideal CA-C-O angle, on the side away from N (along the bisector
+    # of CA->C and N->C it was once put on, CA-C-O came out near 164 degrees: a carboxylate relax
+    # could not mend, its OXT built on the same side)
     c_last, n_last = backbone[-1, 2], backbone[-1, 0]
     bis = (c_last - ca[-1]) / _CA_C + (c_last - n_last) / np.linalg.norm(c_last - n_last)
-    oxygen[-1] = c_last + _C_O * bis / max(np.linalg.norm(bis), 1e-6)
+    oxygen[-1] = _end_atom(c_last, ca[-1], n_last, bis, _C_O, _CA_C_O)
     return backbone, oxygen
 
 
@@ -234,16 +237,16 @@ def _plane_torsion_cost(k: int, pts: np.ndarray, ca: np.ndarray, units: np.ndarr
 
 
 def _end_atom(ca: np.ndarray, other: np.ndarray, ca_nb: np.ndarray, hint: Optional[np.ndarray],
-              length: float) -> np.ndarray:
-    """An end N (or C) at ideal N-CA-C angle to ``other``, turned towards ``hint`` (or away from
-    the neighbouring Calpha)."""
+              length: float, angle: float = _N_CA_C) -> np.ndarray:
+    """An end atom bonded to ``ca`` (``length``) at ``angle`` to ``other`` (default: an end N or
+    C at the ideal N-CA-C angle), turned towards ``hint`` (or away from ``ca_nb``)."""
     e1 = (other - ca) / max(np.linalg.norm(other - ca), 1e-6)
     h = hint if hint is not None else ca - ca_nb
     perp = h - (h @ e1) * e1
     if np.linalg.norm(perp) < 1e-6:
         perp = np.cross(e1, [1.0, 0, 0]) if abs(e1[0]) < 0.9 else np.cross(e1, [0, 1.0, 0])
     e2 = perp / np.linalg.norm(perp)
-    return ca + length * (math.cos(_N_CA_C) * e1 + math.sin(_N_CA_C) * e2)
+    return ca + length * (math.cos(angle) * e1 + math.sin(angle) * e2)
 
 
 def expected_radius_of_gyration(n_residues: int) -> float:
