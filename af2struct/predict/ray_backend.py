@@ -31,6 +31,7 @@ from af2struct.common.runner import Finished, RunFolder
 from af2struct.predict.errors import InputError
 from af2struct.predict.outputs import fail_target, write_target
 from af2struct.predict.pipeline import load_default_model, predict_structure
+from af2struct.predict.stages import log_timings
 from af2struct.predict.targets import (
     PredictOptions,
     TargetInputs,
@@ -205,5 +206,6 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
 def _finish(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, state: Dict, relaxed,
             t_relax) -> Finished:
     timings = stage_timings(opts, state["t_msa"], state["templates"], state["pred"].timings, t_relax, relaxed)
+    log_timings(inputs.name, timings)
     return write_target(folder, inputs, opts, TargetResult(state["pred"], relaxed, timings, state.get("msa"),
                                                            state.get("templates")))

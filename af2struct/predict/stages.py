@@ -47,8 +47,13 @@ def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: Predict
         timings = stage_timings(opts, t_msa, templates, pred.timings, time.perf_counter() - tr, relaxed)
     except Exception as exc:  # one target's failure never stops the batch
         return fail_target(folder, inputs, exc, time.perf_counter() - t0)
-    logger.info("%s: %s", inputs.name, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    log_timings(inputs.name, timings)
     return write_target(folder, inputs, opts, TargetResult(pred, relaxed, timings, msa, templates))
+
+
+def log_timings(name: str, timings) -> None:
+    """A finished target's seconds per stage, one log line (the serial run and Ray alike)."""
+    logger.info("%s: %s", name, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
 def _stage_logger(inputs: TargetInputs):
