@@ -18,10 +18,11 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 from af2struct.common.files import write_csv
 from af2struct.common.runner import Batch, Finished, RunFolder, run_batch
+from af2struct.predict.options import PredictOptions
 from af2struct.predict.pipeline import best_device, load_default_model
 from af2struct.predict.ray_backend import predict_on_ray
 from af2struct.predict.stages import predict_target
-from af2struct.predict.targets import PredictOptions, Target, resolve_inputs
+from af2struct.predict.targets import Target, resolve_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,11 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
                 for kind, ext in (("msas", "a3m"), ("templates", "json")):
                     for f in folder.cache_path(kind).glob(f"{glob.escape(t.name)}.*.{ext}"):
                         f.unlink()
-        if opts.use_ray:  # the parallel executor: the same steps on a cluster
+        if opts.run.use_ray:  # the parallel executor: the same steps on a cluster
             yield from predict_on_ray(todo_inputs, folder, opts)
             return
-        device = best_device(opts.device)
-        model, _ = load_default_model(opts.weights, device)
+        device = best_device(opts.model.device)
+        model, _ = load_default_model(opts.model.weights, device)
         for t in todo_inputs:
             yield predict_target(model, folder, t, opts, device)
 
@@ -66,7 +67,7 @@ def predict_batch(targets: Sequence[Target], out_dir: Path, opts: PredictOptions
 
     batch = Batch(Path(out_dir), [(i.name, i.fingerprint) for i in inputs], [SUMMARY], report, "predict", "target",
                   report_every=0.0, cost={t.name: len(t.sequence) ** TIME_EXPONENT for t in order})
-    records = run_batch(batch, execute, force, opts.progress)
+    records = run_batch(batch, execute, force, opts.outputs.progress)
     return [records.get(t.name, {"name": t.name, "status": "not run"}) for t in order]
 
 

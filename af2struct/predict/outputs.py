@@ -17,15 +17,9 @@ from af2struct.common.io import load_structure, save_structure
 from af2struct.common.modelcif import to_modelcif_string
 from af2struct.common.runner import Finished, RunFolder
 from af2struct.eval.metrics import score_model
+from af2struct.predict.options import PredictOptions, weights_label
 from af2struct.predict.plots import plot_distogram, plot_pae, plot_plddt
-from af2struct.predict.targets import (
-    PredictOptions,
-    RelaxFailed,
-    Target,
-    TargetInputs,
-    TargetResult,
-    weights_label,
-)
+from af2struct.predict.targets import RelaxFailed, Target, TargetInputs, TargetResult
 from af2struct.predict.templates import remark_line, template_records
 from af2struct.version import __version__
 
@@ -51,7 +45,7 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
             if relaxed.pdb_with_hydrogens:  # --relax-keep-hydrogens
                 atomic_write_text(partial / "relaxed_with_h.pdb", relaxed.pdb_with_hydrogens)
             row.update(relax_rmsd=relaxed.rmsd_heavy, clashscore=relaxed.clashscore_after)
-        if opts.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
+        if opts.outputs.fmt == "cif":  # ModelCIF, as the AlphaFold database serves models
             for tag, prot, rel in (("unrelaxed", pred.protein, None), ("relaxed", final_protein, relaxed)):
                 if tag == "relaxed" and relaxed is None:
                     continue
@@ -72,7 +66,7 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
             row["n_templates"] = len(templates.used)
             atomic_write_text(partial / "templates.json",
                               json.dumps(templates.report(len(pred.plddt)), indent=1))
-        conf = write_confidence(partial, target, pred, final_protein, opts.plots)
+        conf = write_confidence(partial, target, pred, final_protein, opts.outputs.plots)
         row.update(score_against_native(inputs, final_protein))
         atomic_write_text(partial / "timings.json", json.dumps(timings, indent=1))
         # one rule with `af2struct relax`: "ok" is clean; violations left after relax are "violations"
@@ -133,9 +127,9 @@ def model_remarks(target: Target, opts: PredictOptions, relaxed, templates=None)
     """What a model file says about itself (PDB ``REMARK 999`` lines)."""
     out = [f"af2struct {__version__} model of {target.name}",
            "B-factor column: per-residue pLDDT (0-100, higher = more confident)",
-           f"weights: {weights_label(opts.weights)}; seed {opts.seed}"]
+           f"weights: {weights_label(opts.model.weights)}; seed {opts.model.seed}"]
     if templates is not None:
-        out.append(remark_line(templates, len(target.sequence), opts))
+        out.append(remark_line(templates, len(target.sequence), opts.templates))
     if relaxed is None:
         out.append("not relaxed")
     else:

@@ -29,11 +29,11 @@ import torch
 
 from af2struct.common.runner import Finished, RunFolder
 from af2struct.predict.errors import InputError
+from af2struct.predict.options import PredictOptions
 from af2struct.predict.outputs import fail_target, write_target
 from af2struct.predict.pipeline import load_default_model, predict_structure
 from af2struct.predict.stages import log_timings
 from af2struct.predict.targets import (
-    PredictOptions,
     TargetInputs,
     TargetResult,
     check_target,
@@ -64,7 +64,7 @@ def _prepare(inputs: TargetInputs, opts: PredictOptions):
     """The target's MSA and templates (searched on a CPU worker): ``(msa, seconds, templates)``."""
     check_target(inputs.target, opts)
     msa, t_msa = target_msa(inputs, opts)
-    templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts, msa)
+    templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts.templates, msa)
     return msa, t_msa, templates.detached() if templates is not None else None
 
 
@@ -104,14 +104,15 @@ def _connect(opts: PredictOptions) -> Optional[str]:
                          "(or drop --ray-address/--workers)") from None
     if ray.is_initialized():
         return None
-    if opts.ray_address:
-        _check_reachable(opts.ray_address)
+    run = opts.run
+    if run.ray_address:
+        _check_reachable(run.ray_address)
         try:
-            ray.init(address=opts.ray_address, log_to_driver=False)
+            ray.init(address=run.ray_address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise InputError(f"--ray-address {opts.ray_address}: cannot join that Ray cluster ({exc})") from None
+            raise InputError(f"--ray-address {run.ray_address}: cannot join that Ray cluster ({exc})") from None
         return None
-    if opts.workers < 2:
+    if run.workers < 2:
         raise InputError("--workers needs at least 2 CPUs (one for the model, one for relax and MSA search)")
     temp = tempfile.mkdtemp(prefix="af2struct-ray-")  # short: Ray's socket paths must fit 107 characters
     # the local Ray's auth token is made here and given in the environment (its workers inherit it),
@@ -119,7 +120,7 @@ def _connect(opts: PredictOptions) -> Optional[str]:
     if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     try:
-        ray.init(num_cpus=opts.workers, num_gpus=None, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+        ray.init(num_cpus=run.workers, num_gpus=None, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)  # a Ray that did not start leaves no folder behind
         raise
@@ -135,15 +136,15 @@ def predict_on_ray(targets: Sequence[TargetInputs], folder: RunFolder, opts: Pre
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 0))
-        if opts.device.startswith("cuda") and not gpus:
+        if opts.model.device.startswith("cuda") and not gpus:
             raise InputError("--device cuda requested but the Ray cluster has no GPUs")
-        use_gpu = gpus > 0 and opts.device != "cpu"
-        n_models = opts.model_workers or (gpus if use_gpu else 1)
+        use_gpu = gpus > 0 and opts.model.device != "cpu"
+        n_models = opts.run.model_workers or (gpus if use_gpu else 1)
         if not use_gpu and n_models >= cpus:
             raise InputError(f"the Ray cluster has {cpus} CPUs: {n_models} CPU model worker(s) leave none for relax")
         actor_resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
         Worker = ray.remote(**actor_resources)(_ModelWorker)
-        actors = [Worker.remote(opts.weights, "cuda" if use_gpu else "cpu", 1 if not use_gpu else 0)
+        actors = [Worker.remote(opts.model.weights, "cuda" if use_gpu else "cpu", 1 if not use_gpu else 0)
                   for _ in range(n_models)]
         prepare = ray.remote(num_cpus=1)(_prepare)
         relax = ray.remote(num_cpus=1)(_relax)
@@ -183,12 +184,13 @@ def _pipeline(targets: Sequence[TargetInputs], folder: RunFolder, opts: PredictO
                 i = min(range(len(actors)), key=load.__getitem__)
                 load[i] += 1
                 state["actor"] = i
-                ref2 = actors[i].predict.remote(target.target.sequence, state["msa"], opts.num_recycles, opts.seed,
+                ref2 = actors[i].predict.remote(target.target.sequence, state["msa"], opts.model.num_recycles,
+                                                opts.model.seed,
                                                 state["templates"])
                 pending[ref2] = ("predict", target, state)
             elif stage == "predict":
                 state["pred"] = value
-                if opts.relax == "none":
+                if opts.relax.backend == "none":
                     yield _finish(folder, target, opts, state, None, None)
                 else:
                     pending[relax.remote(value.protein, opts)] = ("relax", target, state)

@@ -9,10 +9,10 @@ import logging
 import time
 
 from af2struct.common.runner import Finished, RunFolder
+from af2struct.predict.options import PredictOptions
 from af2struct.predict.outputs import fail_target, write_target
 from af2struct.predict.pipeline import predict_structure
 from af2struct.predict.targets import (
-    PredictOptions,
     TargetInputs,
     TargetResult,
     check_target,
@@ -34,15 +34,15 @@ def predict_target(model, folder: RunFolder, inputs: TargetInputs, opts: Predict
         if inputs.msa_cache is not None or inputs.msa_file is not None:
             stage("MSA")
         msa, t_msa = target_msa(inputs, opts)
-        if opts.templates or opts.custom_templates:
+        if opts.templates.wanted:
             stage("templates")
-        templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts, msa)
+        templates = target_templates(inputs.name, inputs.target.sequence, inputs.template_cache, opts.templates, msa)
         stage("model")
-        pred = predict_structure(model, inputs.target.sequence, msa, opts.num_recycles, opts.seed, device,
+        pred = predict_structure(model, inputs.target.sequence, msa, opts.model.num_recycles, opts.model.seed, device,
                                  templates=templates.features if templates else None)
         tr = time.perf_counter()
-        if opts.relax != "none":
-            stage(f"relax ({opts.relax})")
+        if opts.relax.backend != "none":
+            stage(f"relax ({opts.relax.backend})")
         relaxed = relax_prediction(pred.protein, opts)
         timings = stage_timings(opts, t_msa, templates, pred.timings, time.perf_counter() - tr, relaxed)
     except Exception as exc:  # one target's failure never stops the batch

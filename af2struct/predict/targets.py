@@ -10,8 +10,6 @@ backend (:mod:`af2struct.predict.ray_backend`) runs the same steps on a cluster.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import logging
 import re
 import time
@@ -26,19 +24,10 @@ from af2struct.common.io import STRUCTURE_SUFFIXES
 from af2struct.common.runner import RunFolder, file_digest, fingerprint
 from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
 from af2struct.data.msa_search import search_msa
-from af2struct.data.pdb_mirror import DEFAULT_MIRROR
-from af2struct.data.template_chains import valid_date
-from af2struct.data.template_search import SEARCH_METHODS
 from af2struct.predict.errors import InputError
-from af2struct.predict.pipeline import DEFAULT_WEIGHTS
-from af2struct.predict.templates import (
-    PDB,
-    TemplateResult,
-    check_sources,
-    search_cache,
-    sources_key,
-)
-from refine import RelaxConfig, relax
+from af2struct.predict.options import PredictOptions
+from af2struct.predict.templates import TemplateResult, check_sources, search_cache
+from refine import relax
 
 logger = logging.getLogger(__name__)
 
@@ -91,79 +80,6 @@ def target_names(headers: List[str]) -> List[str]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class PredictOptions:
-    weights: Optional[str] = None
-    device: str = "auto"
-    num_recycles: Optional[int] = None
-    seed: int = 0
-    relax: str = "openmm"  # openmm | rosetta | none
-    fmt: str = "pdb"  # pdb | cif (pdb is always written; cif in addition)
-    max_length: int = 800
-    msa: Optional[str] = None  # an .a3m/.sto file (one target) or a folder of <name>.a3m|.sto
-    msa_db: Optional[str] = None  # protein FASTA to search with jackhmmer when a target has no MSA
-    msa_iterations: int = 3
-    msa_cpus: int = 0
-    ray_address: Optional[str] = None  # "auto" or host:port of a running Ray cluster
-    workers: int = 0  # > 0: start a local Ray with this many CPUs
-    model_workers: int = 0  # model replicas on Ray (0: one per GPU, else one)
-    native: Optional[str] = None  # a structure file (one target) or a folder of <name>.pdb|cif
-    relax_config: Optional[RelaxConfig] = None  # relax settings (backend and seed come from relax / seed)
-    plots: bool = True
-    progress: bool = True
-    templates: Optional[str] = None  # a template database (chains_backbone.npz layout), or "pdb": the PDB on demand
-    max_templates: int = 4  # featurised per target (AlphaFold: 4)
-    max_template_date: Optional[str] = None  # YYYY-MM-DD: templates released after it are not used
-    template_max_identity: Optional[float] = None  # benchmarks: no template above this identity
-    template_search: str = "jackhmmer"  # or phmmer; with an MSA: hmmsearch with its profile
-    custom_templates: Tuple[str, ...] = ()  # the user's own PDB/mmCIF files or folders
-    pdb_mirror: str = DEFAULT_MIRROR  # --templates pdb: URL or folder in the wwPDB layout
-    template_cache: Optional[str] = None  # --templates pdb: download cache (default ~/.cache/af2struct/pdb)
-    offline: bool = False  # --templates pdb: never use the network
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.max_templates <= 20:
-            raise ValueError("--max-templates must be between 0 and 20")
-        if self.max_template_date is not None and valid_date(self.max_template_date) != self.max_template_date:
-            raise ValueError(f"--max-template-date must be a date written YYYY-MM-DD, not {self.max_template_date!r}")
-        if self.template_max_identity is not None and not 0 < self.template_max_identity <= 1:
-            raise ValueError("--template-max-identity must be in (0, 1]")
-        if self.template_search not in SEARCH_METHODS:
-            raise ValueError(f"--template-search must be one of {SEARCH_METHODS}")
-        if not self.templates:
-            given = [flag for flag, on in (("--max-template-date", self.max_template_date is not None),
-                                           ("--template-max-identity", self.template_max_identity is not None),
-                                           ("--template-search", self.template_search != "jackhmmer")) if on]
-            if not self.custom_templates:
-                given += ["--max-templates"] if self.max_templates != 4 else []
-            if given:
-                raise ValueError(f"{', '.join(given)} without --templates has no effect: give --templates DB too")
-        if self.templates != PDB:
-            given = [flag for flag, on in (("--pdb-mirror", self.pdb_mirror != DEFAULT_MIRROR),
-                                           ("--template-cache", self.template_cache is not None),
-                                           ("--offline", self.offline)) if on]
-            if given:
-                raise ValueError(f"{', '.join(given)} without --templates pdb has no effect")
-        if self.relax not in ("openmm", "rosetta", "none"):
-            raise ValueError("relax must be openmm, rosetta or none")
-        if self.fmt not in ("pdb", "cif"):
-            raise ValueError("format must be pdb or cif")
-        if self.ray_address and self.workers:
-            raise ValueError("give --ray-address (an existing cluster) or --workers (a local Ray), not both")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
-            raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}")
-
-    @property
-    def use_ray(self) -> bool:
-        return bool(self.ray_address or self.workers)
-
-    @functools.cached_property
-    def relax_settings(self) -> RelaxConfig:
-        """The relax settings every target uses, built once: ``relax_config`` with the backend of
-        ``--relax`` and the run's ``--seed``."""
-        return dataclasses.replace(self.relax_config or RelaxConfig(), backend=self.relax, seed=self.seed)
-
-
 def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None,
                  name: Optional[str] = None) -> List[Target]:
     """Targets from a FASTA file, or one ``sequence``/``name``; checks names (sequences are
@@ -189,9 +105,9 @@ def read_targets(fasta: Optional[str] = None, sequence: Optional[str] = None,
 
 def _msa_file(target: Target, opts: PredictOptions, n_targets: int) -> Optional[Path]:
     """The MSA file given for ``target`` (``--msa`` file or ``--msa FOLDER/<name>.a3m|.sto``), if any."""
-    if not opts.msa:
+    if not opts.msa.msa:
         return None
-    p = Path(opts.msa)
+    p = Path(opts.msa.msa)
     if p.is_file():
         if n_targets > 1:
             raise InputError("--msa FILE works with one target; give a folder of <name>.a3m for many")
@@ -205,9 +121,9 @@ def _msa_file(target: Target, opts: PredictOptions, n_targets: int) -> Optional[
 def _native_file(target: Target, opts: PredictOptions, n_targets: int) -> Tuple[Optional[Path], str]:
     """The native structure file to score ``target`` against and ``""``, or ``None`` and why not
     (``""`` without ``--native``)."""
-    if not opts.native:
+    if not opts.outputs.native:
         return None, ""
-    p = Path(opts.native)
+    p = Path(opts.outputs.native)
     if p.is_file():
         if n_targets == 1:
             return p, ""
@@ -244,40 +160,35 @@ class TargetInputs:
 def resolve_inputs(targets: Sequence[Target], folder: RunFolder, opts: PredictOptions) -> List[TargetInputs]:
     """Every target's :class:`TargetInputs`; raises ``InputError`` for a run that cannot start
     (``--msa FILE`` with several targets, a missing ``--msa`` or ``--templates`` path)."""
-    check_sources(opts)
+    check_sources(opts.templates)
     out = []
     for t in targets:
         msa_file = _msa_file(t, opts, len(targets))
         native, note = _native_file(t, opts, len(targets))
-        searched = msa_cache(folder, t, opts) if opts.msa_db and msa_file is None else None
-        out.append(TargetInputs(t, msa_file, searched, search_cache(folder, t.name, t.sequence, opts), native, note,
+        searched = msa_cache(folder, t, opts) if opts.msa.msa_db and msa_file is None else None
+        out.append(TargetInputs(t, msa_file, searched, search_cache(folder, t.name, t.sequence, opts.templates), native,
+                                note,
                                 _fingerprint(t, opts, msa_file, native)))
     return out
 
 
 def _fingerprint(target: Target, opts: PredictOptions, msa: Optional[Path], native: Optional[Path]) -> str:
     """What a target's outputs depend on: its sequence and header, the content of its MSA and
-    native files, the weights and every option that changes the result (not device or workers)."""
-    db = Path(opts.msa_db) if opts.msa_db else None
-    return fingerprint({
-        "sequence": target.sequence, "description": target.description, "weights": weights_label(opts.weights),
-        "num_recycles": opts.num_recycles, "seed": opts.seed, "relax": opts.relax, "format": opts.fmt,
-        "relax_config": dataclasses.asdict(opts.relax_config) if opts.relax_config else None, "plots": opts.plots,
-        "msa": file_digest(msa) if msa else None,
-        "msa_db": [file_key(db), opts.msa_iterations] if db and db.is_file() else None,
-        "native": file_digest(native) if native else None,
-        # one key for every template source and option ("template_options" kept as None so a run
-        # without templates keeps the fingerprint it had before)
-        "templates": sources_key(opts), "template_options": None,
-    })
+    native files, and every option that changes a result (each option group's ``key``: the
+    weights, recycles, seed, the MSA search, template sources, relax, format and plots; not the
+    device, workers, caches or progress)."""
+    return fingerprint({"sequence": target.sequence, "description": target.description,
+                        "msa": file_digest(msa) if msa else None, "native": file_digest(native) if native else None,
+                        **opts.key()})
 
 
 def check_target(target: Target, opts: PredictOptions) -> np.ndarray:
     """The target's residue types; raises ``SequenceError`` for unknown letters or a sequence
-    longer than ``opts.max_length``."""
+    longer than ``--max-length``."""
     aatype = rc.sequence_to_aatype(target.sequence)
-    if len(aatype) > opts.max_length:
-        raise rc.SequenceError(f"{len(aatype)} residues exceed the maximum length {opts.max_length} (--max-length)")
+    if len(aatype) > opts.model.max_length:
+        raise rc.SequenceError(f"{len(aatype)} residues exceed the maximum length {opts.model.max_length} "
+                               "(--max-length)")
     return aatype
 
 
@@ -290,15 +201,15 @@ def target_msa(inputs: TargetInputs, opts: PredictOptions):
     if inputs.msa_cache is None:
         return None, 0.0
     t0 = time.perf_counter()
-    msa = search_msa(inputs.target.sequence, opts.msa_db, inputs.msa_cache, name=inputs.name,
-                     iterations=opts.msa_iterations, cpus=opts.msa_cpus)
+    msa = search_msa(inputs.target.sequence, opts.msa.msa_db, inputs.msa_cache, name=inputs.name,
+                     iterations=opts.msa.msa_iterations, cpus=opts.msa.msa_cpus)
     return msa, time.perf_counter() - t0
 
 
 def msa_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Path:
     """Where a ``--msa-db`` search for ``target`` is kept between runs (named by what it searched)."""
-    db = Path(opts.msa_db or "")
-    key = fingerprint([target.sequence, file_key(db) if db.is_file() else str(db.resolve()), opts.msa_iterations])
+    db = Path(opts.msa.msa_db or "")
+    key = fingerprint([target.sequence, file_key(db) if db.is_file() else str(db.resolve()), opts.msa.msa_iterations])
     return folder.cache_path("msas", f"{target.name}.{key}.a3m")
 
 
@@ -311,9 +222,9 @@ class RelaxFailed:
 
 
 def relax_prediction(protein, opts: PredictOptions):
-    """Relax with the chosen backend; ``None`` when ``opts.relax == "none"``, a :class:`RelaxFailed`
+    """Relax with the chosen backend; ``None`` with ``--relax none``, a :class:`RelaxFailed`
     when relax raised."""
-    if opts.relax == "none":
+    if opts.relax.backend == "none":
         return None
     try:
         return relax(protein, opts.relax_settings)
@@ -327,7 +238,7 @@ def stage_timings(opts: PredictOptions, t_msa: float, templates, pred_timings: D
     """A target's seconds per stage, one way for the serial run and for Ray: ``msa`` (with
     ``--msa-db``), ``templates``, the model's stages, ``relax`` (only when it ran and did not fail),
     and ``total``, their sum (on Ray, queueing between stages is not a stage)."""
-    timings = ({"msa": t_msa} if opts.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
+    timings = ({"msa": t_msa} if opts.msa.msa_db else {}) | ({"templates": templates.seconds} if templates else {}) \
         | dict(pred_timings)
     if relaxed is not None and not isinstance(relaxed, RelaxFailed) and t_relax is not None:
         timings["relax"] = t_relax
@@ -346,16 +257,3 @@ class TargetResult:
     timings: Dict[str, float]
     msa: object = None
     templates: Optional[TemplateResult] = None
-
-
-def weights_label(weights: Optional[str]) -> str:
-    """The checkpoint that made a model: its file name and the first 12 hex digits of its SHA-256
-    (hashed once per process while the file's size and modification time stay the same)."""
-    path = Path(weights) if weights else DEFAULT_WEIGHTS
-    digest = _sha256_prefix(str(path), file_key(path)) if path.is_file() else "unknown"
-    return f"{'shipped ' if not weights else ''}{path.name} (sha256 {digest})"
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_prefix(path: str, key: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]

@@ -40,6 +40,7 @@ from af2struct.predict.errors import InputError
 logger = logging.getLogger(__name__)
 
 PDB = "pdb"  # --templates pdb: the PDB itself
+# ``tpl`` below: a run's template options (:class:`af2struct.predict.options.TemplateOptions`)
 
 
 # -- sources, opened once per process --------------------------------------------------------
@@ -67,11 +68,11 @@ def template_db(path: str) -> TemplateDB:
         raise InputError(f"--templates: {exc}") from None
 
 
-def pdb_mirror(opts) -> PdbMirror:
+def pdb_mirror(tpl) -> PdbMirror:
     """``--pdb-mirror`` with ``--template-cache`` and ``--offline``."""
     try:
-        return PdbMirror(opts.pdb_mirror, Path(opts.template_cache) if opts.template_cache else None,
-                         offline=opts.offline, progress=opts.progress)
+        return PdbMirror(tpl.pdb_mirror, Path(tpl.cache) if tpl.cache else None,
+                         offline=tpl.offline, progress=tpl.progress)
     except MirrorError as exc:
         raise InputError(str(exc)) from None
 
@@ -79,11 +80,11 @@ def pdb_mirror(opts) -> PdbMirror:
 _SEQRES: Dict[tuple, object] = {}  # (mirror, cache, offline) -> SeqresDB or the MirrorError it gave
 
 
-def pdb_seqres(opts) -> SeqresDB:
+def pdb_seqres(tpl) -> SeqresDB:
     """The mirror's ``pdb_seqres.txt`` (downloaded once into the cache), read once per process.
     An unreachable mirror is remembered: the next target fails at once with the same line."""
-    mirror = pdb_mirror(opts)
-    key = (mirror.url, str(mirror.cache), opts.offline)
+    mirror = pdb_mirror(tpl)
+    key = (mirror.url, str(mirror.cache), tpl.offline)
     got = _SEQRES.get(key)
     if isinstance(got, SeqresDB) and got.is_current():
         return got
@@ -99,19 +100,19 @@ def pdb_seqres(opts) -> SeqresDB:
     return db
 
 
-def sources_key(opts) -> Optional[List]:
+def sources_key(tpl) -> Optional[List]:
     """What the templates depend on, for the fingerprint: the database's content, the
     ``pdb_seqres.txt`` version searched (a rerun after ``templates update`` redoes the target),
     the custom files' content, and every template option."""
-    if not (opts.templates or opts.custom_templates):
+    if not (tpl.source or tpl.custom):
         return None
-    if opts.templates == PDB:
-        source = ["pdb", pdb_mirror(opts).url, seqres_version(opts)]
+    if tpl.source == PDB:
+        source = ["pdb", pdb_mirror(tpl).url, seqres_version(tpl)]
     else:
-        source = template_db(opts.templates).content_key() if opts.templates else None
-    custom = [_digest(str(p), file_key(p)) for p in custom_files(opts)] if opts.custom_templates else None
-    return [source, custom, opts.max_templates, opts.max_template_date, opts.template_max_identity,
-            opts.template_search]
+        source = template_db(tpl.source).content_key() if tpl.source else None
+    custom = [_digest(str(p), file_key(p)) for p in custom_files(tpl)] if tpl.custom else None
+    return [source, custom, tpl.max_templates, tpl.max_date, tpl.max_identity,
+            tpl.search]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -120,9 +121,9 @@ def _digest(path: str, key: str) -> str:
     return file_digest(path)
 
 
-def custom_templates(opts) -> CustomTemplates:
+def custom_templates(tpl) -> CustomTemplates:
     """The ``--custom-templates`` files read once per process (again when one changes), not per target."""
-    files = custom_files(opts)
+    files = custom_files(tpl)
     return _read_custom(tuple(str(p) for p in files), tuple(file_key(p) for p in files))
 
 
@@ -131,45 +132,45 @@ def _read_custom(paths: tuple, keys: tuple) -> CustomTemplates:
     return read_custom(paths)
 
 
-def custom_files(opts) -> List[Path]:
+def custom_files(tpl) -> List[Path]:
     try:
-        return find_structure_files(list(opts.custom_templates), recursive=True)
+        return find_structure_files(list(tpl.custom), recursive=True)
     except FileNotFoundError as exc:
         raise InputError(f"--custom-templates: {exc}") from None
 
 
-def check_sources(opts) -> None:
+def check_sources(tpl) -> None:
     """Refuse, before any target runs, what cannot work: a missing database or custom path, a
     cut-off on a database without dates. (A run starts with no remembered mirror failure.)"""
     for key in [k for k, v in _SEQRES.items() if isinstance(v, MirrorError)]:
         del _SEQRES[key]
-    if opts.templates and opts.templates != PDB:
-        db = template_db(opts.templates)
-        if opts.max_template_date and db.release_dates is None:
-            raise InputError(f"--max-template-date {opts.max_template_date}: the template database {opts.templates} "
+    if tpl.source and tpl.source != PDB:
+        db = template_db(tpl.source)
+        if tpl.max_date and db.release_dates is None:
+            raise InputError(f"--max-template-date {tpl.max_date}: the template database {tpl.source} "
                              "records no release dates, so no cut-off can be applied (build one from mmCIF files with "
                              "`af2struct templates build`, use --templates pdb, or leave the cut-off out)")
-    if opts.templates == PDB:
-        pdb_mirror(opts)
-    if opts.custom_templates and not custom_files(opts):
-        raise InputError(f"--custom-templates {' '.join(opts.custom_templates)}: no PDB/mmCIF files there")
+    if tpl.source == PDB:
+        pdb_mirror(tpl)
+    if tpl.custom and not custom_files(tpl):
+        raise InputError(f"--custom-templates {' '.join(tpl.custom)}: no PDB/mmCIF files there")
 
 
-def search_cache(folder: RunFolder, name: str, sequence: str, opts) -> Optional[Path]:
+def search_cache(folder: RunFolder, name: str, sequence: str, tpl) -> Optional[Path]:
     """Where a target's template search is kept between runs (``None`` when nothing is searched)."""
-    if not opts.templates:
+    if not tpl.source:
         return None
-    source = seqres_version(opts) if opts.templates == PDB else template_db(opts.templates).content_key()
-    key = fingerprint([sequence, source, opts.template_search])
+    source = seqres_version(tpl) if tpl.source == PDB else template_db(tpl.source).content_key()
+    key = fingerprint([sequence, source, tpl.search])
     return folder.cache_path("templates", f"{name}.{key}.json")
 
 
-def seqres_version(opts) -> str:
+def seqres_version(tpl) -> str:
     """The ``pdb_seqres.txt`` a search reads (path, size, modification time; fetched into the
     cache when missing), without reading it; ``unavailable: why`` when it cannot be had (the
     targets then fail with that line)."""
-    mirror = pdb_mirror(opts)
-    key = (mirror.url, str(mirror.cache), opts.offline)
+    mirror = pdb_mirror(tpl)
+    key = (mirror.url, str(mirror.cache), tpl.offline)
     if isinstance(_SEQRES.get(key), MirrorError):
         return f"unavailable: {_SEQRES[key]}"
     try:
@@ -208,41 +209,41 @@ class TemplateResult:
                                    used=[copies[id(c)] for c in self.used])
 
 
-def describe_sources(opts) -> str:
+def describe_sources(tpl) -> str:
     parts = []
-    if opts.templates == PDB:
-        parts.append(f"pdb ({pdb_mirror(opts).describe()})")
-    elif opts.templates:
-        parts.append(f"database {opts.templates}")
-    if opts.custom_templates:
-        parts.append("custom " + " ".join(opts.custom_templates))
+    if tpl.source == PDB:
+        parts.append(f"pdb ({pdb_mirror(tpl).describe()})")
+    elif tpl.source:
+        parts.append(f"database {tpl.source}")
+    if tpl.custom:
+        parts.append("custom " + " ".join(tpl.custom))
     return "; ".join(parts)
 
 
-def target_templates(name: str, sequence: str, cache: Optional[Path], opts, msa) -> Optional[TemplateResult]:
+def target_templates(name: str, sequence: str, cache: Optional[Path], tpl, msa) -> Optional[TemplateResult]:
     """Every source searched for the target (searches kept at ``cache``), each candidate judged
     (AlphaFold's filters, the date cut-off), the best ``--max-templates`` featurised; ``None``
     without templates. Raises :class:`~af2struct.data.pdb_mirror.MirrorError` when the PDB's
     mirror cannot be reached (the target fails with that one line)."""
-    if not (opts.templates or opts.custom_templates):
+    if not (tpl.source or tpl.custom):
         return None
     t0 = time.perf_counter()
     seq = sequence  # normalised by the target reader (predict.targets.Target)
     candidates: List[Candidate] = []
-    if opts.custom_templates:
-        candidates += custom_candidates(custom_templates(opts), seq, method="phmmer")
-    if opts.templates == PDB:
-        seqres = pdb_seqres(opts)
-        hits = cached_search(seq, seqres, cache, msa=msa, method=opts.template_search, name=name)
-        wanted = max(0, opts.max_templates - sum(c.reason is None for c in candidates))
-        candidates += pdb_candidates(hits, seqres, pdb_mirror(opts), seq, wanted, max_date=opts.max_template_date,
-                                     max_identity=opts.template_max_identity)
-    elif opts.templates:
-        db = template_db(opts.templates)
-        hits = cached_search(seq, db, cache, msa=msa, method=opts.template_search, name=name)
-        candidates += database_candidates(hits, db, seq, max_date=opts.max_template_date,
-                                          max_identity=opts.template_max_identity)
-    used = choose(candidates, opts.max_templates)
+    if tpl.custom:
+        candidates += custom_candidates(custom_templates(tpl), seq, method="phmmer")
+    if tpl.source == PDB:
+        seqres = pdb_seqres(tpl)
+        hits = cached_search(seq, seqres, cache, msa=msa, method=tpl.search, name=name)
+        wanted = max(0, tpl.max_templates - sum(c.reason is None for c in candidates))
+        candidates += pdb_candidates(hits, seqres, pdb_mirror(tpl), seq, wanted, max_date=tpl.max_date,
+                                     max_identity=tpl.max_identity)
+    elif tpl.source:
+        db = template_db(tpl.source)
+        hits = cached_search(seq, db, cache, msa=msa, method=tpl.search, name=name)
+        candidates += database_candidates(hits, db, seq, max_date=tpl.max_date,
+                                          max_identity=tpl.max_identity)
+    used = choose(candidates, tpl.max_templates)
     feats = candidate_features(used, len(seq))
     undated = sum(bool(c.reason) and c.reason.startswith("no known release date") for c in candidates)
     unused_custom = [c for c in candidates if c.source == "custom" and c.reason]
@@ -251,7 +252,7 @@ def target_templates(name: str, sequence: str, cache: Optional[Path], opts, msa)
                 f"; {undated} without a release date left out (--max-template-date)" if undated else "")
     for c in unused_custom:
         logger.warning("%s: custom template %s not used: %s", name, c.file or c.hit.name, c.reason)
-    return TemplateResult(candidates, used, feats, time.perf_counter() - t0, describe_sources(opts))
+    return TemplateResult(candidates, used, feats, time.perf_counter() - t0, describe_sources(tpl))
 
 
 # -- what the outputs say ---------------------------------------------------------------------
@@ -263,9 +264,9 @@ def template_label(c: Candidate) -> str:
     return f"{Path(c.file).name if c.file else c.hit.pdb_id} chain {c.hit.chain} (not a PDB accession)"
 
 
-def remark_line(used: List[Candidate], length: int, opts) -> str:
+def remark_line(used: List[Candidate], length: int, tpl) -> str:
     if not used:
-        return f"templates: none used from {describe_sources(opts)} (templates.json lists the candidates)"
+        return f"templates: none used from {describe_sources(tpl)} (templates.json lists the candidates)"
     return "templates: " + "; ".join(
         f"{template_label(c)} (E {c.hit.evalue:.2g}, identity {c.hit.identity:.2f}, coverage "
         f"{c.hit.coverage(length):.2f})" for c in used)

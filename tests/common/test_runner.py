@@ -224,9 +224,10 @@ def test_predict_weighs_the_time_left_by_length(tmp_path, monkeypatch):
         seen.update(batch.cost)
         return {}
 
-    from af2struct.predict.targets import PredictOptions, Target
+    from af2struct.predict.options import PredictOptions, RelaxOptions
+    from af2struct.predict.targets import Target
 
     targets = [Target("short", "A" * 10), Target("long", "A" * 40)]
     monkeypatch.setattr(predict_batch_module, "run_batch", fake_run_batch)
-    predict_batch_module.predict_batch(targets, tmp_path, PredictOptions(relax="none"))
+    predict_batch_module.predict_batch(targets, tmp_path, PredictOptions(relax=RelaxOptions(backend="none")))
     assert seen["long"] / seen["short"] == 4 ** predict_batch_module.TIME_EXPONENT

@@ -412,7 +412,7 @@ def test_a_rerun_on_a_full_disk_keeps_the_finished_result(small_disk, tiny_weigh
 def test_weights_label_follows_a_file_replaced_at_the_same_path(tmp_path):
     """The weights named in every output (and in the resume fingerprint) are hashed again when the
     file at the same path changes, also within one process (the library, a notebook)."""
-    from af2struct.predict.targets import weights_label
+    from af2struct.predict.options import weights_label
 
     w = tmp_path / "w.pt"
     w.write_bytes(b"first")

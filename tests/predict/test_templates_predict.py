@@ -173,12 +173,12 @@ def test_a_targets_templates_travel_between_processes_without_their_database(dat
     holds a pyhmmer block, which cannot) and report the same as before they travelled."""
     import pickle
 
-    from af2struct.predict.targets import PredictOptions
+    from af2struct.predict.options import TemplateOptions
     from af2struct.predict.templates import target_templates, template_records
 
     db_path = data_dir / "templates_sample.npz"
     seq = BackboneDB(db_path).sequence(0)  # 1A32_A: its homologue 4IYL_A is used, itself is not
-    result = target_templates("q", seq, None, PredictOptions(templates=str(db_path)), None)
+    result = target_templates("q", seq, None, TemplateOptions(source=str(db_path)), None)
     assert [c.hit.name for c in result.used] == ["4IYL_A"]
     travelled = pickle.loads(pickle.dumps(result.detached()))
     assert all(c.db is None for c in travelled.candidates)
