@@ -14,14 +14,17 @@ from typing import Any, Callable, Dict, Iterable, Optional
 
 
 def meta(*, flag: Optional[str] = None, type: Optional[Callable] = None, choices=None, metavar: Optional[str] = None,
-         nargs=None, result: bool = True, cli: bool = True, invert: bool = False) -> Dict[str, Any]:
+         nargs=None, result: bool = True, cli: bool = True, invert: bool = False, action: Optional[str] = None,
+         required: bool = False, group: Optional[str] = None) -> Dict[str, Any]:
     """A field's metadata: ``flag`` (default ``--field-name``), argparse ``type``, ``choices``,
-    ``metavar``, ``nargs``; ``result``: whether the field changes what a run produces (a rerun
-    with another value redoes the work; False: device, workers, paths to caches, progress);
-    ``cli``: offered on the command line; ``invert``: a boolean that defaults to True, offered
-    as a flag that turns it off (``plots`` -> ``--no-plots``; give ``flag``)."""
+    ``metavar``, ``nargs``, ``action`` (``"append"``: a repeatable option, a tuple field),
+    ``required``; ``result``: whether the field changes what a run produces (a rerun with
+    another value redoes the work; False: device, workers, paths to caches, progress); ``cli``:
+    offered on the command line; ``invert``: a boolean that defaults to True, offered as a flag
+    that turns it off (``plots`` -> ``--no-plots``; give ``flag``); ``group``: the option group
+    it is listed under."""
     return {"flag": flag, "type": type, "choices": choices, "metavar": metavar, "nargs": nargs, "result": result,
-            "cli": cli, "invert": invert}
+            "cli": cli, "invert": invert, "action": action, "required": required, "group": group}
 
 
 def changes_result(f: dataclasses.Field) -> bool:
@@ -65,18 +68,30 @@ def add_dataclass_arguments(parser: argparse._ActionsContainer, cls, *, prefix: 
     metadata says (``RelaxConfig`` keeps its types beside the class)."""
     helps = field_help(cls)
     dest_prefix = prefix.replace("-", "_") if dest_prefix is None else dest_prefix
+    groups: Dict[str, argparse._ActionsContainer] = {}
     for f in dataclasses.fields(cls):
         m = f.metadata
         if f.name in skip or not m.get("cli", True):
             continue
+        where = parser
+        if m.get("group"):
+            if m["group"] not in groups:
+                groups[m["group"]] = parser.add_argument_group(m["group"])
+            where = groups[m["group"]]
         flag = m.get("flag") or "--" + prefix + f.name.replace("_", "-")
         value = _default(f)
         text = helps.get(f.name, f.name.replace("_", " ")).replace("%", "%%")
         kw: Dict[str, Any] = {"dest": dest_prefix + f.name, "help": text}
         if isinstance(value, bool):
             kw.update(action="store_false" if m.get("invert") else "store_true", default=value)
-            parser.add_argument(flag, **kw)
+            where.add_argument(flag, **kw)
             continue
+        if m.get("action") == "append":  # repeatable: collected in a list, the field gets a tuple
+            kw.update(action="append", default=[], metavar=m.get("metavar"))
+            where.add_argument(flag, **kw)
+            continue
+        if m.get("required"):
+            kw["required"] = True
         kind = m.get("type") or (types or {}).get(f.name)
         if kind is None and value is not None and not isinstance(value, (str, tuple)):
             kind = type(value)
@@ -93,7 +108,7 @@ def add_dataclass_arguments(parser: argparse._ActionsContainer, cls, *, prefix: 
         kw["default"] = value
         if value is not None and value != () and "(default" not in text:
             kw["help"] = text + " (default: %(default)s)"
-        parser.add_argument(flag, **kw)
+        where.add_argument(flag, **kw)
 
 
 def from_arguments(cls, args: argparse.Namespace, *, prefix: str = "", dest_prefix: Optional[str] = None,
@@ -103,7 +118,7 @@ def from_arguments(cls, args: argparse.Namespace, *, prefix: str = "", dest_pref
     dest = prefix.replace("-", "_") if dest_prefix is None else dest_prefix
     values = {f.name: getattr(args, dest + f.name) for f in dataclasses.fields(cls) if hasattr(args, dest + f.name)}
     for f in dataclasses.fields(cls):
-        if f.name in values and isinstance(_default(f), tuple) and isinstance(values[f.name], list):
+        if f.name in values and isinstance(values[f.name], list):  # nargs or a repeatable option
             values[f.name] = tuple(values[f.name])
     values.update(overrides)
     return cls(**values)

@@ -22,9 +22,10 @@ from tqdm import tqdm
 from af2struct.common.files import atomic_write_text
 from af2struct.data.features import Example, collate
 from af2struct.model.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
-from af2struct.model.config import ModelConfig, StructureConfig, preset
+from af2struct.model.config import ModelConfig, preset
 from af2struct.model.network import Af2StructModel
 from af2struct.train.confidence import calibrate_plddt
+from af2struct.train.config import TrainConfig
 from af2struct.train.data import load_training_data
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.metrics_log import plot_curve, trim_log
@@ -32,95 +33,6 @@ from af2struct.train.precision import use_bf16_autocast
 from af2struct.train.sampling import TrainingMix
 
 logger = logging.getLogger(__name__)
-
-
-STAGES = ("distogram", "full", "plddt")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (``scripts/train.py --help`` explains each).
-
-    Data: ``data`` (all-atom chains: a SidechainNet pickle or a structure folder) and/or
-    ``backbone_db`` (a ``chains_backbone.npz``: backbone-only chains), mixed with
-    ``backbone_fraction`` of the samples from the database. Validation: ``valid_data``, the
-    pickle's valid splits, or whole sequence clusters (``clusters`` TSV or ``manifest``) held out
-    with ``valid_fraction``.
-    """
-
-    data: Optional[str]
-    out: str
-    preset: str = "default"
-    stage: str = "distogram"
-    valid_data: Optional[str] = None
-    manifest: Optional[str] = None
-    backbone_db: Optional[str] = None
-    clusters: Optional[str] = None
-    backbone_fraction: float = 0.8
-    valid_fraction: float = 0.05
-    steps: int = 10000
-    time_limit_min: float = 0.0
-    crop_size: int = 128
-    batch_size: int = 2
-    accum: int = 1
-    lr: float = 1e-3
-    warmup: int = 200
-    weight_decay: float = 0.0
-    clip: float = 1.0
-    seed: int = 0
-    split_seed: int = 0
-    w_distogram: float = 1.0
-    w_structure: float = 0.1
-    w_plddt: float = 0.01
-    w_chi: float = 0.1
-    w_pae: float = 0.1
-    eval_every: int = 200
-    ckpt_every: int = 100
-    log_every: int = 10
-    max_valid: int = 32
-    mds_iters: int = 20  # training's own MDS budget, a tenth of StructureConfig.mds_iters (prediction)
-    freeze_trunk: bool = False
-    mds_lbfgs_iters: int = 60
-    plddt_chains: int = 600
-    potential_iters: int = StructureConfig.potential_iters
-    init_from: Optional[str] = None
-    # templates (backbone database chains only): the database searched against itself
-    # (self_hits_phmmer.tsv.gz); 0-max_templates hits per crop
-    template_hits: Optional[str] = None
-    max_templates: int = 4
-    # at least this many per training crop (only chains with a hit are drawn then): 1 suits
-    # --train-only trunk.template. (a crop without templates teaches a frozen model nothing)
-    min_templates: int = 0
-    # train only parameters whose names start with one of these (empty: all), e.g.
-    # ("trunk.template.",): a template stack on a frozen model, which then predicts exactly as
-    # before wherever there is no template
-    train_only: Tuple[str, ...] = ()
-    # SECTION.KEY=VALUE changes to the model config (ModelConfig.with_overrides): of the preset
-    # for a new run, of the --init-from checkpoint's config in stage plddt
-    model_overrides: Tuple[str, ...] = ()
-    resume: bool = True
-    device: str = "auto"
-    amp: bool = True
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}")
-        if self.stage == "plddt" and (not self.init_from or self.plddt_chains < 1):
-            raise ValueError("stage plddt calibrates a trained model: give init_from and plddt_chains >= 1")
-        if self.batch_size < 1 or self.accum < 1 or self.steps < 0:
-            raise ValueError("batch_size and accum must be >= 1, steps >= 0")
-        if not self.data and not self.backbone_db:
-            raise ValueError("no training data: give data (all-atom chains) and/or backbone_db")
-        if not 0.0 <= self.backbone_fraction <= 1.0:
-            raise ValueError("backbone_fraction must be in [0, 1]")
-        if self.crop_size < 8:
-            raise ValueError("crop_size must be >= 8")
-        if self.template_hits and not self.backbone_db:
-            raise ValueError("template_hits are hits of backbone_db chains: give backbone_db too")
-        if not 0 <= self.min_templates <= self.max_templates <= 16:
-            raise ValueError("need 0 <= min_templates <= max_templates <= 16")
-        preset(self.preset).with_overrides(self.model_overrides)  # bad keys or values: an error now
 
 
 def _dist_info():

@@ -155,3 +155,22 @@ def test_cli_set_changes_the_model_config(tmp_path, caplog):
     assert (config["depth"], config["triangle_attn"], config["dim"]) == (1, False, preset("tiny").trunk.dim)
     assert main(args[:3] + [str(tmp_path / "bad")] + args[4:] + ["--set", "trunk.depht=2"]) == 1
     assert "unknown key 'depht'" in caplog.text and not (tmp_path / "bad").exists()
+
+
+def test_the_train_command_line_is_generated_from_trainconfig(tmp_path):
+    """Every TrainConfig field is an option (help from its docstring); repeatable options become
+    tuples, --no-* flags turn defaults off, and the parsed options are the config train() gets."""
+    import dataclasses
+
+    from af2struct.cli.train import build_parser
+    from af2struct.common.options import field_help, from_arguments
+
+    helps = field_help(TrainConfig)
+    assert set(helps) == {f.name for f in dataclasses.fields(TrainConfig)}
+    args = build_parser().parse_args([
+        "--backbone-db", "db.npz", "--out", str(tmp_path), "--set", "trunk.depth=2", "--set", "heads.pae_bins=0",
+        "--train-only", "trunk.template.", "--train-only", "heads.", "--no-amp", "--quiet", "--lr", "0.01"])
+    cfg = from_arguments(TrainConfig, args)
+    assert cfg == TrainConfig(data=None, out=str(tmp_path), backbone_db="db.npz", lr=0.01, amp=False, progress=False,
+                              model_overrides=("trunk.depth=2", "heads.pae_bins=0"),
+                              train_only=("trunk.template.", "heads."))
