@@ -27,7 +27,7 @@ from af2struct.predict.targets import Target, resolve_inputs
 logger = logging.getLogger(__name__)
 
 SUMMARY = "summary.csv"
-TIME_EXPONENT = 1.5  # a target's time grows about as length^1.5 (benchmarks/bench_throughput.py): the time left
+TIME_EXPONENT = 1.2  # a target's time grows about as length^1.2 (benchmarks/bench_throughput.py): the time left
 SUMMARY_COLUMNS = ["name", "length", "status", "mean_plddt", "msa_depth", "n_templates", "t_msa", "t_templates",
                    "t_features", "t_trunk", "t_structure", "t_relax", "t_total", "relax_rmsd", "clashscore", "lddt_ca",
                    "gdt_ts", "tm_score", "native_error", "error"]
