@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 NEAR_CONTACT = 0.3  # A: pairs this close to a clash are held apart while a model is pulled back
 PULL_BACK_FACTOR = 3.0  # restraint stiffness multiplier per pull-back step
 PULL_BACK_TRIES = 2  # minimisations per pull-back step (new clashes held apart after each)
+PULL_BACK_SCOUT_ITERATIONS = 100  # a pull-back step's first minimisations are capped (then converged if kept)
 PULL_BACK_MIN_GAIN = 0.05  # A: a pull-back step must bring the model at least this much closer
 PULL_BACK_WINDOW = 0.25  # A: only models within target_rmsd + this are pulled back
 THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's centre is threaded through it
@@ -321,13 +322,17 @@ class _RelaxRun:
         while rmsd > config.target_rmsd and stiffness * PULL_BACK_FACTOR <= config.pull_back_stiffness_max + 1e-9:
             stiffness *= PULL_BACK_FACTOR
             step_config = dataclasses.replace(config, stiffness=stiffness, max_attempts=1)
+            # scouted with a capped minimisation (most steps that fail, fail at once); a step
+            # worth keeping is then minimised to convergence and judged again
+            scout = dataclasses.replace(step_config, max_iterations=PULL_BACK_SCOUT_ITERATIONS) \
+                if not 0 < config.max_iterations <= PULL_BACK_SCOUT_ITERATIONS else step_config
             trial, trial_model, clean = current, relaxed, False
             for _ in range(PULL_BACK_TRIES):
                 near = find_clashes(trial_model, config.clash_overlap - NEAR_CONTACT) + input_clashes
                 for pair, (d0, _) in clash_pairs(self.topology, near, config).items():
                     repel.setdefault(pair, (d0, config.repel_stiffness_max))
                 try:
-                    trial, _, trial_energy = self.minimise(trial, step_config, repel)
+                    trial, _, trial_energy = self.minimise(trial, scout, repel)
                 except RelaxError as exc:  # keep the last clean step
                     logger.warning("pull-back at %g kcal/mol/A^2 failed: %s", stiffness, exc)
                     self.notes.append(f"pull-back at {stiffness:g} kcal/mol/A^2 failed ({exc}); not used")
@@ -340,6 +345,9 @@ class _RelaxRun:
                 if left == 0:
                     clean = True
                     break
+            if clean and scout is not step_config and trial_energy < initial_energy \
+                    and trial_rmsd <= rmsd - PULL_BACK_MIN_GAIN:
+                clean, trial, trial_model, trial_energy, trial_rmsd = self._converge(trial, step_config, repel)
             if not clean or trial_energy >= initial_energy or trial_rmsd > rmsd - PULL_BACK_MIN_GAIN:
                 break  # this stiffness costs a violation or more than the input's energy, or gains too little
             current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, trial_rmsd, stiffness
@@ -347,6 +355,17 @@ class _RelaxRun:
             self.notes.append(f"pulled back towards the input at {kept:g} kcal/mol/A^2: heavy-atom RMSD "
                               f"{rmsd0:.2f} -> {rmsd:.2f} A, energy {energy0:.0f} -> {energy:.0f} kcal/mol")
         return _Minimised(current, relaxed, energy, clean=True)
+
+    def _converge(self, start: np.ndarray, config: RelaxConfig, repel) -> tuple:
+        """A scouted pull-back step minimised to convergence: ``(clean, positions, model, energy,
+        RMSD to the input)`` (not clean when the minimisation fails or leaves a violation)."""
+        try:
+            pos, _, e = self.minimise(start, config, repel)
+        except RelaxError as exc:
+            logger.warning("pull-back at %g kcal/mol/A^2 failed: %s", config.stiffness, exc)
+            return False, start, None, np.inf, np.inf
+        model = self.model(pos)
+        return self.violations(model).actionable == 0, pos, model, e, heavy_atom_rmsd(model, self.protein)
 
     # -- the protocol ---------------------------------------------------------------------------------
     def run(self, amber_prefix: Path | None = None) -> RelaxResult:
