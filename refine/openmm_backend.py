@@ -23,7 +23,6 @@ Measurements: ``benchmarks/RESULTS.md``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import logging
@@ -53,7 +52,7 @@ from refine.openmm_system import (
     heavy_index,
     heavy_protein,
 )
-from refine.repack import BACKBONE_AND_CB, repackable, rescue_rotamers, trapped_residues
+from refine.repack import BACKBONE_AND_CB, repackable, rescue_rotamers, threaded_rings, trapped_residues
 from refine.types import RelaxConfig, RelaxError, RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -64,34 +63,9 @@ PULL_BACK_TRIES = 2  # minimisations per pull-back step (new clashes held apart 
 PULL_BACK_SCOUT_ITERATIONS = 100  # a pull-back step's first minimisations are capped (then converged if kept)
 PULL_BACK_MIN_GAIN = 0.05  # A: a pull-back step must bring the model at least this much closer
 PULL_BACK_WINDOW = 0.25  # A: only models within target_rmsd + this are pulled back
-THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's centre is threaded through it
 NEIGHBOURHOOD = 24.0  # A: residues whose Calpha is this close can touch each other's side chains
 CROWDING = 4.0  # A: residues this close to a free side chain that stays distorted make room for it
 UNCHANGED = 0.05  # A: a round whose atoms all moved less than this (same violations) changed nothing
-
-
-def threaded_rings(protein: Protein) -> set[int]:
-    """Residues in a threaded ring: an aromatic ring with a heavy atom of another residue within
-    ``THREADED`` of its centre (never so in a real structure: atoms stay ~3.4 A from a ring's
-    face), and the residues whose side chains pass through it."""
-    pos, mask = protein.atom_positions, protein.atom_mask > 0
-    res, atom = np.nonzero(mask)
-    tree = cKDTree(pos[res, atom])
-    out: set[int] = set()
-    for i, a in enumerate(protein.aatype):
-        name = rc.resnames[int(a)] if a < len(rc.resnames) else "UNK"
-        for ring in rc.aromatic_ring_atoms.get(name, ()):
-            idx = [rc.atom_order[x] for x in ring]
-            if not mask[i, idx].all():
-                continue
-            for k in tree.query_ball_point(pos[i, idx].mean(0), THREADED):
-                j = int(res[k])
-                if j == i:
-                    continue
-                out.add(i)  # the ring moves; a side chain through it moves too
-                if rc.atom_types[atom[k]] not in BACKBONE_AND_CB and repackable(rc.resnames[int(protein.aatype[j])]):
-                    out.add(j)
-    return out
 
 
 class AmberRelaxation:
@@ -145,7 +119,7 @@ class _RelaxRun:
         self.kept_breaks = self.segments[1:] != self.segments[:-1]  # [L-1] chain breaks: not violations
         self.notes = list(notes or [])
         self.state = Restraints(reference=positions_nm.copy(), weight=np.ones(len(positions_nm)))
-        self.system = build_system(topology, config)  # the force field's, copied for each minimisation
+        self.system = build_system(topology, config)  # the force field's; restraints come and go per minimisation
         self.heavy_index = heavy_index(topology)
         self.rng = np.random.default_rng(config.seed)
         self.attempts = 0
@@ -194,19 +168,25 @@ class _RelaxRun:
 
     def minimise_once(self, start_nm: np.ndarray, config: RelaxConfig,
                       repel: dict[tuple[int, int], tuple[float, float]]) -> tuple[np.ndarray, float, float]:
-        """One restrained minimisation (the force field's system, copied, with this run's
-        restraints and ``repel`` pairs); returns (positions nm, E before, E after kcal/mol)."""
-        system = copy.deepcopy(self.system)
-        add_restraints(system, self.topology, self.state.reference, self.state.weight, config.stiffness)
-        add_repulsion(system, repel)
-        ctx, self.platform = context(system, start_nm * unit.nanometer, config)
+        """One restrained minimisation (the force field's system with this run's restraints and
+        ``repel`` pairs, added for it and removed after: copying the system cost more than small
+        chains' minimisations); returns (positions nm, E before, E after kcal/mol)."""
+        system, forces = self.system, self.system.getNumForces()
         try:
-            e0 = energy_kcal(ctx)
-            openmm.LocalEnergyMinimizer.minimize(ctx, config.tolerance * KJ_PER_KCAL, config.max_iterations)
-            pos = np.asarray(ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-            e1 = energy_kcal(ctx)
+            add_restraints(system, self.topology, self.state.reference, self.state.weight, config.stiffness)
+            add_repulsion(system, repel)
+            ctx, self.platform = context(system, start_nm * unit.nanometer, config)
+            try:
+                e0 = energy_kcal(ctx)
+                openmm.LocalEnergyMinimizer.minimize(ctx, config.tolerance * KJ_PER_KCAL, config.max_iterations)
+                pos = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+                e1 = energy_kcal(ctx)
+            finally:
+                del ctx
         finally:
-            del ctx
+            while system.getNumForces() > forces:
+                system.removeForce(system.getNumForces() - 1)
+        pos = np.asarray(pos)
         if not (np.isfinite(e1) and np.isfinite(pos).all()):
             raise RelaxError(f"minimiser diverged (energy {e1})")
         return pos, e0, e1

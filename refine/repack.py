@@ -14,12 +14,15 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from af2struct.common import residue_constants as rc
+from af2struct.common.protein import Protein
 from af2struct.geometry.angles import dihedral
 from af2struct.geometry.stereo import Clash
 
 BACKBONE_AND_CB = rc.backbone_and_cb_atoms
+THREADED = 1.5  # A: another residue's atom this close to an aromatic ring's centre is threaded through it
 
 
 def repackable(resname: str) -> bool:
@@ -125,3 +128,27 @@ def rescue_rotamers(topology, positions: np.ndarray, residues: set[int],
             changed[i] = tuple(round(float(np.degrees(
                 dihedral(*(pos[atoms[a]] for a in quad)))), 1) for quad in chis)
     return pos, changed
+
+
+def threaded_rings(protein: Protein) -> set[int]:
+    """Residues in a threaded ring: an aromatic ring with a heavy atom of another residue within
+    ``THREADED`` of its centre (never so in a real structure: atoms stay ~3.4 A from a ring's
+    face), and the residues whose side chains pass through it."""
+    pos, mask = protein.atom_positions, protein.atom_mask > 0
+    res, atom = np.nonzero(mask)
+    tree = cKDTree(pos[res, atom])
+    out: set[int] = set()
+    for i, a in enumerate(protein.aatype):
+        name = rc.resnames[int(a)] if a < len(rc.resnames) else "UNK"
+        for ring in rc.aromatic_ring_atoms.get(name, ()):
+            idx = [rc.atom_order[x] for x in ring]
+            if not mask[i, idx].all():
+                continue
+            for k in tree.query_ball_point(pos[i, idx].mean(0), THREADED):
+                j = int(res[k])
+                if j == i:
+                    continue
+                out.add(i)  # the ring moves; a side chain through it moves too
+                if rc.atom_types[atom[k]] not in BACKBONE_AND_CB and repackable(rc.resnames[int(protein.aatype[j])]):
+                    out.add(j)
+    return out

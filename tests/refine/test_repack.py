@@ -151,7 +151,7 @@ def test_repel_escalates_then_softens_then_releases(t1082):
 def test_threaded_rings_are_found_where_alphafold_test_structure_has_them(data_dir, real_structures):
     """with_violations_casp14 has Tyr48's and Trp128's rings threaded by other residues' atoms;
     real chains have none."""
-    from refine.openmm_backend import threaded_rings
+    from refine.repack import threaded_rings
 
     casp = load_structure(data_dir / "af2_relax" / "with_violations_casp14.pdb.gz")
     assert sorted(int(casp.residue_index[i]) for i in threaded_rings(casp)) == [48, 128]
