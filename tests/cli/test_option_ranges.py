@@ -4,6 +4,7 @@ before a model is loaded or a file touched); an empty --out is refused."""
 import pytest
 
 from af2struct.cli import build_parser
+from af2struct.predict.options import options_from_arguments
 
 BAD = [
     ("predict", ["--num-recycles", "-1"]), ("predict", ["--num-recycles", "1000000"]),
@@ -41,7 +42,8 @@ def test_empty_out_is_refused(command, capsys):
 def test_in_range_values_parse():
     a = build_parser().parse_args(["predict", *REQUIRED["predict"], "--seed", "4294967295", "--num-recycles", "3",
                                    "--relax-stiffness", "0"])
-    assert a.seed == 2**32 - 1 and a.num_recycles == 3 and a.relax_stiffness == 0.0
+    opts = options_from_arguments(a)
+    assert opts.model.seed == 2**32 - 1 and opts.model.num_recycles == 3 and opts.relax.config.stiffness == 0.0
 
 
 def test_an_unknown_device_is_refused_before_anything_runs(tmp_path):
