@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional, Tuple
 from af2struct.common.argtypes import SEED_MAX, float_in, int_in
 from af2struct.common.files import file_key
 from af2struct.common.options import add_dataclass_arguments, from_arguments, meta
+from af2struct.common.runner import fingerprint
 from af2struct.data.pdb_mirror import DEFAULT_MIRROR
 from af2struct.data.template_chains import valid_date
 from af2struct.data.template_search import SEARCH_METHODS
@@ -80,6 +81,12 @@ class MsaOptions:
         fingerprint as its file's content)."""
         db = Path(self.msa_db) if self.msa_db else None
         return {"msa_db": [file_key(db), self.msa_iterations] if db and db.is_file() else None}
+
+    def search_key(self, sequence: str) -> str:
+        """Names a ``--msa-db`` search of ``sequence`` kept between runs (what it searched: the
+        database file, its iterations)."""
+        db = Path(self.msa_db or "")
+        return fingerprint([sequence, file_key(db) if db.is_file() else str(db.resolve()), self.msa_iterations])
 
 
 @dataclasses.dataclass(frozen=True)

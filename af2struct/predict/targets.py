@@ -19,7 +19,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from af2struct.common import residue_constants as rc
-from af2struct.common.files import file_key
 from af2struct.common.io import STRUCTURE_SUFFIXES
 from af2struct.common.runner import RunFolder, file_digest, fingerprint
 from af2struct.data.msa import MsaError, parse_fasta, read_msa, read_text_file
@@ -208,9 +207,7 @@ def target_msa(inputs: TargetInputs, opts: PredictOptions):
 
 def msa_cache(folder: RunFolder, target: Target, opts: PredictOptions) -> Path:
     """Where a ``--msa-db`` search for ``target`` is kept between runs (named by what it searched)."""
-    db = Path(opts.msa.msa_db or "")
-    key = fingerprint([target.sequence, file_key(db) if db.is_file() else str(db.resolve()), opts.msa.msa_iterations])
-    return folder.cache_path("msas", f"{target.name}.{key}.a3m")
+    return folder.cache_path("msas", f"{target.name}.{opts.msa.search_key(target.sequence)}.a3m")
 
 
 @dataclasses.dataclass(frozen=True)
