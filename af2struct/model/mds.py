@@ -128,16 +128,11 @@ def fix_mirror_ca(x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch
     return x * sign
 
 
-def _stress(x, dist, w, far):
-    d = (((x[:, :, None] - x[:, None]) ** 2).sum(-1) + 1e-9).sqrt()
-    target = torch.where(far, torch.maximum(d, dist), dist)
-    return (w * (d - target) ** 2).sum((-1, -2)) / 2
-
-
 def _stress_and_grad(x, dist, w, far):
-    """``(stress [B], gradient [B, L, 3])`` of :func:`_stress` in closed form (no autograd:
-    the L-BFGS stage runs hundreds of these): d stress / d x_k = 2 sum_j c_kj (x_k - x_j) with
-    c = w (d - target) / d (far pairs beyond their bound have d = target)."""
+    """``(stress [B], gradient [B, L, 3])``: the weighted stress (far pairs count only below their
+    bound) and its gradient in closed form (no autograd: the L-BFGS stage runs hundreds of these):
+    d stress / d x_k = 2 sum_j c_kj (x_k - x_j) with c = w (d - target) / d (far pairs beyond
+    their bound have d = target)."""
     d = (((x[:, :, None] - x[:, None]) ** 2).sum(-1) + 1e-9).sqrt()
     target = torch.where(far, torch.maximum(d, dist), dist)
     resid = d - target
@@ -198,7 +193,7 @@ def weighted_mds(
     # stress at float32's noise floor (weighted RMS residual <= 0.001 A: distances met exactly,
     # e.g. a true trace's): done; further steps only stir rounding noise
     floor = STRESS_FLOOR * w.sum((-1, -2)) / 2
-    if lbfgs_iters > 0 and not bool((_stress(start, dist, w, far) <= floor).all()):
+    if lbfgs_iters > 0 and not bool((_stress_and_grad(start, dist, w, far)[0] <= floor).all()):
         start = _lbfgs_stress(start, dist.detach(), w.detach(), far, lbfgs_iters)
     x = start
     history = []

@@ -54,23 +54,14 @@ def pair_nll(ca: torch.Tensor, i: torch.Tensor, j: torch.Tensor, centres: torch.
              log_density: torch.Tensor) -> torch.Tensor:
     """Sum over pairs ``(i, j)`` of minus the interpolated log density of their distance in
     ``ca [L, 3]`` (``log_density [P, K]``), plus the wall below the first centre; beyond the
-    far bin's centre the density is flat."""
-    d = (ca[i] - ca[j]).norm(dim=-1).clamp(min=1e-3)
-    dc = d.clamp(max=float(centres[-1]))
-    k = centres.shape[0]
-    t = torch.bucketize(dc.detach(), centres).clamp(1, k - 1)
-    c0, c1 = centres[t - 1], centres[t]
-    a = ((dc - c0) / (c1 - c0)).clamp(0, 1)
-    lo = log_density.gather(1, (t - 1)[:, None])[:, 0]
-    hi = log_density.gather(1, t[:, None])[:, 0]
-    wall = (centres[0] - d).clamp(min=0) ** 2 * WALL
-    return (-((1 - a) * lo + a * hi) + wall).sum()
+    far bin's centre the density is flat. Differentiable (the energy of :func:`pair_nll_and_grad`)."""
+    return pair_nll_and_grad(ca, i, j, centres, log_density)[0]
 
 
 def pair_nll_and_grad(ca: torch.Tensor, i: torch.Tensor, j: torch.Tensor, centres: torch.Tensor,
                       log_density: torch.Tensor) -> tuple:
-    """:func:`pair_nll` and its gradient with respect to ``ca [L, 3]`` in closed form (the
-    refinement's L-BFGS evaluates it a hundred times or more; autograd through the gathers
+    """:func:`pair_nll`'s energy and its gradient with respect to ``ca [L, 3]`` in closed form
+    (the refinement's L-BFGS evaluates it a hundred times or more; autograd through the gathers
     cost more than the energy): ``(energy, gradient [L, 3])``."""
     diff = ca[i] - ca[j]
     d_raw = diff.norm(dim=-1)

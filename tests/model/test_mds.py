@@ -80,3 +80,20 @@ def test_mds_is_differentiable(traces):
     coords, _ = MDScaling(dist, weights=w, iters=20)
     coords.pow(2).sum().backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_the_stress_gradient_in_closed_form_is_autograds():
+    """MDS's L-BFGS stage uses _stress_and_grad's own gradient, far pairs (lower bounds) included."""
+    from af2struct.model.mds import _stress_and_grad
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 40, 3, generator=gen, dtype=torch.float64) * 10
+    dist = torch.cdist(torch.randn(2, 40, 3, generator=gen, dtype=torch.float64) * 10, x.detach()).clamp(max=20.0)
+    dist = (dist + dist.transpose(-1, -2)) / 2
+    w = torch.rand(2, 40, 40, generator=gen, dtype=torch.float64)
+    w = (w + w.transpose(-1, -2)) / 2 * (1 - torch.eye(40, dtype=torch.float64))
+    far = (dist - 20.0).abs() < 1e-4
+    assert far.any()
+    xa = x.clone().requires_grad_(True)
+    _stress_and_grad(xa, dist, w, far)[0].sum().backward()
+    torch.testing.assert_close(_stress_and_grad(x, dist, w, far)[1], xa.grad)

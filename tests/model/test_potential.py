@@ -115,3 +115,20 @@ def test_the_same_input_gives_the_same_trace_with_two_threads(monkeypatch):
     from af2struct.data.features import collate, make_example
     model.predict(collate([make_example(Protein.from_sequence("MKTAYIAKQRQISFVKSHFSRQ"))]))
     assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("scale", [8.0, 2.0])  # 2 A: many pairs below the first centre (the wall)
+def test_the_closed_form_gradient_is_autograds(scale):
+    """The refinement's L-BFGS uses pair_nll_and_grad's own gradient; it must be the energy's."""
+    from af2struct.model.potential import pair_nll_and_grad
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 3, generator=gen, dtype=torch.float64) * scale
+    i, j = torch.triu_indices(60, 60, 1)
+    centres, logd = bin_log_density(torch.randn(len(i), 37, generator=gen, dtype=torch.float64), 2.0, 20.0, 20.0)
+    xa = x.clone().requires_grad_(True)
+    pair_nll(xa, i, j, centres, logd).backward()
+    energy, grad = pair_nll_and_grad(x, i, j, centres, logd)
+    assert float(energy) == pytest.approx(float(pair_nll(x, i, j, centres, logd)))
+    # the log density and bin centres are float32 (bin_log_density): equal to float32's precision
+    torch.testing.assert_close(grad, xa.grad, rtol=1e-5, atol=1e-6)
