@@ -299,6 +299,11 @@ class _RelaxRun:
         input_clashes = find_clashes(protein, config.clash_overlap)  # what stiffer restraints pull back into
         stiffness = config.stiffness
         kept = None
+
+        def worth(clean: bool, trial_energy: float, trial_rmsd: float) -> bool:
+            """A step worth keeping: clean, below the input's energy, and closer by the minimum gain."""
+            return clean and trial_energy < initial_energy and trial_rmsd <= rmsd - PULL_BACK_MIN_GAIN
+
         while rmsd > config.target_rmsd and stiffness * PULL_BACK_FACTOR <= config.pull_back_stiffness_max + 1e-9:
             stiffness *= PULL_BACK_FACTOR
             step_config = dataclasses.replace(config, stiffness=stiffness, max_attempts=1)
@@ -306,7 +311,7 @@ class _RelaxRun:
             # worth keeping is then minimised to convergence and judged again
             scout = dataclasses.replace(step_config, max_iterations=PULL_BACK_SCOUT_ITERATIONS) \
                 if not 0 < config.max_iterations <= PULL_BACK_SCOUT_ITERATIONS else step_config
-            trial, trial_model, clean = current, relaxed, False
+            trial, trial_model, clean, trial_energy, trial_rmsd = current, relaxed, False, np.inf, np.inf
             for _ in range(PULL_BACK_TRIES):
                 near = find_clashes(trial_model, config.clash_overlap - NEAR_CONTACT) + input_clashes
                 for pair, (d0, _) in clash_pairs(self.topology, near, config).items():
@@ -325,10 +330,9 @@ class _RelaxRun:
                 if left == 0:
                     clean = True
                     break
-            if clean and scout is not step_config and trial_energy < initial_energy \
-                    and trial_rmsd <= rmsd - PULL_BACK_MIN_GAIN:
+            if scout is not step_config and worth(clean, trial_energy, trial_rmsd):
                 clean, trial, trial_model, trial_energy, trial_rmsd = self._converge(trial, step_config, repel)
-            if not clean or trial_energy >= initial_energy or trial_rmsd > rmsd - PULL_BACK_MIN_GAIN:
+            if not worth(clean, trial_energy, trial_rmsd):
                 break  # this stiffness costs a violation or more than the input's energy, or gains too little
             current, relaxed, energy, rmsd, kept = trial, trial_model, trial_energy, trial_rmsd, stiffness
         if kept is not None:

@@ -160,25 +160,25 @@ def resolve_inputs(targets: Sequence[Target], folder: RunFolder, opts: PredictOp
     """Every target's :class:`TargetInputs`; raises ``InputError`` for a run that cannot start
     (``--msa FILE`` with several targets, a missing ``--msa`` or ``--templates`` path)."""
     check_sources(opts.templates)
+    options_key = opts.key()  # the same for every target (weights digest, template sources): once
     out = []
     for t in targets:
         msa_file = _msa_file(t, opts, len(targets))
         native, note = _native_file(t, opts, len(targets))
         searched = msa_cache(folder, t, opts) if opts.msa.msa_db and msa_file is None else None
         out.append(TargetInputs(t, msa_file, searched, search_cache(folder, t.name, t.sequence, opts.templates), native,
-                                note,
-                                _fingerprint(t, opts, msa_file, native)))
+                                note, _fingerprint(t, options_key, msa_file, native)))
     return out
 
 
-def _fingerprint(target: Target, opts: PredictOptions, msa: Optional[Path], native: Optional[Path]) -> str:
+def _fingerprint(target: Target, options_key: Dict, msa: Optional[Path], native: Optional[Path]) -> str:
     """What a target's outputs depend on: its sequence and header, the content of its MSA and
-    native files, and every option that changes a result (each option group's ``key``: the
-    weights, recycles, seed, the MSA search, template sources, relax, format and plots; not the
-    device, workers, caches or progress)."""
+    native files, and every option that changes a result (``options_key``:
+    :meth:`PredictOptions.key`, each option group's ``key``: the weights, recycles, seed, the MSA
+    search, template sources, relax, format and plots; not the device, workers, caches or progress)."""
     return fingerprint({"sequence": target.sequence, "description": target.description,
                         "msa": file_digest(msa) if msa else None, "native": file_digest(native) if native else None,
-                        **opts.key()})
+                        **options_key})
 
 
 def check_target(target: Target, opts: PredictOptions) -> np.ndarray:

@@ -65,7 +65,7 @@ def _fingerprint(opts: PredictOptions) -> str:
     target = Target("T1082", "MKV")
     msa = predict_targets._msa_file(target, opts, 1)
     native, _ = predict_targets._native_file(target, opts, 1)
-    return predict_targets._fingerprint(target, opts, msa, native)
+    return predict_targets._fingerprint(target, opts.key(), msa, native)
 
 
 def test_every_option_changes_the_fingerprint_exactly_when_it_is_marked_to(data_dir, tmp_path):
