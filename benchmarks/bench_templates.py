@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Templates, measured: per target and on average, (a) the template copy (the top usable hit's
-Calpha positions on the aligned residues, the rest absent: the floor), (b) the model with
+Calpha positions on the aligned residues, the rest absent: the floor) and the best of the top
+five hits' copies (chosen by their TM-score against the native: an oracle), (b) the model with
 templates, (c) the model without, scored by TM-score and lDDT-CA over every native residue
-(absent residues count as wrong, as the metrics do).
+(absent residues count as wrong, as the metrics do). The summary also gives, over the chains
+whose top copy scores TM >= 0.8, the model's worst shortfall against that copy.
 
 Sets:
 * ``valid``: whole chains of the training run's held-out 30 %-identity clusters
@@ -139,8 +141,9 @@ def run_set(model, db, targets, casp: bool):
         calibration(pred0.plddt[obs], s0, "model", row)
         pae_calibration(pred0, true_bb, "model", row)
         if hits:
-            ca_c, present = template_copy_ca(hits[0], db, n)
-            row.update({f"copy_{k}": v for k, v in scores(ca_c[obs], present[obs], true).items()})
+            copies = [scores(c[obs], p[obs], true) for c, p in (template_copy_ca(h, db, n) for h in hits[:5])]
+            row.update({f"copy_{k}": v for k, v in copies[0].items()})
+            row.update({f"best5_{k}": v for k, v in max(copies, key=lambda c: c["tm"]).items()})
             feats = template_features(hits, db, n)
             ca_t, pred = model_ca(model, seq, feats)
             st = scores(ca_t[obs], np.ones(len(obs), bool), true, per_residue=True)
@@ -157,11 +160,16 @@ def summary(rows):
     hit = [r for r in rows if r["n_hits"]]
     nohit = [r for r in rows if not r["n_hits"]]
     out = {"n_with_hit": len(hit), "n_without_hit": len(nohit)}
-    for key in ("copy", "templates", "model"):
+    for key in ("copy", "best5", "templates", "model"):
         for m in ("tm", "lddt_ca"):
             vals = [r[f"{key}_{m}"] for r in hit if f"{key}_{m}" in r]
             if vals:
                 out[f"hit_{key}_{m}"] = round(float(np.mean(vals)), 4)
+    good = [r for r in hit if r.get("copy_tm", 0) >= 0.8 and "templates_tm" in r]
+    out["hit_copy_at_least_0.8"] = len(good)
+    if good:
+        worst = min(good, key=lambda r: r["templates_tm"] - r["copy_tm"])
+        out["hit_copy_at_least_0.8_worst"] = f'{worst["target"]} {worst["templates_tm"] - worst["copy_tm"]:+.4f}'
     for m in ("tm", "lddt_ca"):
         if nohit:
             out[f"nohit_model_{m}"] = round(float(np.mean([r[f"model_{m}"] for r in nohit])), 4)

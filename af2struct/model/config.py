@@ -125,6 +125,11 @@ class StructureConfig:
     # on template-free traces and moves a template-started one away from the truth, measured:
     # validation TM 0.74 -> 0.71, lDDT-CA 0.66 -> 0.60)
     se3_with_templates: bool = False
+    # with templates, a second start: the templates' trace refined on the distogram without MDS;
+    # the structure the distogram finds likelier is kept (MDS now and then pulls a small chain
+    # away from a right template: dev chains TM 0.802 -> 0.814, 1WU9_A 0.34 -> 0.65; starting
+    # from each template in turn or from classical MDS as well added nothing)
+    template_direct_start: bool = True
     # a template-started trace refined on the distogram's likelihood (chosen on 6 held-out
     # validation chains with templates: TM 0.769 -> 0.785, lDDT-CA 0.697 -> 0.719 at 100 steps;
     # 200 steps 0.788; far width 20 A beat 100 A)
@@ -160,6 +165,11 @@ class HeadsConfig:
     # 0 = no PAE head (checkpoints written before it)
     pae_bins: int = 64
     pae_max: float = 31.0
+    # PAE also from the written structure: per pair, both residues' pLDDT and template cover, the
+    # distance, its agreement with the distogram, the sequence separation
+    # (af2struct.model.heads.pae_context_features; False: from the pair alone, as checkpoints
+    # fitted before it, whose PAE of a templated model read the pair only)
+    pae_context: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

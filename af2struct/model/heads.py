@@ -206,17 +206,89 @@ class TorsionHead(nn.Module):
         return x / x.norm(dim=-1, keepdim=True).clamp(min=1e-6)
 
 
+PAE_CONTEXT_FEATURES = 12
+
+
+@torch.no_grad()
+def pae_context_features(logits: torch.Tensor, ca: torch.Tensor, plddt: torch.Tensor,
+                         support: Optional[torch.Tensor], agreement: torch.Tensor, mask: torch.Tensor,
+                         cfg: HeadsConfig) -> torch.Tensor:
+    """``[B, L, L, 12]`` per pair (row ``i``: the frame residue, column ``j``: the aligned one)
+    what the written structure says about its aligned error: pLDDT / 100 of ``i`` and of ``j``
+    (``plddt [B, L]``, 0-100); whether a template covers ``i``, ``j`` and how many templates
+    there are (``support [B, L, 3]`` of :func:`template_support`, ``None``: zeros); the
+    sequence separation ``log(1 + |i - j|) / 5``; the structure's Calpha distance ``d / 30``
+    (capped at 2) and its deviation from the distogram's mean ``|d - E[D]| / 10`` (capped at 1);
+    the distogram's ``P(|D - d| < 2 A)`` and entropy / 4; the expected lDDT of ``i`` and ``j``
+    (``agreement [B, L, 13]``'s 7th feature, :func:`expected_lddt_features`). A model copied
+    from a template is right where the template covers both residues and the distogram agrees;
+    a pair representation alone cannot see the structure the error is measured on."""
+    p = torch.softmax(logits.float(), -1)
+    d = torch.cdist(ca.float(), ca.float())
+    below = torch.cumsum(p, -1) - p
+    agree = _cdf(p, d + 2.0, cfg, below) - _cdf(p, d - 2.0, cfg, below)
+    centers = torch.cat([distogram_centers(p.shape[-1], cfg.distogram_min, cfg.distogram_max),
+                         torch.tensor([cfg.distogram_max + 1.0])]).to(p)
+    deviation = ((d - (p * centers).sum(-1)).abs() / 10).clamp(max=1)
+    entropy = -(p * p.clamp(min=1e-9).log()).sum(-1) / 4
+    n = ca.shape[1]
+    idx = torch.arange(n, device=ca.device, dtype=p.dtype)
+    sep = torch.log1p((idx[:, None] - idx[None]).abs()) / 5
+    if support is None:
+        support = p.new_zeros((*ca.shape[:2], TEMPLATE_SUPPORT_FEATURES))
+    q = plddt.float() / 100
+    lddt_exp = agreement[..., BASE_AGREEMENT_FEATURES].float()
+    cover = support[..., 1].float()
+
+    def rows(x):
+        return x[:, :, None].expand(-1, n, n)
+
+    def cols(x):
+        return x[:, None, :].expand(-1, n, n)
+
+    feats = torch.stack([rows(q), cols(q), rows(cover), cols(cover), rows(support[..., 2].float()),
+                         sep.expand_as(d), (d / 30).clamp(max=2), deviation, agree, entropy,
+                         rows(lddt_exp), cols(lddt_exp)], -1)
+    m = mask.bool()
+    return feats * (m[:, :, None] & m[:, None, :])[..., None]
+
+
 class PAEHead(nn.Module):
     """Pair ``[B, L, L, Cz]`` -> predicted aligned error logits ``[B, L, L, bins]`` (row ``i``:
-    the frame residue, column ``j``: the aligned residue; not symmetric)."""
+    the frame residue, column ``j``: the aligned residue; not symmetric). With
+    ``cfg.pae_context``, :meth:`with_context` adds what the written structure says
+    (:func:`pae_context_features`) through a zero-initialised network (a head trained without
+    it starts where it was)."""
 
     def __init__(self, z_dim: int, cfg: HeadsConfig) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(z_dim)
         self.proj = nn.Linear(z_dim, cfg.pae_bins)
+        self.context = None
+        if cfg.pae_context:
+            hidden = cfg.pae_bins
+            self.context = nn.Sequential(nn.Linear(PAE_CONTEXT_FEATURES, hidden), nn.ReLU(),
+                                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, cfg.pae_bins))
+            nn.init.zeros_(self.context[-1].weight)
+            nn.init.zeros_(self.context[-1].bias)
 
     def forward(self, z):
         return self.proj(self.norm(z))
+
+    def from_normalized(self, zn: torch.Tensor, feats: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits from ``zn``, the pair layer-normalised without its affine (``[..., Cz]``: what
+        the PAE stage caches), and (with context) ``feats [..., 12]``."""
+        logits = self.proj(zn * self.norm.weight + self.norm.bias)
+        return logits if self.context is None or feats is None else logits + self.context(feats.to(logits.dtype))
+
+    def with_context(self, logits: torch.Tensor, feats: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """``logits [B, L, L, bins]`` (from :meth:`forward`) plus the context network on
+        ``feats [B, L, L, 12]``, a block of ``chunk`` frame rows at a time (its hidden layers
+        are ``L x L x bins`` numbers each)."""
+        if self.context is None:
+            return logits
+        return torch.cat([logits[:, i:i + chunk] + self.context(feats[:, i:i + chunk].to(logits.dtype))
+                          for i in range(0, logits.shape[1], chunk)], 1)
 
 
 def pae_breaks(bins: int, pae_max: float, device=None) -> torch.Tensor:

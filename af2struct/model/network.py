@@ -27,13 +27,14 @@ from af2struct.model.heads import (
     PLDDTHead,
     TorsionHead,
     pae_bin_centers,
+    pae_context_features,
     pae_from_logits,
     plddt_from_logits,
     structure_agreement,
     template_support,
 )
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
-from af2struct.model.potential import refine_on_distogram
+from af2struct.model.potential import distogram_nll, refine_on_distogram
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.templates import template_trace
 from af2struct.model.trunk import Trunk, has_templates
@@ -216,6 +217,14 @@ class Af2StructModel(nn.Module):
                                           far_width=far_width, d_min=h.distogram_min,
                                           d_max=h.distogram_max)
             ca_init = _centered(ca_init, mask)
+            if init is not None and sc.template_direct_start:  # the trace itself, refined
+                direct = _centered(refine_on_distogram(init, out["distogram"], mask, iters=p_iters,
+                                                       far_width=far_width, d_min=h.distogram_min,
+                                                       d_max=h.distogram_max), mask)
+                nll = [distogram_nll(x, out["distogram"], mask, far_width, h.distogram_min, h.distogram_max)
+                       for x in (ca_init, direct)]
+                keep = (nll[1] < nll[0])[:, None, None]
+                ca_mds, ca_init = torch.where(keep, init, ca_mds), torch.where(keep, direct, ca_init)
         out = dict(out, ca_mds=ca_mds, ca_init=ca_init)
         if self._refiner is None or (init is not None and not sc.se3_with_templates):
             # without SE(3): N and C directions from the neighbours along the trace
@@ -228,6 +237,11 @@ class Af2StructModel(nn.Module):
         if h.plddt_context:
             agreement = structure_agreement(out["distogram"].detach(), out["ca"].detach(), mask, h)
             out["plddt_logits"] = self.plddt_head(out["single"], out["pair"], mask, agreement, support)
+            if self.pae_head is not None and self.pae_head.context is not None and "pae_logits" in out:
+                out["pae_context"] = pae_context_features(
+                    out["distogram"].detach(), out["ca"].detach(), plddt_from_logits(out["plddt_logits"].detach()),
+                    support, agreement, mask, h)
+                out["pae_logits"] = self.pae_head.with_context(out["pae_logits"], out["pae_context"])
         return out
 
 

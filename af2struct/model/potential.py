@@ -85,6 +85,25 @@ def pair_nll_and_grad(ca: torch.Tensor, i: torch.Tensor, j: torch.Tensor, centre
     return energy, grad
 
 
+@torch.no_grad()
+def distogram_nll(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                  far_width: float = 20.0, d_min: float = 2.0, d_max: float = 20.0) -> torch.Tensor:
+    """``[B]`` the mean over residue pairs of :func:`pair_nll` (what :func:`refine_on_distogram`
+    minimises) of ``ca [B, L, 3]`` under ``logits [B, L, L, K]``: lower is a structure the
+    distogram finds likelier (``inf`` for a chain of fewer than 3 ``mask`` residues)."""
+    b, n, _ = ca.shape
+    m = torch.ones(b, n, dtype=torch.bool, device=ca.device) if mask is None else mask.bool()
+    out = torch.full((b,), float("inf"), device=ca.device)
+    for k in range(b):
+        idx = m[k].nonzero()[:, 0]
+        if len(idx) < 3:
+            continue
+        i, j = torch.triu_indices(len(idx), len(idx), 1, device=ca.device)
+        centres, logd = bin_log_density(logits[k].detach()[idx][:, idx][i, j], d_min, d_max, far_width)
+        out[k] = pair_nll(ca[k, idx].float(), i, j, centres, logd) / len(i)
+    return out
+
+
 def refine_on_distogram(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
                         iters: int = 500, far_width: float = 20.0, d_min: float = 2.0,
                         d_max: float = 20.0) -> torch.Tensor:

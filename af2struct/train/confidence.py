@@ -114,11 +114,12 @@ def _example_key(ex: Example) -> str:
 
 
 class _Cache:
-    """``OUT/plddt_inputs.pt``: the records so far, tied to the initial checkpoint's digest."""
+    """``OUT/plddt_inputs.pt`` (or stage pae's file): the records so far, tied to the initial
+    checkpoint's digest and the record layout's ``version``."""
 
-    def __init__(self, path: Path, checkpoint_sha: str) -> None:
+    def __init__(self, path: Path, checkpoint_sha: str, version: int = CACHE_VERSION) -> None:
         self.path, self.sha = path, checkpoint_sha
-        self.data: Dict[str, Any] = {"version": CACHE_VERSION, "checkpoint_digest": checkpoint_sha,
+        self.data: Dict[str, Any] = {"version": version, "checkpoint_digest": checkpoint_sha,
                                      "train": [], "valid": []}
         if path.exists():
             try:
@@ -126,7 +127,7 @@ class _Cache:
             except Exception as exc:  # noqa: BLE001 - an unreadable cache is rebuilt, not trusted
                 logger.warning("%s unreadable (%s); predicting the chains again", path, exc)
                 return
-            if old.get("version") == CACHE_VERSION and old.get("checkpoint_digest") == checkpoint_sha:
+            if old.get("version") == version and old.get("checkpoint_digest") == checkpoint_sha:
                 self.data = old
                 logger.info("%s: %d training and %d validation chains already predicted", path,
                             len(old["train"]), len(old["valid"]))
@@ -138,8 +139,10 @@ class _Cache:
             torch.save(self.data, tmp)
 
 
-def _fill(cache: _Cache, split: str, examples, count: int, model: Af2StructModel, progress: bool) -> List[Inputs]:
-    """Predict chains from ``examples`` (an iterator) until ``count`` distinct ones are cached."""
+def _fill(cache: _Cache, split: str, examples, count: int, model: Af2StructModel, progress: bool,
+          record: Callable[[Af2StructModel, Example], Inputs] = plddt_inputs) -> List[Inputs]:
+    """Predict chains from ``examples`` (an iterator) until ``count`` distinct ones are cached
+    (``record``: a chain's cached inputs)."""
     records = cache.data[split]
     keys = cache.data.setdefault(split + "_keys", [])
     seen = set(keys)
@@ -152,7 +155,7 @@ def _fill(cache: _Cache, split: str, examples, count: int, model: Af2StructModel
             continue
         seen.add(key)
         keys.append(key)
-        records.append(plddt_inputs(model, ex))
+        records.append(record(model, ex))
         bar.update()
         if len(records) % 20 == 0:
             cache.save()
@@ -161,10 +164,10 @@ def _fill(cache: _Cache, split: str, examples, count: int, model: Af2StructModel
     return records[:count]  # a cache filled by a run that asked for more
 
 
-def _initial_model(path: str, overrides) -> Tuple[Af2StructModel, ModelConfig]:
+def _initial_model(path: str, overrides, head: str = "plddt_head.") -> Tuple[Af2StructModel, ModelConfig]:
     """The checkpoint's model in eval mode, its config changed by ``overrides``; only tensors of
-    the pLDDT head may be new (e.g. ``heads.plddt_expected_lddt=true`` on an older checkpoint:
-    they start at zero, so the head starts where it was)."""
+    the ``head`` being fitted may be new (e.g. ``heads.plddt_expected_lddt=true`` on an older
+    checkpoint: they start at zero, so the head starts where it was)."""
     payload = load_checkpoint(path)
     model_config = config_from_checkpoint(payload).with_overrides(overrides)
     model = Af2StructModel(model_config)
@@ -172,11 +175,11 @@ def _initial_model(path: str, overrides) -> Tuple[Af2StructModel, ModelConfig]:
         missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the model ({exc})") from None
-    foreign = [k for k in missing if not k.startswith("plddt_head.")] + list(unexpected)
+    foreign = [k for k in missing if not k.startswith(head)] + list(unexpected)
     if foreign:
         raise CheckpointError(f"{path}: weights do not fit the model ({len(foreign)} tensors, e.g. {foreign[:2]})")
     if missing:
-        logger.info("new pLDDT head tensors (zero-initialised where they add in): %s", missing)
+        logger.info("new %s tensors (zero-initialised where they add in): %s", head.rstrip("."), missing)
     return model.eval(), model_config
 
 
@@ -186,35 +189,60 @@ def calibrate_plddt(cfg, training_data, lr_at: Callable[[int], float]) -> Dict[s
     ``crop_size`` residues; ``steps``, ``lr``, ``warmup``, ``eval_every``, ``seed``).
     ``training_data``: ``(TrainingMix, validation examples)`` as ``load_training_data`` makes them;
     ``lr_at(step)``: the learning-rate schedule. Returns the best validation metrics."""
+    model, model_config, train, valid = cached_chains(cfg, training_data, "plddt", "plddt_inputs.pt",
+                                                      CACHE_VERSION, plddt_inputs)
+    logger.info("fitting the pLDDT head on %d whole chains (%d residues), validating on %d", len(train),
+                sum(int(r["mask"].sum()) for r in train), len(valid))
+    return fit_head(model, model_config, model.plddt_head, "plddt", train, valid, _loss_rec, confidence_metrics,
+                    "valid_plddt", cfg, lr_at)
+
+
+def cached_chains(cfg, training_data, stage: str, cache_file: str, version: int,
+                  record: Callable[[Af2StructModel, Example], Inputs]):
+    """``(model, model_config, train, valid)`` for a head-fitting stage: the ``--init-from``
+    model (only the stage's head may have new tensors), and the ``record``s of ``max_valid``
+    validation and ``plddt_chains`` training chains, predicted once and cached in
+    ``OUT/cache_file`` (resumable; training chains without a known residue dropped)."""
     if not cfg.init_from:
-        raise ValueError("stage plddt calibrates a trained model: give --init-from CHECKPOINT")
+        raise ValueError(f"stage {stage} calibrates a trained model: give --init-from CHECKPOINT")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model, model_config = _initial_model(cfg.init_from, cfg.model_overrides)
+    model, model_config = _initial_model(cfg.init_from, cfg.model_overrides, f"{stage}_head.")
     mix, valid_examples = training_data
     if not valid_examples:
-        raise ValueError("stage plddt selects on validation chains: give --clusters/--manifest with "
+        raise ValueError(f"stage {stage} selects on validation chains: give --clusters/--manifest with "
                          "--valid-fraction > 0, or --valid-data")
-    cache = _Cache(out / "plddt_inputs.pt", file_digest(cfg.init_from))
-    valid = _fill(cache, "valid", iter(valid_examples), len(valid_examples), model, cfg.progress)
+    cache = _Cache(out / cache_file, file_digest(cfg.init_from), version)
+    valid = _fill(cache, "valid", iter(valid_examples), len(valid_examples), model, cfg.progress, record)
     draws = (mix.sample(k, 0) for k in range(100 * cfg.plddt_chains))
-    train = _fill(cache, "train", draws, cfg.plddt_chains, model, cfg.progress)
-    train = [r for r in train if r["mask"].any()]
-    logger.info("fitting the pLDDT head on %d whole chains (%d residues), validating on %d", len(train),
-                sum(int(r["mask"].sum()) for r in train), len(valid))
+    train = _fill(cache, "train", draws, cfg.plddt_chains, model, cfg.progress, record)
+    return model, model_config, [r for r in train if r["mask"].any()], valid
 
+
+def _loss_rec(model: Af2StructModel, rec: Inputs) -> torch.Tensor:
+    return _loss(_logits(model, rec), rec)
+
+
+def fit_head(model: Af2StructModel, model_config: ModelConfig, head: torch.nn.Module, stage: str,
+             train: List[Inputs], valid: List[Inputs], loss: Callable[[Af2StructModel, Inputs], torch.Tensor],
+             metrics: Callable[[Af2StructModel, List[Inputs]], Dict[str, float]], select: str, cfg,
+             lr_at: Callable[[int], float]) -> Dict[str, Any]:
+    """Fit ``head`` alone (the rest frozen) over cached ``train`` records, one chain a step, for
+    ``cfg.steps`` AdamW steps; every ``cfg.eval_every`` steps the ``metrics`` on ``valid``; keep
+    the step with the lowest ``select`` metric (step 0: the checkpoint's head). Writes
+    ``OUT/metrics.jsonl`` and ``OUT/best.pt``; returns the best metrics."""
+    out = Path(cfg.out)
     for p in model.parameters():
         p.requires_grad_(False)
-    params = list(model.plddt_head.parameters())
+    params = list(head.parameters())
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng([cfg.seed, 104729])
-    log_path = out / "metrics.jsonl"
     rows = []
-    best = dict(confidence_metrics(model, valid), step=0)
-    best_state = {k: v.clone() for k, v in model.plddt_head.state_dict().items()}
+    best = dict(metrics(model, valid), step=0)
+    best_state = {k: v.clone() for k, v in head.state_dict().items()}
     rows.append(best)
     logger.info("step 0 (the checkpoint's head): %s", {k: round(v, 4) for k, v in best.items()})
     order: List[int] = []
@@ -224,22 +252,22 @@ def calibrate_plddt(cfg, training_data, lr_at: Callable[[int], float]) -> Dict[s
         rec = train[order.pop()]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = _loss(_logits(model, rec), rec)
+        value = loss(model, rec)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.clip)
         opt.step()
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            metrics = dict(confidence_metrics(model, valid), step=step + 1)
-            rows.append(metrics)
-            logger.info("step %d: %s", step + 1, {k: round(v, 4) for k, v in metrics.items()})
-            if metrics["valid_plddt"] < best["valid_plddt"]:
-                best = metrics
-                best_state = {k: v.clone() for k, v in model.plddt_head.state_dict().items()}
-    with atomic_path(log_path) as tmp:
+            m = dict(metrics(model, valid), step=step + 1)
+            rows.append(m)
+            logger.info("step %d: %s", step + 1, {k: round(v, 4) for k, v in m.items()})
+            if m[select] < best[select]:
+                best = m
+                best_state = {k: v.clone() for k, v in head.state_dict().items()}
+    with atomic_path(out / "metrics.jsonl") as tmp:
         Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    model.plddt_head.load_state_dict(best_state)
-    state = {"step": best["step"], "stage": "plddt", "init_from": str(cfg.init_from),
+    head.load_state_dict(best_state)
+    state = {"step": best["step"], "stage": stage, "init_from": str(cfg.init_from),
              "train_chains": len(train), "valid_chains": len(valid)}
     save_checkpoint(out / "best.pt", model, model_config, state, None,
                     {k: v for k, v in best.items() if isinstance(v, float) and math.isfinite(v)})

@@ -12,7 +12,7 @@ from af2struct.common.argtypes import SEED_MAX, float_in, int_in
 from af2struct.common.options import meta
 from af2struct.model.config import PRESETS, StructureConfig, preset
 
-STAGES = ("distogram", "full", "plddt")
+STAGES = ("distogram", "full", "plddt", "pae")
 #: the command line's option groups, in order
 GROUPS = ("data", "templates", "model and run", "optimiser", "losses", "logging")
 
@@ -37,7 +37,9 @@ class TrainConfig:
         preset: model size (af2struct.model.config)
         stage: distogram: trunk + heads; full: adds MDS + SE(3) refinement with structure and pLDDT
             losses; plddt: the pLDDT head alone, on whole chains (e.g. --crop-size 400
-            --plddt-chains 600 --steps 6000 --lr 1e-3)
+            --plddt-chains 600 --steps 6000 --lr 1e-3); pae: the PAE head alone, on whole chains
+            predicted and written as predict writes them (the same options, with --set
+            heads.pae_context=true)
         valid_data: validation chains (pickle or folder) instead of a cluster split
         manifest: alternatively, a TSV with name and cluster40/cluster columns
         backbone_db: backbone-only chains: a chains_backbone.npz (e.g. ../shared/data/pdb2018_backbone)
@@ -70,8 +72,8 @@ class TrainConfig:
         mds_iters: SMACOF iterations while training (stage full; a tenth of prediction's)
         freeze_trunk: train only the structure module and heads on a frozen trunk (fast second stage)
         mds_lbfgs_iters: L-BFGS stress iterations while training (stage full)
-        plddt_chains: stage plddt: distinct training chains predicted (each once, ~3 s at 200
-            residues on a CPU core)
+        plddt_chains: stages plddt and pae: distinct training chains predicted (each once, ~3 s at
+            200 residues on a CPU core)
         potential_iters: stage full: L-BFGS iterations on the distogram's likelihood between MDS and
             SE(3) while training (predict and stage plddt use the model's own structure.potential_iters)
         init_from: checkpoint to start from: its weights and config (changed by --set; new tensors
@@ -151,8 +153,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}")
-        if self.stage == "plddt" and (not self.init_from or self.plddt_chains < 1):
-            raise ValueError("stage plddt calibrates a trained model: give init_from and plddt_chains >= 1")
+        if self.stage in ("plddt", "pae") and (not self.init_from or self.plddt_chains < 1):
+            raise ValueError(f"stage {self.stage} calibrates a trained model: give init_from and plddt_chains >= 1")
         if self.batch_size < 1 or self.accum < 1 or self.steps < 0:
             raise ValueError("batch_size and accum must be >= 1, steps >= 0")
         if not self.data and not self.backbone_db:

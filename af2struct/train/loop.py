@@ -29,6 +29,7 @@ from af2struct.train.config import TrainConfig
 from af2struct.train.data import load_training_data
 from af2struct.train.losses import long_range_contact_precision, total_loss
 from af2struct.train.metrics_log import plot_curve, trim_log
+from af2struct.train.pae_fit import calibrate_pae
 from af2struct.train.precision import use_bf16_autocast
 from af2struct.train.sampling import TrainingMix
 
@@ -209,6 +210,8 @@ def train(cfg: TrainConfig, model_config: Optional[ModelConfig] = None) -> Dict[
     pLDDT head, on whole chains, and writes ``best.pt`` and ``metrics.jsonl``."""
     if cfg.stage == "plddt":
         return calibrate_plddt(cfg, load_training_data(cfg), lambda step: _lr_at(step, cfg))
+    if cfg.stage == "pae":
+        return calibrate_pae(cfg, load_training_data(cfg), lambda step: _lr_at(step, cfg))
     return TrainingRun(cfg, model_config).run()
 
 

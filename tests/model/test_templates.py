@@ -10,7 +10,8 @@ from af2struct import Alphafold2
 from af2struct.data.features import collate, make_example
 from af2struct.data.template_search import TemplateDB
 from af2struct.data.templates import read_hits_table, template_features
-from af2struct.model.templates import pseudo_beta
+from af2struct.model.potential import distogram_nll, refine_on_distogram
+from af2struct.model.templates import pseudo_beta, template_trace
 from af2struct.predict.pipeline import load_default_model
 
 
@@ -101,3 +102,30 @@ def test_shipped_model_without_templates_is_the_model_without_template_modules(s
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
         torch.testing.assert_close(a[k], c[k], atol=0, rtol=0)
     assert (with_t["distogram"] - a["distogram"]).abs().max() > 0.1  # trained: the template is read
+
+
+def test_a_templated_structure_is_the_likelier_of_its_two_starts(sample):
+    """With templates the trace is refined twice, from MDS on the templates' trace and from
+    that trace itself; the one the distogram finds likelier is kept (never the worse)."""
+    db, hits = sample
+    model, _ = load_default_model()
+    batch = _batch(db, hits)
+    mask = batch["seq_mask"] > 0
+    templates = {k: v for k, v in batch.items() if k.startswith("template_")}
+    sc = model.config.structure
+    with torch.no_grad():
+        out = model(batch=batch, return_all=True)
+        both = model.structure(dict(out), mask, templates=templates)
+        model.config = dataclasses.replace(model.config, structure=dataclasses.replace(sc, template_direct_start=False))
+        mds_only = model.structure(dict(out), mask, templates=templates)
+        model.config = dataclasses.replace(model.config, structure=sc)
+    h = model.config.heads
+
+    def nll(ca):
+        return float(distogram_nll(ca, out["distogram"], mask, sc.template_potential_far_width, h.distogram_min,
+                                   h.distogram_max)[0])
+
+    direct = refine_on_distogram(template_trace(templates)[0], out["distogram"], mask, sc.template_potential_iters,
+                                 sc.template_potential_far_width, h.distogram_min, h.distogram_max)
+    assert nll(both["ca"]) == pytest.approx(min(nll(mds_only["ca"]), nll(direct)), abs=1e-5)
+    assert abs(nll(mds_only["ca"]) - nll(direct)) > 1e-3  # the two starts differ here: the choice is tested
