@@ -4,7 +4,7 @@ the pair (1.9.7) and side-chain torsions (as Algorithm 20's angle outputs)."""
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -206,21 +206,25 @@ class TorsionHead(nn.Module):
         return x / x.norm(dim=-1, keepdim=True).clamp(min=1e-6)
 
 
-PAE_CONTEXT_FEATURES = 12
+PAE_CONTEXT_FEATURES = 15
+NEIGHBOURHOOD = 12.0  # A: the frame residue's neighbourhood, whose pLDDT says how well its frame sits
 
 
 @torch.no_grad()
 def pae_context_features(logits: torch.Tensor, ca: torch.Tensor, plddt: torch.Tensor,
                          support: Optional[torch.Tensor], agreement: torch.Tensor, mask: torch.Tensor,
-                         cfg: HeadsConfig) -> torch.Tensor:
-    """``[B, L, L, 12]`` per pair (row ``i``: the frame residue, column ``j``: the aligned one)
+                         cfg: HeadsConfig, templates: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+    """``[B, L, L, 15]`` per pair (row ``i``: the frame residue, column ``j``: the aligned one)
     what the written structure says about its aligned error: pLDDT / 100 of ``i`` and of ``j``
     (``plddt [B, L]``, 0-100); whether a template covers ``i``, ``j`` and how many templates
     there are (``support [B, L, 3]`` of :func:`template_support`, ``None``: zeros); the
     sequence separation ``log(1 + |i - j|) / 5``; the structure's Calpha distance ``d / 30``
     (capped at 2) and its deviation from the distogram's mean ``|d - E[D]| / 10`` (capped at 1);
     the distogram's ``P(|D - d| < 2 A)`` and entropy / 4; the expected lDDT of ``i`` and ``j``
-    (``agreement [B, L, 13]``'s 7th feature, :func:`expected_lddt_features`). A model copied
+    (``agreement [B, L, 13]``'s 7th feature, :func:`expected_lddt_features`); whether one
+    template has both residues and, over those, the least ``|d - d_template| / 10`` (capped at
+    1; 1 where none: ``templates``, the model's template features); the mean pLDDT / 100 of the
+    residues within 12 A of ``i`` (how well its frame's surroundings are placed). A model copied
     from a template is right where the template covers both residues and the distogram agrees;
     a pair representation alone cannot see the structure the error is measured on."""
     p = torch.softmax(logits.float(), -1)
@@ -231,14 +235,19 @@ def pae_context_features(logits: torch.Tensor, ca: torch.Tensor, plddt: torch.Te
                          torch.tensor([cfg.distogram_max + 1.0])]).to(p)
     deviation = ((d - (p * centers).sum(-1)).abs() / 10).clamp(max=1)
     entropy = -(p * p.clamp(min=1e-9).log()).sum(-1) / 4
-    n = ca.shape[1]
+    b, n = ca.shape[:2]
     idx = torch.arange(n, device=ca.device, dtype=p.dtype)
     sep = torch.log1p((idx[:, None] - idx[None]).abs()) / 5
     if support is None:
-        support = p.new_zeros((*ca.shape[:2], TEMPLATE_SUPPORT_FEATURES))
+        support = p.new_zeros((b, n, TEMPLATE_SUPPORT_FEATURES))
+    m = mask.bool()
+    pair_mask = m[:, :, None] & m[:, None, :]
     q = plddt.float() / 100
     lddt_exp = agreement[..., BASE_AGREEMENT_FEATURES].float()
     cover = support[..., 1].float()
+    both, tpl_dev = _template_pair_agreement(d, templates, b, n)
+    near = (d < NEIGHBOURHOOD) & pair_mask
+    local_q = (near * q[:, None, :]).sum(-1) / near.sum(-1).clamp(min=1)
 
     def rows(x):
         return x[:, :, None].expand(-1, n, n)
@@ -248,9 +257,32 @@ def pae_context_features(logits: torch.Tensor, ca: torch.Tensor, plddt: torch.Te
 
     feats = torch.stack([rows(q), cols(q), rows(cover), cols(cover), rows(support[..., 2].float()),
                          sep.expand_as(d), (d / 30).clamp(max=2), deviation, agree, entropy,
-                         rows(lddt_exp), cols(lddt_exp)], -1)
-    m = mask.bool()
-    return feats * (m[:, :, None] & m[:, None, :])[..., None]
+                         rows(lddt_exp), cols(lddt_exp), both, tpl_dev, rows(local_q)], -1)
+    return feats * pair_mask[..., None]
+
+
+def _template_pair_agreement(d: torch.Tensor, templates: Optional[Dict[str, torch.Tensor]], b: int,
+                             n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(both, deviation)`` ``[B, L, L]``: whether one template has both residues, and the least
+    ``|d - d_template| / 10`` (capped at 1) over such templates (1 where none)."""
+    both = d.new_zeros((b, n, n))
+    dev = d.new_ones((b, n, n))
+    if not has_template_backbone(templates):
+        return both, dev
+    x = templates["template_backbone"][..., 1, :].float()  # [B, T, L, 3]
+    have = templates["template_backbone_mask"].bool() & templates["template_mask"].bool()[..., None]
+    for t in range(x.shape[1]):
+        pair = have[:, t, :, None] & have[:, t, None, :]
+        gap = ((d - torch.cdist(x[:, t], x[:, t])).abs() / 10).clamp(max=1)
+        dev = torch.where(pair, torch.minimum(dev, gap), dev)
+        both = torch.maximum(both, pair.float())
+    return both, dev
+
+
+def has_template_backbone(templates: Optional[Dict[str, torch.Tensor]]) -> bool:
+    """Whether ``templates`` (a feature batch's ``template_*``) hold at least one template's backbone."""
+    return bool(templates) and "template_backbone" in templates and templates["template_backbone"].shape[1] > 0 \
+        and bool(templates["template_mask"].any())
 
 
 class PAEHead(nn.Module):

@@ -192,12 +192,13 @@ class Af2StructModel(nn.Module):
                 if bool(known.any(-1).all()):
                     init = _centered(ca_t, mask)
             support = template_support(templates, mask) if has_templates(templates) else None
-            return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters, init, support)
+            return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters, init, support,
+                                   templates if has_templates(templates) else None)
 
     def _structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool,
                    mds_iters: Optional[int], lbfgs_iters: int, potential_iters: Optional[int],
-                   init: Optional[torch.Tensor] = None,
-                   support: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                   init: Optional[torch.Tensor] = None, support: Optional[torch.Tensor] = None,
+                   templates: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         h = self.config.heads
         sc = self.config.structure
         iters = sc.mds_iters if mds_iters is None else mds_iters
@@ -240,7 +241,7 @@ class Af2StructModel(nn.Module):
             if self.pae_head is not None and self.pae_head.context is not None and "pae_logits" in out:
                 out["pae_context"] = pae_context_features(
                     out["distogram"].detach(), out["ca"].detach(), plddt_from_logits(out["plddt_logits"].detach()),
-                    support, agreement, mask, h)
+                    support, agreement, mask, h, templates)
                 out["pae_logits"] = self.pae_head.with_context(out["pae_logits"], out["pae_context"])
         return out
 

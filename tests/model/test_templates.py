@@ -10,6 +10,8 @@ from af2struct import Alphafold2
 from af2struct.data.features import collate, make_example
 from af2struct.data.template_search import TemplateDB
 from af2struct.data.templates import read_hits_table, template_features
+from af2struct.model.config import HeadsConfig
+from af2struct.model.heads import PAE_CONTEXT_FEATURES, pae_context_features
 from af2struct.model.potential import distogram_nll, refine_on_distogram
 from af2struct.model.templates import pseudo_beta, template_trace
 from af2struct.predict.pipeline import load_default_model
@@ -129,3 +131,29 @@ def test_a_templated_structure_is_the_likelier_of_its_two_starts(sample):
                                  sc.template_potential_far_width, h.distogram_min, h.distogram_max)
     assert nll(both["ca"]) == pytest.approx(min(nll(mds_only["ca"]), nll(direct)), abs=1e-5)
     assert abs(nll(mds_only["ca"]) - nll(direct)) > 1e-3  # the two starts differ here: the choice is tested
+
+
+def test_pae_context_reads_where_a_template_has_both_residues(sample):
+    """The PAE context's template columns: 1 where one template has both residues (else 0), and
+    the least distance gap to such a template, 0 for a template that is the structure itself."""
+    db, hits = sample
+    batch = _batch(db, hits)
+    templates = {k: v for k, v in batch.items() if k.startswith("template_")}
+    mask = batch["seq_mask"] > 0
+    n = mask.shape[1]
+    ca = templates["template_backbone"][:, 0, :, 1].clone()
+    have = templates["template_backbone_mask"][0, 0].bool()
+    ca[0, ~have] = torch.randn(int((~have).sum()), 3) * 10  # where the first template has no residue
+    cfg = HeadsConfig()
+    logits = torch.zeros(1, n, n, cfg.distogram_bins)
+    feats = pae_context_features(logits, ca, torch.full((1, n), 50.0), None, torch.zeros(1, n, 13), mask, cfg,
+                                 templates)
+    assert feats.shape == (1, n, n, PAE_CONTEXT_FEATURES)
+    pair = have[:, None] & have[None, :]
+    assert bool((feats[0, ..., 12][pair] == 1).all()) and bool((feats[0, ..., 13][pair] < 1e-5).all())
+    anyone = (templates["template_backbone_mask"][0].bool() & templates["template_mask"][0].bool()[:, None])
+    covered = (anyone[:, :, None] & anyone[:, None, :]).any(0)
+    assert torch.equal(feats[0, ..., 12].bool(), covered)
+    assert bool((feats[0, ..., 13][~covered] == 1).all())
+    without = pae_context_features(logits, ca, torch.full((1, n), 50.0), None, torch.zeros(1, n, 13), mask, cfg)
+    assert bool((without[..., 12] == 0).all()) and torch.equal(without[..., :12], feats[..., :12])
