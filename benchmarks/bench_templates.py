@@ -223,7 +223,8 @@ def timing(model, db, lengths=(100, 200, 400)):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--sets", nargs="+", default=["valid", "casp14"], choices=["valid", "casp14"])
+    ap.add_argument("--sets", nargs="*", default=["valid", "casp14"], choices=["valid", "casp14"],
+                    help="sets to fold (none: only --timing)")
     ap.add_argument("--n-hit", type=int, default=30, help="validation chains with a usable template")
     ap.add_argument("--n-nohit", type=int, default=10, help="validation chains without one")
     ap.add_argument("--max-len", type=int, default=300)
