@@ -43,6 +43,13 @@ def _cdf(p: torch.Tensor, x: torch.Tensor, cfg: HeadsConfig, below: Optional[tor
     return (below.gather(-1, k[..., None]) + p.gather(-1, k[..., None]) * frac[..., None])[..., 0]
 
 
+def _mean_distance(p: torch.Tensor, cfg: HeadsConfig) -> torch.Tensor:
+    """``E[D]`` ``[...]`` under the distogram ``p [..., K]`` (the far bin counted at ``distogram_max`` + 1 A)."""
+    centers = torch.cat([distogram_centers(p.shape[-1], cfg.distogram_min, cfg.distogram_max),
+                         torch.tensor([cfg.distogram_max + 1.0])]).to(p)
+    return (p * centers).sum(-1)
+
+
 def expected_lddt_features(p: torch.Tensor, d: torch.Tensor, mask: torch.Tensor, cfg: HeadsConfig,
                            radius: float = 15.0) -> torch.Tensor:
     """``[B, L, 7]``: the lDDT-CA a structure with Calpha distances ``d [B, L, L]`` would score
@@ -63,9 +70,7 @@ def expected_lddt_features(p: torch.Tensor, d: torch.Tensor, mask: torch.Tensor,
     def wmean(x, weight):
         return (x * weight).sum(-1) / weight.sum(-1).clamp(min=1e-6)
 
-    centers = torch.cat([distogram_centers(p.shape[-1], cfg.distogram_min, cfg.distogram_max),
-                         torch.tensor([cfg.distogram_max + 1.0])]).to(p)
-    deviation = ((d - (p * centers).sum(-1)).abs() / 10).clamp(max=1)
+    deviation = ((d - _mean_distance(p, cfg)).abs() / 10).clamp(max=1)
     pos = idx.to(p.dtype)[None]
     last = m.sum(-1, keepdim=True).to(p.dtype) - 1  # [B, 1]
     terminus = torch.log1p(torch.minimum(pos, last - pos).clamp(min=0)) / 5
@@ -231,9 +236,7 @@ def pae_context_features(logits: torch.Tensor, ca: torch.Tensor, plddt: torch.Te
     d = torch.cdist(ca.float(), ca.float())
     below = torch.cumsum(p, -1) - p
     agree = _cdf(p, d + 2.0, cfg, below) - _cdf(p, d - 2.0, cfg, below)
-    centers = torch.cat([distogram_centers(p.shape[-1], cfg.distogram_min, cfg.distogram_max),
-                         torch.tensor([cfg.distogram_max + 1.0])]).to(p)
-    deviation = ((d - (p * centers).sum(-1)).abs() / 10).clamp(max=1)
+    deviation = ((d - _mean_distance(p, cfg)).abs() / 10).clamp(max=1)
     entropy = -(p * p.clamp(min=1e-9).log()).sum(-1) / 4
     b, n = ca.shape[:2]
     idx = torch.arange(n, device=ca.device, dtype=p.dtype)

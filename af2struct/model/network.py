@@ -26,6 +26,7 @@ from af2struct.model.heads import (
     PAEHead,
     PLDDTHead,
     TorsionHead,
+    has_template_backbone,
     pae_bin_centers,
     pae_context_features,
     pae_from_logits,
@@ -186,8 +187,8 @@ class Af2StructModel(nn.Module):
         out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
         with torch.autocast(out["distogram"].device.type, enabled=False):
             init = None
-            if templates is not None and self.config.structure.template_init and self.trunk.template is not None \
-                    and has_templates(templates) and "template_backbone" in templates:
+            if self.config.structure.template_init and self.trunk.template is not None \
+                    and has_template_backbone(templates):
                 ca_t, known = template_trace(templates)
                 if bool(known.any(-1).all()):
                     init = _centered(ca_t, mask)
