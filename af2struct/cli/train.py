@@ -29,7 +29,9 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
         "validation), OUT/metrics.jsonl and OUT/loss.png. Stage 'distogram' trains trunk and heads; stage "
         "'full' adds MDS + SE(3) refinement with structure and pLDDT losses; stage 'plddt' refits only the "
         "pLDDT head of a trained model (--init-from) on whole chains of up to --crop-size residues, predicted "
-        "once as predict does (cached in OUT/plddt_inputs.pt), selected on --max-valid validation chains."
+        "once as predict does (cached in OUT/plddt_inputs.pt), selected on --max-valid validation chains; "
+        "stage 'pae' refits the PAE head the same way on the structures predict writes (cached in "
+        "OUT/pae_inputs.pt; --set heads.pae_context=true gives an older head the structure's context)."
     )
     p.formatter_class = HelpFormatter
     add_dataclass_arguments(p, TrainConfig)  # every setting, from the dataclass (train/config.py)
