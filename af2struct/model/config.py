@@ -168,9 +168,9 @@ class HeadsConfig:
     pae_bins: int = 64
     pae_max: float = 31.0
     # PAE also from the written structure: per pair, both residues' pLDDT and template cover, the
-    # distance, its agreement with the distogram, the sequence separation
-    # (af2struct.model.heads.pae_context_features; False: from the pair alone, as checkpoints
-    # fitted before it, whose PAE of a templated model read the pair only)
+    # distance, its agreement with the distogram and with a template that has both residues, the
+    # sequence separation (af2struct.model.heads.pae_context_features; needs plddt_context;
+    # False: from the pair alone, as checkpoints fitted before it)
     pae_context: bool = False
 
 

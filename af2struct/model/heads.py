@@ -312,13 +312,13 @@ class PAEHead(nn.Module):
 
     def from_normalized(self, zn: torch.Tensor, feats: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits from ``zn``, the pair layer-normalised without its affine (``[..., Cz]``: what
-        the PAE stage caches), and (with context) ``feats [..., 12]``."""
+        the PAE stage caches), and (with context) ``feats [..., 15]``."""
         logits = self.proj(zn * self.norm.weight + self.norm.bias)
         return logits if self.context is None or feats is None else logits + self.context(feats.to(logits.dtype))
 
     def with_context(self, logits: torch.Tensor, feats: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """``logits [B, L, L, bins]`` (from :meth:`forward`) plus the context network on
-        ``feats [B, L, L, 12]``, a block of ``chunk`` frame rows at a time (its hidden layers
+        ``feats [B, L, L, 15]``, a block of ``chunk`` frame rows at a time (its hidden layers
         are ``L x L x bins`` numbers each)."""
         if self.context is None:
             return logits

@@ -85,21 +85,30 @@ def pair_nll_and_grad(ca: torch.Tensor, i: torch.Tensor, j: torch.Tensor, centre
     return energy, grad
 
 
-@torch.no_grad()
-def distogram_nll(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                  far_width: float = 20.0, d_min: float = 2.0, d_max: float = 20.0) -> torch.Tensor:
-    """``[B]`` the mean over residue pairs of :func:`pair_nll` (what :func:`refine_on_distogram`
-    minimises) of ``ca [B, L, 3]`` under ``logits [B, L, L, K]``: lower is a structure the
-    distogram finds likelier (``inf`` for a chain of fewer than 3 ``mask`` residues)."""
+def _chains(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor], far_width: float, d_min: float,
+            d_max: float):
+    """Per chain ``k`` of ``ca [B, L, 3]`` with at least 3 ``mask`` residues: ``(k, idx, i, j,
+    centres, log_density)``, its residues, their pairs ``i < j`` and the pairs' log densities
+    under ``logits [B, L, L, K]`` (:func:`bin_log_density`): what :func:`pair_nll` scores."""
     b, n, _ = ca.shape
     m = torch.ones(b, n, dtype=torch.bool, device=ca.device) if mask is None else mask.bool()
-    out = torch.full((b,), float("inf"), device=ca.device)
     for k in range(b):
         idx = m[k].nonzero()[:, 0]
         if len(idx) < 3:
             continue
         i, j = torch.triu_indices(len(idx), len(idx), 1, device=ca.device)
         centres, logd = bin_log_density(logits[k].detach()[idx][:, idx][i, j], d_min, d_max, far_width)
+        yield k, idx, i, j, centres, logd
+
+
+@torch.no_grad()
+def distogram_nll(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                  far_width: float = 20.0, d_min: float = 2.0, d_max: float = 20.0) -> torch.Tensor:
+    """``[B]`` the mean over residue pairs of :func:`pair_nll` (what :func:`refine_on_distogram`
+    minimises) of ``ca [B, L, 3]`` under ``logits [B, L, L, K]``: lower is a structure the
+    distogram finds likelier (``inf`` for a chain of fewer than 3 ``mask`` residues)."""
+    out = torch.full((ca.shape[0],), float("inf"), device=ca.device)
+    for k, idx, i, j, centres, logd in _chains(ca, logits, mask, far_width, d_min, d_max):
         out[k] = pair_nll(ca[k, idx].float(), i, j, centres, logd) / len(i)
     return out
 
@@ -114,15 +123,7 @@ def refine_on_distogram(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[t
     out = ca.detach().clone()
     if iters <= 0:
         return out
-    b, n, _ = ca.shape
-    m = torch.ones(b, n, dtype=torch.bool, device=ca.device) if mask is None else mask.bool()
-    for k in range(b):
-        idx = m[k].nonzero()[:, 0]
-        if len(idx) < 3:
-            continue
-        i, j = torch.triu_indices(len(idx), len(idx), 1, device=ca.device)
-        lg = logits[k].detach()[idx][:, idx]
-        centres, logd = bin_log_density(lg[i, j], d_min, d_max, far_width)
+    for k, idx, i, j, centres, logd in _chains(ca, logits, mask, far_width, d_min, d_max):
         x = out[k, idx].float().clone()
         opt = torch.optim.LBFGS([x], max_iter=iters, line_search_fn="strong_wolfe")
 

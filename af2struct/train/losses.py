@@ -83,11 +83,17 @@ def pae_loss(pae_logits: torch.Tensor, backbone: torch.Tensor, pos37: torch.Tens
     true_bb = pos37[:, :, list(BACKBONE)]
     with torch.no_grad():
         err = aligned_error(backbone.detach().float(), true_bb.float())
-        target = torch.bucketize(err, pae_breaks(pae_logits.shape[-1], pae_max, err.device))  # breaks below err
     has_frame = (mask37[:, :, list(BACKBONE)] > 0).all(-1)
-    pair = has_frame[:, :, None] & (mask37[:, None, :, CA] > 0)
+    return pae_cross_entropy(pae_logits, err, has_frame[:, :, None] & (mask37[:, None, :, CA] > 0), pae_max)
+
+
+def pae_cross_entropy(pae_logits: torch.Tensor, err: torch.Tensor, pair_mask: torch.Tensor,
+                      pae_max: float) -> torch.Tensor:
+    """Mean over the ``pair_mask [B, R, L]`` pairs of the cross-entropy of ``pae_logits
+    [B, R, L, bins]`` against the binned true aligned error ``err [B, R, L]`` (A)."""
+    target = torch.bucketize(err, pae_breaks(pae_logits.shape[-1], pae_max, err.device))  # breaks below err
     ce = F.cross_entropy(pae_logits.permute(0, 3, 1, 2).float(), target, reduction="none")
-    return (ce * pair).sum() / pair.sum().clamp(min=1)
+    return (ce * pair_mask).sum() / pair_mask.sum().clamp(min=1)
 
 
 def chi_loss(chi_pred: torch.Tensor, chi_true: torch.Tensor, chi_mask: torch.Tensor,

@@ -23,10 +23,10 @@ import torch
 from af2struct.data.features import Example, collate
 from af2struct.geometry.decode import decode_structure
 from af2struct.model.frames import aligned_error
-from af2struct.model.heads import pae_breaks, pae_from_logits
+from af2struct.model.heads import pae_from_logits
 from af2struct.model.network import Af2StructModel
 from af2struct.train.confidence import Inputs, cached_chains, fit_head
-from af2struct.train.losses import BACKBONE, CA
+from af2struct.train.losses import BACKBONE, CA, pae_cross_entropy
 
 CACHE_VERSION = 1
 ROWS = 48  # frame rows cached per chain (a chain's PAE is L x L; its rows are alike)
@@ -66,11 +66,8 @@ def _logits(model: Af2StructModel, rec: Inputs) -> torch.Tensor:
 
 
 def _loss(model: Af2StructModel, rec: Inputs) -> torch.Tensor:
-    logits = _logits(model, rec)
-    target = torch.bucketize(rec["target"], pae_breaks(logits.shape[-1], model.config.heads.pae_max))
-    ce = torch.nn.functional.cross_entropy(logits.permute(2, 0, 1)[None], target[None], reduction="none")[0]
-    m = rec["mask"].float()
-    return (ce * m).sum() / m.sum().clamp(min=1)
+    return pae_cross_entropy(_logits(model, rec)[None], rec["target"][None], rec["mask"][None],
+                             model.config.heads.pae_max)
 
 
 @torch.no_grad()
