@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+from af2struct.model.triangle_multiplication import row_blocks
 
 
 class Transition(nn.Module):
     """Two-layer transition ``[..., C] -> [..., C]`` (AlphaFold2 supplement Algorithms 9 and 15:
     MSA and pair transition; LayerNorm, widen by ``factor``, ReLU, project back; zero-initialised
-    output so a new block starts as the identity)."""
+    output so a new block starts as the identity). Without gradients on the CPU it runs a block of
+    rows at a time, so that the widened ``[..., factor * C]`` never leaves the cache."""
 
     def __init__(self, dim: int, factor: int) -> None:
         super().__init__()
@@ -17,5 +21,14 @@ class Transition(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, x):
-        return self.net(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or x.device.type != "cpu":
+            return self.net(x)
+        flat = x.reshape(-1, x.shape[-1])
+        out = None
+        for r0, r1 in row_blocks(flat.shape[0], 4 * flat.shape[-1] * (2 + self.net[1].out_features // flat.shape[-1])):
+            y = self.net(flat[r0:r1])
+            if out is None:
+                out = torch.empty(flat.shape[0], y.shape[-1], dtype=y.dtype, device=y.device)
+            out[r0:r1] = y
+        return out.view(*x.shape[:-1], -1)

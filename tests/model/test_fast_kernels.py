@@ -191,3 +191,41 @@ def test_triangle_multiplication_matches_einsum(outgoing, batch, masked):
     params = [z, m.proj.weight, m.gate.weight, m.proj.bias, m.gate.bias, m.norm.weight, m.out.weight]
     assert_same(lambda: m(z, mask if masked else None), lambda: reference_triangle_multiplication(m, z, mask),
                 params)
+
+
+@pytest.mark.parametrize("outgoing", [True, False])
+@pytest.mark.parametrize("budget", [1, None])  # one row per block / the whole pair in one
+def test_triangle_multiplication_without_grad_in_row_blocks(monkeypatch, outgoing, budget):
+    """Prediction's path (no autograd, the pointwise work a block of rows at a time, the output
+    LayerNorm folded into the projection) gives the reference update, masked rows included."""
+    from af2struct.model import triangle_multiplication as tm
+
+    if budget is not None:
+        monkeypatch.setattr(tm, "CHUNK_BYTES", budget)
+    torch.manual_seed(1)
+    m = tm.TriangleMultiplication(6, 5, outgoing)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    z = torch.randn(2, 9, 9, 6)
+    mask = torch.ones(2, 9, 9, dtype=torch.bool)
+    mask[1, 6:], mask[1, :, 6:] = False, False
+    with torch.no_grad():
+        fast = m(z, mask)
+    torch.testing.assert_close(fast, reference_triangle_multiplication(m, z, mask).detach(), atol=1e-5, rtol=1e-5)
+    assert not torch.equal(fast[0], fast[1])
+
+
+def test_transition_without_grad_in_row_blocks(monkeypatch):
+    from af2struct.model import triangle_multiplication as tm
+    from af2struct.model.transition import Transition
+
+    monkeypatch.setattr(tm, "CHUNK_BYTES", 200)  # a few rows per block, the last one short
+    torch.manual_seed(2)
+    m = Transition(6, 3)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(2, 5, 7, 6)
+    with torch.no_grad():
+        fast = m(x)
+    torch.testing.assert_close(fast, m.net(x), atol=1e-6, rtol=1e-6)
+    assert fast.shape == x.shape
