@@ -190,7 +190,7 @@ def summary(rows):
     return out
 
 
-def timing(model, db, lengths=(100, 200, 400)):
+def timing(model, db, threads: int, lengths=(100, 200, 400)):
     """Search + prediction with and without templates for library chains of about these lengths
     that have a homologue (the chain itself excluded from its templates)."""
     rows = []
@@ -199,7 +199,7 @@ def timing(model, db, lengths=(100, 200, 400)):
         for i in cand[:50]:
             seq = db.sequence(i)
             t0 = time.perf_counter()
-            hits = usable_hits(search_templates(seq, db, method="jackhmmer"), seq, db,
+            hits = usable_hits(search_templates(seq, db, method="jackhmmer", cpus=threads), seq, db,
                                query_pdb_id=db.names[i].split("_")[0])
             t_search = time.perf_counter() - t0
             if len(hits) < 4:
@@ -251,7 +251,7 @@ def main() -> None:
         report[name] = summary(rows)
         print(name, json.dumps(report[name]), flush=True)
     if args.timing:
-        report["timing"] = timing(model, db)
+        report["timing"] = timing(model, db, args.threads)
     (args.out / "templates_summary.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 

@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import pyhmmer
 
 from af2struct.common.files import atomic_write_text
+from af2struct.data.hmmer import jackhmmer_rounds
 from af2struct.data.msa import Msa, MsaError, parse_a3m
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ def jackhmmer_a3m(
     except ValueError as exc:
         raise MsaSearchError(f"{name}: query cannot be searched ({exc})") from None
     result = None
-    for result in pyhmmer.hmmer.jackhmmer(query, block, max_iterations=max(1, iterations), cpus=cpus,
-                                          incE=e_value, incdomE=e_value):
+    for result in jackhmmer_rounds(query, block, max(1, iterations), cpus, incE=e_value, incdomE=e_value):
         logger.debug("jackhmmer %s: iteration %d, %d hits included", name, result.iteration,
                      len(result.hits.included))
     assert result is not None

@@ -25,6 +25,7 @@ import pyhmmer
 
 from af2struct.common.files import atomic_write_text, file_key
 from af2struct.data.backbone_db import BackboneDB
+from af2struct.data.hmmer import jackhmmer_rounds
 from af2struct.data.msa import Msa
 from af2struct.data.template_chains import ACCESSION, valid_date
 from af2struct.data.templates import MAX_HITS, TemplateError, TemplateHit, filter_hits
@@ -159,11 +160,12 @@ def _hmm_from_msa(msa: Msa, name: str):
 
 
 def search_templates(sequence: str, db: TemplateDB, *, msa: Optional[Msa] = None, method: str = "jackhmmer",
-                     iterations: int = 3, e_value: float = 1e-3, cpus: int = 1, name: str = "query",
+                     iterations: int = 3, e_value: float = 1e-3, cpus: int = 0, name: str = "query",
                      max_hits: int = MAX_HITS) -> List[TemplateHit]:
     """Up to ``max_hits`` raw hits (E < ``e_value``, best first) of ``sequence`` in ``db``,
     before the filters. With a ``msa`` of more than one row: hmmsearch with its profile;
-    otherwise ``method`` (jackhmmer with ``iterations`` rounds, or phmmer)."""
+    otherwise ``method`` (jackhmmer with ``iterations`` rounds, or phmmer). jackhmmer runs on
+    ``cpus`` threads (0: all cores; the database split between them, the hits the same)."""
     if method not in SEARCH_METHODS:
         raise TemplateError(f"template search method must be one of {SEARCH_METHODS}, not {method!r}")
     seq = "".join(sequence.split()).upper()
@@ -181,8 +183,8 @@ def search_templates(sequence: str, db: TemplateDB, *, msa: Optional[Msa] = None
                            len(seq))
     if hits is None and method == "jackhmmer":
         result = None
-        for result in pyhmmer.hmmer.jackhmmer(query, db.block, max_iterations=max(1, iterations), cpus=cpus,
-                                              E=e_value, domE=e_value, incE=e_value, incdomE=e_value):
+        for result in jackhmmer_rounds(query, db.block, max(1, iterations), cpus, E=e_value, domE=e_value,
+                                       incE=e_value, incdomE=e_value):
             pass
         if result is not None and result.hmm.M == len(seq):
             hits = result.hits

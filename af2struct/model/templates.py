@@ -26,7 +26,7 @@ from af2struct.common import residue_constants as rc
 from af2struct.model.config import TemplateConfig
 from af2struct.model.frames import backbone_frames
 from af2struct.model.transition import Transition
-from af2struct.model.triangle_multiplication import TriangleMultiplication
+from af2struct.model.triangle_multiplication import TriangleMultiplication, row_blocks
 
 TEMPLATE_AATYPES = 22  # 20 amino acids, X, gap
 ANGLE_FEATURES = TEMPLATE_AATYPES + 3 * 2 + 3  # residue type, sin/cos of phi/psi/omega, their masks
@@ -92,12 +92,26 @@ class TemplatePairEmbedder(nn.Module):
                 raise ValueError("template pair features given, but the model was built without raw_feat_dim "
                                  "(alphafold2-pytorch: templates_dim)")
             return self.raw(batch["template_pair_features"])
-        bins, pb_mask, unit, bb_mask, aatype, ca_bins = template_pair_inputs(self.cfg, batch)
-        x = self.dgram(bins) * pb_mask[..., None] + self.unit(unit)
+        bins, pair_mask, unit, _, aatype, ca_bins = template_pair_inputs(self.cfg, batch)
+        # The distogram(s) and the masks as one table lookup: both masks are the same pair mask m,
+        # so masks([m, m]) = bias + m (w_0 + w_1); a masked pair reads the table's last row (zeros).
+        table = self.dgram.weight + self.masks.weight.sum(-1)  # [bins, c]
+        index = bins
         if self.ca_dgram is not None:
-            x = x + self.ca_dgram(ca_bins) * bb_mask[..., None]
-        x = x + self.masks(torch.stack([pb_mask, bb_mask], -1))
-        return x + self.aa_i(aatype)[..., :, None, :] + self.aa_j(aatype)[..., None, :, :]
+            table = (table[:, None] + self.ca_dgram.weight[None]).flatten(0, 1)  # [bins * ca_bins, c]
+            index = bins * self.cfg.ca_dgram_bins + ca_bins
+        table = torch.cat([table, table.new_zeros(1, table.shape[-1])])
+        index = torch.where(pair_mask > 0, index, table.shape[0] - 1)
+        row = self.aa_i(aatype) + self.masks.bias  # [B, T, L, c]
+        col = self.aa_j(aatype)[..., None, :, :]
+        if torch.is_grad_enabled() or unit.device.type != "cpu":
+            return nn.functional.embedding(index, table) + self.unit(unit) + row[..., :, None, :] + col
+        # prediction on the CPU: a block of rows at a time, its sums in the cache
+        out = unit.new_empty(*index.shape, table.shape[-1])
+        for i0, i1 in row_blocks(index.shape[-2], index.shape[-1] * table.shape[-1] * 4 * index.shape[:-2].numel()):
+            x = nn.functional.embedding(index[..., i0:i1, :], table).add_(self.unit(unit[..., i0:i1, :, :]))
+            out[..., i0:i1, :, :] = x.add_(row[..., i0:i1, None, :]).add_(col)
+        return out
 
 
 class TemplatePairBlock(nn.Module):
@@ -113,6 +127,13 @@ class TemplatePairBlock(nn.Module):
     def forward(self, t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         t = t + self.tri_out(t, mask)
         t = t + self.tri_in(t, mask)
+        return t + self.trans(t)
+
+    def unpaired(self, t: torch.Tensor) -> torch.Tensor:
+        """The block at pairs outside the pair mask, ``t [..., c_t]``: there every triangle edge
+        is masked, so each triangle update is its constant times its output gate."""
+        t = t + self.tri_out.unpaired(t)
+        t = t + self.tri_in.unpaired(t)
         return t + self.trans(t)
 
 
@@ -132,17 +153,24 @@ class TemplatePointwiseAttention(nn.Module):
             nn.init.zeros_(self.to_out.weight)
             nn.init.zeros_(self.to_out.bias)
 
+    def _attend(self, z: torch.Tensor, t: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Rows ``z [B, i, L, Cz]`` over ``t [B, T, i, L, c_t]`` -> ``[B, i, L, H * D]``."""
+        q = rearrange(self.to_q(self.norm_z(z)), "b i j (h d) -> b () i j h d", h=self.heads)
+        k, v = rearrange(self.to_kv(t), "b t i j (two h d) -> two b t i j h d", two=2, h=self.heads)
+        w = torch.softmax((q * k).sum(-1) * self.scale + bias, dim=1)  # [B, T, i, j, H]
+        return rearrange((w[..., None] * v).sum(1), "b i j h d -> b i j (h d)")
+
     def forward(self, z: torch.Tensor, t: torch.Tensor, template_mask: torch.Tensor) -> torch.Tensor:
         """``z [B, L, L, Cz]``, ``t [B, T, L, L, c_t]``, ``template_mask [B, T]`` -> ``[B, L, L, Cz]``."""
         # elementwise over the few templates (a batched matmul of [1, d] x [d, T] per pair is slower)
         bias = torch.where(template_mask.bool(), 0.0, -1e4).to(z.dtype)[:, :, None, None, None]  # [B, T, 1, 1, 1]
-        outs = []
-        for zi, ti in zip(z.split(self.chunk, 1), t.split(self.chunk, 2)):
-            q = rearrange(self.to_q(self.norm_z(zi)), "b i j (h d) -> b () i j h d", h=self.heads)
-            k, v = rearrange(self.to_kv(ti), "b t i j (two h d) -> two b t i j h d", two=2, h=self.heads)
-            w = torch.softmax((q * k).sum(-1) * self.scale + bias, dim=1)  # [B, T, i, j, H]
-            outs.append(rearrange((w[..., None] * v).sum(1), "b i j h d -> b i j (h d)"))
-        out = self.to_out(torch.cat(outs, 1))
+        n = z.shape[1]
+        if torch.is_grad_enabled() or z.device.type != "cpu":
+            blocks = [(i, min(n, i + self.chunk)) for i in range(0, n, self.chunk)]
+        else:  # prediction on the CPU: blocks of rows that stay in the cache
+            per_row = n * 4 * t.shape[1] * (t.shape[-1] + 4 * self.to_kv.out_features)
+            blocks = list(row_blocks(n, per_row))
+        out = self.to_out(torch.cat([self._attend(z[:, i0:i1], t[:, :, i0:i1], bias) for i0, i1 in blocks], 1))
         # a batch item with no real template gets no update (AlphaFold: times any(template_mask))
         return out * template_mask.bool().any(-1).to(out.dtype)[:, None, None, None]
 
@@ -200,9 +228,13 @@ class TemplateEmbedder(nn.Module):
         pair_mask = res_mask[..., :, None] & res_mask[..., None, :] & mask.bool()[:, None, :, None] \
             & mask.bool()[:, None, None, :]
         flat = rearrange(t, "b t i j c -> (b t) i j c")
-        flat_mask = rearrange(pair_mask, "b t i j -> (b t) i j")
-        for block in self.blocks:
-            flat = block(flat, flat_mask)
+        if torch.is_grad_enabled():
+            flat_mask = rearrange(pair_mask, "b t i j -> (b t) i j")
+            for block in self.blocks:
+                flat = block(flat, flat_mask)
+        else:
+            rows = rearrange(res_mask & mask.bool()[:, None], "b t i -> (b t) i")
+            flat = torch.stack([self._stack_cropped(x, r) for x, r in zip(flat, rows)])
         t = rearrange(self.norm(flat), "(b t) i j c -> b t i j c", b=b)
         update = self.pointwise(z, t, tmask)
         rows = row_mask = None
@@ -212,6 +244,31 @@ class TemplateEmbedder(nn.Module):
                 rows = self.angles(feats.to(z.dtype))
                 row_mask = res_mask & tmask[..., None] & mask.bool()[:, None]
         return update, rows, row_mask
+
+    def _stack_cropped(self, t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The pair stack on one template's ``t [L, L, c_t]`` without autograd, as on the whole
+        masked pair: the triangle updates on the pairs of its aligned residues ``rows [L]`` alone
+        (a masked pair adds nothing to a triangle), the pairs with an unaligned residue by
+        :meth:`TemplatePairBlock.unpaired`. A template that covers 80 % of the query costs 51 %
+        of the triangle products."""
+        inside = rows.nonzero()[:, 0]
+        if len(inside) == len(rows):
+            for block in self.blocks:
+                t = block(t[None], None)[0]
+            return t
+        outside = (~rows).nonzero()[:, 0]
+        core = t[inside][:, inside]  # [M, M, c]
+        far_rows = t[outside]  # [L - M, L, c]: an unaligned residue i, every j
+        far_cols = t[inside][:, outside]  # [M, L - M, c]: an aligned i, an unaligned j
+        for block in self.blocks:
+            if len(inside):
+                core = block(core[None], None)[0]
+            far_rows, far_cols = block.unpaired(far_rows), block.unpaired(far_cols)
+        out = torch.empty_like(t)
+        out[outside] = far_rows
+        out[inside[:, None], outside[None]] = far_cols
+        out[inside[:, None], inside[None]] = core
+        return out
 
 
 def _kabsch(mobile: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -65,6 +65,13 @@ class TriangleMultiplication(nn.Module):
         t = self._contract(ab.view(bsz, 2, h, n, n)).permute(0, 2, 3, 1)  # [B, L, L, H]
         return self.out(self.norm_out(t)) * torch.sigmoid(self.out_gate(x))
 
+    def unpaired(self, z: torch.Tensor) -> torch.Tensor:
+        """The update ``[..., Cz]`` at pairs outside the pair mask (``z [..., Cz]``): every
+        ``a_ik`` or ``b_jk`` of their triangles is masked, so ``t = 0`` and the update is
+        ``out(norm_out(0)) * sigmoid(out_gate(norm(z)))``, its first factor a constant."""
+        const = self.out(self.norm_out(torch.zeros_like(self.norm_out.weight)))
+        return torch.sigmoid(self.out_gate(self.norm(z))) * const
+
     def _forward_blocks(self, z: torch.Tensor, pair_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """The same update without autograd, its pointwise work a block of rows ``i`` at a time:
         ``a`` and ``b`` written channel-first by the projection, the output gate kept in ``out``;

@@ -57,3 +57,12 @@ def test_bad_database(tmp_path, content, match):
         path.write_text(content)
     with pytest.raises(MsaSearchError, match=match):
         jackhmmer_msa(SEQ_1PSM, path)
+
+
+def test_search_split_over_threads_gives_the_same_msa(db, monkeypatch):
+    from af2struct.data import hmmer
+
+    whole = jackhmmer_a3m(SEQ_1PSM, db, cpus=1)
+    monkeypatch.setattr(hmmer, "SHARD_MIN", 3)  # 14 sequences: 2 shards on 2 threads
+    assert jackhmmer_a3m(SEQ_1PSM, db, cpus=2) == whole
+    assert whole.count(">") >= 9

@@ -50,6 +50,18 @@ def test_search_finds_the_known_homologue_and_drops_the_query_itself(db, method)
         assert h.hit_aln.replace("-", "") == db.sequence(h.index)[h.hit_from - 1:h.hit_to]
 
 
+def test_jackhmmer_split_over_threads_finds_the_same_hits(db, monkeypatch):
+    """The database split into shards searched on three threads, each round's hits merged: the
+    hits, E-values and alignments of pyhmmer's own single-threaded jackhmmer."""
+    from af2struct.data import hmmer
+
+    seq = db.sequence(2)
+    whole = search_templates(seq, db, cpus=1)
+    monkeypatch.setattr(hmmer, "SHARD_MIN", 2)
+    split = search_templates(seq, db, cpus=3)
+    assert len(whole) == 2 and split == whole
+
+
 def test_search_agrees_with_the_self_search_table(db, table):
     ours = {h.name: h for h in search_templates(db.sequence(2), db, method="phmmer")}
     for ref in table[2]:

@@ -13,7 +13,7 @@ from af2struct.data.templates import read_hits_table, template_features
 from af2struct.model.config import HeadsConfig
 from af2struct.model.heads import PAE_CONTEXT_FEATURES, pae_context_features
 from af2struct.model.potential import distogram_nll, refine_on_distogram
-from af2struct.model.templates import pseudo_beta, template_trace
+from af2struct.model.templates import pseudo_beta, template_pair_inputs, template_trace
 from af2struct.predict.pipeline import load_default_model
 
 
@@ -157,3 +157,36 @@ def test_pae_context_reads_where_a_template_has_both_residues(sample):
     assert bool((feats[0, ..., 13][~covered] == 1).all())
     without = pae_context_features(logits, ca, torch.full((1, n), 50.0), None, torch.zeros(1, n, 13), mask, cfg)
     assert bool((without[..., 12] == 0).all()) and torch.equal(without[..., :12], feats[..., :12])
+
+
+def test_template_modules_predict_in_row_blocks_as_they_train(sample, tiny, monkeypatch):
+    """Prediction's CPU path (no autograd; the pair embedding as one table lookup and the pointwise
+    attention a few rows at a time) gives what the training path gives, masked pairs included."""
+    from af2struct.model import triangle_multiplication as tm
+
+    db, hits = sample
+    cfg = dataclasses.replace(tiny, templates=dataclasses.replace(tiny.templates, enabled=True, zero_init=False))
+    torch.manual_seed(0)
+    model = Alphafold2(config=cfg).eval()
+    for p in model.trunk.template.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    batch = _batch(db, hits)
+    batch["template_backbone_mask"][:, 0, :5] = False  # a template that misses the first residues
+    emb = model.trunk.template
+    n = batch["aatype"].shape[-1]
+    z = torch.randn(1, n, n, emb.pointwise.norm_z.normalized_shape[0])
+    mask = torch.ones(1, n, dtype=torch.bool)
+    trained = [x.detach() for x in (emb.pair_embed(batch), emb(z, batch, mask)[0])]
+    # the embedding's table lookup is AlphaFold's linear map of the concatenated features
+    e = emb.pair_embed
+    bins, pb_mask, unit, bb_mask, aatype, ca_bins = template_pair_inputs(e.cfg, batch)
+    reference = (e.dgram(bins) * pb_mask[..., None] + e.unit(unit) + e.ca_dgram(ca_bins) * bb_mask[..., None]
+                 + e.masks(torch.stack([pb_mask, bb_mask], -1)) + e.aa_i(aatype)[..., :, None, :]
+                 + e.aa_j(aatype)[..., None, :, :])
+    torch.testing.assert_close(trained[0], reference.detach(), atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(tm, "CHUNK_BYTES", 1)  # one row per block
+    with torch.no_grad():
+        predicted = (emb.pair_embed(batch), emb(z, batch, mask)[0])
+    for a, b in zip(predicted, trained):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert (trained[1]).abs().max() > 1e-2
