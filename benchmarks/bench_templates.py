@@ -34,7 +34,7 @@ from af2struct import load_structure
 from af2struct.common.io import structure_name
 from af2struct.data.clusters import find_structures, read_clusters, split_by_cluster
 from af2struct.data.msa import read_fasta
-from af2struct.data.template_search import TemplateDB, search_templates, usable_hits
+from af2struct.data.template_search import SEARCH_METHODS, TemplateDB, search_templates, usable_hits
 from af2struct.data.templates import template_copy_ca, template_features
 from af2struct.eval.metrics import lddt, tm_score
 from af2struct.model.frames import aligned_error
@@ -84,8 +84,11 @@ def model_ca(model, sequence: str, feats=None, seed: int = 0):
     return pred.protein.ca_positions, pred
 
 
-def validation_targets(db: TemplateDB, n_hit: int, n_nohit: int, max_len: int, seed: int):
-    """Held-out chains (the training split) with and without a usable template."""
+def validation_targets(db: TemplateDB, n_hit: int, n_nohit: int, max_len: int, seed: int,
+                       search: str = "jackhmmer"):
+    """Held-out chains (the training split) with and without a usable template. The chains are
+    chosen by jackhmmer's hits whatever ``search`` is, so that every method folds the same chains;
+    a chain's templates are then ``search``'s hits (none where it finds none)."""
     clusters = read_clusters(CLUSTERS, "cluster")
     train_names = [structure_name(f) for f in find_structures([str(SHARED / "train" / "chains")])]
     split = split_by_cluster(sorted(set(db.names) | set(train_names)), clusters, 0.02, 0)
@@ -93,29 +96,35 @@ def validation_targets(db: TemplateDB, n_hit: int, n_nohit: int, max_len: int, s
     held_set = set(held)
     rng = np.random.default_rng(seed)
     rng.shuffle(held)
+
+    def held_out_hits(i: int, method: str):
+        seq = db.sequence(i)
+        own = clusters.get(db.names[i], "_own_" + db.names[i])
+        hits = search_templates(seq, db, method=method, name=db.names[i])
+        return [h for h in usable_hits(hits, seq, db, query_pdb_id=db.names[i].split("_")[0])
+                if h.index not in held_set and clusters.get(h.name, "_own_" + h.name) != own]
+
     with_hit, without = [], []
     for i in held:
         if len(with_hit) >= n_hit and len(without) >= n_nohit:
             break
-        seq = db.sequence(i)
-        own = clusters.get(db.names[i], "_own_" + db.names[i])
-        hits = search_templates(seq, db, method="jackhmmer", name=db.names[i])
-        hits = [h for h in usable_hits(hits, seq, db, query_pdb_id=db.names[i].split("_")[0])
-                if h.index not in held_set and clusters.get(h.name, "_own_" + h.name) != own]
+        hits = held_out_hits(i, "jackhmmer")
         if hits and len(with_hit) < n_hit:
-            with_hit.append((db.names[i], seq, db.backbone(i), hits))
+            if search != "jackhmmer":
+                hits = held_out_hits(i, search)
+            with_hit.append((db.names[i], db.sequence(i), db.backbone(i), hits))
         elif not hits and len(without) < n_nohit:
-            without.append((db.names[i], seq, db.backbone(i), hits))
+            without.append((db.names[i], db.sequence(i), db.backbone(i), hits))
     return with_hit + without
 
 
-def casp_targets(db: TemplateDB):
+def casp_targets(db: TemplateDB, search: str = "jackhmmer"):
     seqs = dict(read_fasta(SHARED / "casp_eval" / "casp14_target_sequences.fasta"))
     out = []
     for name in MONOMERS:
         native = load_structure(SHARED / "casp_eval" / "casp14" / f"{name}.pdb")
         seq = seqs[name]
-        hits = usable_hits(search_templates(seq, db, method="jackhmmer", name=name), seq, db)
+        hits = usable_hits(search_templates(seq, db, method=search, name=name), seq, db)
         out.append((name, seq, native, hits))
     return out
 
@@ -201,20 +210,20 @@ def _fastest(fn, repeats: int = 2) -> float:
     return best
 
 
-def timing(model, db, threads: int, lengths=(100, 200, 400)):
+def timing(model, db, threads: int, search: str = "jackhmmer", lengths=(100, 200, 400)):
     """Search + prediction with and without templates for library chains of about these lengths
     that have a homologue (the chain itself excluded from its templates); each time the fastest of
-    two runs. The search runs on ``threads`` threads as the model does."""
+    two runs. The search (``search``) runs on ``threads`` threads as the model does."""
     rows = []
     for L in lengths:
         cand = [i for i in range(len(db)) if abs(int(db.lengths[i]) - L) <= 5]
         for i in cand[:50]:
             seq = db.sequence(i)
-            hits = usable_hits(search_templates(seq, db, method="jackhmmer", cpus=threads), seq, db,
-                               query_pdb_id=db.names[i].split("_")[0])
-            if len(hits) < 4:
-                continue
-            t_search = _fastest(lambda: search_templates(seq, db, method="jackhmmer", cpus=threads))
+            pdb_id = db.names[i].split("_")[0]
+            if len(usable_hits(search_templates(seq, db, cpus=threads), seq, db, query_pdb_id=pdb_id)) < 4:
+                continue  # the chains jackhmmer gives four templates, whatever the method timed
+            hits = usable_hits(search_templates(seq, db, method=search, cpus=threads), seq, db, query_pdb_id=pdb_id)
+            t_search = _fastest(lambda: search_templates(seq, db, method=search, cpus=threads))
             feats = template_features(hits, db, len(seq))
             t_with = _fastest(lambda: predict_structure(model, seq, None, templates=feats))
             t_without = _fastest(lambda: predict_structure(model, seq, None))
@@ -238,6 +247,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--search", default="jackhmmer", choices=SEARCH_METHODS,
+                    help="template search (predict's --template-search); the validation chains stay jackhmmer's")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -245,10 +256,10 @@ def main() -> None:
     db = TemplateDB(LIBRARY)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} thread(s)",
-              "weights": args.weights or "shipped"}
+              "weights": args.weights or "shipped", "search": args.search}
     for name in args.sets:
-        targets = validation_targets(db, args.n_hit, args.n_nohit, args.max_len, args.seed) if name == "valid" \
-            else casp_targets(db)
+        targets = validation_targets(db, args.n_hit, args.n_nohit, args.max_len, args.seed, args.search) \
+            if name == "valid" else casp_targets(db, args.search)
         rows = run_set(model, db, targets, casp=name == "casp14")
         keys = sorted({k for r in rows for k in r if not k.startswith("_")}, key=lambda k: (k != "target", k))
         with open(args.out / f"templates_{name}.csv", "w", newline="") as fh:
@@ -258,7 +269,7 @@ def main() -> None:
         report[name] = summary(rows)
         print(name, json.dumps(report[name]), flush=True)
     if args.timing:
-        report["timing"] = timing(model, db, args.threads)
+        report["timing"] = timing(model, db, args.threads, args.search)
     (args.out / "templates_summary.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 

@@ -9,6 +9,10 @@ pointwise attention of each pair ``z_ij`` over the templates' ``t_ij`` (Algorith
 the pair. Backbone torsions (or the caller's ``template_angle_features [B, T, L, A]``) become extra MSA
 rows (Algorithm 2, line 7-8).
 
+Without autograd (prediction) each template's pair stack runs on its aligned residues only (an
+unaligned residue's pairs take the pointwise part of the blocks: exactly what the masked stack
+computes there), and the embedding and the pointwise attention a block of rows at a time.
+
 The output projections start at zero (``TemplateConfig.zero_init``), so a trained model given
 the template modules starts exactly where it was; without templates (``T = 0``) they are not run
 at all, so a model predicts exactly as one without template modules.
@@ -233,8 +237,8 @@ class TemplateEmbedder(nn.Module):
             for block in self.blocks:
                 flat = block(flat, flat_mask)
         else:
-            rows = rearrange(res_mask & mask.bool()[:, None], "b t i -> (b t) i")
-            flat = torch.stack([self._stack_cropped(x, r) for x, r in zip(flat, rows)])
+            aligned = rearrange(res_mask & mask.bool()[:, None], "b t i -> (b t) i")
+            flat = torch.stack([self._stack_cropped(x, r) for x, r in zip(flat, aligned)])
         t = rearrange(self.norm(flat), "(b t) i j c -> b t i j c", b=b)
         update = self.pointwise(z, t, tmask)
         rows = row_mask = None
