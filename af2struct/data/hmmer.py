@@ -13,11 +13,14 @@ The hits, E-values and alignments are those of the single-threaded search
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import pyhmmer
+
+logger = logging.getLogger(__name__)
 
 SHARD_MIN = 1000  # database sequences per thread, at least (below it one thread)
 
@@ -50,6 +53,9 @@ def jackhmmer_rounds(query, block, iterations: int, cpus: int = 0, **options) ->
     a jackhmmer search of the digital sequence ``query`` in ``block`` on ``cpus`` threads (0: all
     cores); ``options`` go to the pyhmmer pipeline (``E``, ``incE``, ...)."""
     shards = min(cpus if cpus > 0 else (os.cpu_count() or 1), 16, max(1, len(block) // SHARD_MIN))
-    if shards <= 1:
-        return pyhmmer.hmmer.jackhmmer(query, block, max_iterations=iterations, cpus=1, **options)
-    return itertools.islice(_ShardedIterativeSearch(query, block, shards, options), iterations)
+    if shards > 1:
+        try:
+            return itertools.islice(_ShardedIterativeSearch(query, block, shards, options), iterations)
+        except (TypeError, AttributeError) as exc:  # a pyhmmer whose IterativeSearch changed shape
+            logger.debug("jackhmmer on one thread (%s)", exc)
+    return pyhmmer.hmmer.jackhmmer(query, block, max_iterations=iterations, cpus=1, **options)
