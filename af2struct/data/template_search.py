@@ -25,7 +25,7 @@ import pyhmmer
 
 from af2struct.common.files import atomic_write_text, file_key
 from af2struct.data.backbone_db import BackboneDB
-from af2struct.data.hmmer import jackhmmer_rounds
+from af2struct.data.hmmer import hmmsearch, jackhmmer_rounds
 from af2struct.data.msa import Msa
 from af2struct.data.template_chains import ACCESSION, valid_date
 from af2struct.data.templates import MAX_HITS, TemplateError, TemplateHit, filter_hits
@@ -164,8 +164,8 @@ def search_templates(sequence: str, db: TemplateDB, *, msa: Optional[Msa] = None
                      max_hits: int = MAX_HITS) -> List[TemplateHit]:
     """Up to ``max_hits`` raw hits (E < ``e_value``, best first) of ``sequence`` in ``db``,
     before the filters. With a ``msa`` of more than one row: hmmsearch with its profile;
-    otherwise ``method`` (jackhmmer with ``iterations`` rounds, or phmmer). jackhmmer runs on
-    ``cpus`` threads (0: all cores; the database split between them, the hits the same)."""
+    otherwise ``method`` (jackhmmer with ``iterations`` rounds, or phmmer). hmmsearch and jackhmmer
+    run on ``cpus`` threads (0: all cores; the database split between them, the hits the same)."""
     if method not in SEARCH_METHODS:
         raise TemplateError(f"template search method must be one of {SEARCH_METHODS}, not {method!r}")
     seq = "".join(sequence.split()).upper()
@@ -177,7 +177,7 @@ def search_templates(sequence: str, db: TemplateDB, *, msa: Optional[Msa] = None
     if msa is not None and len(msa) > 1:
         hmm = _hmm_from_msa(msa, name)
         if hmm.M == len(seq):
-            hits = next(iter(pyhmmer.hmmer.hmmsearch([hmm], db.block, cpus=cpus, E=e_value, domE=e_value)))
+            hits = hmmsearch(hmm, db.block, cpus, E=e_value, domE=e_value)
         else:  # pragma: no cover - the hand architecture keeps every column
             logger.warning("%s: MSA profile has %d states for %d residues; searching the sequence", name, hmm.M,
                            len(seq))

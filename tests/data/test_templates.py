@@ -69,16 +69,30 @@ def test_search_agrees_with_the_self_search_table(db, table):
         assert ours[ref.name].identity == pytest.approx(ref.identity, abs=1e-3)
 
 
-def test_hmmsearch_with_an_msa_profile(db):
-    seq = db.sequence(2)
-    hit = next(h for h in search_templates(seq, db, method="phmmer") if h.name == "3CBB_D")
+def _msa_with_hit(db, seq, name):
+    """The query and one hit's residues on the query's columns: a two-row MSA."""
+    hit = next(h for h in search_templates(seq, db, method="phmmer") if h.name == name)
     q, t = hit.mapping()
     row = ["-"] * len(seq)
     for i, j in zip(q, t):
         row[i] = db.sequence(hit.index)[j]
-    msa = Msa(sequences=(seq, "".join(row)), deletion_matrix=np.zeros((2, len(seq)), np.int32), names=("q", "h"))
-    names = [h.name for h in search_templates(seq, db, msa=msa)]
+    return Msa(sequences=(seq, "".join(row)), deletion_matrix=np.zeros((2, len(seq)), np.int32), names=("q", "h"))
+
+
+def test_hmmsearch_with_an_msa_profile(db):
+    seq = db.sequence(2)
+    names = [h.name for h in search_templates(seq, db, msa=_msa_with_hit(db, seq, "3CBB_D"))]
     assert "3CBB_D" in names
+
+
+def test_hmmsearch_split_over_threads_finds_the_same_hits(db, monkeypatch):
+    from af2struct.data import hmmer
+
+    seq = db.sequence(2)
+    msa = _msa_with_hit(db, seq, "3CBB_D")
+    whole = search_templates(seq, db, msa=msa, cpus=1)
+    monkeypatch.setattr(hmmer, "SHARD_MIN", 2)
+    assert whole and search_templates(seq, db, msa=msa, cpus=3) == whole
 
 
 def test_filters_self_pdb_entry_identity_coverage_and_date(db, table):
