@@ -30,6 +30,7 @@ from bench_templates import LIBRARY, scores, validation_targets  # noqa: E402
 
 import af2struct.geometry.decode as decode  # noqa: E402
 import af2struct.model.network as network  # noqa: E402
+import af2struct.model.potential as potential  # noqa: E402
 from af2struct.data.template_search import TemplateDB  # noqa: E402
 from af2struct.data.templates import template_features  # noqa: E402
 from af2struct.predict.pipeline import load_default_model, predict_structure  # noqa: E402
@@ -52,7 +53,9 @@ def _timed(module, name: str, label: str) -> None:
 
 def instrument(model) -> None:
     _timed(network, "weighted_mds", "mds")
-    _timed(network, "refine_on_distogram", "distogram_refine")
+    _timed(potential.DistogramLikelihood, "__init__", "distogram_refine")  # its pair tables
+    _timed(potential.DistogramLikelihood, "refine", "distogram_refine")
+    _timed(potential.DistogramLikelihood, "nll", "distogram_refine")
     _timed(network, "structure_agreement", "plddt")
     _timed(decode, "clean_backbone", "backbone_cleanup")
     _timed(decode, "pack_side_chains", "side_chains")

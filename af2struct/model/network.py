@@ -35,7 +35,7 @@ from af2struct.model.heads import (
     template_support,
 )
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
-from af2struct.model.potential import distogram_nll, refine_on_distogram
+from af2struct.model.potential import DistogramLikelihood
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.templates import template_trace
 from af2struct.model.trunk import Trunk, has_templates
@@ -215,17 +215,12 @@ class Af2StructModel(nn.Module):
         if init is not None:  # started from templates: its own likelihood refinement
             p_iters, far_width = sc.template_potential_iters, sc.template_potential_far_width
         if p_iters > 0:
-            ca_init = refine_on_distogram(ca_mds, out["distogram"], mask, iters=p_iters,
-                                          far_width=far_width, d_min=h.distogram_min,
-                                          d_max=h.distogram_max)
-            ca_init = _centered(ca_init, mask)
+            # one likelihood (its pair tables) for every start refined on it and their comparison
+            likelihood = DistogramLikelihood(out["distogram"], mask, far_width, h.distogram_min, h.distogram_max)
+            ca_init = _centered(likelihood.refine(ca_mds, p_iters), mask)
             if init is not None and sc.template_direct_start:  # the trace itself, refined
-                direct = _centered(refine_on_distogram(init, out["distogram"], mask, iters=p_iters,
-                                                       far_width=far_width, d_min=h.distogram_min,
-                                                       d_max=h.distogram_max), mask)
-                nll = [distogram_nll(x, out["distogram"], mask, far_width, h.distogram_min, h.distogram_max)
-                       for x in (ca_init, direct)]
-                keep = (nll[1] < nll[0])[:, None, None]
+                direct = _centered(likelihood.refine(init, p_iters), mask)
+                keep = (likelihood.nll(direct) < likelihood.nll(ca_init))[:, None, None]
                 ca_mds, ca_init = torch.where(keep, init, ca_mds), torch.where(keep, direct, ca_init)
         out = dict(out, ca_mds=ca_mds, ca_init=ca_init)
         if self._refiner is None or (init is not None and not sc.se3_with_templates):

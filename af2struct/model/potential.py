@@ -111,32 +111,62 @@ class PairTable:
         return energy, grad
 
 
-def _chains(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor], far_width: float, d_min: float,
-            d_max: float):
-    """Per chain ``k`` of ``ca [B, L, 3]`` with at least 3 ``mask`` residues: ``(k, idx, i, j,
-    centres, log_density)``, its residues, their pairs ``i < j`` and the pairs' log densities
-    under ``logits [B, L, L, K]`` (:func:`bin_log_density`): what :func:`pair_nll` scores."""
-    b, n, _ = ca.shape
-    m = torch.ones(b, n, dtype=torch.bool, device=ca.device) if mask is None else mask.bool()
-    for k in range(b):
-        idx = m[k].nonzero()[:, 0]
-        if len(idx) < 3:
-            continue
-        i, j = torch.triu_indices(len(idx), len(idx), 1, device=ca.device)
-        centres, logd = bin_log_density(logits[k].detach()[idx][:, idx][i, j], d_min, d_max, far_width)
-        yield k, idx, i, j, centres, logd
+class DistogramLikelihood:
+    """The distogram's negative log-likelihood (:func:`pair_nll`) for the chains of a batch, each
+    chain's pair table (:class:`PairTable`) prepared once from ``logits [B, L, L, K]`` and
+    ``mask [B, L]`` (chains of fewer than 3 residues left out), so that several structures can be
+    scored and refined on it: the templated structure stage refines two starts and compares them.
+    """
+
+    def __init__(self, logits: torch.Tensor, mask: Optional[torch.Tensor] = None, far_width: float = 20.0,
+                 d_min: float = 2.0, d_max: float = 20.0) -> None:
+        b, n = logits.shape[:2]
+        m = torch.ones(b, n, dtype=torch.bool, device=logits.device) if mask is None else mask.bool()
+        self.batch = b
+        self.chains = []  # (k, residues, table)
+        for k in range(b):
+            idx = m[k].nonzero()[:, 0]
+            if len(idx) < 3:
+                continue
+            i, j = torch.triu_indices(len(idx), len(idx), 1, device=logits.device)
+            centres, logd = bin_log_density(logits[k].detach()[idx][:, idx][i, j], d_min, d_max, far_width)
+            self.chains.append((k, idx, PairTable(i, j, centres, logd)))
+
+    @torch.no_grad()
+    def nll(self, ca: torch.Tensor) -> torch.Tensor:
+        """``[B]`` the mean over residue pairs of ``ca [B, L, 3]``'s negative log-likelihood: lower
+        is a structure the distogram finds likelier (``inf`` for a chain left out)."""
+        out = torch.full((self.batch,), float("inf"), device=ca.device)
+        for k, idx, table in self.chains:
+            out[k] = table.energy_and_grad(ca[k, idx].float())[0] / len(table.i)
+        return out
+
+    def refine(self, ca: torch.Tensor, iters: int) -> torch.Tensor:
+        """``ca [B, L, 3]`` moved to a local minimum (L-BFGS, strong Wolfe line search, ``iters``
+        iterations at most, each chain on its own; residues left out stay); no gradient flows back."""
+        out = ca.detach().clone()
+        if iters <= 0:
+            return out
+        for k, idx, table in self.chains:
+            x = out[k, idx].float().clone()
+            opt = torch.optim.LBFGS([x], max_iter=iters, line_search_fn="strong_wolfe")
+
+            def closure():
+                e, x.grad = table.energy_and_grad(x)
+                return e
+
+            with torch.no_grad():
+                opt.step(closure)
+            out[k, idx] = x.detach().to(out.dtype)
+        return out
 
 
-@torch.no_grad()
 def distogram_nll(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
                   far_width: float = 20.0, d_min: float = 2.0, d_max: float = 20.0) -> torch.Tensor:
     """``[B]`` the mean over residue pairs of :func:`pair_nll` (what :func:`refine_on_distogram`
     minimises) of ``ca [B, L, 3]`` under ``logits [B, L, L, K]``: lower is a structure the
     distogram finds likelier (``inf`` for a chain of fewer than 3 ``mask`` residues)."""
-    out = torch.full((ca.shape[0],), float("inf"), device=ca.device)
-    for k, idx, i, j, centres, logd in _chains(ca, logits, mask, far_width, d_min, d_max):
-        out[k] = pair_nll(ca[k, idx].float(), i, j, centres, logd) / len(i)
-    return out
+    return DistogramLikelihood(logits, mask, far_width, d_min, d_max).nll(ca)
 
 
 def refine_on_distogram(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
@@ -146,19 +176,6 @@ def refine_on_distogram(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[t
     (``logits [B, L, L, K]``, ``mask [B, L]``: masked residues stay where they are). Each chain
     is minimised on its own (L-BFGS, strong Wolfe line search, ``iters`` iterations at most);
     no gradient flows back. Deterministic for a given input and thread count."""
-    out = ca.detach().clone()
     if iters <= 0:
-        return out
-    for k, idx, i, j, centres, logd in _chains(ca, logits, mask, far_width, d_min, d_max):
-        x = out[k, idx].float().clone()
-        opt = torch.optim.LBFGS([x], max_iter=iters, line_search_fn="strong_wolfe")
-        table = PairTable(i, j, centres, logd)
-
-        def closure():
-            e, x.grad = table.energy_and_grad(x)
-            return e
-
-        with torch.no_grad():
-            opt.step(closure)
-        out[k, idx] = x.detach().to(out.dtype)
-    return out
+        return ca.detach().clone()
+    return DistogramLikelihood(logits, mask, far_width, d_min, d_max).refine(ca, iters)
