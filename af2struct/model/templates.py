@@ -229,15 +229,13 @@ class TemplateEmbedder(nn.Module):
             res_mask = batch["template_backbone_mask"].bool() & tmask[..., None]
         b, n_t = tmask.shape
         t = self.pair_embed(batch).to(z.dtype)  # [B, T, L, L, c_t]
-        pair_mask = res_mask[..., :, None] & res_mask[..., None, :] & mask.bool()[:, None, :, None] \
-            & mask.bool()[:, None, None, :]
         flat = rearrange(t, "b t i j c -> (b t) i j c")
+        aligned = rearrange(res_mask & mask.bool()[:, None], "b t i -> (b t) i")  # a template's query residues
         if torch.is_grad_enabled():
-            flat_mask = rearrange(pair_mask, "b t i j -> (b t) i j")
+            flat_mask = aligned[:, :, None] & aligned[:, None, :]
             for block in self.blocks:
                 flat = block(flat, flat_mask)
         else:
-            aligned = rearrange(res_mask & mask.bool()[:, None], "b t i -> (b t) i")
             flat = torch.stack([self._stack_cropped(x, r) for x, r in zip(flat, aligned)])
         t = rearrange(self.norm(flat), "(b t) i j c -> b t i j c", b=b)
         update = self.pointwise(z, t, tmask)

@@ -25,12 +25,7 @@ class Transition(nn.Module):
         if torch.is_grad_enabled() or x.device.type != "cpu":
             return self.net(x)
         flat = x.reshape(-1, x.shape[-1])
-        if not len(flat):
-            return self.net(x)
-        blocks = list(row_blocks(flat.shape[0], 4 * (2 * flat.shape[-1] + self.net[1].out_features)))
-        first = self.net(flat[:blocks[0][1]])
-        out = first.new_empty(flat.shape[0], first.shape[-1])
-        out[:blocks[0][1]] = first
-        for r0, r1 in blocks[1:]:
+        out = torch.empty_like(flat)
+        for r0, r1 in row_blocks(flat.shape[0], 4 * (2 * flat.shape[-1] + self.net[1].out_features)):
             out[r0:r1] = self.net(flat[r0:r1])
-        return out.view(*x.shape[:-1], -1)
+        return out.view(x.shape)

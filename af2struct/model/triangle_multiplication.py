@@ -42,10 +42,13 @@ class TriangleMultiplication(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def _contract(self, ab: torch.Tensor) -> torch.Tensor:
-        """``ab [B, 2, H, L, L]`` (a and b, channel-first) -> ``t [B, H, L, L]``."""
-        a, b = ab[:, 0], ab[:, 1]
+    def _contract(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Channel-first ``a, b [B, H, L, L]`` -> ``t [B, H, L, L]``."""
         return a @ b.transpose(-1, -2) if self.outgoing else a.transpose(-1, -2) @ b
+
+    def _projection(self) -> tuple:
+        """The a/b projection and its gate as one ``[4H, Cz]`` weight (a, b, then their gates) and bias."""
+        return torch.cat([self.proj.weight, self.gate.weight]), torch.cat([self.proj.bias, self.gate.bias])
 
     def forward(self, z: torch.Tensor, pair_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """``z [B, L, L, Cz]``, ``pair_mask [B, L, L]`` bool or None -> ``[B, L, L, Cz]``."""
@@ -54,15 +57,15 @@ class TriangleMultiplication(nn.Module):
         bsz, n, _, c = z.shape
         h = self.norm_out.normalized_shape[0]
         x = self.norm(z)
-        weight = torch.cat([self.proj.weight, self.gate.weight])  # [4H, Cz]: a, b, then their gates
-        bias = torch.cat([self.proj.bias, self.gate.bias])
+        weight, bias = self._projection()
         pg = torch.baddbmm(bias[None, :, None].expand(bsz, -1, 1), weight.expand(bsz, -1, -1),
                            x.reshape(bsz, n * n, c).transpose(1, 2))  # [B, 4H, L*L]
         p, g = pg.split(2 * h, 1)
         ab = p * torch.sigmoid(g)
         if pair_mask is not None:
             ab = ab * pair_mask.reshape(bsz, 1, n * n).to(ab.dtype)
-        t = self._contract(ab.view(bsz, 2, h, n, n)).permute(0, 2, 3, 1)  # [B, L, L, H]
+        ab = ab.view(bsz, 2, h, n, n)
+        t = self._contract(ab[:, 0], ab[:, 1]).permute(0, 2, 3, 1)  # [B, L, L, H]
         return self.out(self.norm_out(t)) * torch.sigmoid(self.out_gate(x))
 
     def unpaired(self, z: torch.Tensor) -> torch.Tensor:
@@ -79,8 +82,8 @@ class TriangleMultiplication(nn.Module):
         write channel-last (``tn^T W^T``), so nothing is ever transposed by a copy."""
         bsz, n, _, c = z.shape
         h = self.norm_out.normalized_shape[0]
-        weight = torch.cat([self.proj.weight, self.gate.weight])  # [4H, Cz]: a, b, then their gates
-        bias = torch.cat([self.proj.bias, self.gate.bias])[:, None]
+        weight, bias = self._projection()
+        bias = bias[:, None]
         dtype = z.dtype if torch.is_autocast_enabled() else torch.promote_types(z.dtype, weight.dtype)
         a = torch.empty(bsz, h, n, n, dtype=dtype, device=z.device)
         b = torch.empty_like(a)
@@ -96,7 +99,7 @@ class TriangleMultiplication(nn.Module):
                     v.mul_(pair_mask[k, i0:i1].reshape(1, -1).to(v.dtype))
                 a[k, :, i0:i1] = v[:h].view(h, i1 - i0, n)
                 b[k, :, i0:i1] = v[h:].view(h, i1 - i0, n)
-        t = a @ b.transpose(-1, -2) if self.outgoing else a.transpose(-1, -2) @ b  # [B, H, L, L]
+        t = self._contract(a, b)  # [B, H, L, L]
         del a, b
         # norm_out then out, folded: out(LN(t)) = W diag(gamma) tn + (W beta + bias)
         w_out = (self.out.weight * self.norm_out.weight).t().to(t.dtype)  # [H, Cz]
