@@ -97,7 +97,7 @@ class Alphafold2(Af2StructModel):
         ``seq``, one row included) or a feature ``batch``."""
         if batch is not None:
             return super().forward(batch, num_recycles=num_recycles, return_all=return_all)
-        if templates_feats is not None and self.trunk.template is None:
+        if templates_feats is not None and self.template_trunk is None:
             raise ValueError("templates_feats given to a model built without templates (pass templates_dim=...)")
         out = self.run_trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, num_recycles,
                              template_inputs(templates_feats, templates_mask, templates_angles))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -96,3 +97,27 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
             raise CheckpointError(f"{path}: weight {k} holds NaN or infinite values (a diverged training run?)")
     model.load_state_dict(state)
     return model.to(device).eval(), payload
+
+
+def with_templated_trunk(base: Dict[str, Any], templated: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint payload (``templates.own_trunk``) whose model folds inputs without a
+    template with ``base``'s trunk and distogram head and inputs with one with ``templated``'s;
+    every other weight (heads, SE(3)) and the rest of the config are ``base``'s. Both payloads
+    are :func:`load_checkpoint`'s; their trunks and template modules must be configured alike."""
+    cfg_b, cfg_t = config_from_checkpoint(base), config_from_checkpoint(templated)
+    if cfg_b.trunk != cfg_t.trunk or cfg_b.heads.distogram_bins != cfg_t.heads.distogram_bins:
+        raise CheckpointError("the two checkpoints' trunks are configured differently: they cannot share heads")
+    tpl_t = dataclasses.replace(cfg_t.templates, own_trunk=False)
+    if not tpl_t.enabled or tpl_t != dataclasses.replace(cfg_b.templates, own_trunk=False):
+        raise CheckpointError("the templated checkpoint needs the base's template modules (templates.enabled, "
+                              "same template config)")
+    config = cfg_b.replace(templates={"own_trunk": True})
+    state = {k: v for k, v in base["model"].items()
+             if not k.startswith(("templated.", "trunk.template."))}
+    src = templated["model"]
+    prefix = "templated." if cfg_t.templates.own_trunk else ""
+    for part in ("trunk.", "distogram_head."):
+        state.update({"templated." + k[len(prefix):]: v for k, v in src.items() if k.startswith(prefix + part)})
+    return {"format": FORMAT, "version": VERSION, "af2struct_version": __version__, "config": config.to_dict(),
+            "model": state, "train_state": dict(base.get("train_state") or {}),
+            "metrics": dict(base.get("metrics") or {})}

@@ -85,9 +85,13 @@ class Af2StructModel(nn.Module):
         super().__init__()
         config = config or ModelConfig()
         self.config = config
-        t, h = config.trunk, config.heads
-        self.trunk = Trunk(t, h.distogram_bins, config.templates)
+        t, h, tpl = config.trunk, config.heads, config.templates
+        own = tpl.enabled and tpl.own_trunk
+        self.trunk = Trunk(t, h.distogram_bins, None if own else tpl)
         self.distogram_head = DistogramHead(t.z_dim, h)
+        # templates.own_trunk: a trunk and distogram head for inputs with a template
+        self.templated = nn.ModuleDict({"trunk": Trunk(t, h.distogram_bins, tpl),
+                                        "distogram_head": DistogramHead(t.z_dim, h)}) if own else None
         self.plddt_head = PLDDTHead(t.dim, h, t.z_dim)
         self.torsion_head = TorsionHead(t.dim)
         self.pae_head = PAEHead(t.z_dim, h) if h.pae_bins else None
@@ -96,31 +100,62 @@ class Af2StructModel(nn.Module):
             self._refiner = SE3Refiner(config.structure, t.dim, t.z_dim)
 
     # ------------------------------------------------------------------ trunk + heads
+    @property
+    def template_trunk(self) -> Optional[Trunk]:
+        """The trunk that reads templates (none in a model without template modules)."""
+        if self.templated is not None:
+            return self.templated["trunk"]
+        return self.trunk if self.trunk.template is not None else None
+
     def run_trunk(self, seq, msa=None, mask=None, msa_mask=None, residue_index=None, deletion_value=None,
                   num_recycles: Optional[int] = None,
                   templates: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         """Trunk with recycling; returns ``single [B, L, C]``, ``pair``, ``distogram`` logits,
         ``chi [B, L, 4, 2]``, with a PAE head ``pae_logits [B, L, L, bins]``, and ``plddt_logits [B, L, bins]``
-        unless the pLDDT head needs the structure (``heads.plddt_context``: then :meth:`structure` adds it)."""
+        unless the pLDDT head needs the structure (``heads.plddt_context``: then :meth:`structure` adds it).
+        With ``templates.own_trunk``, the examples with a template go through :attr:`templated`'s
+        trunk and distogram head, the others through the first ones."""
+        args = (seq, msa, mask, msa_mask, residue_index, deletion_value)
+        rows = templated_rows(templates) if self.templated is not None else None
+        if rows is None or not bool(rows.any()):
+            s, z, logits = self._recycle(self.trunk, self.distogram_head, args, num_recycles, templates)
+        elif bool(rows.all()):
+            s, z, logits = self._recycle(self.templated["trunk"], self.templated["distogram_head"], args,
+                                         num_recycles, templates)
+        else:  # a mixed batch: each part through its trunk, put back in the batch's order
+            parts, order = [], []
+            for sel, trunk, head in ((~rows, self.trunk, self.distogram_head),
+                                     (rows, self.templated["trunk"], self.templated["distogram_head"])):
+                idx = sel.nonzero().squeeze(1)
+                part_args = tuple(None if a is None else a[idx] for a in args)
+                part_tpl = {k: v[idx] for k, v in templates.items()}
+                parts.append(self._recycle(trunk, head, part_args, num_recycles, part_tpl))
+                order.append(idx)
+            back = torch.argsort(torch.cat(order))
+            s, z, logits = (torch.cat(xs)[back] for xs in zip(*parts))
+        out = {"single": s, "pair": z, "distogram": logits, "chi": self.torsion_head(s)}
+        if not self.config.heads.plddt_context:  # else pLDDT comes with the structure (:meth:`structure`)
+            out["plddt_logits"] = self.plddt_head(s)
+        if self.pae_head is not None:
+            out["pae_logits"] = self.pae_head(z)
+        return out
+
+    def _recycle(self, trunk: Trunk, head: DistogramHead, args: tuple, num_recycles: Optional[int],
+                 templates: Optional[Dict[str, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``trunk`` and ``head`` with recycling: ``(single, pair, distogram logits)`` of the last cycle."""
         cycles = self.config.trunk.num_recycles if num_recycles is None else num_recycles
         h = self.config.heads
         prev_z = prev_bins = None
         for c in range(cycles + 1):
             last = c == cycles
             with torch.set_grad_enabled(torch.is_grad_enabled() and last):
-                s, z = self.trunk(seq, msa, mask, msa_mask, residue_index, deletion_value, prev_z, prev_bins,
-                                  templates)
-                logits = self.distogram_head(z)
+                s, z = trunk(*args, prev_z, prev_bins, templates)
+                logits = head(z)
             if not last:
                 prev_z = z.detach()
                 d, _ = center_distogram(logits.detach(), h.distogram_min, h.distogram_max)
                 prev_bins = distances_to_bins(d, h.distogram_bins, h.distogram_min, h.distogram_max)
-        out = {"single": s, "pair": z, "distogram": logits, "chi": self.torsion_head(s)}
-        if not h.plddt_context:  # else pLDDT comes with the structure (:meth:`structure`)
-            out["plddt_logits"] = self.plddt_head(s)
-        if self.pae_head is not None:
-            out["pae_logits"] = self.pae_head(z)
-        return out
+        return s, z, logits
 
     def forward(self, batch: Dict[str, torch.Tensor], num_recycles: Optional[int] = None,
                 return_all: bool = False):
@@ -149,7 +184,7 @@ class Af2StructModel(nn.Module):
         if n > max_len:
             raise SequenceError(f"sequence of {n} residues exceeds the model's max_seq_len={max_len}")
         templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
-        if templates is not None and self.trunk.template is None and bool(batch["template_mask"].any()):
+        if templates is not None and self.template_trunk is None and bool(batch["template_mask"].any()):
             raise ValueError("these weights have no template modules: predict without templates, or with "
                              "weights trained with templates (the shipped ones are)")
         t0 = time.perf_counter()
@@ -187,7 +222,7 @@ class Af2StructModel(nn.Module):
         out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
         with torch.autocast(out["distogram"].device.type, enabled=False):
             init = None
-            if self.config.structure.template_init and self.trunk.template is not None \
+            if self.config.structure.template_init and self.template_trunk is not None \
                     and has_template_backbone(templates):
                 ca_t, known = template_trace(templates)
                 if bool(known.any(-1).all()):
@@ -260,6 +295,20 @@ def deterministic_algorithms():
 def _centered(ca: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``ca [B, L, 3]`` moved so the centroid of its ``mask [B, L]`` residues is the origin."""
     return ca - (ca * mask[..., None]).sum(1, keepdim=True) / mask.sum(1).clamp(min=1)[:, None, None]
+
+
+def templated_rows(templates: Optional[Dict[str, torch.Tensor]]) -> Optional[torch.Tensor]:
+    """``[B]`` bool: which examples of a batch have a template (a real ``template_mask`` slot, or
+    a residue of precomputed template features); none without template features."""
+    if not has_templates(templates):
+        return None
+    if "template_pair_features" in templates:
+        mask = templates.get("template_residue_mask")
+        if mask is None:
+            return torch.ones(templates["template_pair_features"].shape[0], dtype=torch.bool,
+                              device=templates["template_pair_features"].device)
+        return mask.flatten(1).any(1)
+    return templates["template_mask"].flatten(1).any(1)
 
 
 def batch_inputs(batch: Dict[str, torch.Tensor]) -> tuple:

@@ -10,6 +10,7 @@ from af2struct import Alphafold2
 from af2struct.data.features import collate, make_example
 from af2struct.data.template_search import TemplateDB
 from af2struct.data.templates import read_hits_table, template_features
+from af2struct.model.checkpoint import config_from_checkpoint
 from af2struct.model.config import HeadsConfig
 from af2struct.model.heads import PAE_CONTEXT_FEATURES, pae_context_features
 from af2struct.model.potential import distogram_nll, refine_on_distogram
@@ -190,3 +191,60 @@ def test_template_modules_predict_in_row_blocks_as_they_train(sample, tiny, monk
     for a, b in zip(predicted, trained):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert (trained[1]).abs().max() > 1e-2
+
+
+def test_own_trunk_folds_each_example_with_its_trunk(sample, tiny, tmp_path):
+    """``templates.own_trunk``: a combined checkpoint folds an input without a template exactly as
+    the base model, one with a template exactly as the templated model (heads from the base), each
+    example of a mixed batch as it would be alone; trunks configured differently are refused."""
+    from af2struct.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, with_templated_trunk
+
+    db, hits = sample
+    cfg = dataclasses.replace(tiny, templates=dataclasses.replace(tiny.templates, enabled=True, zero_init=False))
+    torch.manual_seed(0)
+    base, templated = Alphafold2(config=cfg).eval(), Alphafold2(config=cfg).eval()
+    save_checkpoint(tmp_path / "base.pt", base, cfg)
+    save_checkpoint(tmp_path / "tpl.pt", templated, cfg)
+    combined = with_templated_trunk(load_checkpoint(tmp_path / "base.pt"), load_checkpoint(tmp_path / "tpl.pt"))
+    model = Alphafold2(config=config_from_checkpoint(combined)).eval()
+    model.load_state_dict(combined["model"])
+    assert model.trunk.template is None and model.template_trunk is model.templated["trunk"]
+    # the reference for templated inputs: the templated trunk with the base's heads
+    reference = Alphafold2(config=cfg).eval()
+    reference.load_state_dict({**base.state_dict(), **{k: v for k, v in templated.state_dict().items()
+                                                       if k.startswith(("trunk.", "distogram_head."))}})
+
+    chain = 0
+    n = int(db.lengths[chain])
+    with_t = _batch(db, hits, chain)
+    ex = make_example(db.protein(chain))
+    without = collate([dict(ex, **template_features([], db, n))])  # no template found
+    mixed_batch = {k: torch.cat([v, with_t[k]]) for k, v in _padded_like(without, with_t).items()}
+    with torch.no_grad():
+        got_t = model(batch=with_t, return_all=True)
+        got_0 = model(batch=without, return_all=True)
+        ref_t = reference(batch=with_t, return_all=True)
+        ref_0 = base(batch=without, return_all=True)
+        mixed = model(batch=mixed_batch, return_all=True)
+    for k in ("distogram", "pair", "single", "pae_logits"):
+        if k not in got_t:
+            continue
+        torch.testing.assert_close(got_t[k], ref_t[k], atol=0, rtol=0)
+        torch.testing.assert_close(got_0[k], ref_0[k], atol=0, rtol=0)
+        torch.testing.assert_close(mixed[k][1:], got_t[k], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mixed[k][:1], got_0[k], atol=1e-5, rtol=1e-5)
+    assert (got_t["distogram"] - got_0["distogram"]).abs().max() > 0.1  # the two trunks differ
+
+    other = Alphafold2(config=dataclasses.replace(cfg, trunk=dataclasses.replace(cfg.trunk, depth=cfg.trunk.depth + 1)))
+    save_checkpoint(tmp_path / "deeper.pt", other, other.config)
+    with pytest.raises(CheckpointError, match="configured differently"):
+        with_templated_trunk(load_checkpoint(tmp_path / "base.pt"), load_checkpoint(tmp_path / "deeper.pt"))
+
+
+def _padded_like(batch, like):
+    """``batch`` (one example, no template) with ``like``'s template slots, every one empty."""
+    out = dict(batch)
+    for k, v in like.items():
+        if k.startswith("template_"):
+            out[k] = torch.zeros_like(v)
+    return out
