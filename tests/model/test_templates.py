@@ -89,10 +89,11 @@ def test_pseudo_beta_is_ideal_and_calpha_for_glycine(sample):
 def test_shipped_model_without_templates_is_the_model_without_template_modules(sample):
     db, hits = sample
     model, payload = load_default_model()
-    assert model.trunk.template is not None  # the shipped checkpoint reads templates
+    assert model.template_trunk is not None  # the shipped checkpoint reads templates
     plain = Alphafold2(config=dataclasses.replace(model.config, templates=dataclasses.replace(
-        model.config.templates, enabled=False))).eval()
-    plain.load_state_dict({k: v for k, v in payload["model"].items() if not k.startswith("trunk.template.")})
+        model.config.templates, enabled=False, own_trunk=False))).eval()
+    plain.load_state_dict({k: v for k, v in payload["model"].items()
+                           if not k.startswith(("trunk.template.", "templated."))})
     ex = make_example(db.protein(0))
     with torch.no_grad():
         a = plain(batch=collate([ex]), return_all=True)
