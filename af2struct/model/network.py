@@ -35,7 +35,7 @@ from af2struct.model.heads import (
     template_support,
 )
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
-from af2struct.model.potential import DistogramLikelihood
+from af2struct.model.potential import DistogramLikelihood, top_template_restraints
 from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
 from af2struct.model.templates import template_trace
 from af2struct.model.trunk import Trunk, has_templates
@@ -191,7 +191,7 @@ class Af2StructModel(nn.Module):
         with deterministic_algorithms():
             out = self(batch=batch, num_recycles=num_recycles, return_all=True)
             t1 = time.perf_counter()
-            out = self.structure(out, batch["seq_mask"] > 0, templates=templates)
+            out = self.structure(out, batch["seq_mask"] > 0, templates=templates, aatype=batch["aatype"])
         if timings is not None:
             timings.update(trunk=t1 - t0, structure=time.perf_counter() - t1)
         h = self.config.heads
@@ -208,14 +208,16 @@ class Af2StructModel(nn.Module):
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,
                   mds_iters: Optional[int] = None, lbfgs_iters: int = 300,
                   potential_iters: Optional[int] = None,
-                  templates: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+                  templates: Optional[Dict[str, torch.Tensor]] = None,
+                  aatype: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """MDS on the distogram, then (``structure.potential_iters`` > 0) the trace refined on the
         distogram's likelihood (:mod:`af2struct.model.potential`), then SE(3) refinement. Adds
         ``ca_mds [B, L, 3]`` (the MDS trace), ``ca_init`` (what SE(3) starts from), ``ca``,
         ``backbone [B, L, 3, 3]`` (N, CA, C) and (``heads.plddt_context``) ``plddt_logits`` to ``out``.
         With ``templates`` (the model's template features) and ``structure.template_init``, MDS
         starts from the templates' Calpha trace (:func:`~af2struct.model.templates.template_trace`)
-        rather than from classical MDS of the distogram.
+        rather than from classical MDS of the distogram; with ``aatype [B, L]`` (the query) also,
+        the refinement is restrained to the top template (``structure.template_restraint_scale``).
 
         Runs in float32 whatever autocast is active around it (a bf16 trunk's outputs are cast up):
         MDS, the likelihood refinement and the SE(3) coordinates need float32 precision."""
@@ -228,13 +230,18 @@ class Af2StructModel(nn.Module):
                 if bool(known.any(-1).all()):
                     init = _centered(ca_t, mask)
             support = template_support(templates, mask) if has_templates(templates) else None
+            restraints = None
+            scale = self.config.structure.template_restraint_scale
+            if init is not None and scale > 0 and aatype is not None:
+                restraints = top_template_restraints(templates, aatype, scale)
             return self._structure(out, mask, mds_grad, mds_iters, lbfgs_iters, potential_iters, init, support,
-                                   templates if has_templates(templates) else None)
+                                   templates if has_templates(templates) else None, restraints)
 
     def _structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool,
                    mds_iters: Optional[int], lbfgs_iters: int, potential_iters: Optional[int],
                    init: Optional[torch.Tensor] = None, support: Optional[torch.Tensor] = None,
-                   templates: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+                   templates: Optional[Dict[str, torch.Tensor]] = None,
+                   restraints: Optional[list] = None) -> Dict[str, torch.Tensor]:
         h = self.config.heads
         sc = self.config.structure
         iters = sc.mds_iters if mds_iters is None else mds_iters
@@ -251,7 +258,8 @@ class Af2StructModel(nn.Module):
             p_iters, far_width = sc.template_potential_iters, sc.template_potential_far_width
         if p_iters > 0:
             # one likelihood (its pair tables) for every start refined on it and their comparison
-            likelihood = DistogramLikelihood(out["distogram"], mask, far_width, h.distogram_min, h.distogram_max)
+            likelihood = DistogramLikelihood(out["distogram"], mask, far_width, h.distogram_min, h.distogram_max,
+                                             restraints if init is not None else None)
             ca_init = _centered(likelihood.refine(ca_mds, p_iters), mask)
             if init is not None and sc.template_direct_start:  # the trace itself, refined
                 direct = _centered(likelihood.refine(init, p_iters), mask)

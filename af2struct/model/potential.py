@@ -28,7 +28,8 @@ Distances below the first bin centre get a steep quadratic wall.
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Dict, List, Optional
 
 import torch
 
@@ -111,34 +112,92 @@ class PairTable:
         return energy, grad
 
 
+#: Chothia & Lesk (1986): the core Calpha RMSD between homologues grows as exp(1.87 H), H the
+#: fraction of residues that differ (RMSD = 0.40 exp(1.87 H) A).
+CHOTHIA_LESK = 1.87
+
+
+class TemplateRestraints:
+    """Harmonic restraints of the Calpha distances to those of one template, as homology modelling
+    (Modeller) turns a template into spatial restraints: every pair ``(i, j)`` of the query
+    residues the template has, restrained to its distance in the template, ``(d - d_t)^2 / (2
+    sigma^2)``, with ``sigma = scale * exp(1.87 (1 - identity))`` A (:data:`CHOTHIA_LESK`: a
+    template of 25 % identity is held half as tight as one of 60 %).
+
+    ``ca_t [L, 3]``: the template's Calpha at each query position; ``aligned [L]`` bool;
+    ``identity``: the fraction of aligned residues of the same type."""
+
+    def __init__(self, ca_t: torch.Tensor, aligned: torch.Tensor, identity: float, scale: float) -> None:
+        idx = aligned.nonzero()[:, 0]
+        i, j = torch.triu_indices(len(idx), len(idx), 1, device=ca_t.device)
+        self.i, self.j = idx[i], idx[j]
+        self.target = (ca_t[self.i] - ca_t[self.j]).float().norm(dim=-1)
+        self.sigma = scale * math.exp(CHOTHIA_LESK * (1.0 - identity))
+
+    def energy_and_grad(self, ca: torch.Tensor) -> tuple:
+        """``(energy, gradient [L, 3])`` of ``ca [L, 3]`` (the same residues as the template's)."""
+        diff = ca.index_select(0, self.i) - ca.index_select(0, self.j)
+        d = diff.square().sum(-1).sqrt().clamp(min=1e-3)
+        dev = (d - self.target) / self.sigma ** 2
+        energy = 0.5 * (dev * (d - self.target)).sum()
+        pull = (dev / d)[:, None] * diff
+        grad = torch.zeros_like(ca).index_add_(0, self.i, pull).index_add_(0, self.j, -pull)
+        return energy, grad
+
+
+def top_template_restraints(templates: Dict[str, torch.Tensor], aatype: torch.Tensor, scale: float,
+                            min_aligned: int = 3) -> List[Optional[TemplateRestraints]]:
+    """Per chain of a batch, :class:`TemplateRestraints` from its first (top-ranked) template
+    with at least ``min_aligned`` aligned residues (none for a chain without one). ``templates``:
+    the model's ``template_*`` features; ``aatype [B, L]``: the query."""
+    bb, tmask = templates["template_backbone"], templates["template_backbone_mask"] > 0
+    tmask = tmask & (templates["template_mask"] > 0)[..., None]
+    out: List[Optional[TemplateRestraints]] = []
+    for k in range(aatype.shape[0]):
+        found = None
+        for t in range(tmask.shape[1]):
+            m = tmask[k, t]
+            if int(m.sum()) >= min_aligned:
+                identity = float((templates["template_aatype"][k, t][m] == aatype[k][m]).float().mean())
+                found = TemplateRestraints(bb[k, t, :, 1], m, identity, scale)
+                break
+        out.append(found)
+    return out
+
+
 class DistogramLikelihood:
     """The distogram's negative log-likelihood (:func:`pair_nll`) for the chains of a batch, each
     chain's pair table (:class:`PairTable`) prepared once from ``logits [B, L, L, K]`` and
     ``mask [B, L]`` (chains of fewer than 3 residues left out), so that several structures can be
     scored and refined on it: the templated structure stage refines two starts and compares them.
+    ``restraints``: per chain, optional :class:`TemplateRestraints` (on the chain's whole
+    numbering) added to its energy: the negative log-likelihood of the distogram and the template.
     """
 
     def __init__(self, logits: torch.Tensor, mask: Optional[torch.Tensor] = None, far_width: float = 20.0,
-                 d_min: float = 2.0, d_max: float = 20.0) -> None:
+                 d_min: float = 2.0, d_max: float = 20.0,
+                 restraints: Optional[List[Optional[TemplateRestraints]]] = None) -> None:
         b, n = logits.shape[:2]
         m = torch.ones(b, n, dtype=torch.bool, device=logits.device) if mask is None else mask.bool()
         self.batch = b
-        self.chains = []  # (k, residues, table)
+        self.chains = []  # (k, residues, table, restraints)
         for k in range(b):
             idx = m[k].nonzero()[:, 0]
             if len(idx) < 3:
                 continue
             i, j = torch.triu_indices(len(idx), len(idx), 1, device=logits.device)
             centres, logd = bin_log_density(logits[k].detach()[idx][:, idx][i, j], d_min, d_max, far_width)
-            self.chains.append((k, idx, PairTable(i, j, centres, logd)))
+            self.chains.append((k, idx, _Energy(PairTable(i, j, centres, logd), restraints[k] if restraints else None,
+                                                idx, n)))
 
     @torch.no_grad()
     def nll(self, ca: torch.Tensor) -> torch.Tensor:
-        """``[B]`` the mean over residue pairs of ``ca [B, L, 3]``'s negative log-likelihood: lower
-        is a structure the distogram finds likelier (``inf`` for a chain left out)."""
+        """``[B]`` the mean over residue pairs of ``ca [B, L, 3]``'s negative log-likelihood (with
+        the restraints'): lower is a structure the distogram finds likelier (``inf`` for a chain
+        left out)."""
         out = torch.full((self.batch,), float("inf"), device=ca.device)
-        for k, idx, table in self.chains:
-            out[k] = table.energy_and_grad(ca[k, idx].float())[0] / len(table.i)
+        for k, idx, energy in self.chains:
+            out[k] = energy.energy_and_grad(ca[k, idx].float())[0] / len(energy.table.i)
         return out
 
     def refine(self, ca: torch.Tensor, iters: int) -> torch.Tensor:
@@ -147,18 +206,33 @@ class DistogramLikelihood:
         out = ca.detach().clone()
         if iters <= 0:
             return out
-        for k, idx, table in self.chains:
+        for k, idx, energy in self.chains:
             x = out[k, idx].float().clone()
             opt = torch.optim.LBFGS([x], max_iter=iters, line_search_fn="strong_wolfe")
 
             def closure():
-                e, x.grad = table.energy_and_grad(x)
+                e, x.grad = energy.energy_and_grad(x)
                 return e
 
             with torch.no_grad():
                 opt.step(closure)
             out[k, idx] = x.detach().to(out.dtype)
         return out
+
+
+class _Energy:
+    """A chain's pair table plus its optional restraints (on the chain's ``idx`` residues of ``n``)."""
+
+    def __init__(self, table: PairTable, restraints: Optional[TemplateRestraints], idx: torch.Tensor, n: int) -> None:
+        self.table, self.restraints, self.idx, self.n = table, restraints, idx, n
+
+    def energy_and_grad(self, x: torch.Tensor) -> tuple:
+        e, g = self.table.energy_and_grad(x)
+        if self.restraints is None:
+            return e, g
+        full = x.new_zeros(self.n, 3).index_copy_(0, self.idx, x)
+        er, gr = self.restraints.energy_and_grad(full)
+        return e + er, g + gr.index_select(0, self.idx)
 
 
 def distogram_nll(ca: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,

@@ -51,7 +51,7 @@ def plddt_inputs(model: Af2StructModel, example: Example) -> Inputs:
     batch = collate([example])
     seq_mask = batch["seq_mask"] > 0
     templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
-    out = model.structure(model(batch=batch, return_all=True), seq_mask, templates=templates)
+    out = model.structure(model(batch=batch, return_all=True), seq_mask, templates=templates, aatype=batch["aatype"])
     head = model.plddt_head
     pos, atom_mask = batch["all_atom_positions"], batch["all_atom_mask"]
     rec = {"single": out["single"][0].float(), "target": lddt_ca_per_residue(out["ca"].float(), pos, atom_mask)[0],

@@ -79,7 +79,7 @@ def forward_outputs(model, batch, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
         # a cheaper MDS while training (the SE(3) refiner learns to finish the job)
         templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
         out = core.structure(out, mask, mds_iters=cfg.mds_iters, lbfgs_iters=cfg.mds_lbfgs_iters,
-                             potential_iters=cfg.potential_iters, templates=templates)
+                             potential_iters=cfg.potential_iters, templates=templates, aatype=batch["aatype"])
     return out
 
 

@@ -44,7 +44,7 @@ def pae_inputs(model: Af2StructModel, example: Example, rows: int = ROWS) -> Inp
     batch = collate([example])
     seq_mask = batch["seq_mask"] > 0
     templates = {k: v for k, v in batch.items() if k.startswith("template_")} or None
-    out = model.structure(model(batch=batch, return_all=True), seq_mask, templates=templates)
+    out = model.structure(model(batch=batch, return_all=True), seq_mask, templates=templates, aatype=batch["aatype"])
     n = int(seq_mask[0].sum())
     protein = decode_structure(example["aatype"][:n], out["backbone"][0, :n].numpy(), out["chi"][0, :n].numpy(),
                                np.zeros(n), pack=False)

@@ -249,3 +249,37 @@ def _padded_like(batch, like):
         if k.startswith("template_"):
             out[k] = torch.zeros_like(v)
     return out
+
+
+def test_templated_structure_is_restrained_to_the_top_template(sample):
+    """Given the query's residues, the templated structure stage refines on the distogram plus
+    restraints to the top template (identity read from the alignment): the structure kept is
+    the likelier of the two restrained starts, and it sits closer to the template's distances
+    than the unrestrained one."""
+    from af2struct.model.potential import DistogramLikelihood, top_template_restraints
+
+    db, hits = sample
+    model, _ = load_default_model()
+    batch = _batch(db, hits)
+    mask = batch["seq_mask"] > 0
+    templates = {k: v for k, v in batch.items() if k.startswith("template_")}
+    sc, h = model.config.structure, model.config.heads
+    assert sc.template_restraint_scale > 0
+    with torch.no_grad():
+        out = model(batch=batch, return_all=True)
+        free = model.structure(dict(out), mask, templates=templates)
+        held = model.structure(dict(out), mask, templates=templates, aatype=batch["aatype"])
+    (r,) = top_template_restraints(templates, batch["aatype"], sc.template_restraint_scale)
+    m = batch["template_backbone_mask"][0, 0] > 0
+    identity = float((batch["template_aatype"][0, 0][m] == batch["aatype"][0][m]).float().mean())
+    assert r.sigma == pytest.approx(sc.template_restraint_scale * np.exp(1.87 * (1 - identity)))
+    lik = DistogramLikelihood(out["distogram"], mask, sc.template_potential_far_width, h.distogram_min,
+                              h.distogram_max, [r])
+    starts = [lik.refine(held["ca_mds"], sc.template_potential_iters),
+              lik.refine(template_trace(templates)[0], sc.template_potential_iters)]
+    assert float(lik.nll(held["ca"])) == pytest.approx(min(float(lik.nll(s)) for s in starts), abs=1e-5)
+
+    def off_template(ca):
+        return float(((ca[0, r.i] - ca[0, r.j]).norm(dim=-1) - r.target).abs().mean())
+
+    assert off_template(held["ca"]) < off_template(free["ca"]) - 0.05
