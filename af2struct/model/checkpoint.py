@@ -118,6 +118,9 @@ def with_templated_trunk(base: Dict[str, Any], templated: Dict[str, Any]) -> Dic
     prefix = "templated." if cfg_t.templates.own_trunk else ""
     for part in ("trunk.", "distogram_head."):
         state.update({"templated." + k[len(prefix):]: v for k, v in src.items() if k.startswith(prefix + part)})
+    train_state = dict(base.get("train_state") or {})
+    train_state["templated"] = {"train_state": {k: v for k, v in (templated.get("train_state") or {}).items()
+                                                if isinstance(v, (int, float, str))},
+                                "metrics": dict(templated.get("metrics") or {})}
     return {"format": FORMAT, "version": VERSION, "af2struct_version": __version__, "config": config.to_dict(),
-            "model": state, "train_state": dict(base.get("train_state") or {}),
-            "metrics": dict(base.get("metrics") or {})}
+            "model": state, "train_state": train_state, "metrics": dict(base.get("metrics") or {})}
