@@ -286,3 +286,29 @@ def test_templated_structure_is_restrained_to_the_top_template(sample):
         return float((((ca[0, i] - ca[0, j]).norm(dim=-1) - target).abs() * (weight > 0)).sum() / (weight > 0).sum())
 
     assert off_template(held["ca"]) < off_template(free["ca"])
+
+
+def test_combine_trunks_script_writes_a_loadable_checkpoint_and_refuses_a_missing_one(tiny, tmp_path, caplog):
+    """``scripts/combine_trunks.py``: the combined checkpoint loads with ``templates.own_trunk``;
+    a missing input is a clear error (exit 2), nothing written."""
+    import importlib.util
+    from pathlib import Path
+
+    from af2struct.model.checkpoint import load_model, save_checkpoint
+
+    spec = importlib.util.spec_from_file_location(
+        "combine_trunks", Path(__file__).resolve().parents[2] / "scripts" / "combine_trunks.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = dataclasses.replace(tiny, templates=dataclasses.replace(tiny.templates, enabled=True))
+    for name in ("a", "b"):
+        save_checkpoint(tmp_path / f"{name}.pt", Alphafold2(config=cfg), cfg)
+    out = tmp_path / "c.pt"
+    assert script.main(["--base", str(tmp_path / "a.pt"), "--templated", str(tmp_path / "b.pt"),
+                        "--out", str(out)]) == 0
+    model, payload = load_model(out)
+    assert model.config.templates.own_trunk and model.templated is not None and "templated" in payload["train_state"]
+    missing = tmp_path / "d.pt"
+    assert script.main(["--base", str(tmp_path / "nope.pt"), "--templated", str(tmp_path / "b.pt"),
+                        "--out", str(missing)]) == 2
+    assert not missing.exists() and "no such checkpoint" in caplog.text
