@@ -220,9 +220,12 @@ def timing(model, db, threads: int, search: str = "jackhmmer", lengths=(100, 200
         for i in cand[:50]:
             seq = db.sequence(i)
             pdb_id = db.names[i].split("_")[0]
-            if len(usable_hits(search_templates(seq, db, cpus=threads), seq, db, query_pdb_id=pdb_id)) < 4:
+            hits = usable_hits(search_templates(seq, db, cpus=threads), seq, db, query_pdb_id=pdb_id)
+            if len(hits) < 4:
                 continue  # the chains jackhmmer gives four templates, whatever the method timed
-            hits = usable_hits(search_templates(seq, db, method=search, cpus=threads), seq, db, query_pdb_id=pdb_id)
+            if search != "jackhmmer":
+                hits = usable_hits(search_templates(seq, db, method=search, cpus=threads), seq, db,
+                                   query_pdb_id=pdb_id)
             t_search = _fastest(lambda: search_templates(seq, db, method=search, cpus=threads))
             feats = template_features(hits, db, len(seq))
             t_with = _fastest(lambda: predict_structure(model, seq, None, templates=feats))

@@ -12,14 +12,16 @@ refiner and the rest of the config come from ``--base``.
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import sys
 
-import torch
-
-from af2struct.common.files import atomic_write_bytes
-from af2struct.model.checkpoint import CheckpointError, load_checkpoint, load_model, with_templated_trunk
+from af2struct.model.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    with_templated_trunk,
+    write_checkpoint,
+)
 
 log = logging.getLogger("combine_trunks")
 
@@ -34,10 +36,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        payload = with_templated_trunk(load_checkpoint(args.base), load_checkpoint(args.templated))
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        atomic_write_bytes(args.out, buf.getvalue())
+        write_checkpoint(args.out, with_templated_trunk(load_checkpoint(args.base), load_checkpoint(args.templated)))
         load_model(args.out)  # the result loads as a model
     except CheckpointError as exc:
         log.error("%s", exc)

@@ -37,6 +37,11 @@ def save_checkpoint(path: Union[str, Path], model, config: ModelConfig, train_st
     }
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
+    return write_checkpoint(path, payload)
+
+
+def write_checkpoint(path: Union[str, Path], payload: Dict[str, Any]) -> Path:
+    """Write a checkpoint ``payload`` (:func:`save_checkpoint`'s layout) to ``path`` atomically."""
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())

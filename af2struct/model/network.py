@@ -259,7 +259,7 @@ class Af2StructModel(nn.Module):
         if p_iters > 0:
             # one likelihood (its pair tables) for every start refined on it and their comparison
             likelihood = DistogramLikelihood(out["distogram"], mask, far_width, h.distogram_min, h.distogram_max,
-                                             restraints if init is not None else None)
+                                             restraints)
             ca_init = _centered(likelihood.refine(ca_mds, p_iters), mask)
             if init is not None and sc.template_direct_start:  # the trace itself, refined
                 direct = _centered(likelihood.refine(init, p_iters), mask)

@@ -110,8 +110,9 @@ class PairTable:
         # dE/dd per pair: the segment's slope where the distance is on it, and the wall
         de_dd = torch.where((off >= 0) & (d <= self.top), -slope, 0.0) - 2 * WALL * below
         if self.weight is not None:
-            pull_t = self.weight * (d - self.target)
-            energy = energy + 0.5 * (pull_t * (d - self.target)).sum()
+            dev = d - self.target
+            pull_t = self.weight * dev
+            energy = energy + 0.5 * (pull_t * dev).sum()
             de_dd = de_dd + pull_t
         de_dd = torch.where(d_raw >= 1e-3, de_dd, 0.0)
         pull = (de_dd / d)[:, None] * diff  # [P, 3]: dE/dx_i of each pair (minus for x_j)
