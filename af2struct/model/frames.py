@@ -31,10 +31,12 @@ def aligned_error(pred_backbone: torch.Tensor, true_backbone: torch.Tensor) -> t
     """``[..., L, L]`` aligned error (Angstrom), row ``i`` = the frame, column ``j`` = the
     residue, of ``pred_backbone`` against ``true_backbone`` (both ``[..., L, 3, 3]``)."""
 
-    def local(bb):
-        rot, origin = backbone_frames(bb)
-        ca = bb[..., 1, :]
-        # CA_j in frame i: R_i^T (x_j - t_i)  -> [..., L(i), L(j), 3]
-        return torch.einsum("...iab,...ija->...ijb", rot, ca[..., None, :, :] - origin[..., :, None, :])
+    return (frame_coordinates(pred_backbone) - frame_coordinates(true_backbone)).norm(dim=-1)
 
-    return (local(pred_backbone) - local(true_backbone)).norm(dim=-1)
+
+def frame_coordinates(backbone: torch.Tensor) -> torch.Tensor:
+    """``[..., L(i), L(j), 3]``: CA_j in the frame of residue ``i``, ``R_i^T (x_j - t_i)``, of
+    ``backbone [..., L, 3 (N, CA, C), 3]``."""
+    rot, origin = backbone_frames(backbone)
+    ca = backbone[..., 1, :]
+    return torch.einsum("...iab,...ija->...ijb", rot, ca[..., None, :, :] - origin[..., :, None, :])

@@ -35,8 +35,9 @@ from af2struct.model.heads import (
     template_support,
 )
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
+from af2struct.model.pae_ensemble import aligned_spread, with_spread
 from af2struct.model.potential import DistogramLikelihood, top_template_restraints
-from af2struct.model.se3_refine import SE3Refiner, ideal_backbone
+from af2struct.model.se3_refine import SE3Refiner, trace_backbone
 from af2struct.model.templates import template_trace
 from af2struct.model.trunk import Trunk, has_templates
 
@@ -175,8 +176,10 @@ class Af2StructModel(nn.Module):
         ``distogram [B, L, L, bins]`` logits with ``bin_edges [bins]`` (A; the last bin is "at or
         beyond"), ``backbone [B, L, 3, 3]`` (N, CA, C), ``chi [B, L, 4, 2]`` (sin, cos), ``ca_mds``
         and ``ca [B, L, 3]`` (the MDS and the refined Calpha traces), and, with a PAE head,
-        ``pae [B, L, L]`` (A; row = the residue whose frame aligns) and ``max_pae`` (the largest
-        value it can report, 31.75 A). Raises ``SequenceError`` for a sequence longer than
+        ``pae [B, L, L]`` (A; row = the residue whose frame aligns; with templates, the head's and
+        the spread of the distogram's structures in quadrature, which can exceed the head's range:
+        :mod:`af2struct.model.pae_ensemble`) and ``max_pae`` (the largest value the head can
+        report, 31.75 A). Raises ``SequenceError`` for a sequence longer than
         ``trunk.max_seq_len`` and ``ValueError`` for template features given to a model without
         template modules. ``timings``, if given, gets the seconds of the ``trunk`` and ``structure``
         stages."""
@@ -188,21 +191,40 @@ class Af2StructModel(nn.Module):
             raise ValueError("these weights have no template modules: predict without templates, or with "
                              "weights trained with templates (the shipped ones are)")
         t0 = time.perf_counter()
+        mask = batch["seq_mask"] > 0
+        h = self.config.heads
         with deterministic_algorithms():
             out = self(batch=batch, num_recycles=num_recycles, return_all=True)
             t1 = time.perf_counter()
-            out = self.structure(out, batch["seq_mask"] > 0, templates=templates, aatype=batch["aatype"])
+            out = self.structure(out, mask, templates=templates, aatype=batch["aatype"])
+            pae = pae_from_logits(out["pae_logits"], h.pae_max) if "pae_logits" in out else None
+            rows = templated_rows(templates)
+            if pae is not None and rows is not None and self.config.structure.pae_spread_steps > 0:
+                pae = self._pae_with_spread(pae, out, mask, rows)
         if timings is not None:
             timings.update(trunk=t1 - t0, structure=time.perf_counter() - t1)
-        h = self.config.heads
         dev = out["distogram"].device
         result = {"plddt": plddt_from_logits(out["plddt_logits"]), "distogram": out["distogram"],
                   "bin_edges": distogram_edges(h.distogram_bins, h.distogram_min, h.distogram_max).to(dev),
                   "backbone": out["backbone"], "chi": out["chi"], "ca_mds": out["ca_mds"], "ca": out["ca"]}
-        if "pae_logits" in out:
-            result["pae"] = pae_from_logits(out["pae_logits"], h.pae_max)
+        if pae is not None:
+            result["pae"] = pae
             result["max_pae"] = pae_bin_centers(h.pae_bins, h.pae_max, dev)[-1]
         return result
+
+    def _pae_with_spread(self, pae: torch.Tensor, out: Dict[str, torch.Tensor], mask: torch.Tensor,
+                         rows: torch.Tensor) -> torch.Tensor:
+        """``pae [B, L, L]`` of the templated ``rows [B]`` with the spread of the distogram's
+        structures around the written one added in quadrature (:mod:`af2struct.model.pae_ensemble`)."""
+        h = self.config.heads
+        pae = pae.clone()
+        for b in rows.nonzero()[:, 0].tolist():
+            idx = mask[b].nonzero()[:, 0]
+            logits = out["distogram"][b].float()[idx][:, idx]
+            spread = aligned_spread(logits, out["ca"][b, idx], self.config.structure, h.distogram_min,
+                                    h.distogram_max)
+            pae[b, idx[:, None], idx] = with_spread(pae[b, idx[:, None], idx], spread)
+        return pae
 
     # ------------------------------------------------------------------ structure
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,
@@ -244,7 +266,7 @@ class Af2StructModel(nn.Module):
                    restraints: Optional[list] = None) -> Dict[str, torch.Tensor]:
         h = self.config.heads
         sc = self.config.structure
-        iters = sc.mds_iters if mds_iters is None else mds_iters
+        iters = (sc.mds_iters if init is None else sc.template_mds_iters) if mds_iters is None else mds_iters
         p_iters = sc.potential_iters if potential_iters is None else potential_iters
         logits = out["distogram"] if mds_grad else out["distogram"].detach()
         d, w = center_distogram(logits, h.distogram_min, h.distogram_max, mask=mask.bool())
@@ -268,9 +290,7 @@ class Af2StructModel(nn.Module):
         out = dict(out, ca_mds=ca_mds, ca_init=ca_init)
         if self._refiner is None or (init is not None and not sc.se3_with_templates):
             # without SE(3): N and C directions from the neighbours along the trace
-            prev = torch.cat([ca_init[:, :1], ca_init[:, :-1]], 1)
-            nxt = torch.cat([ca_init[:, 1:], ca_init[:, -1:]], 1)
-            out.update(ca=ca_init, backbone=ideal_backbone(ca_init, prev - ca_init, nxt - ca_init))
+            out.update(ca=ca_init, backbone=trace_backbone(ca_init))
         else:
             ca, backbone = self._refiner(ca_init, out["single"], out["pair"], mask.bool())
             out.update(ca=ca, backbone=backbone)

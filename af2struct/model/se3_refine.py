@@ -63,6 +63,15 @@ def ideal_backbone(ca: torch.Tensor, v_n: torch.Tensor, v_c: torch.Tensor) -> to
     return torch.stack([n, ca, c], dim=-2)
 
 
+def trace_backbone(ca: torch.Tensor) -> torch.Tensor:
+    """``ca [..., L, 3]`` -> ideal ``[..., L, 3 (N, CA, C), 3]`` backbone with the N and C
+    directions taken from the neighbours along the trace (a chain end from its one neighbour):
+    the backbone of a Calpha trace without SE(3) refinement."""
+    prev = torch.cat([ca[..., :1, :], ca[..., :-1, :]], -2)
+    nxt = torch.cat([ca[..., 1:, :], ca[..., -1:, :]], -2)
+    return ideal_backbone(ca, prev - ca, nxt - ca)
+
+
 class SE3Refiner(nn.Module):
     def __init__(self, cfg: StructureConfig, single_dim: int, pair_dim: int) -> None:
         super().__init__()

@@ -89,15 +89,18 @@ def write_target(folder: RunFolder, inputs: TargetInputs, opts: PredictOptions, 
 def write_confidence(folder: Path, target: Target, pred, protein, plots: bool) -> Dict:
     """``confidence.json`` (per-residue pLDDT), ``pae.json`` (predicted aligned error in the
     AlphaFold database's layout: ``[{"predicted_aligned_error": [[...]],
-    "max_predicted_aligned_error": 31.75}]``, row = the residue whose frame aligns) and, with
-    ``plots``, ``pLDDT.png``, ``pae.png`` and ``distogram.png``. Returns the confidence dict."""
+    "max_predicted_aligned_error": 31.75}]``, row = the residue whose frame aligns; the maximum is
+    the head's range, or the matrix's largest value where a templated model's ensemble term
+    exceeds it: :mod:`af2struct.model.pae_ensemble`) and, with ``plots``, ``pLDDT.png``,
+    ``pae.png`` (its colours saturate at the head's range) and ``distogram.png``. Returns the
+    confidence dict."""
     conf = {"name": target.name, "description": target.description, "sequence": protein.sequence,
             "mean_plddt": round(float(np.mean(pred.plddt)), 2), "plddt": [round(float(x), 2) for x in pred.plddt]}
     if pred.pae is not None:
         conf["mean_pae"] = round(float(np.mean(pred.pae)), 3)
         # two decimals, as the AlphaFold database writes it (float64 first: no float32 noise)
         pae = [{"predicted_aligned_error": np.round(pred.pae.astype(np.float64), 2).tolist(),
-                "max_predicted_aligned_error": round(float(pred.max_pae), 2)}]
+                "max_predicted_aligned_error": round(max(float(pred.max_pae), float(np.max(pred.pae))), 2)}]
         atomic_write_text(folder / "pae.json", json.dumps(pae, separators=(",", ":")))
     atomic_write_text(folder / "confidence.json", json.dumps(conf))
     if plots:

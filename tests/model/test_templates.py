@@ -312,3 +312,27 @@ def test_combine_trunks_script_writes_a_loadable_checkpoint_and_refuses_a_missin
     assert script.main(["--base", str(tmp_path / "nope.pt"), "--templated", str(tmp_path / "b.pt"),
                         "--out", str(missing)]) == 2
     assert not missing.exists() and "no such checkpoint" in caplog.text
+
+
+def test_templated_pae_adds_the_spread_of_the_distogram_structures(sample):
+    """With a template the PAE is the head's and the spread of the structures sampled on the
+    distogram around the written one, in quadrature (af2struct.model.pae_ensemble); the
+    structure itself, and every output of a prediction without a template, stay as they were."""
+    from af2struct.model.pae_ensemble import aligned_spread, with_spread
+
+    db, hits = sample
+    model, _ = load_default_model()
+    sc, h = model.config.structure, model.config.heads
+    assert sc.pae_spread_steps > 0
+    templated, plain = _batch(db, hits), collate([make_example(db.protein(0))])
+    with torch.no_grad():
+        full, plain_on = model.predict(templated), model.predict(plain)
+        model.config = dataclasses.replace(model.config, structure=dataclasses.replace(sc, pae_spread_steps=0))
+        head, plain_off = model.predict(templated), model.predict(plain)
+        model.config = dataclasses.replace(model.config, structure=sc)
+    torch.testing.assert_close(full["ca"], head["ca"], atol=0, rtol=0)
+    spread = aligned_spread(full["distogram"][0], full["ca"][0], sc, h.distogram_min, h.distogram_max)
+    torch.testing.assert_close(full["pae"][0], with_spread(head["pae"][0], spread))
+    assert float((full["pae"] - head["pae"]).max()) > 1.0  # the spread is there
+    for k in ("pae", "plddt", "ca"):
+        torch.testing.assert_close(plain_on[k], plain_off[k], atol=0, rtol=0)
