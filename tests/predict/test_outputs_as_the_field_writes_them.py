@@ -41,3 +41,20 @@ def test_pae_json_and_confidence_are_rounded_and_modelcif_identifies_itself(tmp_
     assert conf["mean_plddt"] == round(conf["mean_plddt"], 2)
     cif = (out / "q" / "unrelaxed.cif").read_text()
     assert "_audit_conform.dict_name" in cif and "mmcif_ma.dic" in cif and "_ma_target_entity.entity_id" in cif
+
+
+def test_pae_json_maximum_covers_a_templated_pae_beyond_the_heads_range(tmp_path):
+    """A templated model's PAE adds the ensemble's spread and can exceed the head's 31.75 A: the
+    file's maximum then is the matrix's largest value, so no entry lies above it."""
+    from types import SimpleNamespace
+
+    from af2struct.predict.outputs import write_confidence
+
+    target = SimpleNamespace(name="q", description="q")
+    protein = SimpleNamespace(sequence="ACD")
+    for pae, top in ((np.full((3, 3), 4.0), 31.75), (np.array([[0.5, 40.123, 3], [2, 0.4, 31.8], [1, 2, 0.3]]), 40.12)):
+        pred = SimpleNamespace(plddt=np.array([90.0, 80.0, 70.0]), pae=pae, max_pae=31.75)
+        write_confidence(tmp_path, target, pred, protein, plots=False)
+        (entry,) = json.loads((tmp_path / "pae.json").read_text())
+        assert entry["max_predicted_aligned_error"] == top
+        assert max(map(max, entry["predicted_aligned_error"])) <= entry["max_predicted_aligned_error"]
