@@ -176,13 +176,12 @@ class Af2StructModel(nn.Module):
         ``distogram [B, L, L, bins]`` logits with ``bin_edges [bins]`` (A; the last bin is "at or
         beyond"), ``backbone [B, L, 3, 3]`` (N, CA, C), ``chi [B, L, 4, 2]`` (sin, cos), ``ca_mds``
         and ``ca [B, L, 3]`` (the MDS and the refined Calpha traces), and, with a PAE head,
-        ``pae [B, L, L]`` (A; row = the residue whose frame aligns; with templates, the head's and
-        the spread of the distogram's structures in quadrature, which can exceed the head's range:
-        :mod:`af2struct.model.pae_ensemble`) and ``max_pae`` (the largest value the head can
-        report, 31.75 A). Raises ``SequenceError`` for a sequence longer than
-        ``trunk.max_seq_len`` and ``ValueError`` for template features given to a model without
-        template modules. ``timings``, if given, gets the seconds of the ``trunk`` and ``structure``
-        stages."""
+        ``pae [B, L, L]`` (A; row = the residue whose frame aligns; the head's: with templates the
+        pipeline adds the ensemble's spread, :meth:`pae_with_spread`) and ``max_pae`` (the largest
+        value the head can report, 31.75 A); ``templated [B]``: which examples had a template.
+        Raises ``SequenceError`` for a sequence longer than ``trunk.max_seq_len`` and
+        ``ValueError`` for template features given to a model without template modules.
+        ``timings``, if given, gets the seconds of the ``trunk`` and ``structure`` stages."""
         n, max_len = batch["aatype"].shape[-1], self.config.trunk.max_seq_len
         if n > max_len:
             raise SequenceError(f"sequence of {n} residues exceeds the model's max_seq_len={max_len}")
@@ -197,34 +196,31 @@ class Af2StructModel(nn.Module):
             out = self(batch=batch, num_recycles=num_recycles, return_all=True)
             t1 = time.perf_counter()
             out = self.structure(out, mask, templates=templates, aatype=batch["aatype"])
-            pae = pae_from_logits(out["pae_logits"], h.pae_max) if "pae_logits" in out else None
-            rows = templated_rows(templates)
-            if pae is not None and rows is not None and self.config.structure.pae_spread_steps > 0:
-                pae = self._pae_with_spread(pae, out, mask, rows)
         if timings is not None:
             timings.update(trunk=t1 - t0, structure=time.perf_counter() - t1)
         dev = out["distogram"].device
         result = {"plddt": plddt_from_logits(out["plddt_logits"]), "distogram": out["distogram"],
                   "bin_edges": distogram_edges(h.distogram_bins, h.distogram_min, h.distogram_max).to(dev),
                   "backbone": out["backbone"], "chi": out["chi"], "ca_mds": out["ca_mds"], "ca": out["ca"]}
-        if pae is not None:
-            result["pae"] = pae
+        rows = templated_rows(templates)
+        result["templated"] = torch.zeros(mask.shape[0], dtype=torch.bool, device=dev) if rows is None else rows
+        if "pae_logits" in out:
+            result["pae"] = pae_from_logits(out["pae_logits"], h.pae_max)
             result["max_pae"] = pae_bin_centers(h.pae_bins, h.pae_max, dev)[-1]
         return result
 
-    def _pae_with_spread(self, pae: torch.Tensor, out: Dict[str, torch.Tensor], mask: torch.Tensor,
-                         rows: torch.Tensor) -> torch.Tensor:
-        """``pae [B, L, L]`` of the templated ``rows [B]`` with the spread of the distogram's
-        structures around the written one added in quadrature (:mod:`af2struct.model.pae_ensemble`)."""
+    @torch.no_grad()
+    def pae_with_spread(self, pae: torch.Tensor, distogram: torch.Tensor, ca: torch.Tensor) -> torch.Tensor:
+        """``pae [L, L]`` of one templated prediction with the spread of the structures its
+        distogram (logits ``[L, L, K]``) allows around its written Calpha trace ``ca [L, 3]`` added
+        in quadrature (:mod:`af2struct.model.pae_ensemble`; the prediction pipeline applies it to
+        the written model); as is when ``structure.pae_spread_steps`` is 0. The result can exceed
+        the head's range (``max_pae``)."""
+        if self.config.structure.pae_spread_steps <= 0:
+            return pae
         h = self.config.heads
-        pae = pae.clone()
-        for b in rows.nonzero()[:, 0].tolist():
-            idx = mask[b].nonzero()[:, 0]
-            logits = out["distogram"][b].float()[idx][:, idx]
-            spread = aligned_spread(logits, out["ca"][b, idx], self.config.structure, h.distogram_min,
-                                    h.distogram_max)
-            pae[b, idx[:, None], idx] = with_spread(pae[b, idx[:, None], idx], spread)
-        return pae
+        spread = aligned_spread(distogram.float(), ca.float(), self.config.structure, h.distogram_min, h.distogram_max)
+        return with_spread(pae, spread.to(pae.dtype))
 
     # ------------------------------------------------------------------ structure
     def structure(self, out: Dict[str, torch.Tensor], mask: torch.Tensor, mds_grad: bool = False,

@@ -34,7 +34,9 @@ class Prediction:
     ca_mds: np.ndarray  # [L, 3] the MDS Calpha trace before SE(3) refinement
     ca_se3: np.ndarray  # [L, 3] the SE(3)-refined trace before the backbone cleanup
     timings: Dict[str, float]
-    pae: Optional[np.ndarray] = None  # [L, L] predicted aligned error, A (row: frame residue); None without a PAE head
+    # [L, L] predicted aligned error, A (row: frame residue); None without a PAE head. With templates
+    # the head's and the ensemble's spread in quadrature, which can exceed max_pae
+    pae: Optional[np.ndarray] = None
     max_pae: Optional[float] = None  # the largest value the PAE head can report (31.75 A)
 
     @property
@@ -73,6 +75,9 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     all-atom :class:`Protein` (:func:`~af2struct.geometry.decode.decode_structure`). Raises
     ``SequenceError``/``MsaError`` for bad input.
 
+    With templates the PAE adds the spread of the structures the distogram allows around the
+    written model (:meth:`~af2struct.model.network.Af2StructModel.pae_with_spread`).
+
     ``clean_backbone``: regularize the predicted Calpha trace (3.802 A virtual bonds, no
     overlapping Calphas) and rebuild the backbone from ideal peptide units on it
     (:mod:`af2struct.geometry.ca_trace`), so the model is physically sound before relax.
@@ -90,11 +95,15 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     out = {k: to_numpy(v) for k, v in model.predict(batch, num_recycles, timings).items()}
     t2 = time.perf_counter()
     protein = decode_structure(query.aatype, out["backbone"][0], out["chi"][0], out["plddt"][0], clean=clean_backbone)
+    pae = out["pae"][0] if "pae" in out else None
+    if pae is not None and bool(out["templated"][0]):  # the spread around the model as written
+        pae = to_numpy(model.pae_with_spread(torch.from_numpy(pae), torch.from_numpy(out["distogram"][0]),
+                                             torch.tensor(protein.ca_positions)))
     timings["structure"] += time.perf_counter() - t2  # the all-atom model is the structure stage's last step
     return Prediction(
         protein=protein, plddt=out["plddt"][0], distogram_logits=out["distogram"][0], bin_edges=out["bin_edges"],
         ca_mds=out["ca_mds"][0], ca_se3=out["ca"][0],
         timings=timings,
-        pae=out["pae"][0] if "pae" in out else None,
+        pae=pae,
         max_pae=float(out["max_pae"]) if "max_pae" in out else None,
     )

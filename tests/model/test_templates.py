@@ -316,23 +316,25 @@ def test_combine_trunks_script_writes_a_loadable_checkpoint_and_refuses_a_missin
 
 def test_templated_pae_adds_the_spread_of_the_distogram_structures(sample):
     """With a template the PAE is the head's and the spread of the structures sampled on the
-    distogram around the written one, in quadrature (af2struct.model.pae_ensemble); the
+    distogram around the written model, in quadrature (af2struct.model.pae_ensemble); the
     structure itself, and every output of a prediction without a template, stay as they were."""
     from af2struct.model.pae_ensemble import aligned_spread, with_spread
+    from af2struct.predict.pipeline import predict_structure
 
     db, hits = sample
     model, _ = load_default_model()
     sc, h = model.config.structure, model.config.heads
     assert sc.pae_spread_steps > 0
-    templated, plain = _batch(db, hits), collate([make_example(db.protein(0))])
-    with torch.no_grad():
-        full, plain_on = model.predict(templated), model.predict(plain)
-        model.config = dataclasses.replace(model.config, structure=dataclasses.replace(sc, pae_spread_steps=0))
-        head, plain_off = model.predict(templated), model.predict(plain)
-        model.config = dataclasses.replace(model.config, structure=sc)
-    torch.testing.assert_close(full["ca"], head["ca"], atol=0, rtol=0)
-    spread = aligned_spread(full["distogram"][0], full["ca"][0], sc, h.distogram_min, h.distogram_max)
-    torch.testing.assert_close(full["pae"][0], with_spread(head["pae"][0], spread))
-    assert float((full["pae"] - head["pae"]).max()) > 1.0  # the spread is there
-    for k in ("pae", "plddt", "ca"):
-        torch.testing.assert_close(plain_on[k], plain_off[k], atol=0, rtol=0)
+    seq = db.protein(0).sequence
+    feats = template_features(hits[0], db, len(seq))
+    full, plain_on = predict_structure(model, seq, templates=feats), predict_structure(model, seq)
+    model.config = dataclasses.replace(model.config, structure=dataclasses.replace(sc, pae_spread_steps=0))
+    head, plain_off = predict_structure(model, seq, templates=feats), predict_structure(model, seq)
+    model.config = dataclasses.replace(model.config, structure=sc)
+    np.testing.assert_array_equal(full.protein.atom_positions, head.protein.atom_positions)
+    spread = aligned_spread(torch.from_numpy(full.distogram_logits), torch.tensor(full.protein.ca_positions).float(),
+                            sc, h.distogram_min, h.distogram_max)
+    np.testing.assert_allclose(full.pae, with_spread(torch.from_numpy(head.pae), spread).numpy(), rtol=1e-6)
+    assert float((full.pae - head.pae).max()) > 1.0  # the spread is there
+    np.testing.assert_array_equal(plain_on.pae, plain_off.pae)
+    np.testing.assert_array_equal(plain_on.protein.atom_positions, plain_off.protein.atom_positions)
