@@ -141,7 +141,7 @@ class StructureConfig:
     # MDS iterations from the templates' trace (``mds_iters`` without templates). With 40 refinement
     # steps (not 60) they pay for the PAE's ensemble term below: 83 held-out dev chains TM 0.8096 ->
     # 0.8092, lDDT-CA 0.7540 -> 0.7537, the worst chain against a top copy of TM >= 0.8 -0.009 ->
-    # -0.008; 397 residues 0.27 s faster
+    # -0.008; 397 residues 0.2 s faster (best of five runs)
     template_mds_iters: int = 50
     # with templates, both starts are refined (and compared) on the distogram plus harmonic
     # restraints to the top template's Calpha distances, sigma = this x exp(1.87 (1 - identity)) A
