@@ -194,6 +194,10 @@ class HeadsConfig:
     # sequence separation (af2struct.model.heads.pae_context_features; needs plddt_context;
     # False: from the pair alone, as checkpoints fitted before it)
     pae_context: bool = False
+    # with templates, a small network (af2struct.model.pae_ensemble.PaeCalibrator) turns the head's
+    # PAE and the spread of the distogram's structures into the PAE reported, instead of adding
+    # them in quadrature (fitted by scripts/fit_pae_calibrator.py on training-split chains)
+    pae_calibrator: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

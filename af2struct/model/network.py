@@ -35,7 +35,7 @@ from af2struct.model.heads import (
     template_support,
 )
 from af2struct.model.mds import center_distogram, distances_to_bins, distogram_edges, weighted_mds
-from af2struct.model.pae_ensemble import aligned_spread, with_spread
+from af2struct.model.pae_ensemble import PaeCalibrator, aligned_spread, calibrator_features, with_spread
 from af2struct.model.potential import DistogramLikelihood, top_template_restraints
 from af2struct.model.se3_refine import SE3Refiner, trace_backbone
 from af2struct.model.templates import template_trace
@@ -96,6 +96,7 @@ class Af2StructModel(nn.Module):
         self.plddt_head = PLDDTHead(t.dim, h, t.z_dim)
         self.torsion_head = TorsionHead(t.dim)
         self.pae_head = PAEHead(t.z_dim, h) if h.pae_bins else None
+        self.pae_calibrator = PaeCalibrator() if h.pae_calibrator else None
         self._refiner = None
         if config.structure.use_se3:
             self._refiner = SE3Refiner(config.structure, t.dim, t.z_dim)
@@ -210,16 +211,20 @@ class Af2StructModel(nn.Module):
         return result
 
     @torch.no_grad()
-    def pae_with_spread(self, pae: torch.Tensor, distogram: torch.Tensor, ca: torch.Tensor) -> torch.Tensor:
+    def pae_with_spread(self, pae: torch.Tensor, distogram: torch.Tensor, ca: torch.Tensor,
+                        plddt: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``pae [L, L]`` of one templated prediction with the spread of the structures its
-        distogram (logits ``[L, L, K]``) allows around its written Calpha trace ``ca [L, 3]`` added
-        in quadrature (:mod:`af2struct.model.pae_ensemble`; the prediction pipeline applies it to
-        the written model); as is when ``structure.pae_spread_steps`` is 0. The result can exceed
-        the head's range (``max_pae``)."""
+        distogram (logits ``[L, L, K]``) allows around its written Calpha trace ``ca [L, 3]``
+        (:mod:`af2struct.model.pae_ensemble`; the prediction pipeline applies it to the written
+        model): read by the model's :class:`~af2struct.model.pae_ensemble.PaeCalibrator` with
+        ``plddt [L]`` where it has one (``heads.pae_calibrator``), else added in quadrature; as is
+        when ``structure.pae_spread_steps`` is 0. The result can exceed the head's range."""
         if self.config.structure.pae_spread_steps <= 0:
             return pae
         h = self.config.heads
         spread = aligned_spread(distogram.float(), ca.float(), self.config.structure, h.distogram_min, h.distogram_max)
+        if self.pae_calibrator is not None and plddt is not None:
+            return self.pae_calibrator(calibrator_features(pae, spread, plddt, ca)).to(pae.dtype)
         return with_spread(pae, spread.to(pae.dtype))
 
     # ------------------------------------------------------------------ structure

@@ -42,6 +42,7 @@ distogram's far bin is flat beyond 21.5 A, so they add nothing to the forces ove
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from af2struct.model.config import StructureConfig
 from af2struct.model.frames import frame_coordinates
@@ -86,3 +87,38 @@ def with_spread(pae: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
     """``sqrt(pae^2 + spread^2)``: the head's expected aligned error and the ensemble's spread
     added in quadrature (any shape)."""
     return torch.sqrt(pae.square() + spread.square())
+
+
+#: per-pair inputs of :class:`PaeCalibrator` (:func:`calibrator_features`)
+CALIBRATOR_FEATURES = 10
+
+
+def calibrator_features(pae: torch.Tensor, spread: torch.Tensor, plddt: torch.Tensor, ca: torch.Tensor) -> torch.Tensor:
+    """``[L, L, 10]`` per pair ``(i, j)``: the head's PAE and the spread (/10 A), the pLDDT of
+    ``i`` and of ``j`` (/100), their distance in the model (/10 A), log(1 + |i - j|) / 3, and the
+    row ``i``'s and column ``j``'s means of the spread and of the head's PAE (/10 A); from
+    ``pae``, ``spread [L, L]``, ``plddt [L]`` (0-100) and ``ca [L, 3]``."""
+    n = pae.shape[-1]
+    pae, spread, ca = pae.float(), spread.float(), ca.float()
+    pl = (plddt.float() / 100).reshape(n)
+    d = (ca[:, None] - ca[None]).norm(dim=-1)
+    idx = torch.arange(n, device=pae.device)
+    sep = torch.log1p((idx[:, None] - idx[None]).abs().float()) / 3
+    rows = [pae / 10, spread / 10, pl[:, None].expand(n, n), pl[None].expand(n, n), d / 10, sep,
+            spread.mean(1, keepdim=True).expand(n, n) / 10, spread.mean(0, keepdim=True).expand(n, n) / 10,
+            pae.mean(1, keepdim=True).expand(n, n) / 10, pae.mean(0, keepdim=True).expand(n, n) / 10]
+    return torch.stack(rows, -1)
+
+
+class PaeCalibrator(nn.Module):
+    """The PAE reported for a templated model, ``[L, L]`` (A), from :func:`calibrator_features`
+    ``[L, L, 10]``: two hidden layers and a softplus, fitted by mean squared error to the true
+    aligned error of predicted training-split chains (:mod:`af2struct.train.pae_calibrate`)."""
+
+    def __init__(self, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(CALIBRATOR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, 1), nn.Softplus())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)[..., 0] * 10

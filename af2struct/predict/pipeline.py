@@ -98,7 +98,7 @@ def predict_structure(model, sequence: str, msa: Optional[Msa] = None, num_recyc
     pae = out["pae"][0] if "pae" in out else None
     if pae is not None and bool(out["templated"][0]):  # the spread around the model as written
         pae = to_numpy(model.pae_with_spread(torch.from_numpy(pae), torch.from_numpy(out["distogram"][0]),
-                                             torch.tensor(protein.ca_positions)))
+                                             torch.tensor(protein.ca_positions), torch.from_numpy(out["plddt"][0])))
     timings["structure"] += time.perf_counter() - t2  # the all-atom model is the structure stage's last step
     return Prediction(
         protein=protein, plddt=out["plddt"][0], distogram_logits=out["distogram"][0], bin_edges=out["bin_edges"],

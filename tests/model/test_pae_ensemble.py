@@ -62,3 +62,78 @@ def test_with_spread_adds_in_quadrature():
     spread = torch.tensor([[4.0, 2.0], [0.0, 12.0]])
     torch.testing.assert_close(with_spread(pae, spread), torch.tensor([[5.0, 2.0], [31.75, 13.0]]))
     assert np.isfinite(with_spread(torch.zeros(3), torch.zeros(3)).numpy()).all()
+
+
+def test_calibrator_features_read_the_pair_and_its_residues(native_ca):
+    from af2struct.model.pae_ensemble import CALIBRATOR_FEATURES, calibrator_features
+
+    n = len(native_ca)
+    pae = torch.rand(n, n, generator=torch.Generator().manual_seed(0)) * 30
+    spread = torch.rand(n, n, generator=torch.Generator().manual_seed(1)) * 10
+    plddt = torch.linspace(20, 90, n)
+    f = calibrator_features(pae, spread, plddt, native_ca)
+    assert f.shape == (n, n, CALIBRATOR_FEATURES)
+    torch.testing.assert_close(f[..., 0], pae / 10)
+    torch.testing.assert_close(f[..., 1], spread / 10)
+    assert float(f[3, 7, 2]) == pytest.approx(float(plddt[3]) / 100) and float(f[3, 7, 3]) == pytest.approx(float(plddt[7]) / 100)
+    assert float(f[3, 7, 4]) == pytest.approx(float((native_ca[3] - native_ca[7]).norm()) / 10, rel=1e-5)
+    torch.testing.assert_close(f[..., 4], f[..., 4].T)  # the distance; the row means are not symmetric
+    assert float(f[5, 5, 5]) == 0.0 and float(f[0, 4, 5]) == pytest.approx(np.log(5) / 3)
+
+
+def test_fit_learns_the_error_the_features_carry():
+    """On pairs whose true error is a known function of the inputs the fitted calibrator reads
+    it (seeded; the fit is the one scripts/fit_pae_calibrator.py runs)."""
+    from af2struct.train.pae_calibrate import fit, within_chain_r
+
+    gen = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(6):
+        f = torch.rand(30, 30, 10, generator=gen)
+        data.append({"name": "x", "features": f, "error": 10 * (f[..., 0] + 2 * f[..., 1] ** 2)})
+    calibrator = fit(data, epochs=40, pairs=900, lr=3e-3, seed=0)
+    assert within_chain_r(calibrator, data) > 0.95
+    with torch.no_grad():
+        err = (calibrator(data[0]["features"]) - data[0]["error"]).abs().mean()
+    assert float(err) < 2.0  # A, on errors of 0-30 A
+
+
+def test_fit_script_writes_a_checkpoint_whose_pae_reads_the_spread_through_its_calibrator(native_ca, tiny, tmp_path,
+                                                                                         caplog):
+    """``scripts/fit_pae_calibrator.py`` (from a cache of collected chains): the checkpoint it
+    writes loads with ``heads.pae_calibrator``, and its templated PAE is the calibrator's reading
+    of the head's PAE and the spread; without a cache or a library it stops with a clear error."""
+    import importlib.util
+    from pathlib import Path
+
+    from af2struct import Alphafold2
+    from af2struct.model.checkpoint import load_model, save_checkpoint
+    from af2struct.model.pae_ensemble import calibrator_features
+
+    spec = importlib.util.spec_from_file_location(
+        "fit_pae_calibrator", Path(__file__).resolve().parents[2] / "scripts" / "fit_pae_calibrator.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    gen = torch.Generator().manual_seed(0)
+    cache = tmp_path / "cache.pt"
+    torch.save([{"name": "x", "features": torch.rand(12, 12, 10, generator=gen),
+                 "error": torch.rand(12, 12, generator=gen) * 20} for _ in range(3)], cache)
+    save_checkpoint(tmp_path / "w.pt", Alphafold2(config=tiny), tiny)
+    out = tmp_path / "c.pt"
+    assert script.main(["--weights", str(tmp_path / "w.pt"), "--cache", str(cache), "--epochs", "2",
+                        "--out", str(out)]) == 0
+    model, payload = load_model(out)
+    assert model.config.heads.pae_calibrator and model.pae_calibrator is not None
+    assert payload["train_state"]["pae_calibrator"]["chains"] == 3
+    n = len(native_ca)
+    pae = torch.rand(n, n, generator=gen) * 20
+    logits = _logits(native_ca, 1.0)
+    plddt = torch.linspace(30, 90, n)
+    h, sc = model.config.heads, model.config.structure
+    spread = aligned_spread(logits, native_ca, sc, h.distogram_min, h.distogram_max)
+    with torch.no_grad():
+        expected = model.pae_calibrator(calibrator_features(pae, spread, plddt, native_ca))
+    torch.testing.assert_close(model.pae_with_spread(pae, logits, native_ca, plddt), expected)
+    torch.testing.assert_close(model.pae_with_spread(pae, logits, native_ca), with_spread(pae, spread))
+    assert script.main(["--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "d.pt")]) == 2
+    assert "--library is needed" in caplog.text and not (tmp_path / "d.pt").exists()

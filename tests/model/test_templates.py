@@ -315,10 +315,11 @@ def test_combine_trunks_script_writes_a_loadable_checkpoint_and_refuses_a_missin
 
 
 def test_templated_pae_adds_the_spread_of_the_distogram_structures(sample):
-    """With a template the PAE is the head's and the spread of the structures sampled on the
-    distogram around the written model, in quadrature (af2struct.model.pae_ensemble); the
-    structure itself, and every output of a prediction without a template, stay as they were."""
-    from af2struct.model.pae_ensemble import aligned_spread, with_spread
+    """With a template the PAE reads the head's and the spread of the structures sampled on the
+    distogram around the written model (af2struct.model.pae_ensemble: through the checkpoint's
+    calibrator, else in quadrature); the structure itself, and every output of a prediction
+    without a template, stay as they were."""
+    from af2struct.model.pae_ensemble import aligned_spread, calibrator_features, with_spread
     from af2struct.predict.pipeline import predict_structure
 
     db, hits = sample
@@ -332,9 +333,15 @@ def test_templated_pae_adds_the_spread_of_the_distogram_structures(sample):
     head, plain_off = predict_structure(model, seq, templates=feats), predict_structure(model, seq)
     model.config = dataclasses.replace(model.config, structure=sc)
     np.testing.assert_array_equal(full.protein.atom_positions, head.protein.atom_positions)
-    spread = aligned_spread(torch.from_numpy(full.distogram_logits), torch.tensor(full.protein.ca_positions).float(),
-                            sc, h.distogram_min, h.distogram_max)
-    np.testing.assert_allclose(full.pae, with_spread(torch.from_numpy(head.pae), spread).numpy(), rtol=1e-6)
-    assert float((full.pae - head.pae).max()) > 1.0  # the spread is there
+    ca = torch.tensor(full.protein.ca_positions).float()
+    spread = aligned_spread(torch.from_numpy(full.distogram_logits), ca, sc, h.distogram_min, h.distogram_max)
+    if model.pae_calibrator is None:  # in quadrature
+        expected = with_spread(torch.from_numpy(head.pae), spread)
+    else:  # read by the calibrator, with the written model's pLDDT
+        with torch.no_grad():
+            expected = model.pae_calibrator(calibrator_features(torch.from_numpy(head.pae), spread,
+                                                                torch.from_numpy(full.plddt), ca))
+    np.testing.assert_allclose(full.pae, expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert float(np.abs(full.pae - head.pae).max()) > 1.0  # the spread is read
     np.testing.assert_array_equal(plain_on.pae, plain_off.pae)
     np.testing.assert_array_equal(plain_on.protein.atom_positions, plain_off.protein.atom_positions)
