@@ -134,14 +134,14 @@ class StructureConfig:
     # a template-started trace refined on the distogram's likelihood (chosen on 6 held-out
     # validation chains with templates: TM 0.769 -> 0.785, lDDT-CA 0.697 -> 0.719 at 100 steps;
     # 200 steps 0.788; far width 20 A beat 100 A; with the second start, 60 steps for each: 25
-    # held-out dev chains TM 0.8159 -> 0.8155, lDDT-CA 0.7524 -> 0.7520, in 0.62x the time; 40
-    # steps since the PAE's ensemble term, below)
-    template_potential_iters: int = 40
+    # held-out dev chains TM 0.8159 -> 0.8155, lDDT-CA 0.7524 -> 0.7520, in 0.62x the time; 30
+    # steps since the PAE's ensemble term, below, to pay for it: 83 dev chains, 60 / 40 / 30 steps,
+    # TM 0.8096 / 0.8092 / 0.8088, lDDT-CA 0.7540 / 0.7537 / 0.7529)
+    template_potential_iters: int = 30
     template_potential_far_width: float = 20.0
-    # MDS iterations from the templates' trace (``mds_iters`` without templates). With 40 refinement
-    # steps (not 60) they pay for the PAE's ensemble term below: 83 held-out dev chains TM 0.8096 ->
-    # 0.8092, lDDT-CA 0.7540 -> 0.7537, the worst chain against a top copy of TM >= 0.8 -0.009 ->
-    # -0.008; 397 residues 0.2 s faster (best of five runs)
+    # MDS iterations from the templates' trace (``mds_iters`` without templates): with 40 refinement
+    # steps, 50 (not 200) left 83 held-out dev chains at TM 0.8092 and 397 residues 0.2 s faster
+    # (best of five runs); 30 gives the same structures as 50
     template_mds_iters: int = 50
     # with templates, both starts are refined (and compared) on the distogram plus harmonic
     # restraints to the top template's Calpha distances, sigma = this x exp(1.87 (1 - identity)) A
