@@ -37,8 +37,8 @@ mean PAE went 9.2 -> 11.3 A for a true 11.0 A. The value is not capped at the he
 A checkpoint with a :class:`PaeCalibrator` (``heads.pae_calibrator``; the shipped one has one)
 reads the head's PAE and the spread through it instead of adding them in quadrature: fitted by
 mean squared error on 90 predicted training-split chains (``scripts/fit_pae_calibrator.py``), it
-takes the 83 dev chains to r 0.712 (quadrature 0.690) and the benchmark's 30 held-out templated
-chains to 0.710 (0.677).
+takes the 83 dev chains to r 0.710 (quadrature 0.690) and the benchmark's 30 held-out templated
+chains to 0.707 (0.677).
 Pairs farther apart than ``pae_spread_cutoff`` in the written model are left out: the
 distogram's far bin is flat beyond 21.5 A, so they add nothing to the forces over a short run
 (r unchanged, half the time).
