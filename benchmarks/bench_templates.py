@@ -32,9 +32,16 @@ import torch
 
 from af2struct import load_structure
 from af2struct.common.io import structure_name
-from af2struct.data.clusters import find_structures, read_clusters, split_by_cluster
+from af2struct.data.clusters import find_structures, read_clusters
 from af2struct.data.msa import read_fasta
-from af2struct.data.template_search import SEARCH_METHODS, TemplateDB, search_templates, usable_hits
+from af2struct.data.template_search import (
+    SEARCH_METHODS,
+    TemplateDB,
+    held_out_chains,
+    hits_from_other_clusters,
+    search_templates,
+    usable_hits,
+)
 from af2struct.data.templates import template_copy_ca, template_features
 from af2struct.eval.metrics import lddt, tm_score
 from af2struct.model.frames import aligned_error
@@ -91,18 +98,13 @@ def validation_targets(db: TemplateDB, n_hit: int, n_nohit: int, max_len: int, s
     a chain's templates are then ``search``'s hits (none where it finds none)."""
     clusters = read_clusters(CLUSTERS, "cluster")
     train_names = [structure_name(f) for f in find_structures([str(SHARED / "train" / "chains")])]
-    split = split_by_cluster(sorted(set(db.names) | set(train_names)), clusters, 0.02, 0)
-    held = [i for i, n in enumerate(db.names) if split.get(n, "train") != "train" and 40 <= db.lengths[i] <= max_len]
+    held = sorted(i for i in held_out_chains(db, clusters, train_names) if 40 <= db.lengths[i] <= max_len)
     held_set = set(held)
     rng = np.random.default_rng(seed)
     rng.shuffle(held)
 
     def held_out_hits(i: int, method: str):
-        seq = db.sequence(i)
-        own = clusters.get(db.names[i], "_own_" + db.names[i])
-        hits = search_templates(seq, db, method=method, name=db.names[i])
-        return [h for h in usable_hits(hits, seq, db, query_pdb_id=db.names[i].split("_")[0])
-                if h.index not in held_set and clusters.get(h.name, "_own_" + h.name) != own]
+        return hits_from_other_clusters(db, i, clusters, held_set, method)
 
     with_hit, without = [], []
     for i in held:

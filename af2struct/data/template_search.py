@@ -18,13 +18,14 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Collection, Dict, List, Optional, Sequence, Set, Union
 
 import numpy as np
 import pyhmmer
 
 from af2struct.common.files import atomic_write_text, file_key
 from af2struct.data.backbone_db import BackboneDB
+from af2struct.data.clusters import split_by_cluster
 from af2struct.data.hmmer import hmmsearch, jackhmmer_rounds
 from af2struct.data.msa import Msa
 from af2struct.data.template_chains import ACCESSION, valid_date
@@ -246,4 +247,24 @@ def usable_hits(hits: Sequence[TemplateHit], sequence: str, db: TemplateDB, *, m
     """The hits a prediction may use (AlphaFold's filters and the date cut-off)."""
     return filter_hits(hits, sequence, query_pdb_id=query_pdb_id, max_identity=max_identity,
                        max_date=max_template_date, release_dates=db.release_dates)
+
+
+def held_out_chains(db: TemplateDB, clusters: Dict[str, str], other_names: Sequence[str] = (),
+                    fraction: float = 0.02, seed: int = 0) -> Set[int]:
+    """Indices of ``db``'s chains in the held-out clusters of the training split
+    (:func:`~af2struct.data.clusters.split_by_cluster` of ``db``'s names and ``other_names``, the
+    training structures', by ``clusters``: the split training and the benchmarks use)."""
+    split = split_by_cluster(sorted(set(db.names) | set(other_names)), clusters, fraction, seed)
+    return {i for i, name in enumerate(db.names) if split.get(name, "train") != "train"}
+
+
+def hits_from_other_clusters(db: TemplateDB, i: int, clusters: Dict[str, str], exclude: Collection[int],
+                             method: str = "jackhmmer") -> List[TemplateHit]:
+    """The usable hits (``method``) of ``db``'s own chain ``i`` in ``db``, none of its cluster
+    (``clusters``: name -> cluster; a chain without one is a cluster of its own) nor among the
+    indices ``exclude``: the templates a measurement on a library chain may give it."""
+    seq, name = db.sequence(i), db.names[i]
+    own = clusters.get(name, "_own_" + name)
+    hits = usable_hits(search_templates(seq, db, method=method, name=name), seq, db, query_pdb_id=name.split("_")[0])
+    return [h for h in hits if h.index not in exclude and clusters.get(h.name, "_own_" + h.name) != own]
 

@@ -35,7 +35,7 @@ class Prediction:
     ca_se3: np.ndarray  # [L, 3] the SE(3)-refined trace before the backbone cleanup
     timings: Dict[str, float]
     # [L, L] predicted aligned error, A (row: frame residue); None without a PAE head. With templates
-    # the head's and the ensemble's spread in quadrature, which can exceed max_pae
+    # it also reads the ensemble's spread (Af2StructModel.pae_with_spread) and can exceed max_pae
     pae: Optional[np.ndarray] = None
     max_pae: Optional[float] = None  # the largest value the PAE head can report (31.75 A)
 

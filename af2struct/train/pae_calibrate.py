@@ -19,8 +19,8 @@ import torch
 from tqdm import tqdm
 
 from af2struct.common.io import structure_name
-from af2struct.data.clusters import find_structures, read_clusters, split_by_cluster
-from af2struct.data.template_search import TemplateDB, search_templates, usable_hits
+from af2struct.data.clusters import find_structures, read_clusters
+from af2struct.data.template_search import TemplateDB, held_out_chains, hits_from_other_clusters
 from af2struct.data.templates import template_features
 from af2struct.model.frames import aligned_error
 from af2struct.model.pae_ensemble import PaeCalibrator, aligned_spread, calibrator_features
@@ -35,21 +35,16 @@ def training_chains(db: TemplateDB, clusters_path: Path, train_dirs: Sequence[Pa
     of the library's and ``train_dirs``' chains by cluster that the benchmarks hold out 2 % of),
     40-``max_len`` residues, each with a jackhmmer hit from another cluster that is not held out."""
     clusters = read_clusters(clusters_path, "cluster")
-    names = set(db.names) | {structure_name(f) for f in find_structures([str(d) for d in train_dirs])}
-    split = split_by_cluster(sorted(names), clusters, 0.02, 0)
-    held = {i for i, name in enumerate(db.names) if split.get(name, "train") != "train"}
+    held = held_out_chains(db, clusters, [structure_name(f) for f in find_structures([str(d) for d in train_dirs])])
     cand = [i for i in range(len(db)) if i not in held and 40 <= db.lengths[i] <= max_len]
     np.random.default_rng(seed).shuffle(cand)
     out = []
     for i in cand:
         if len(out) >= n:
             break
-        seq, name = db.sequence(i), db.names[i]
-        own = clusters.get(name, "_own_" + name)
-        hits = [h for h in usable_hits(search_templates(seq, db, name=name), seq, db, query_pdb_id=name.split("_")[0])
-                if h.index not in held and clusters.get(h.name, "_own_" + h.name) != own]
+        hits = hits_from_other_clusters(db, i, clusters, held)
         if hits:
-            out.append((name, seq, db.backbone(i), hits))
+            out.append((db.names[i], db.sequence(i), db.backbone(i), hits))
     return out
 
 
