@@ -125,5 +125,9 @@ class PaeCalibrator(nn.Module):
         self.net = nn.Sequential(nn.Linear(CALIBRATOR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
                                  nn.ReLU(), nn.Linear(hidden, 1), nn.Softplus())
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)[..., 0] * 10
+    def forward(self, features: torch.Tensor, pairs: int = 1 << 18) -> torch.Tensor:
+        """``features [N, ..., 10]`` -> ``[N, ...]``, about ``pairs`` at a time along the first
+        dimension (a 2,048-residue map would otherwise hold two 1 GB hidden layers)."""
+        per_row = max(1, features[0].numel() // features.shape[-1]) if features.dim() > 1 else 1
+        chunks = features.split(max(1, pairs // per_row), dim=0)
+        return torch.cat([self.net(c)[..., 0] for c in chunks], 0) * 10
